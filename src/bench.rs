@@ -1,0 +1,155 @@
+//! `grokstack bench`: the canonical training step, timed per epoch at several stack sizes.
+//!
+//! Each stack size runs in a child process of its own, so the peak memory it reports
+//! (VmHWM) belongs to that stack size alone.
+
+use crate::config::{RunSpec, Sweep};
+use crate::plan::{bytes_per_run, flops_per_run_epoch};
+use crate::train::Stack;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// The canonical step: p = 113, embedding 113, hidden [200, 200], GELU, train_fraction 0.4.
+pub const CANONICAL: &str = r#"
+name = "bench"
+[task]
+op = "add"
+p = 113
+train_fraction = 0.4
+[model]
+input = "embedding"
+embed_dim = 113
+hidden = [200, 200]
+activation = "gelu"
+"#;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub runs: usize,
+    pub dtype: String,
+    pub device: String,
+    pub epochs_timed: usize,
+    pub median_epoch_seconds: f64,
+    pub run_epochs_per_second: f64,
+    /// Counted as 2·Σ(fan_in·fan_out)·(3·N_train + N_test) per run-epoch.
+    pub effective_gflops: f64,
+    pub peak_rss_bytes: u64,
+    pub peak_rss_per_run_bytes: f64,
+    pub estimated_bytes: u64,
+}
+
+/// The canonical stack of `runs` runs with `overrides` applied (e.g. `train.dtype=f64`).
+pub fn canonical_runs(runs: usize, overrides: &[String]) -> Result<Vec<RunSpec>> {
+    let mut all = overrides.to_vec();
+    all.push(format!("seeds={runs}"));
+    Sweep::parse(CANONICAL, "the canonical benchmark sweep", &all)?.runs()
+}
+
+/// Time `epochs` epochs (after one warm-up epoch) of a stack of `runs` runs, in this process.
+pub fn bench_one(runs: usize, epochs: usize, overrides: &[String], device: &Device) -> Result<BenchResult> {
+    let specs = canonical_runs(runs, overrides)?;
+    let config = specs[0].config.clone();
+    let baseline = peak_rss_bytes().unwrap_or(0);
+    let mut stack = Stack::new(specs, device)?;
+    stack.epoch()?; // warm-up: first-touch allocations, thread pool start
+    let mut times = Vec::with_capacity(epochs);
+    for _ in 0..epochs {
+        let start = Instant::now();
+        stack.epoch()?;
+        device.synchronize()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let median = median(&mut times);
+    let peak = peak_rss_bytes().unwrap_or(0);
+    Ok(BenchResult {
+        runs,
+        dtype: format!("{:?}", config.precision).to_lowercase(),
+        device: format!("{device:?}"),
+        epochs_timed: epochs,
+        median_epoch_seconds: median,
+        run_epochs_per_second: runs as f64 / median,
+        effective_gflops: flops_per_run_epoch(&config) * runs as f64 / median / 1e9,
+        peak_rss_bytes: peak,
+        peak_rss_per_run_bytes: peak.saturating_sub(baseline) as f64 / runs as f64,
+        estimated_bytes: (bytes_per_run(&config) * runs) as u64,
+    })
+}
+
+/// GFLOP/s of one large square f32 matmul (n × n), the machine's GEMM rate for comparison.
+pub fn gemm_gflops(n: usize, repeats: usize, device: &Device) -> Result<f64> {
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    a.matmul(&b)?;
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let start = Instant::now();
+        a.matmul(&b)?;
+        device.synchronize()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / median(&mut times) / 1e9)
+}
+
+/// Run `bench_one` for each stack size in a child process (`grokstack bench --single`).
+pub fn bench_in_children(runs: &[usize], epochs: usize, overrides: &[String], device: &str) -> Result<Vec<BenchResult>> {
+    let exe = std::env::current_exe().context("cannot find the grokstack executable")?;
+    let mut results = Vec::new();
+    for &r in runs {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["bench", "--single", "--runs", &r.to_string(), "--epochs", &epochs.to_string(), "--device", device]);
+        for o in overrides {
+            cmd.args(["--set", o]);
+        }
+        let output = cmd.output().context("cannot start the benchmark child process")?;
+        if !output.status.success() {
+            bail!("benchmark at R = {r} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let text = String::from_utf8_lossy(&output.stdout);
+        let line = text.lines().last().context("the benchmark child printed nothing")?;
+        results.push(serde_json::from_str(line).with_context(|| format!("cannot read the benchmark child's output: {line}"))?);
+    }
+    Ok(results)
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        0.5 * (values[n / 2 - 1] + values[n / 2])
+    }
+}
+
+/// The process's peak resident memory (VmHWM), where /proc has it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn format_table(results: &[BenchResult], gemm: Option<f64>) -> String {
+    let mut out = String::from("| R | dtype | median epoch (s) | run-epochs/s | effective GFLOP/s | peak RSS | peak RSS per run | estimate |\n|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        out.push_str(&format!(
+            "| {} | {} | {:.3} | {:.2} | {:.1} | {} | {} | {} |\n",
+            r.runs,
+            r.dtype,
+            r.median_epoch_seconds,
+            r.run_epochs_per_second,
+            r.effective_gflops,
+            crate::plan::human_bytes(r.peak_rss_bytes as f64),
+            crate::plan::human_bytes(r.peak_rss_per_run_bytes),
+            crate::plan::human_bytes(r.estimated_bytes as f64),
+        ));
+    }
+    if let Some(g) = gemm {
+        out.push_str(&format!("\nsquare f32 GEMM (candle, 2048³): {g:.1} GFLOP/s\n"));
+    }
+    out
+}

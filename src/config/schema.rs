@@ -1,0 +1,158 @@
+//! Every key a sweep file may set: its type, its default and its allowed values.
+//!
+//! One table drives parsing, validation, grid axes, `--set` overrides, the
+//! resolved `sweep.toml` and the per-run columns of `runs.parquet`, so a new key
+//! is added in exactly one place.
+
+use std::fmt;
+
+/// A value of one key, after type checking.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    IntList(Vec<i64>),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => write!(f, "\"{s}\""),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{}", toml::Value::Float(*x)),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::IntList(list) => {
+                let items: Vec<String> = list.iter().map(|i| i.to_string()).collect();
+                write!(f, "[{}]", items.join(", "))
+            }
+        }
+    }
+}
+
+/// The type (and constraint) of a key.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// One of a fixed set of strings.
+    Choice(&'static [&'static str]),
+    /// An integer at least `min`.
+    Int { min: i64 },
+    /// A float in a range; `open_low`/`open_high` exclude the bound itself.
+    Float { low: f64, high: f64, open_low: bool, open_high: bool },
+    Bool,
+    /// A non-empty list of integers, each at least `min`.
+    IntList { min: i64 },
+}
+
+pub struct KeySpec {
+    pub key: &'static str,
+    pub kind: Kind,
+    pub default: fn() -> Value,
+    pub help: &'static str,
+}
+
+const NON_NEGATIVE: Kind = Kind::Float { low: 0.0, high: f64::INFINITY, open_low: false, open_high: true };
+const POSITIVE: Kind = Kind::Float { low: 0.0, high: f64::INFINITY, open_low: true, open_high: true };
+const UNIT_OPEN: Kind = Kind::Float { low: 0.0, high: 1.0, open_low: true, open_high: true };
+const UNIT_HALF_OPEN: Kind = Kind::Float { low: 0.0, high: 1.0, open_low: false, open_high: true };
+
+/// The optimizers, losses, dtypes... that are implemented; the parser rejects anything else.
+pub const OPTIMIZERS: &[&str] = &["adamw", "ortho_adamw", "sgd", "muon"];
+pub const DTYPES: &[&str] = &["f32", "f64", "bf16", "bf16_mixed"];
+
+pub static SCHEMA: &[KeySpec] = &[
+    KeySpec { key: "task.op", kind: Kind::Choice(&["add", "sub", "mul", "div"]), default: || Value::Str("add".into()), help: "(a op b) mod p; div is a·b⁻¹ with b ≠ 0 and needs a prime p" },
+    KeySpec { key: "task.p", kind: Kind::Int { min: 2 }, default: || Value::Int(113), help: "the modulus" },
+    KeySpec { key: "task.train_fraction", kind: UNIT_OPEN, default: || Value::Float(0.4), help: "fraction of all pairs in the train split" },
+    KeySpec { key: "model.input", kind: Kind::Choice(&["two_hot", "embedding"]), default: || Value::Str("embedding".into()), help: "two_hot: concat of one-hots; embedding: one shared table" },
+    KeySpec { key: "model.embed_dim", kind: Kind::Int { min: 1 }, default: || Value::Int(113), help: "embedding width (embedding input only)" },
+    KeySpec { key: "model.hidden", kind: Kind::IntList { min: 1 }, default: || Value::IntList(vec![200, 200]), help: "hidden layer widths" },
+    KeySpec { key: "model.activation", kind: Kind::Choice(&["relu", "gelu", "tanh"]), default: || Value::Str("gelu".into()), help: "gelu is the erf form" },
+    KeySpec { key: "model.alpha", kind: POSITIVE, default: || Value::Float(1.0), help: "logit scale" },
+    KeySpec { key: "train.epochs", kind: Kind::Int { min: 1 }, default: || Value::Int(1001), help: "epoch budget (full-batch steps)" },
+    KeySpec { key: "train.optimizer", kind: Kind::Choice(OPTIMIZERS), default: || Value::Str("adamw".into()), help: "per-run optimizer" },
+    KeySpec { key: "train.lr", kind: NON_NEGATIVE, default: || Value::Float(0.01), help: "learning rate" },
+    KeySpec { key: "train.weight_decay", kind: NON_NEGATIVE, default: || Value::Float(4.0), help: "decoupled weight decay" },
+    KeySpec { key: "train.beta1", kind: UNIT_HALF_OPEN, default: || Value::Float(0.9), help: "Adam beta1 (also SGD momentum)" },
+    KeySpec { key: "train.beta2", kind: UNIT_HALF_OPEN, default: || Value::Float(0.99), help: "Adam beta2" },
+    KeySpec { key: "train.eps", kind: POSITIVE, default: || Value::Float(1e-25), help: "Adam epsilon" },
+    KeySpec { key: "train.momentum", kind: UNIT_HALF_OPEN, default: || Value::Float(0.9), help: "SGD momentum" },
+    KeySpec { key: "train.muon_momentum", kind: UNIT_HALF_OPEN, default: || Value::Float(0.95), help: "Muon's Nesterov momentum" },
+    KeySpec { key: "train.muon_adam_lr", kind: NON_NEGATIVE, default: || Value::Float(0.01), help: "AdamW learning rate of the embedding and output layer under Muon" },
+    KeySpec { key: "train.ns_steps", kind: Kind::Int { min: 1 }, default: || Value::Int(5), help: "Muon's Newton–Schulz iterations" },
+    KeySpec { key: "train.reference_ortho_defaults", kind: Kind::Bool, default: || Value::Bool(false), help: "⊥AdamW with the reference code's (0.9, 0.999) and 1e-8" },
+    KeySpec { key: "train.all_reg", kind: Kind::Bool, default: || Value::Bool(false), help: "decay the embedding (or first layer) too" },
+    KeySpec { key: "train.dtype", kind: Kind::Choice(DTYPES), default: || Value::Str("f32".into()), help: "storage and compute precision" },
+    KeySpec { key: "train.loss_dtype", kind: Kind::Choice(&["auto", "f32", "bf16"]), default: || Value::Str("auto".into()), help: "dtype of the loss: auto is bf16 for pure bf16 runs, else the run's dtype" },
+    KeySpec { key: "train.loss", kind: Kind::Choice(&["softmax", "stablemax"]), default: || Value::Str("softmax".into()), help: "cross-entropy flavour" },
+    KeySpec { key: "train.log_every", kind: Kind::Int { min: 1 }, default: || Value::Int(1), help: "log metrics every this many epochs" },
+    KeySpec { key: "metrics.lipschitz", kind: Kind::Bool, default: || Value::Bool(false), help: "track the spectral-norm product bound" },
+    KeySpec { key: "metrics.power_iters", kind: Kind::Int { min: 1 }, default: || Value::Int(10), help: "power iterations per layer per epoch" },
+];
+
+pub fn spec(key: &str) -> Option<&'static KeySpec> {
+    SCHEMA.iter().find(|s| s.key == key)
+}
+
+/// Type-check and range-check one TOML value for `spec`. The error says what was expected;
+/// the caller adds the key and the file.
+pub fn check_value(spec: &KeySpec, raw: &toml::Value) -> Result<Value, String> {
+    match (spec.kind, raw) {
+        (Kind::Choice(options), toml::Value::String(s)) => {
+            if options.contains(&s.as_str()) {
+                Ok(Value::Str(s.clone()))
+            } else {
+                Err(format!("\"{s}\" is not one of {}", options.join(", ")))
+            }
+        }
+        (Kind::Int { min }, toml::Value::Integer(i)) => {
+            if *i >= min {
+                Ok(Value::Int(*i))
+            } else {
+                Err(format!("{i} is below the minimum {min}"))
+            }
+        }
+        (Kind::Float { low, high, open_low, open_high }, toml::Value::Float(_) | toml::Value::Integer(_)) => {
+            let x = match raw {
+                toml::Value::Float(x) => *x,
+                toml::Value::Integer(i) => *i as f64,
+                _ => unreachable!("matched above"),
+            };
+            let above_low = if open_low { x > low } else { x >= low };
+            let below_high = if open_high { x < high } else { x <= high };
+            if x.is_finite() && above_low && below_high {
+                Ok(Value::Float(x))
+            } else {
+                let (l, h) = (if open_low { "(" } else { "[" }, if open_high { ")" } else { "]" });
+                Err(format!("{x} is outside {l}{low}, {high}{h}"))
+            }
+        }
+        (Kind::Bool, toml::Value::Boolean(b)) => Ok(Value::Bool(*b)),
+        (Kind::IntList { min }, toml::Value::Array(items)) => {
+            if items.is_empty() {
+                return Err("the list is empty".into());
+            }
+            items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::Integer(i) if *i >= min => Ok(*i),
+                    toml::Value::Integer(i) => Err(format!("{i} is below the minimum {min}")),
+                    other => Err(format!("expected integers, found {}", other.type_str())),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::IntList)
+        }
+        (kind, other) => Err(format!("expected {}, found {}", kind_name(kind), other.type_str())),
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Choice(_) => "a string",
+        Kind::Int { .. } => "an integer",
+        Kind::Float { .. } => "a number",
+        Kind::Bool => "a boolean",
+        Kind::IntList { .. } => "a list of integers",
+    }
+}

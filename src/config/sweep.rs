@@ -1,0 +1,239 @@
+//! Reading a sweep file: sections, seeds, grid axes and `--set` overrides, resolved into
+//! the list of runs. Every error names the file and the dotted key.
+
+use super::schema::{check_value, spec, Value, SCHEMA};
+use super::run::RunConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const SECTIONS: &[&str] = &["task", "model", "train", "metrics"];
+const MAX_RUNS: usize = 10_000_000;
+
+/// A sweep with every default filled in: the base setting, the grid axes and the seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sweep {
+    pub name: String,
+    pub seeds: Vec<u64>,
+    /// Every schema key's value before the grid is applied.
+    pub base: BTreeMap<&'static str, Value>,
+    /// Grid axes in file order: (key, values). The first axis varies slowest.
+    pub grid: Vec<(&'static str, Vec<Value>)>,
+}
+
+/// One run of the sweep: its ids, seed and every resolved key.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub run_id: usize,
+    pub setting_id: usize,
+    pub seed: u64,
+    pub values: BTreeMap<&'static str, Value>,
+    pub config: RunConfig,
+}
+
+impl Sweep {
+    /// Parse `path`, apply `overrides` (`KEY=VALUE` strings), and check every run.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Sweep> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read sweep file {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parse sweep text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Sweep> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow!("{source}: not valid TOML: {e}"))?;
+        let mut sweep = Sweep {
+            name: "sweep".into(),
+            seeds: vec![0],
+            base: SCHEMA.iter().map(|s| (s.key, (s.default)())).collect(),
+            grid: Vec::new(),
+        };
+        for (key, value) in &table {
+            match key.as_str() {
+                "name" => {
+                    sweep.name = value
+                        .as_str()
+                        .ok_or_else(|| anyhow!("{source}: key `name`: expected a string"))?
+                        .to_string()
+                }
+                "seeds" => sweep.seeds = parse_seeds(value).map_err(|e| anyhow!("{source}: key `seeds`: {e}"))?,
+                "grid" => {
+                    let axes = value.as_table().ok_or_else(|| anyhow!("{source}: `grid` must be a table"))?;
+                    for (axis, values) in axes {
+                        sweep.set_axis(axis, values).map_err(|e| anyhow!("{source}: grid key `{axis}`: {e}"))?;
+                    }
+                }
+                section if SECTIONS.contains(&section) => {
+                    let entries = value
+                        .as_table()
+                        .ok_or_else(|| anyhow!("{source}: `{section}` must be a table ([{section}])"))?;
+                    for (name, raw) in entries {
+                        let dotted = format!("{section}.{name}");
+                        sweep.set_base(&dotted, raw).map_err(|e| anyhow!("{source}: key `{dotted}`: {e}"))?;
+                    }
+                }
+                other => bail!(
+                    "{source}: unknown key `{other}` (expected name, seeds, grid, {})",
+                    SECTIONS.join(", ")
+                ),
+            }
+        }
+        for assignment in overrides {
+            sweep.apply_override(assignment).map_err(|e| anyhow!("--set {assignment}: {e}"))?;
+        }
+        if sweep.seeds.is_empty() {
+            bail!("{source}: key `seeds`: no seeds");
+        }
+        let count = sweep.run_count();
+        if count > MAX_RUNS {
+            bail!("{source}: the grid has {count} runs, more than {MAX_RUNS}");
+        }
+        // Check the combinations now, before anything is written: e.g. div needs a prime p.
+        sweep.runs().map_err(|e| anyhow!("{source}: {e}"))?;
+        Ok(sweep)
+    }
+
+    fn set_base(&mut self, dotted: &str, raw: &toml::Value) -> Result<(), String> {
+        let spec = spec(dotted).ok_or_else(|| "unknown key".to_string())?;
+        let value = check_value(spec, raw)?;
+        self.base.insert(spec.key, value);
+        Ok(())
+    }
+
+    fn set_axis(&mut self, dotted: &str, raw: &toml::Value) -> Result<(), String> {
+        if dotted == "seeds" {
+            return Err("seeds are not a grid axis; set the top-level `seeds`".into());
+        }
+        let spec = spec(dotted).ok_or_else(|| "unknown key".to_string())?;
+        let items = raw.as_array().ok_or_else(|| "a grid axis must be a list of values".to_string())?;
+        if items.is_empty() {
+            return Err("a grid axis needs at least one value".into());
+        }
+        let values = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| check_value(spec, item).map_err(|e| format!("value {}: {e}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.grid.retain(|(k, _)| *k != spec.key);
+        self.grid.push((spec.key, values));
+        Ok(())
+    }
+
+    /// `KEY=VALUE`: VALUE is TOML (a bare word counts as a string). A list makes the key a grid
+    /// axis; a single value replaces the base value and removes any grid axis of that key.
+    fn apply_override(&mut self, assignment: &str) -> Result<()> {
+        let (key, text) = assignment.split_once('=').ok_or_else(|| anyhow!("expected KEY=VALUE"))?;
+        let (key, text) = (key.trim(), text.trim());
+        let raw = parse_toml_value(text);
+        if key == "seeds" {
+            self.seeds = parse_seeds(&raw).map_err(|e| anyhow!("key `seeds`: {e}"))?;
+            return Ok(());
+        }
+        if key == "name" {
+            self.name = text.trim_matches('"').to_string();
+            return Ok(());
+        }
+        let spec = spec(key).ok_or_else(|| anyhow!("unknown key `{key}`"))?;
+        let is_list_of_values = match &raw {
+            toml::Value::Array(items) => match spec.kind {
+                super::schema::Kind::IntList { .. } => items.iter().all(|i| i.is_array()),
+                _ => true,
+            },
+            _ => false,
+        };
+        if is_list_of_values {
+            self.set_axis(key, &raw).map_err(|e| anyhow!("key `{key}`: {e}"))
+        } else {
+            self.grid.retain(|(k, _)| *k != spec.key);
+            self.set_base(key, &raw).map_err(|e| anyhow!("key `{key}`: {e}"))
+        }
+    }
+
+    pub fn setting_count(&self) -> usize {
+        self.grid.iter().map(|(_, v)| v.len()).product()
+    }
+
+    pub fn run_count(&self) -> usize {
+        self.setting_count().saturating_mul(self.seeds.len())
+    }
+
+    /// Every run: the grid's cross product (first axis slowest), then the seeds.
+    pub fn runs(&self) -> Result<Vec<RunSpec>> {
+        let mut runs = Vec::with_capacity(self.run_count());
+        for setting_id in 0..self.setting_count() {
+            let mut values = self.base.clone();
+            let mut rest = setting_id;
+            for (key, axis) in self.grid.iter().rev() {
+                values.insert(key, axis[rest % axis.len()].clone());
+                rest /= axis.len();
+            }
+            let config = RunConfig::from_values(&values)?;
+            for &seed in &self.seeds {
+                runs.push(RunSpec {
+                    run_id: runs.len(),
+                    setting_id,
+                    seed,
+                    values: values.clone(),
+                    config: config.clone(),
+                });
+            }
+        }
+        Ok(runs)
+    }
+
+    /// The resolved sweep as TOML: every key written out, the grid and the seeds as lists.
+    pub fn to_toml(&self) -> String {
+        let mut out = format!("name = \"{}\"\n", self.name.replace('"', "'"));
+        let seeds: Vec<String> = self.seeds.iter().map(|s| s.to_string()).collect();
+        out.push_str(&format!("seeds = [{}]\n", seeds.join(", ")));
+        for section in SECTIONS {
+            out.push_str(&format!("\n[{section}]\n"));
+            for (key, value) in &self.base {
+                if let Some(name) = key.strip_prefix(section).and_then(|k| k.strip_prefix('.')) {
+                    out.push_str(&format!("{name} = {value}\n"));
+                }
+            }
+        }
+        if !self.grid.is_empty() {
+            out.push_str("\n[grid]\n");
+            for (key, values) in &self.grid {
+                let items: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                out.push_str(&format!("\"{key}\" = [{}]\n", items.join(", ")));
+            }
+        }
+        out
+    }
+}
+
+fn parse_toml_value(text: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {text}")) {
+        Ok(mut table) => table.remove("v").unwrap_or(toml::Value::String(text.into())),
+        Err(_) => toml::Value::String(text.to_string()),
+    }
+}
+
+/// `seeds = 4` means seeds 0..4; `seeds = [3, 7]` lists them.
+fn parse_seeds(value: &toml::Value) -> Result<Vec<u64>, String> {
+    match value {
+        toml::Value::Integer(n) if *n >= 1 => Ok((0..*n as u64).collect()),
+        toml::Value::Integer(n) => Err(format!("a seed count must be at least 1, found {n}")),
+        toml::Value::Array(items) => {
+            let seeds = items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::Integer(s) if *s >= 0 => Ok(*s as u64),
+                    other => Err(format!("seeds must be non-negative integers, found {other}")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut unique = seeds.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            if unique.len() != seeds.len() {
+                return Err("a seed is listed twice".into());
+            }
+            Ok(seeds)
+        }
+        other => Err(format!("expected a count or a list of integers, found {}", other.type_str())),
+    }
+}

@@ -1,0 +1,78 @@
+//! The Lipschitz upper bound: the product of the Linear layers' spectral norms, each from a
+//! batched power iteration that is warm-started from the previous epoch's vector.
+//!
+//! With the weight stored as W `[R, in, out]` (the transpose of PyTorch's M = Wᵀ), one
+//! iteration is  u = M·v = vᵀ·W,  x = Mᵀ·u = u·Wᵀ,  σ ≈ ‖x‖ / ‖u‖,  v ← x / ‖x‖.
+
+use crate::rng::{Rng, Stream};
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, D};
+
+pub struct PowerIteration {
+    /// One unit vector per Linear layer, `[R, 1, in]`.
+    vectors: Vec<Tensor>,
+    /// The latest estimate per layer, `[R]` (f64 on the device).
+    sigmas: Vec<Tensor>,
+    iterations: usize,
+}
+
+impl PowerIteration {
+    /// Start vectors N(0, 1) from each run's own seed, one per layer of `fan_ins`.
+    pub fn new(seeds: &[u64], fan_ins: &[usize], iterations: usize, dtype: DType, device: &Device) -> Result<PowerIteration> {
+        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::PowerIteration)).collect();
+        let vectors = fan_ins
+            .iter()
+            .map(|&n| {
+                let data: Vec<f64> = rngs.iter_mut().flat_map(|rng| (0..n).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
+                Ok(Tensor::from_vec(data, (seeds.len(), 1, n), device)?.to_dtype(dtype)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sigmas = fan_ins.iter().map(|_| Tensor::zeros(seeds.len(), DType::F64, device)).collect::<candle_core::Result<_>>()?;
+        Ok(PowerIteration { vectors, sigmas, iterations })
+    }
+
+    /// Run the iterations on the current weights (one per layer, `[R, in, out]`).
+    pub fn update(&mut self, weights: &[&Tensor]) -> Result<()> {
+        for (layer, w) in weights.iter().enumerate() {
+            let (vector, sigma) = iterate(w, &self.vectors[layer], self.iterations)?;
+            self.vectors[layer] = vector;
+            self.sigmas[layer] = sigma;
+        }
+        Ok(())
+    }
+
+    /// Per-layer spectral norms `[R, layers]` (f64).
+    pub fn spectral_norms(&self) -> Result<Tensor> {
+        Ok(Tensor::stack(&self.sigmas, 1)?)
+    }
+
+    /// Keep only the runs at `keep` (stack compaction).
+    pub fn select_runs(&mut self, keep: &Tensor) -> Result<()> {
+        for v in &mut self.vectors {
+            *v = v.index_select(keep, 0)?;
+        }
+        for s in &mut self.sigmas {
+            *s = s.index_select(keep, 0)?;
+        }
+        Ok(())
+    }
+}
+
+fn norm_last(t: &Tensor) -> Result<Tensor> {
+    Ok(t.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)
+}
+
+/// `iterations` power iterations of W from `v` `[R, 1, in]`: the new unit vector and σ `[R]`.
+pub fn iterate(w: &Tensor, v: &Tensor, iterations: usize) -> Result<(Tensor, Tensor)> {
+    let w_t = w.t()?; // [R, out, in]
+    let mut v = v.broadcast_div(&norm_last(v)?)?;
+    let mut sigma = Tensor::zeros(w.dim(0)?, DType::F64, w.device())?;
+    for _ in 0..iterations {
+        let u = v.matmul(w)?; // M·v as a row: [R, 1, out]
+        let x = u.matmul(&w_t)?; // Mᵀ·M·v: [R, 1, in]
+        let x_norm = norm_last(&x)?; // [R, 1, 1]
+        sigma = (&x_norm / norm_last(&u)?)?.flatten_all()?.to_dtype(DType::F64)?;
+        v = x.broadcast_div(&x_norm)?;
+    }
+    Ok((v, sigma))
+}

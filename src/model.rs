@@ -1,0 +1,242 @@
+//! The stacked bias-free MLP: every weight is `[R, fan_in, fan_out]` and every layer is one
+//! batched matmul over the R runs. Forward and backward are written side by side.
+//!
+//! Shapes: R runs, N rows, p classes, d embedding width, H_i hidden widths.
+//!   first layer:  z₀ = gather(table, rows)                 table [R, 2p, H₀] → z₀ [R, N, H₀]
+//!   hidden layer: a_i = act(z_i);  z_{i+1} = a_i · W_{i+1}  W [R, H_i, H_{i+1}]
+//!   output:       logits = α · a_k · W_out                   W_out [R, H_k, p] → [R, N, p]
+
+use crate::config::{Activation, Input, Precision, RunConfig};
+use crate::kernels::round::Storage;
+use crate::kernels::{activation, gather};
+use crate::rng::{Rng, Stream};
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+
+/// What a parameter is, which decides its optimizer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The shared embedding table `[R, p, d]`.
+    Embedding,
+    /// Linear layer `index`; `last` is the output layer.
+    Linear { index: usize, last: bool },
+}
+
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// PyTorch-style name: `embedding.weight`, `layers.0.weight`, …
+    pub name: String,
+    pub role: Role,
+    pub value: Tensor,
+}
+
+/// The shapes and code path shared by every run of a stack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arch {
+    pub p: usize,
+    pub input: Input,
+    pub embed_dim: usize,
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub alpha: f64,
+}
+
+impl Arch {
+    pub fn from_config(c: &RunConfig) -> Arch {
+        Arch { p: c.p, input: c.input, embed_dim: c.embed_dim, hidden: c.hidden.clone(), activation: c.activation, alpha: c.alpha }
+    }
+
+    /// (fan_in, fan_out) of every Linear layer, first to last.
+    pub fn linear_shapes(&self) -> Vec<(usize, usize)> {
+        let first_in = match self.input {
+            Input::TwoHot => 2 * self.p,
+            Input::Embedding => 2 * self.embed_dim,
+        };
+        let mut widths = vec![first_in];
+        widths.extend(&self.hidden);
+        widths.push(self.p);
+        widths.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// Parameter count of one run.
+    pub fn param_count(&self) -> usize {
+        let embedding = if self.input == Input::Embedding { self.p * self.embed_dim } else { 0 };
+        embedding + self.linear_shapes().iter().map(|(i, o)| i * o).sum::<usize>()
+    }
+}
+
+/// The parameters of a stack of runs.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub arch: Arch,
+    pub params: Vec<Param>,
+    /// Where values are rounded to bf16 (nowhere in f32 and f64).
+    pub storage: Storage,
+}
+
+/// The dtype tensors live in: bf16 runs compute in f32 on the CPU and round where they store.
+pub fn compute_dtype(precision: Precision) -> DType {
+    match precision {
+        Precision::F64 => DType::F64,
+        Precision::F32 | Precision::Bf16 | Precision::Bf16Mixed => DType::F32,
+    }
+}
+
+/// What the backward pass needs from the forward pass.
+pub struct Cache {
+    /// Pre-activations z_i `[R, N, H_i]`.
+    pre: Vec<Tensor>,
+    /// Post-activations a_i `[R, N, H_i]`.
+    post: Vec<Tensor>,
+}
+
+impl Model {
+    /// PyTorch's initialization, per run from its own seed: Embedding N(0, 1),
+    /// Linear U(−1/√fan_in, 1/√fan_in).
+    pub fn init(arch: &Arch, seeds: &[u64], precision: Precision, device: &Device) -> Result<Model> {
+        let dtype = compute_dtype(precision);
+        let storage = Storage::of(precision);
+        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Init)).collect();
+        let r = seeds.len();
+        let mut params = Vec::new();
+        if arch.input == Input::Embedding {
+            let (p, d) = (arch.p, arch.embed_dim);
+            let data: Vec<f64> = rngs.iter_mut().flat_map(|rng| (0..p * d).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
+            params.push(Param {
+                name: "embedding.weight".into(),
+                role: Role::Embedding,
+                value: storage.state(Tensor::from_vec(data, (r, p, d), device)?.to_dtype(dtype)?)?,
+            });
+        }
+        let shapes = arch.linear_shapes();
+        for (index, &(fan_in, fan_out)) in shapes.iter().enumerate() {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let data: Vec<f64> = rngs
+                .iter_mut()
+                .flat_map(|rng| (0..fan_in * fan_out).map(|_| (2.0 * rng.uniform() - 1.0) * bound).collect::<Vec<_>>())
+                .collect();
+            params.push(Param {
+                name: format!("layers.{index}.weight"),
+                role: Role::Linear { index, last: index + 1 == shapes.len() },
+                value: storage.state(Tensor::from_vec(data, (r, fan_in, fan_out), device)?.to_dtype(dtype)?)?,
+            });
+        }
+        Ok(Model { arch: arch.clone(), params, storage })
+    }
+
+    pub fn runs(&self) -> usize {
+        self.params[0].value.dims()[0]
+    }
+
+    fn embedding(&self) -> Option<&Tensor> {
+        self.params.iter().find(|p| p.role == Role::Embedding).map(|p| &p.value)
+    }
+
+    /// A weight as the matmuls see it: mixed bf16 rounds the f32 master copy at use.
+    fn compute_copy(&self, weight: &Tensor) -> Result<Tensor> {
+        if self.storage.bf16_compute && !self.storage.bf16_state {
+            self.storage.compute(weight.clone())
+        } else {
+            Ok(weight.clone())
+        }
+    }
+
+    /// Weight of Linear layer `index`, `[R, fan_in, fan_out]`.
+    pub fn linear(&self, index: usize) -> &Tensor {
+        let offset = usize::from(self.embedding().is_some());
+        &self.params[offset + index].value
+    }
+
+    /// Every Linear weight, first to last.
+    pub fn linear_weights(&self) -> Vec<&Tensor> {
+        (0..self.n_linear()).map(|i| self.linear(i)).collect()
+    }
+
+    fn n_linear(&self) -> usize {
+        self.arch.hidden.len() + 1
+    }
+
+    /// The first layer's lookup table `[R, 2p, H₀]`: rows 0..p answer operand a, rows p..2p
+    /// operand b. With two-hot input it is W₀ itself; with an embedding it is
+    /// [E·W₀ₐ ; E·W₀ᵦ], where W₀ₐ, W₀ᵦ are the halves of W₀ that see each operand.
+    fn first_table(&self) -> Result<Tensor> {
+        let w0 = self.compute_copy(self.linear(0))?;
+        match self.embedding() {
+            None => Ok(w0),
+            Some(e) => {
+                let e = self.compute_copy(e)?;
+                let d = self.arch.embed_dim;
+                let w_a = w0.narrow(1, 0, d)?.contiguous()?; // [R, d, H₀]
+                let w_b = w0.narrow(1, d, d)?.contiguous()?;
+                Ok(Tensor::cat(&[e.matmul(&w_a)?, e.matmul(&w_b)?], 1)?)
+            }
+        }
+    }
+
+    /// Forward pass on rows `[R, N, 2]` → logits `[R, N, p]` and the cache for backward.
+    pub fn forward(&self, rows: &Tensor) -> Result<(Tensor, Cache)> {
+        let store = |t: Tensor| self.storage.compute(t);
+        let mut pre = vec![store(gather::gather_pair_sum(&self.first_table()?, rows)?)?]; // z₀ [R, N, H₀]
+        let mut post = Vec::with_capacity(self.arch.hidden.len());
+        for index in 1..self.n_linear() {
+            let a = store(activation::forward(self.arch.activation, &pre[index - 1])?)?; // [R, N, H_{i-1}]
+            let z = store(a.matmul(&self.compute_copy(self.linear(index))?)?)?; // [R, N, H_i] (or logits [R, N, p])
+            post.push(a);
+            pre.push(z);
+        }
+        let mut logits = pre.pop().expect("at least one Linear layer after the first");
+        if self.arch.alpha != 1.0 {
+            logits = store((logits * self.arch.alpha)?)?;
+        }
+        Ok((logits, Cache { pre, post }))
+    }
+
+    /// Backward pass from d(loss)/d(logits) `[R, N, p]`: one gradient per parameter, in the
+    /// order of `self.params`.
+    pub fn backward(&self, rows: &Tensor, cache: &Cache, dlogits: &Tensor) -> Result<Vec<Tensor>> {
+        let k = self.n_linear() - 1; // index of the output layer
+        let mut linear_grads = vec![None; k + 1];
+        let store = |t: Tensor| self.storage.compute(t);
+        let mut dout = if self.arch.alpha != 1.0 { store((dlogits * self.arch.alpha)?)? } else { dlogits.clone() }; // [R, N, out]
+        for index in (1..=k).rev() {
+            let a_in = &cache.post[index - 1]; // [R, N, H_in]
+            let w = self.compute_copy(self.linear(index))?; // [R, H_in, H_out]
+            linear_grads[index] = Some(store(a_in.t()?.matmul(&dout)?)?); // dW = aᵀ·dout  [R, H_in, H_out]
+            let da = store(dout.matmul(&w.t()?)?)?; // da = dout·Wᵀ  [R, N, H_in]
+            dout = store(activation::backward(self.arch.activation, &da, &cache.pre[index - 1])?)?; // dz [R, N, H_in]
+        }
+        // First layer: the gradient of the lookup table is a scatter-add of dz₀.
+        let p = self.arch.p;
+        let d_table = gather::scatter_pair_sum(&dout, rows, 2 * p)?; // [R, 2p, H₀]
+        let mut grads = Vec::with_capacity(self.params.len());
+        match self.embedding() {
+            None => linear_grads[0] = Some(store(d_table)?),
+            Some(e) => {
+                let d = self.arch.embed_dim;
+                let (e, w0) = (self.compute_copy(e)?, self.compute_copy(self.linear(0))?);
+                let (dt_a, dt_b) = (d_table.narrow(1, 0, p)?, d_table.narrow(1, p, p)?); // [R, p, H₀]
+                let (w_a, w_b) = (w0.narrow(1, 0, d)?, w0.narrow(1, d, d)?); // [R, d, H₀]
+                let e_t = e.t()?; // [R, d, p]
+                linear_grads[0] = Some(store(Tensor::cat(&[e_t.matmul(&dt_a)?, e_t.matmul(&dt_b)?], 1)?)?); // [R, 2d, H₀]
+                grads.push(store((dt_a.matmul(&w_a.t()?)? + dt_b.matmul(&w_b.t()?)?)?)?); // dE [R, p, d]
+            }
+        }
+        for grad in linear_grads {
+            match grad {
+                Some(g) => grads.push(g),
+                None => bail!("internal: a Linear layer got no gradient"),
+            }
+        }
+        Ok(grads)
+    }
+
+    /// Per-run L2 norm of every parameter, `[R, n_params]` f64.
+    pub fn param_norms(&self) -> Result<Tensor> {
+        let norms = self
+            .params
+            .iter()
+            .map(|p| Ok(p.value.to_dtype(DType::F64)?.sqr()?.flatten_from(1)?.sum_keepdim(1)?.sqrt()?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&norms, 1)?)
+    }
+}

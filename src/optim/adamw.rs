@@ -1,0 +1,88 @@
+//! AdamW as torch.optim.AdamW with the reference's parameter groups, and ⊥AdamW (OrthoGrad):
+//! the same update from the gradient's component orthogonal to the weights.
+
+use super::{is_regularized, orthogonal::orthogonal_grad, Optimizer, RunHyper};
+use crate::kernels::adamw::{step, AdamHyper};
+use crate::model::Model;
+use anyhow::Result;
+use candle_core::Tensor;
+
+/// The moments of one parameter.
+struct Moments {
+    m: Tensor,
+    v: Tensor,
+}
+
+pub struct AdamW {
+    /// One hyperparameter set per parameter tensor (weight decay zeroed where not regularized).
+    groups: Vec<AdamHyper>,
+    /// `None` for the parameters another optimizer updates (Muon's hidden weights).
+    moments: Vec<Option<Moments>>,
+    /// ⊥AdamW: per parameter, per run, whether to project the gradient.
+    orthogonalize: Option<Vec<Vec<bool>>>,
+    t: usize,
+}
+
+impl AdamW {
+    pub fn new(model: &Model, hyper: &RunHyper) -> Result<AdamW> {
+        Self::for_params(model, hyper, &hyper.lr, |_| true)
+    }
+
+    /// ⊥AdamW: project the gradient of every regularized tensor (per run) before the step.
+    pub fn orthogonal(model: &Model, hyper: &RunHyper) -> Result<AdamW> {
+        let mut adamw = Self::new(model, hyper)?;
+        let masks = model
+            .params
+            .iter()
+            .map(|p| hyper.all_reg.iter().map(|&all_reg| is_regularized(p.role, model.arch.input, all_reg)).collect())
+            .collect();
+        adamw.orthogonalize = Some(masks);
+        Ok(adamw)
+    }
+
+    /// AdamW on the parameters for which `include(index)` holds, with learning rates `lr`.
+    pub fn for_params(model: &Model, hyper: &RunHyper, lr: &[f64], include: impl Fn(usize) -> bool) -> Result<AdamW> {
+        let groups = model
+            .params
+            .iter()
+            .map(|param| AdamHyper {
+                lr: lr.to_vec(),
+                weight_decay: hyper.decay_for(param.role, model.arch.input),
+                beta1: hyper.beta1.clone(),
+                beta2: hyper.beta2.clone(),
+                eps: hyper.eps.clone(),
+            })
+            .collect();
+        let moments = model
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if include(i) {
+                    Ok(Some(Moments { m: p.value.zeros_like()?, v: p.value.zeros_like()? }))
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(AdamW { groups, moments, orthogonalize: None, t: 0 })
+    }
+}
+
+impl Optimizer for AdamW {
+    fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()> {
+        self.t += 1;
+        let storage = model.storage;
+        for (i, (param, grad)) in model.params.iter_mut().zip(grads).enumerate() {
+            let Some(moments) = &mut self.moments[i] else { continue };
+            let grad = match &self.orthogonalize {
+                Some(masks) => orthogonal_grad(&param.value, grad, &masks[i])?,
+                None => grad.clone(),
+            };
+            let (p, m, v) = step(&param.value, &grad, &moments.m, &moments.v, &self.groups[i], self.t, storage.bf16_state)?;
+            param.value = storage.state(p)?;
+            *moments = Moments { m: storage.state(m)?, v: storage.state(v)? };
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! Per-run optimizers over a stacked model. Every hyperparameter is a per-run value, and
+//! every update is computed per run, so runs in one stack never see each other.
+
+pub mod adamw;
+pub mod muon;
+pub mod orthogonal;
+pub mod sgd;
+
+use crate::config::{Input, Optimizer as Kind, RunConfig};
+use crate::model::{Model, Role};
+use anyhow::Result;
+use candle_core::Tensor;
+
+/// The per-run hyperparameters of a stack, one entry per run.
+#[derive(Clone, Debug)]
+pub struct RunHyper {
+    pub lr: Vec<f64>,
+    pub weight_decay: Vec<f64>,
+    pub beta1: Vec<f64>,
+    pub beta2: Vec<f64>,
+    pub eps: Vec<f64>,
+    pub all_reg: Vec<bool>,
+    pub momentum: Vec<f64>,
+    pub muon_momentum: Vec<f64>,
+    pub muon_adam_lr: Vec<f64>,
+}
+
+impl RunHyper {
+    pub fn from_configs<'a>(configs: impl Iterator<Item = &'a RunConfig> + Clone) -> RunHyper {
+        let column = |f: fn(&RunConfig) -> f64| configs.clone().map(f).collect::<Vec<f64>>();
+        RunHyper {
+            lr: column(|c| c.lr),
+            weight_decay: column(|c| c.weight_decay),
+            beta1: column(|c| c.beta1),
+            beta2: column(|c| c.adam_beta2()),
+            eps: column(|c| c.adam_eps()),
+            all_reg: configs.clone().map(|c| c.all_reg).collect(),
+            momentum: column(|c| c.momentum),
+            muon_momentum: column(|c| c.muon_momentum),
+            muon_adam_lr: column(|c| c.muon_adam_lr),
+        }
+    }
+
+    /// Per-run weight decay of a parameter: zero where it is not regularized.
+    pub fn decay_for(&self, role: Role, input: Input) -> Vec<f64> {
+        self.weight_decay
+            .iter()
+            .zip(&self.all_reg)
+            .map(|(&wd, &all_reg)| if is_regularized(role, input, all_reg) { wd } else { 0.0 })
+            .collect()
+    }
+}
+
+/// The reference's parameter groups: hidden and output Linear weights are decayed; the
+/// embedding (or, with two-hot input, the first Linear layer, which plays its part) only with
+/// `all_reg`.
+pub fn is_regularized(role: Role, input: Input, all_reg: bool) -> bool {
+    match role {
+        Role::Embedding => all_reg,
+        Role::Linear { index: 0, .. } if input == Input::TwoHot => all_reg,
+        Role::Linear { .. } => true,
+    }
+}
+
+/// A per-run scalar as a tensor that broadcasts over a `[R, ...]` parameter.
+pub fn per_run(values: &[f64], like: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![values.len()];
+    shape.resize(like.rank(), 1);
+    Ok(Tensor::from_vec(values.to_vec(), shape, like.device())?.to_dtype(like.dtype())?)
+}
+
+pub trait Optimizer {
+    /// Apply one update to every parameter of `model` from `grads` (same order as `model.params`).
+    fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()>;
+}
+
+/// The optimizer the runs' config names.
+pub fn build(kind: Kind, model: &Model, hyper: &RunHyper, ns_steps: usize) -> Result<Box<dyn Optimizer>> {
+    Ok(match kind {
+        Kind::AdamW => Box::new(adamw::AdamW::new(model, hyper)?),
+        Kind::OrthoAdamW => Box::new(adamw::AdamW::orthogonal(model, hyper)?),
+        Kind::Sgd => Box::new(sgd::Sgd::new(model, hyper)),
+        Kind::Muon => Box::new(muon::Muon::new(model, hyper, ns_steps)?),
+    })
+}

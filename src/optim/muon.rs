@@ -1,0 +1,85 @@
+//! Muon (Jordan 2024) on the hidden 2-D weights: Nesterov momentum, then the update
+//! orthogonalized by a Newton–Schulz quintic, batched over the stack as `[R, m, n]`.
+//! The embedding, the output layer (and a two-hot first layer) use AdamW at `muon_adam_lr`.
+//!
+//!   b ← μ·b + (1 − μ)·g;   u = (1 − μ)·g + μ·b;   O = NS(u);
+//!   p ← p·(1 − lr·wd) − lr·√max(1, fan_out/fan_in)·O
+
+use super::{adamw::AdamW, per_run, Optimizer, RunHyper};
+use crate::config::Input;
+use crate::model::{Model, Role};
+use anyhow::Result;
+use candle_core::{Tensor, D};
+
+/// The quintic's coefficients (a, b, c).
+pub const NS_COEFFICIENTS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
+
+/// Whether Muon (rather than AdamW) updates a parameter.
+pub fn uses_muon(role: Role, input: Input) -> bool {
+    match role {
+        Role::Embedding | Role::Linear { last: true, .. } => false,
+        Role::Linear { index: 0, .. } => input == Input::Embedding,
+        Role::Linear { .. } => true,
+    }
+}
+
+/// Newton–Schulz orthogonalization of each matrix of `x` `[R, m, n]`, on X/‖X‖_F, transposed
+/// so that rows ≤ cols. The singular values of the result lie near 1 (roughly 0.7–1.2).
+pub fn newton_schulz(x: &Tensor, steps: usize) -> Result<Tensor> {
+    let (_, m, n) = x.dims3()?;
+    let transposed = m > n;
+    let mut x = if transposed { x.t()?.contiguous()? } else { x.contiguous()? };
+    let norm = x.sqr()?.flatten_from(1)?.sum_keepdim(D::Minus1)?.sqrt()?.unsqueeze(2)?; // [R, 1, 1]
+    x = x.broadcast_div(&(norm + 1e-7)?)?;
+    let (a, b, c) = NS_COEFFICIENTS;
+    for _ in 0..steps {
+        let gram = x.matmul(&x.t()?)?; // A = X·Xᵀ [R, rows, rows]
+        let poly = ((&gram * b)? + (gram.matmul(&gram)? * c)?)?; // B = b·A + c·A²
+        x = ((&x * a)? + poly.matmul(&x)?)?; // X = a·X + B·X
+    }
+    Ok(if transposed { x.t()?.contiguous()? } else { x })
+}
+
+pub struct Muon {
+    hyper: RunHyper,
+    ns_steps: usize,
+    buffers: Vec<Option<Tensor>>,
+    adamw: AdamW,
+}
+
+impl Muon {
+    pub fn new(model: &Model, hyper: &RunHyper, ns_steps: usize) -> Result<Muon> {
+        let input = model.arch.input;
+        let is_muon: Vec<bool> = model.params.iter().map(|p| uses_muon(p.role, input)).collect();
+        let adamw = AdamW::for_params(model, hyper, &hyper.muon_adam_lr, |i| !is_muon[i])?;
+        let buffers = model
+            .params
+            .iter()
+            .zip(&is_muon)
+            .map(|(p, &muon)| if muon { Ok(Some(p.value.zeros_like()?)) } else { Ok(None) })
+            .collect::<Result<_>>()?;
+        Ok(Muon { hyper: hyper.clone(), ns_steps, buffers, adamw })
+    }
+}
+
+impl Optimizer for Muon {
+    fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()> {
+        self.adamw.step(model, grads)?;
+        let (input, storage) = (model.arch.input, model.storage);
+        for (i, (param, grad)) in model.params.iter_mut().zip(grads).enumerate() {
+            let Some(buffer) = &self.buffers[i] else { continue };
+            let p = &param.value;
+            let mu = per_run(&self.hyper.muon_momentum, p)?;
+            let one_minus_mu = per_run(&self.hyper.muon_momentum.iter().map(|m| 1.0 - m).collect::<Vec<_>>(), p)?;
+            let new_buffer = (buffer.broadcast_mul(&mu)? + grad.broadcast_mul(&one_minus_mu)?)?;
+            let nesterov = (grad.broadcast_mul(&one_minus_mu)? + new_buffer.broadcast_mul(&mu)?)?;
+            let (_, fan_in, fan_out) = p.dims3()?;
+            let scale = (fan_out as f64 / fan_in as f64).max(1.0).sqrt();
+            let update = (newton_schulz(&nesterov, self.ns_steps)? * scale)?;
+            let decay: Vec<f64> = self.hyper.decay_for(param.role, input).iter().zip(&self.hyper.lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
+            param.value = storage.state((p.broadcast_mul(&per_run(&decay, p)?)? - update.broadcast_mul(&per_run(&self.hyper.lr, p)?)?)?)?;
+            self.buffers[i] = Some(storage.state(new_buffer)?);
+        }
+        Ok(())
+    }
+}

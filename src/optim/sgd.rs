@@ -1,0 +1,36 @@
+//! SGD with per-run momentum (torch.optim.SGD, no dampening) and decoupled weight decay:
+//!   b ← μ·b + g  (b = g at the first step);   p ← p·(1 − lr·wd) − lr·b
+
+use super::{per_run, Optimizer, RunHyper};
+use crate::model::Model;
+use anyhow::Result;
+use candle_core::Tensor;
+
+pub struct Sgd {
+    hyper: RunHyper,
+    buffers: Vec<Option<Tensor>>,
+}
+
+impl Sgd {
+    pub fn new(model: &Model, hyper: &RunHyper) -> Sgd {
+        Sgd { hyper: hyper.clone(), buffers: vec![None; model.params.len()] }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()> {
+        let (input, storage) = (model.arch.input, model.storage);
+        for (i, (param, grad)) in model.params.iter_mut().zip(grads).enumerate() {
+            let p = &param.value;
+            let buffer = match &self.buffers[i] {
+                None => grad.clone(),
+                Some(b) => (b.broadcast_mul(&per_run(&self.hyper.momentum, p)?)? + grad)?,
+            };
+            let decay: Vec<f64> = self.hyper.decay_for(param.role, input).iter().zip(&self.hyper.lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
+            let decayed = p.broadcast_mul(&per_run(&decay, p)?)?;
+            param.value = storage.state((decayed - buffer.broadcast_mul(&per_run(&self.hyper.lr, p)?)?)?)?;
+            self.buffers[i] = Some(storage.state(buffer)?);
+        }
+        Ok(())
+    }
+}

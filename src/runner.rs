@@ -1,0 +1,121 @@
+//! Training a whole sweep: plan the stacks, train them one after another, and write each
+//! stack's results before the next starts.
+
+use crate::config::{RunSpec, Sweep};
+use crate::metrics::RunResult;
+use crate::output::OutputDir;
+use crate::plan::{bytes_per_run, flops_per_run_epoch, group_into_stacks, human_bytes};
+use crate::train::Stack;
+use anyhow::{Context, Result};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
+use std::time::Instant;
+
+/// Parse `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        _ => {
+            let ordinal = match name.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse().ok())
+                    .with_context(|| format!("--device {name}: expected cpu, cuda or cuda:N"))?,
+                None => anyhow::bail!("--device {name}: expected cpu, cuda or cuda:N"),
+            };
+            if !candle_core::utils::cuda_is_available() {
+                anyhow::bail!("--device {name}: this grokstack was built without CUDA (build it with `make cuda`)");
+            }
+            Device::new_cuda(ordinal).with_context(|| format!("--device {name}: no CUDA device found"))
+        }
+    }
+}
+
+/// What `--dry-run` prints: runs, stacks, memory and FLOPs.
+pub fn describe_plan(sweep: &Sweep) -> Result<String> {
+    let runs = sweep.runs()?;
+    let mut out = format!(
+        "sweep `{}`: {} runs = {} settings × {} seeds\n",
+        sweep.name,
+        runs.len(),
+        sweep.setting_count(),
+        sweep.seeds.len()
+    );
+    let stacks = group_into_stacks(runs);
+    out.push_str(&format!("{} stack(s):\n", stacks.len()));
+    let mut total_flops = 0.0;
+    for (i, stack) in stacks.iter().enumerate() {
+        let c = &stack[0].config;
+        let per_run = bytes_per_run(c);
+        let flops = flops_per_run_epoch(c) * c.epochs as f64 * stack.len() as f64;
+        total_flops += flops;
+        out.push_str(&format!(
+            "  stack {i}: R = {}, p = {}, input {:?}, hidden {:?}, {:?}, {:?}, {:?}, {} epochs: memory ≈ {} ({} per run), {:.1} TFLOP\n",
+            stack.len(),
+            c.p,
+            c.input,
+            c.hidden,
+            c.activation,
+            c.optimizer,
+            c.precision,
+            c.epochs,
+            human_bytes((per_run * stack.len()) as f64),
+            human_bytes(per_run as f64),
+            flops / 1e12
+        ));
+    }
+    out.push_str(&format!("total: {:.2} TFLOP (the first layer counted as a dense matmul)\n", total_flops / 1e12));
+    Ok(out)
+}
+
+pub struct SweepSummary {
+    pub runs: usize,
+    pub grokked: usize,
+    pub diverged: usize,
+    pub seconds: f64,
+}
+
+/// Train every run of `sweep` into `out`.
+pub fn train_sweep(sweep: &Sweep, out: &Path, device: &Device) -> Result<SweepSummary> {
+    let runs = sweep.runs()?;
+    let total_runs = runs.len();
+    let output = OutputDir::create(out, sweep)?;
+    output.write_progress(total_runs, 0)?;
+    let stacks = group_into_stacks(runs);
+    let total_run_epochs: u64 = stacks.iter().map(|s| (s.len() * s[0].config.epochs) as u64).sum();
+    let bar = ProgressBar::new(total_run_epochs).with_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent}% {msg} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut finished: Vec<(RunSpec, RunResult)> = Vec::with_capacity(total_runs);
+    let stack_count = stacks.len();
+    for (index, runs) in stacks.into_iter().enumerate() {
+        let r = runs.len();
+        let epochs = runs[0].config.epochs;
+        let done_before = bar.position();
+        let stack = Stack::new(runs.clone(), device)?;
+        let finished_runs = finished.len();
+        let (results, rows) = stack.train(|step| {
+            let position = done_before + (step * r) as u64;
+            bar.set_position(position);
+            let rate = position as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "stack {}/{stack_count} (R = {r}) epoch {step}/{epochs} | runs {finished_runs}/{total_runs} | {rate:.1} run-epochs/s",
+                index + 1
+            ));
+        })?;
+        output.write_metrics_part(index, &rows)?;
+        finished.extend(runs.into_iter().zip(results));
+        let pairs: Vec<_> = finished.iter().map(|(s, r)| (s, r)).collect();
+        output.write_runs(&pairs)?;
+        output.write_progress(total_runs, finished.len())?;
+    }
+    bar.finish_and_clear();
+    let grokked = finished.iter().filter(|(_, r)| r.grok_epoch.is_some()).count();
+    let diverged = finished.iter().filter(|(_, r)| r.status == crate::metrics::Status::Diverged).count();
+    Ok(SweepSummary { runs: total_runs, grokked, diverged, seconds: started.elapsed().as_secs_f64() })
+}

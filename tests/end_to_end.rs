@@ -1,0 +1,107 @@
+//! The command line end to end: train a small sweep, read the Parquet files back; refuse bad
+//! input without writing anything.
+
+mod common;
+
+use polars::prelude::*;
+use std::path::Path;
+use std::process::Command;
+
+const SMALL: &str = r#"
+name = "e2e"
+seeds = 2
+[task]
+op = "add"
+p = 47
+train_fraction = 0.6
+[model]
+input = "embedding"
+embed_dim = 32
+hidden = [128, 128]
+[train]
+epochs = 200
+lr = 0.01
+weight_decay = 3.0
+all_reg = true
+log_every = 5
+[grid]
+"train.dtype" = ["f32", "bf16"]
+"#;
+
+fn grokstack(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_grokstack")).args(args).output().expect("run grokstack")
+}
+
+fn read(path: &Path) -> DataFrame {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetReader::new(file).finish().unwrap()
+}
+
+#[test]
+fn small_sweep_groks_and_writes_the_documented_files() {
+    let dir = common::temp_path("e2e");
+    let sweep = dir.with_extension("toml");
+    std::fs::write(&sweep, SMALL).unwrap();
+    let out = grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    let runs = read(&dir.join("runs.parquet"));
+    assert_eq!(runs.height(), 4);
+    for column in ["run_id", "setting_id", "seed", "task.op", "task.p", "train.dtype", "train.lr", "train.weight_decay", "status", "epochs_trained", "grok_epoch", "solve_epoch", "lipschitz_at_grok", "final_train_acc", "final_test_acc", "final_train_loss", "final_test_loss"] {
+        assert!(runs.column(column).is_ok(), "runs.parquet lacks {column}");
+    }
+    let grok = runs.column("grok_epoch").unwrap().i64().unwrap();
+    assert_eq!(grok.null_count(), 0, "every run groks: {runs}");
+    let settings = runs.column("setting_id").unwrap().i64().unwrap();
+    assert_eq!(settings.into_no_null_iter().collect::<Vec<_>>(), vec![0, 0, 1, 1]);
+
+    let metrics_dir = dir.join("metrics.parquet");
+    let parts: Vec<_> = std::fs::read_dir(&metrics_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(parts.len(), 2, "one part per stack (f32, bf16)");
+    let metrics = parts.iter().map(|p| read(p)).reduce(|a, b| a.vstack(&b).unwrap()).unwrap();
+    // Logged epochs 0, 5, …, 195 and the last one, 199.
+    assert_eq!(metrics.height(), 4 * 41);
+    for column in ["run_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "softmax_collapse", "zero_terms", "lipschitz_bound", "layer0_weight_norm", "layer2_weight_norm"] {
+        assert!(metrics.column(column).is_ok(), "metrics lack {column}");
+    }
+    let acc = metrics.column("test_acc").unwrap().f64().unwrap();
+    assert!(acc.into_no_null_iter().all(|a| (0.0..=1.0).contains(&a)));
+    let resolved = std::fs::read_to_string(dir.join("sweep.toml")).unwrap();
+    let reread = grokstack::config::Sweep::parse(&resolved, "sweep.toml", &[]).unwrap();
+    assert_eq!(reread.base["train.eps"], grokstack::config::Value::Float(1e-25), "defaults are written out: {resolved}");
+    assert_eq!(reread.seeds, vec![0, 1]);
+
+    // The same directory again is refused and left as it was.
+    let before = std::fs::read(dir.join("runs.parquet")).unwrap();
+    let again = grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--set", "train.lr=0.02"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("different sweep"));
+    assert_eq!(std::fs::read(dir.join("runs.parquet")).unwrap(), before);
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_file(&sweep).ok();
+}
+
+#[test]
+fn bad_sweeps_are_refused_before_anything_is_written() {
+    for (text, key) in [("[train]\nlr = -0.5\n", "train.lr"), ("[task]\ntrain_fraction = 1.5\n", "task.train_fraction"), ("[model]\nwidth = 3\n", "model.width")] {
+        let dir = common::temp_path("bad");
+        let sweep = dir.with_extension("toml");
+        std::fs::write(&sweep, text).unwrap();
+        let out = grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key) && stderr.contains(sweep.to_str().unwrap()), "{stderr}");
+        assert!(!dir.exists(), "nothing may be written for a bad sweep");
+        std::fs::remove_file(&sweep).ok();
+    }
+    let missing = grokstack(&["train", "/nonexistent/sweep.toml", "--out", "/tmp/never"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/sweep.toml"));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_trains_nothing() {
+    let out = grokstack(&["train", "sweeps/quick.toml", "--dry-run"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("stack") && text.contains("TFLOP") && text.contains("memory"), "{text}");
+}
