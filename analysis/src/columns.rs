@@ -1,0 +1,55 @@
+//! Column names: those of the trainer's files (docs/OUTPUT.md) that analysis
+//! relies on, and those analysis itself writes.
+
+// runs.parquet
+pub const RUN_ID: &str = "run_id";
+pub const SETTING_ID: &str = "setting_id";
+pub const SEED: &str = "seed";
+pub const STATUS: &str = "status";
+pub const TASK_OP: &str = "task.op";
+pub const OPTIMIZER: &str = "train.optimizer";
+pub const EPOCH_BUDGET: &str = "train.epochs";
+pub const LR: &str = "train.lr";
+pub const WEIGHT_DECAY: &str = "train.weight_decay";
+pub const REQUIRED_RUN_COLUMNS: &[&str] = &[
+    RUN_ID,
+    SETTING_ID,
+    SEED,
+    STATUS,
+    TASK_OP,
+    OPTIMIZER,
+    EPOCH_BUDGET,
+];
+/// Configuration columns are the resolved sweep keys, named by their section.
+pub const CONFIG_PREFIXES: &[&str] = &["task.", "model.", "train.", "metrics."];
+pub const DEFAULT_GROUP_KEYS: &[&str] = &["model.hidden", "model.input"];
+pub const STATUS_DIVERGED: &str = "diverged";
+
+// metrics.parquet parts
+pub const EPOCH: &str = "epoch";
+pub const TRAIN_ACC: &str = "train_acc";
+pub const TEST_ACC: &str = "test_acc";
+pub const LIPSCHITZ_BOUND: &str = "lipschitz_bound";
+pub const REQUIRED_METRIC_COLUMNS: &[&str] = &[RUN_ID, EPOCH, TRAIN_ACC, TEST_ACC];
+
+// Per run, recomputed at the analysis threshold.
+pub const GROK_EPOCH: &str = "grok_epoch";
+pub const LIPSCHITZ_AT_GROK: &str = "lipschitz_at_grok";
+pub const DIVERGED: &str = "diverged";
+
+// Per setting.
+pub const SEEDS: &str = "seeds";
+pub const GROKKED_SEEDS: &str = "grokked_seeds";
+pub const GROKKED_FRACTION: &str = "grokked_fraction";
+pub const DIVERGED_SEEDS: &str = "diverged_seeds";
+pub const MEDIAN_GROK_EPOCH: &str = "median_grok_epoch";
+pub const Q25_GROK_EPOCH: &str = "q25_grok_epoch";
+pub const Q75_GROK_EPOCH: &str = "q75_grok_epoch";
+pub const MEDIAN_LIPSCHITZ: &str = "median_lipschitz_at_grok";
+pub const QUALIFIED: &str = "qualified";
+
+pub fn is_config_column(name: &str) -> bool {
+    CONFIG_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}

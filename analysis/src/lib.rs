@@ -1,0 +1,191 @@
+//! The analysis stage of grokstack: reads the Parquet files a sweep writes
+//! (see `docs/OUTPUT.md`) and writes tables and plots to `DIR/analysis/`.
+//!
+//! Everything that touches the per-epoch metrics is a polars lazy query; the
+//! plain Rust loops left are over settings (hundreds of rows at most).
+
+mod best;
+mod columns;
+mod optimizer_comparison;
+mod pareto;
+mod per_run;
+mod plots;
+mod settings;
+mod staging;
+pub mod student_t;
+mod summary;
+mod sweep_dir;
+mod synthetic;
+mod tables;
+pub mod welch;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::IntoLazy;
+
+pub use plots::PARETO_RING_COLOUR;
+pub use synthetic::write_synthetic_sweep;
+
+/// Every file analysis may write into `DIR/analysis/`. Files from an earlier
+/// analysis that this one does not produce (say `ttest.md` after the sweep
+/// was cut down to one optimizer) are removed so that no stale result stays.
+const OUTPUT_FILES: &[&str] = &[
+    "settings.csv",
+    "settings.md",
+    "pareto.csv",
+    "best.csv",
+    "best.md",
+    "ttest.md",
+    "grok_vs_lipschitz.png",
+    "grok_vs_lipschitz.svg",
+    "accuracy_curves.png",
+    "accuracy_curves.svg",
+    "lr_wd_heatmap.png",
+    "lr_wd_heatmap.svg",
+];
+
+pub struct AnalyzeOptions {
+    /// Test accuracy a run must reach to count as grokked, in (0, 1]; 1.0 gives the solve epoch.
+    pub threshold: f64,
+    /// Columns of runs.parquet the best-setting tables are grouped by; empty means
+    /// `model.hidden` and `model.input`.
+    pub group_by: Vec<String>,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        Self {
+            threshold: 0.95,
+            group_by: Vec::new(),
+        }
+    }
+}
+
+pub struct AnalysisReport {
+    /// The top of settings.md, for the terminal.
+    pub headline: String,
+    /// Runs of the sweep that have no results yet (from progress.json's `total_runs`).
+    pub missing_runs: usize,
+    /// `DIR/analysis`.
+    pub out_dir: PathBuf,
+}
+
+/// Analyses the sweep output directory `dir` and writes `dir/analysis/`.
+///
+/// All inputs are validated and every result is computed before anything is
+/// written, and files are staged and renamed into place, so a failed analysis
+/// leaves an earlier `dir/analysis/` exactly as it was.
+pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
+    if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
+        bail!("--threshold must be in (0, 1], got {}", opts.threshold);
+    }
+    let sweep = sweep_dir::SweepDir::open(dir)?;
+    let config = sweep.config_columns();
+    let group_keys = resolve_group_keys(&sweep, &opts.group_by)?;
+
+    let runs = per_run::run_outcomes(
+        sweep.runs()?,
+        sweep.metrics()?,
+        opts.threshold,
+        sweep.metrics_have_lipschitz(),
+    )
+    .collect()
+    .with_context(|| format!("computing grok epochs from {}", sweep.describe_inputs()))?;
+    if runs.height() == 0 {
+        bail!(
+            "{} has no finished runs with metrics yet",
+            sweep.runs_file().display()
+        );
+    }
+    let planned = match sweep.planned_runs()? {
+        Some(total) => total,
+        None => sweep.listed_runs()?,
+    };
+    let missing_runs = planned.saturating_sub(runs.height());
+
+    let settings = settings::setting_stats(runs.clone().lazy(), &config)
+        .collect()
+        .context("aggregating runs into settings")?;
+    let varying = settings::varying_columns(&settings, &config)?;
+    let front = pareto::pareto_front(settings.clone().lazy(), &varying)
+        .collect()
+        .context("computing the Pareto front")?;
+    let best_table = best::best_settings(&settings, &group_keys, &varying)?;
+    let comparison = optimizer_comparison::compare_optimizers(runs.clone().lazy(), opts.threshold)?;
+    let curves = plots::accuracy_curves::curve_quantiles(&sweep, runs.clone().lazy(), &settings)?;
+
+    let summary = summary::Summary {
+        dir,
+        threshold: opts.threshold,
+        runs: &runs,
+        settings: &settings,
+        config: &config,
+        varying: &varying,
+        missing_runs,
+    };
+    let headline = summary.headline()?;
+
+    let out_dir = dir.join("analysis");
+    let mut stage = staging::Staging::create(&out_dir)?;
+    stage.write("settings.csv", &tables::csv_bytes(&settings)?)?;
+    stage.write(
+        "settings.md",
+        summary.settings_markdown(&headline)?.as_bytes(),
+    )?;
+    stage.write("pareto.csv", &tables::csv_bytes(&front)?)?;
+    stage.write("best.csv", &tables::csv_bytes(&best_table.frame)?)?;
+    stage.write(
+        "best.md",
+        best::best_markdown(&best_table, &group_keys, opts.threshold)?.as_bytes(),
+    )?;
+    if let Some(ttest) = comparison {
+        stage.write("ttest.md", ttest.as_bytes())?;
+    }
+    let has_lipschitz =
+        settings.column(columns::MEDIAN_LIPSCHITZ)?.null_count() < settings.height();
+    if has_lipschitz {
+        plots::pareto_scatter::draw(&mut stage, &settings, &front, opts.threshold)?;
+    }
+    plots::accuracy_curves::draw(&mut stage, &curves, &settings, &varying)?;
+    if varying.iter().any(|c| c == columns::LR)
+        && varying.iter().any(|c| c == columns::WEIGHT_DECAY)
+    {
+        plots::lr_wd_heatmap::draw(&mut stage, &settings, &varying, opts.threshold)?;
+    }
+    stage.commit(OUTPUT_FILES)?;
+
+    Ok(AnalysisReport {
+        headline,
+        missing_runs,
+        out_dir,
+    })
+}
+
+/// The group keys to use, each checked to be a configuration column of runs.parquet.
+fn resolve_group_keys(sweep: &sweep_dir::SweepDir, requested: &[String]) -> Result<Vec<String>> {
+    let config = sweep.config_columns();
+    if requested.is_empty() {
+        let present: Vec<String> = columns::DEFAULT_GROUP_KEYS
+            .iter()
+            .filter(|k| config.iter().any(|c| c == *k))
+            .map(|k| k.to_string())
+            .collect();
+        // task.op is a required column, so a table always has some grouping.
+        return Ok(if present.is_empty() {
+            vec![columns::TASK_OP.to_string()]
+        } else {
+            present
+        });
+    }
+    for key in requested {
+        if !config.contains(key) {
+            bail!(
+                "--group-by key `{key}` is not a configuration column of {} (they are: {})",
+                sweep.runs_file().display(),
+                config.join(", ")
+            );
+        }
+    }
+    Ok(requested.to_vec())
+}

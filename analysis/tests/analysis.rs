@@ -1,0 +1,321 @@
+//! Epochs-to-grok, medians, quartiles, qualification, the Pareto front, the
+//! best-setting tables and missing runs, on the hand-built fixture of
+//! tests/common with known answers.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use grokstack_analysis::{analyze, AnalyzeOptions};
+use polars::prelude::*;
+
+fn options(threshold: f64) -> AnalyzeOptions {
+    AnalyzeOptions {
+        threshold,
+        group_by: Vec::new(),
+    }
+}
+
+/// (setting_id, column) of settings.csv as f64; None for null.
+fn value(settings: &DataFrame, id: i64, column: &str) -> Option<f64> {
+    let row = settings
+        .clone()
+        .lazy()
+        .filter(col("setting_id").eq(lit(id)))
+        .collect()
+        .unwrap();
+    assert_eq!(row.height(), 1, "setting {id} appears once");
+    row.column(column)
+        .unwrap()
+        .cast(&DataType::Float64)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+}
+
+fn qualified(settings: &DataFrame, id: i64) -> bool {
+    let row = settings
+        .clone()
+        .lazy()
+        .filter(col("setting_id").eq(lit(id)))
+        .collect()
+        .unwrap();
+    row.column("qualified")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .get(0)
+        .unwrap()
+}
+
+#[test]
+fn settings_have_known_grok_statistics() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: true,
+    });
+    let report = analyze(dir.path(), &options(0.95)).unwrap();
+    let settings = read_csv(&dir.path().join("analysis/settings.csv"));
+    assert_eq!(settings.height(), 10);
+
+    // Grok epochs 10, 20, 40: linear-interpolated quartiles as numpy's default.
+    assert_eq!(value(&settings, 0, "median_grok_epoch"), Some(20.0));
+    assert_eq!(value(&settings, 0, "q25_grok_epoch"), Some(15.0));
+    assert_eq!(value(&settings, 0, "q75_grok_epoch"), Some(30.0));
+    // Taken at the grok epoch itself, not at any other logged epoch.
+    assert_eq!(value(&settings, 0, "median_lipschitz_at_grok"), Some(7.0));
+    assert!(qualified(&settings, 0));
+
+    // One seed never groks: statistics over the two that did, not qualified.
+    assert_eq!(value(&settings, 2, "seeds"), Some(3.0));
+    assert_eq!(value(&settings, 2, "grokked_seeds"), Some(2.0));
+    assert!((value(&settings, 2, "grokked_fraction").unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!(value(&settings, 2, "median_grok_epoch"), Some(6.0));
+    assert_eq!(value(&settings, 2, "q25_grok_epoch"), Some(5.5));
+    assert!(!qualified(&settings, 2));
+
+    // No seed groks: no statistics at all.
+    assert_eq!(value(&settings, 7, "grokked_seeds"), Some(0.0));
+    assert_eq!(value(&settings, 7, "median_grok_epoch"), None);
+    assert_eq!(value(&settings, 7, "median_lipschitz_at_grok"), None);
+
+    // The diverged seed's NaN accuracies never count as reaching the threshold.
+    assert_eq!(value(&settings, 9, "diverged_seeds"), Some(1.0));
+    assert_eq!(value(&settings, 9, "grokked_seeds"), Some(1.0));
+
+    // The run listed without metrics is missing, not a failed seed.
+    assert_eq!(value(&settings, 8, "seeds"), Some(3.0));
+    assert!(qualified(&settings, 8));
+    assert_eq!(report.missing_runs, TOTAL_RUNS - ANALYSED_RUNS);
+    assert!(
+        report.headline.contains("2 runs still missing"),
+        "{}",
+        report.headline
+    );
+    assert!(
+        report.headline.contains("7 of 10 settings qualified"),
+        "{}",
+        report.headline
+    );
+
+    // Readable: the sweep's axes are in the table.
+    for column in [
+        "task.op",
+        "train.optimizer",
+        "train.lr",
+        "train.weight_decay",
+    ] {
+        assert!(settings.column(column).is_ok(), "settings.csv has {column}");
+    }
+    let markdown = fs::read_to_string(dir.path().join("analysis/settings.md")).unwrap();
+    assert!(markdown.contains(&report.headline));
+}
+
+#[test]
+fn threshold_one_gives_the_solve_epoch() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: true,
+    });
+    analyze(dir.path(), &options(1.0)).unwrap();
+    let settings = read_csv(&dir.path().join("analysis/settings.csv"));
+    assert_eq!(
+        value(&settings, 0, "median_grok_epoch"),
+        Some(20.0 + SOLVE_DELAY as f64)
+    );
+    assert_eq!(
+        value(&settings, 5, "median_grok_epoch"),
+        Some(50.0 + SOLVE_DELAY as f64)
+    );
+    // The bound is read at the solve epoch now.
+    assert_eq!(
+        value(&settings, 0, "median_lipschitz_at_grok"),
+        Some(LIPSCHITZ_ELSEWHERE)
+    );
+}
+
+#[test]
+fn pareto_front_keeps_ties_and_drops_dominated_and_unqualified() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: true,
+    });
+    analyze(dir.path(), &options(0.95)).unwrap();
+    let front = read_csv(&dir.path().join("analysis/pareto.csv"));
+    let ops: Vec<&str> = front
+        .column("task.op")
+        .unwrap()
+        .str()
+        .unwrap()
+        .no_null_iter()
+        .collect();
+    let ids: Vec<i64> = front
+        .column("setting_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .no_null_iter()
+        .collect();
+    // add: 0 and 3 tie at (20, 7); 4 at (20, 8) is dominated by both; 2 would
+    // dominate everything but did not qualify. mul: 8 alone.
+    assert_eq!(ops, ["add", "add", "add", "add", "add", "mul"]);
+    assert_eq!(ids, [6, 0, 3, 1, 5, 8]);
+}
+
+#[test]
+fn best_tables_compare_each_optimizer_with_adamw() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: true,
+    });
+    let by_task = AnalyzeOptions {
+        threshold: 0.95,
+        group_by: vec!["task.op".to_string()],
+    };
+    analyze(dir.path(), &by_task).unwrap();
+    let best = read_csv(&dir.path().join("analysis/best.csv"));
+    let rows: Vec<(String, String, Option<i64>, Option<f64>, Option<f64>)> = (0..best.height())
+        .map(|i| {
+            let text = |c: &str| {
+                best.column(c)
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .get(i)
+                    .unwrap()
+                    .to_string()
+            };
+            let number = |c: &str| {
+                best.column(c)
+                    .unwrap()
+                    .cast(&DataType::Float64)
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .get(i)
+            };
+            let id = best.column("setting_id").unwrap().i64().unwrap().get(i);
+            (
+                text("task.op"),
+                text("train.optimizer"),
+                id,
+                number("median_grok_epoch"),
+                number("difference_to_baseline"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            // Settings 0, 3 and 4 tie at 20: the lowest setting_id wins.
+            ("add".into(), "adamw".into(), Some(0), Some(20.0), Some(0.0)),
+            (
+                "add".into(),
+                "ortho_adamw".into(),
+                Some(6),
+                Some(15.0),
+                Some(-5.0)
+            ),
+            (
+                "mul".into(),
+                "adamw".into(),
+                Some(8),
+                Some(100.0),
+                Some(0.0)
+            ),
+            ("mul".into(), "ortho_adamw".into(), None, None, None),
+        ]
+    );
+    let markdown = fs::read_to_string(dir.path().join("analysis/best.md")).unwrap();
+    assert!(
+        markdown.contains("| task.op=add | 20 | 15 (-5) |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| task.op=mul | 100 | >200 (>+100) |"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn default_groups_are_architecture_and_ttest_is_written() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: true,
+    });
+    analyze(dir.path(), &options(0.95)).unwrap();
+    let markdown = fs::read_to_string(dir.path().join("analysis/best.md")).unwrap();
+    assert!(
+        markdown.contains("| model.hidden, model.input | adamw | ortho_adamw |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| model.hidden=[200, 200], model.input=embedding | 20 | 15 (-5) |"),
+        "{markdown}"
+    );
+
+    // Pooled grok epochs of the grokked runs: adamw [10, 20, 40, 30, 30, 30, 5, 7,
+    // 20 × 6, 50 × 3, 100 × 3], ortho_adamw [15, 15, 15, 60]. Expected values from
+    // scipy 1.17.1, stats.ttest_ind(ortho, adamw, equal_var=False):
+    // t = -0.8274341990, df = 5.4270915661, p = 0.4428428910.
+    let ttest = fs::read_to_string(dir.path().join("analysis/ttest.md")).unwrap();
+    assert!(
+        ttest.contains("| adamw | 20 | 21 | 37.10 | 30.13 | baseline |"),
+        "{ttest}"
+    );
+    assert!(
+        ttest.contains("| ortho_adamw | 4 | 9 | 26.25 | 22.50 | -0.8274 | 5.43 | 4.428e-1 |"),
+        "{ttest}"
+    );
+}
+
+#[test]
+fn no_progress_file_means_nothing_announced_missing_beyond_runs_without_metrics() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: false,
+    });
+    let report = analyze(dir.path(), &options(0.95)).unwrap();
+    assert_eq!(report.missing_runs, 1);
+}
+
+#[test]
+fn without_lipschitz_there_is_no_front_and_no_scatter() {
+    let dir = fixture(Options {
+        lipschitz: false,
+        progress_json: true,
+    });
+    analyze(dir.path(), &options(0.95)).unwrap();
+    let out = dir.path().join("analysis");
+    assert_eq!(read_csv(&out.join("pareto.csv")).height(), 0);
+    assert!(!out.join("grok_vs_lipschitz.png").exists());
+    assert!(out.join("accuracy_curves.png").exists());
+}
+
+#[test]
+fn one_optimizer_writes_no_ttest_and_removes_a_stale_one() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: true,
+    });
+    analyze(dir.path(), &options(0.95)).unwrap();
+    assert!(dir.path().join("analysis/ttest.md").exists());
+
+    // Rewrite runs.parquet with adamw everywhere.
+    let runs_path = dir.path().join("runs.parquet");
+    let mut runs = LazyFrame::scan_parquet(
+        PlRefPath::try_from_path(&runs_path).unwrap(),
+        Default::default(),
+    )
+    .unwrap()
+    .with_column(lit("adamw").alias("train.optimizer"))
+    .collect()
+    .unwrap();
+    ParquetWriter::new(fs::File::create(&runs_path).unwrap())
+        .finish(&mut runs)
+        .unwrap();
+    analyze(dir.path(), &options(0.95)).unwrap();
+    assert!(!dir.path().join("analysis/ttest.md").exists());
+}

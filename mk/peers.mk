@@ -1,0 +1,35 @@
+# The PyTorch peer benchmark (issue 4): grokstack and PyTorch on the same canonical
+# stacked epoch, same R, epochs and thread count; appends the comparison to BENCHMARKS.md.
+# Included from the Makefile; uses its $(BIN).
+#
+#   make bench-peers                       # R = 1,16,64, 5 epochs, all cores
+#   make bench-peers PEERS_THREADS=2
+
+PEERS_VENV ?= .venv-peers
+PEERS_PY := $(PEERS_VENV)/bin/python
+PEERS_RUNS ?= 1,16,64
+PEERS_EPOCHS ?= 5
+# grokstack uses rayon's default (every core); torch gets the same number of threads.
+PEERS_THREADS ?= $(shell nproc)
+PEERS_RESULTS ?= bench/results
+PEERS_GROK_CMD = $(BIN) bench --runs $(PEERS_RUNS) --epochs $(PEERS_EPOCHS) --json $(PEERS_RESULTS)/grokstack-cpu.json
+PEERS_TORCH_CMD = $(PEERS_PY) bench/peers/torch_stacked.py --runs $(PEERS_RUNS) --epochs $(PEERS_EPOCHS) --threads $(PEERS_THREADS) --json $(PEERS_RESULTS)/torch-cpu.json
+
+.PHONY: bench-peers peers-venv
+
+# The venv is built once; the stamp records that the pinned list installed and imports.
+# --no-deps: see bench/peers/requirements-cpu.txt for why the dependency list is explicit.
+$(PEERS_VENV)/.installed: bench/peers/requirements-cpu.txt
+	test -x $(PEERS_PY) || python3 -m venv $(PEERS_VENV)
+	$(PEERS_PY) -m pip install --no-deps -r bench/peers/requirements-cpu.txt
+	$(PEERS_PY) -W ignore -c "import torch; torch.ones(2, 2) @ torch.ones(2, 2); print('torch', torch.__version__, 'imports on CPU')"
+	touch $@
+
+peers-venv: $(PEERS_VENV)/.installed
+
+bench-peers: build $(PEERS_VENV)/.installed
+	mkdir -p $(PEERS_RESULTS)
+	RAYON_NUM_THREADS=$(PEERS_THREADS) $(PEERS_GROK_CMD)
+	$(PEERS_TORCH_CMD)
+	$(PEERS_PY) bench/peers/compare.py $(PEERS_RESULTS)/grokstack-cpu.json $(PEERS_RESULTS)/torch-cpu.json BENCHMARKS.md \
+		--command "RAYON_NUM_THREADS=$(PEERS_THREADS) $(PEERS_GROK_CMD)" --command "$(PEERS_TORCH_CMD)"
