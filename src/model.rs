@@ -82,10 +82,10 @@ pub fn compute_dtype(precision: Precision) -> DType {
     }
 }
 
-/// What the backward pass needs from the forward pass.
+/// What the backward pass needs from the forward pass (empty after an evaluation pass).
 pub struct Cache {
-    /// Pre-activations z_i `[R, N, H_i]`.
-    pre: Vec<Tensor>,
+    /// act'(z_i) `[R, N, H_i]`, computed with the activation in the forward pass.
+    derivative: Vec<Tensor>,
     /// Post-activations a_i `[R, N, H_i]`.
     post: Vec<Tensor>,
 }
@@ -173,22 +173,30 @@ impl Model {
         }
     }
 
-    /// Forward pass on rows `[R, N, 2]` → logits `[R, N, p]` and the cache for backward.
-    pub fn forward(&self, rows: &Tensor) -> Result<(Tensor, Cache)> {
+    /// Forward pass on rows `[R, N, 2]` → logits `[R, N, p]`, and with `for_backward` the
+    /// cache the backward pass needs.
+    pub fn forward(&self, rows: &Tensor, for_backward: bool) -> Result<(Tensor, Cache)> {
         let store = |t: Tensor| self.storage.compute(t);
-        let mut pre = vec![store(gather::gather_pair_sum(&self.first_table()?, rows)?)?]; // z₀ [R, N, H₀]
-        let mut post = Vec::with_capacity(self.arch.hidden.len());
+        let mut z = store(gather::gather_pair_sum(&self.first_table()?, rows)?)?; // z₀ [R, N, H₀]
+        let mut cache = Cache { derivative: Vec::new(), post: Vec::new() };
         for index in 1..self.n_linear() {
-            let a = store(activation::forward(self.arch.activation, &pre[index - 1])?)?; // [R, N, H_{i-1}]
-            let z = store(a.matmul(&self.compute_copy(self.linear(index))?)?)?; // [R, N, H_i] (or logits [R, N, p])
-            post.push(a);
-            pre.push(z);
+            let a = if for_backward {
+                let (a, derivative) = activation::forward_with_derivative(self.arch.activation, &z)?;
+                cache.derivative.push(derivative);
+                store(a)? // [R, N, H_{i-1}]
+            } else {
+                store(activation::forward(self.arch.activation, &z)?)?
+            };
+            z = store(a.matmul(&self.compute_copy(self.linear(index))?)?)?; // [R, N, H_i] (or logits [R, N, p])
+            if for_backward {
+                cache.post.push(a);
+            }
         }
-        let mut logits = pre.pop().expect("at least one Linear layer after the first");
+        let mut logits = z;
         if self.arch.alpha != 1.0 {
             logits = store((logits * self.arch.alpha)?)?;
         }
-        Ok((logits, Cache { pre, post }))
+        Ok((logits, cache))
     }
 
     /// Backward pass from d(loss)/d(logits) `[R, N, p]`: one gradient per parameter, in the
@@ -203,7 +211,7 @@ impl Model {
             let w = self.compute_copy(self.linear(index))?; // [R, H_in, H_out]
             linear_grads[index] = Some(store(a_in.t()?.matmul(&dout)?)?); // dW = aᵀ·dout  [R, H_in, H_out]
             let da = store(dout.matmul(&w.t()?)?)?; // da = dout·Wᵀ  [R, N, H_in]
-            dout = store(activation::backward(self.arch.activation, &da, &cache.pre[index - 1])?)?; // dz [R, N, H_in]
+            dout = store(activation::backward(&da, &cache.derivative[index - 1])?)?; // dz [R, N, H_in]
         }
         // First layer: the gradient of the lookup table is a scatter-add of dz₀.
         let p = self.arch.p;

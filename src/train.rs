@@ -86,7 +86,7 @@ impl Stack {
     /// One optimizer step on the full train set. Returns the train statistics `[R, 4]` of the
     /// weights before the step.
     pub fn step(&mut self) -> Result<Tensor> {
-        let (logits, cache) = self.model.forward(&self.train.rows)?; // [R, N, p]
+        let (logits, cache) = self.model.forward(&self.train.rows, true)?; // [R, N, p]
         let stats = loss::stats(self.loss, &logits, &self.train.labels, self.loss_bf16)?; // [R, 4]
         let dlogits = self.model.storage.compute(loss::grad(self.loss, &logits, &self.train.labels)?)?; // [R, N, p]
         let grads = self.model.backward(&self.train.rows, &cache, &dlogits)?;
@@ -100,7 +100,7 @@ impl Stack {
 
     /// Loss statistics `[R, 4]` of the current weights on `batch`.
     pub fn evaluate(&self, batch: &Batch) -> Result<Tensor> {
-        let (logits, _) = self.model.forward(&batch.rows)?;
+        let (logits, _) = self.model.forward(&batch.rows, false)?;
         loss::stats(self.loss, &logits, &batch.labels, self.loss_bf16)
     }
 

@@ -54,7 +54,11 @@ fn activations_forward_and_backward() {
         let da = random((2, 9, 5), 1.0, dtype);
         for kind in [Activation::Relu, Activation::Gelu, Activation::Tanh] {
             assert_close(&activation::forward(kind, &z).unwrap(), &activation::reference::forward(kind, &z).unwrap(), dtype, &format!("{kind:?} forward"));
-            assert_close(&activation::backward(kind, &da, &z).unwrap(), &activation::reference::backward(kind, &da, &z).unwrap(), dtype, &format!("{kind:?} backward"));
+            let (a, derivative) = activation::forward_with_derivative(kind, &z).unwrap();
+            assert_close(&a, &activation::reference::forward(kind, &z).unwrap(), dtype, &format!("{kind:?} forward with derivative"));
+            assert_close(&derivative, &activation::reference::derivative(kind, &z).unwrap(), dtype, &format!("{kind:?} derivative"));
+            let expected = (&da * activation::reference::derivative(kind, &z).unwrap()).unwrap();
+            assert_close(&activation::backward(&da, &derivative).unwrap(), &expected, dtype, &format!("{kind:?} backward"));
         }
     }
 }

@@ -10,39 +10,29 @@ use rayon::prelude::*;
 
 const CHUNK: usize = 4096;
 
-fn act<T: Real>(kind: Activation, z: T) -> T {
-    let half = T::from(0.5).unwrap_or_else(T::zero);
-    match kind {
-        Activation::Relu => num_traits::Float::max(z, T::zero()),
-        Activation::Tanh => z.tanh(),
-        Activation::Gelu => half * z * (T::one() + (z * T::from(std::f64::consts::FRAC_1_SQRT_2).unwrap_or_else(T::zero)).erf()),
-    }
-}
-
-fn act_derivative<T: Real>(kind: Activation, z: T) -> T {
+/// act(z) and act'(z) together: one evaluation of the expensive part (erf, tanh) serves both.
+fn act_and_derivative<T: Real>(kind: Activation, z: T) -> (T, T) {
     match kind {
         // PyTorch's convention: the derivative at 0 is 0.
         Activation::Relu => {
             if z > T::zero() {
-                T::one()
+                (z, T::one())
             } else {
-                T::zero()
+                (T::zero(), T::zero())
             }
         }
         Activation::Tanh => {
             let t = z.tanh();
-            T::one() - t * t
+            (t, T::one() - t * t)
         }
         Activation::Gelu => {
-            let half = T::from(0.5).unwrap_or_else(T::zero);
-            let cdf = half * (T::one() + (z * T::from(std::f64::consts::FRAC_1_SQRT_2).unwrap_or_else(T::zero)).erf());
-            let pdf = (-half * z * z).exp() * T::from(0.398_942_280_401_432_7).unwrap_or_else(T::zero); // 1/√(2π)
-            cdf + z * pdf
+            let (cdf, pdf) = z.normal_cdf_pdf();
+            (z * cdf, cdf + z * pdf)
         }
     }
 }
 
-/// a = act(z), any shape.
+/// a = act(z), any shape (evaluation: no derivative needed).
 pub fn forward(kind: Activation, z: &Tensor) -> Result<Tensor> {
     if !use_cpu_kernel(z) {
         return reference::forward(kind, z);
@@ -56,37 +46,62 @@ fn forward_cpu<T: Real>(kind: Activation, z: &Tensor) -> Result<Tensor> {
     cpu_slice::<T, _>(z, |z| {
         out.par_chunks_mut(CHUNK).zip(z.par_chunks(CHUNK)).for_each(|(dst, src)| {
             for (d, &x) in dst.iter_mut().zip(src) {
-                *d = act(kind, x);
+                *d = act_and_derivative(kind, x).0;
             }
         })
     })?;
     Ok(Tensor::from_vec(out, z.shape(), z.device())?)
 }
 
-/// dz = da · act'(z), from the pre-activation z.
-pub fn backward(kind: Activation, da: &Tensor, z: &Tensor) -> Result<Tensor> {
+/// (act(z), act'(z)) for training: the backward pass then only multiplies by act'(z).
+pub fn forward_with_derivative(kind: Activation, z: &Tensor) -> Result<(Tensor, Tensor)> {
     if !use_cpu_kernel(z) {
-        return reference::backward(kind, da, z);
+        return Ok((reference::forward(kind, z)?, reference::derivative(kind, z)?));
     }
-    let (da, z) = (da.contiguous()?, z.contiguous()?);
-    dispatch_real!(z, backward_cpu(kind, &da, &z))
+    let z = z.contiguous()?;
+    dispatch_real!(z, forward_with_derivative_cpu(kind, &z))
 }
 
-fn backward_cpu<T: Real>(kind: Activation, da: &Tensor, z: &Tensor) -> Result<Tensor> {
+fn forward_with_derivative_cpu<T: Real>(kind: Activation, z: &Tensor) -> Result<(Tensor, Tensor)> {
     let mut out = vec![T::zero(); z.elem_count()];
+    let mut derivative = vec![T::zero(); z.elem_count()];
     cpu_slice::<T, _>(z, |z| {
-        cpu_slice::<T, _>(da, |da| {
+        out.par_chunks_mut(CHUNK)
+            .zip(derivative.par_chunks_mut(CHUNK))
+            .zip(z.par_chunks(CHUNK))
+            .for_each(|((dst, ddst), src)| {
+                for ((d, dd), &x) in dst.iter_mut().zip(ddst.iter_mut()).zip(src) {
+                    (*d, *dd) = act_and_derivative(kind, x);
+                }
+            })
+    })?;
+    Ok((Tensor::from_vec(out, z.shape(), z.device())?, Tensor::from_vec(derivative, z.shape(), z.device())?))
+}
+
+/// dz = da · act'(z), from the derivative saved by [`forward_with_derivative`].
+pub fn backward(da: &Tensor, derivative: &Tensor) -> Result<Tensor> {
+    if !use_cpu_kernel(da) {
+        return Ok((da * derivative)?);
+    }
+    let (da, derivative) = (da.contiguous()?, derivative.contiguous()?);
+    dispatch_real!(da, backward_cpu(&da, &derivative))
+}
+
+fn backward_cpu<T: Real>(da: &Tensor, derivative: &Tensor) -> Result<Tensor> {
+    let mut out = vec![T::zero(); da.elem_count()];
+    cpu_slice::<T, _>(da, |da| {
+        cpu_slice::<T, _>(derivative, |derivative| {
             out.par_chunks_mut(CHUNK)
-                .zip(z.par_chunks(CHUNK))
                 .zip(da.par_chunks(CHUNK))
-                .for_each(|((dst, zs), das)| {
-                    for ((d, &x), &g) in dst.iter_mut().zip(zs).zip(das) {
-                        *d = g * act_derivative(kind, x);
+                .zip(derivative.par_chunks(CHUNK))
+                .for_each(|((dst, das), ds)| {
+                    for ((d, &g), &s) in dst.iter_mut().zip(das).zip(ds) {
+                        *d = g * s;
                     }
                 })
         })
     })?;
-    Ok(Tensor::from_vec(out, z.shape(), z.device())?)
+    Ok(Tensor::from_vec(out, da.shape(), da.device())?)
 }
 
 pub mod reference {
@@ -100,8 +115,9 @@ pub mod reference {
         })
     }
 
-    pub fn backward(kind: Activation, da: &Tensor, z: &Tensor) -> Result<Tensor> {
-        let derivative = match kind {
+    /// act'(z) from candle ops.
+    pub fn derivative(kind: Activation, z: &Tensor) -> Result<Tensor> {
+        Ok(match kind {
             Activation::Relu => z.gt(0.0)?.to_dtype(z.dtype())?,
             Activation::Tanh => (1.0 - z.tanh()?.sqr()?)?,
             Activation::Gelu => {
@@ -109,7 +125,6 @@ pub mod reference {
                 let pdf = ((z.sqr()? * -0.5)?.exp()? * 0.398_942_280_401_432_7)?;
                 (cdf + (z * pdf)?)?
             }
-        };
-        Ok((da * derivative)?)
+        })
     }
 }

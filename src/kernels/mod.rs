@@ -15,18 +15,32 @@ use candle_core::{DType, Storage, Tensor, WithDType};
 
 /// The float types the kernels run in. bf16 tensors are computed in f32 by the callers.
 pub trait Real: WithDType + num_traits::Float + Send + Sync + std::iter::Sum {
-    fn erf(self) -> Self;
+    /// The standard normal CDF Φ(z) and density φ(z), which GELU and its derivative need.
+    fn normal_cdf_pdf(self) -> (Self, Self);
 }
 
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
 impl Real for f32 {
-    fn erf(self) -> f32 {
-        libm::erff(self)
+    /// Abramowitz & Stegun 7.1.26 for erf (absolute error ≤ 1.5e-7, about f32's own
+    /// resolution near 1), sharing exp(−z²/2) with the density: several times cheaper than
+    /// libm's erff, which dominated the GELU layers' time.
+    fn normal_cdf_pdf(self) -> (f32, f32) {
+        const P: f32 = 0.327_591_1;
+        const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
+        let x = self.abs() * std::f32::consts::FRAC_1_SQRT_2;
+        let gauss = (-0.5 * self * self).exp(); // exp(−x²) with x = |z|/√2
+        let t = 1.0 / (1.0 + P * x);
+        let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+        let erf_abs = 1.0 - poly * gauss;
+        let erf = if self < 0.0 { -erf_abs } else { erf_abs };
+        (0.5 * (1.0 + erf), gauss * INV_SQRT_2PI as f32)
     }
 }
 
 impl Real for f64 {
-    fn erf(self) -> f64 {
-        libm::erf(self)
+    fn normal_cdf_pdf(self) -> (f64, f64) {
+        (0.5 * (1.0 + libm::erf(self * std::f64::consts::FRAC_1_SQRT_2)), (-0.5 * self * self).exp() * INV_SQRT_2PI)
     }
 }
 
