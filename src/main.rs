@@ -49,6 +49,10 @@ enum Command {
         /// Print runs, stacks, estimated memory and FLOPs; train nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Memory budget of one stack, e.g. `8GiB` (default: 75% of the available memory);
+        /// larger stacks are split into chunks that fit.
+        #[arg(long)]
+        max_memory: Option<String>,
     },
     /// Analyze a sweep's output: epochs-to-grok, qualifying settings, Pareto front, tables, plots.
     Analyze {
@@ -95,15 +99,19 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { sweep, out, overrides, device, dry_run } => {
+        Command::Train { sweep, out, overrides, device, dry_run, max_memory } => {
             let sweep = Sweep::load(&sweep, &overrides)?;
+            let max_memory = match max_memory {
+                Some(text) => grokstack::plan::parse_bytes(&text)?,
+                None => grokstack::plan::default_max_memory(),
+            };
             if dry_run {
-                print!("{}", runner::describe_plan(&sweep)?);
+                print!("{}", runner::describe_plan(&sweep, max_memory)?);
                 return Ok(());
             }
             let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required (or use --dry-run)"))?;
             let device = runner::parse_device(&device)?;
-            let summary = runner::train_sweep(&sweep, &out, &device)?;
+            let summary = runner::train_sweep(&sweep, &out, &device, max_memory)?;
             eprintln!(
                 "trained {} runs in {:.1} s: {} grokked, {} diverged → {}",
                 summary.runs,

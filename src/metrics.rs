@@ -1,7 +1,7 @@
 //! Per-run bookkeeping of the logged metrics: assembling rows from the stack's tensors, and
 //! each run's summary (status, grok and solve epochs, final metrics).
 
-use crate::config::RunSpec;
+use crate::config::{RunSpec, Stop};
 use crate::kernels::loss::{STAT_ACC, STAT_COLLAPSE, STAT_LOSS, STAT_ZERO_TERMS};
 use crate::model::{Model, Role};
 use anyhow::{Context, Result};
@@ -65,7 +65,8 @@ pub struct RunResult {
     pub final_test_loss: f64,
 }
 
-/// What is known of a logged epoch before its train metrics arrive one step later.
+/// What is known of a logged epoch before its train metrics arrive one step later, per
+/// stack position at the time of the test evaluation.
 struct PendingEpoch {
     test: Vec<Vec<f64>>,
     norms: Vec<Vec<f64>>,
@@ -73,13 +74,18 @@ struct PendingEpoch {
     spectral: Vec<Vec<f64>>,
 }
 
+/// Bookkeeping of a stack's runs. Each run keeps its slot (its position when the stack was
+/// built); `active` maps the current stack positions to slots, and shrinks as runs retire.
 pub struct RunTracker {
     run_ids: Vec<usize>,
     has_embedding: bool,
+    active: Vec<usize>,
     pending: BTreeMap<usize, PendingEpoch>,
     rows: Vec<Vec<MetricRow>>,
     /// The epoch at which a run's metrics first went non-finite.
     diverged_at: Vec<Option<usize>>,
+    /// The last epoch of a run retired after grokking or solving.
+    stopped_at: Vec<Option<usize>>,
 }
 
 fn to_rows(t: &Tensor) -> Result<Vec<Vec<f64>>> {
@@ -91,18 +97,20 @@ impl RunTracker {
         RunTracker {
             run_ids: runs.iter().map(|r| r.run_id).collect(),
             has_embedding: model.params.iter().any(|p| p.role == Role::Embedding),
+            active: (0..runs.len()).collect(),
             pending: BTreeMap::new(),
             rows: vec![Vec::new(); runs.len()],
             diverged_at: vec![None; runs.len()],
+            stopped_at: vec![None; runs.len()],
         }
     }
 
     /// Test statistics `[R, 4]`, parameter norms `[R, n_params]` and, with the Lipschitz
-    /// bound on, spectral norms `[R, layers]` of a logged epoch.
+    /// bound on, spectral norms `[R, layers]` of a logged epoch (R = the active runs).
     pub fn record_test(&mut self, epoch: usize, test_stats: &Tensor, norms: &Tensor, spectral: Option<&Tensor>) -> Result<()> {
         let spectral = match spectral {
             Some(s) => to_rows(s)?,
-            None => vec![Vec::new(); self.run_ids.len()],
+            None => vec![Vec::new(); self.active.len()],
         };
         self.pending.insert(epoch, PendingEpoch { test: to_rows(test_stats)?, norms: to_rows(norms)?, spectral });
         Ok(())
@@ -112,18 +120,15 @@ impl RunTracker {
     pub fn record_train(&mut self, epoch: usize, train_stats: &Tensor) -> Result<()> {
         let pending = self.pending.remove(&epoch).with_context(|| format!("internal: no test metrics for epoch {epoch}"))?;
         let train = to_rows(train_stats)?;
-        for (run, rows) in self.rows.iter_mut().enumerate() {
-            if self.diverged_at[run].is_some() {
-                continue;
-            }
-            let (tr, te, norms, spectral) = (&train[run], &pending.test[run], &pending.norms[run], &pending.spectral[run]);
+        for (position, &slot) in self.active.iter().enumerate() {
+            let (tr, te, norms, spectral) = (&train[position], &pending.test[position], &pending.norms[position], &pending.spectral[position]);
             let (embedding_weight_norm, layer_norms) = if self.has_embedding {
                 (Some(norms[0]), norms[1..].to_vec())
             } else {
                 (None, norms.clone())
             };
             let row = MetricRow {
-                run_id: self.run_ids[run],
+                run_id: self.run_ids[slot],
                 epoch,
                 train_loss: tr[STAT_LOSS],
                 train_acc: tr[STAT_ACC],
@@ -137,37 +142,72 @@ impl RunTracker {
                 layer_weight_norms: layer_norms,
                 layer_spectral_norms: spectral.clone(),
             };
-            if ![row.train_loss, row.test_loss, row.weight_norm].iter().all(|x| x.is_finite()) {
-                self.diverged_at[run] = Some(epoch);
+            let finite = [row.train_loss, row.test_loss, row.weight_norm].iter().all(|x| x.is_finite());
+            if !finite && self.diverged_at[slot].is_none() {
+                self.diverged_at[slot] = Some(epoch);
             }
-            rows.push(row);
+            // A diverged run that is not retired keeps training, but logs nothing more.
+            if self.diverged_at[slot].is_none_or(|d| d == epoch) {
+                self.rows[slot].push(row);
+            }
         }
         Ok(())
     }
 
+    /// The stack positions whose runs leave the stack after the rows of `epoch`.
+    pub fn retiring(&mut self, epoch: usize, stop: Stop, extra_epochs: usize) -> Vec<usize> {
+        let threshold = match stop {
+            Stop::Never => return Vec::new(),
+            Stop::Diverged => None,
+            Stop::Grok => Some(GROK_THRESHOLD),
+            Stop::Solve => Some(SOLVE_THRESHOLD),
+        };
+        let mut retiring = Vec::new();
+        for (position, &slot) in self.active.iter().enumerate() {
+            let reached = threshold.and_then(|t| self.rows[slot].iter().find(|r| r.test_acc >= t)).map(|r| r.epoch);
+            if self.diverged_at[slot].is_some() {
+                retiring.push(position);
+            } else if reached.is_some_and(|e| epoch >= e + extra_epochs) {
+                self.stopped_at[slot] = Some(epoch);
+                retiring.push(position);
+            }
+        }
+        retiring
+    }
+
+    /// Keep the runs at these stack positions (in this order); the others have retired.
+    pub fn keep(&mut self, positions: &[usize]) {
+        self.active = positions.iter().map(|&p| self.active[p]).collect();
+    }
+
+    pub fn active_runs(&self) -> usize {
+        self.active.len()
+    }
+
     /// Every run's summary and all rows, run-major.
     pub fn finish(self, epochs: usize) -> (Vec<RunResult>, MetricRows) {
-        let results = self
-            .rows
-            .iter()
-            .zip(&self.diverged_at)
-            .zip(&self.run_ids)
-            .map(|((rows, diverged_at), &run_id)| summarize(run_id, rows, *diverged_at, epochs))
+        let results = (0..self.run_ids.len())
+            .map(|slot| summarize(self.run_ids[slot], &self.rows[slot], self.diverged_at[slot], self.stopped_at[slot], epochs))
             .collect();
         (results, self.rows.into_iter().flatten().collect())
     }
 }
 
 /// A run's summary from its logged rows.
-pub fn summarize(run_id: usize, rows: &[MetricRow], diverged_at: Option<usize>, epochs: usize) -> RunResult {
+pub fn summarize(run_id: usize, rows: &[MetricRow], diverged_at: Option<usize>, stopped_at: Option<usize>, epochs: usize) -> RunResult {
     let first_at = |threshold: f64| rows.iter().find(|r| r.test_acc >= threshold);
     let grok = first_at(GROK_THRESHOLD);
     let last = rows.last();
     let final_of = |f: fn(&MetricRow) -> f64| last.map_or(f64::NAN, f);
+    let (status, epochs_trained) = match (diverged_at, stopped_at) {
+        (Some(e), _) => (Status::Diverged, e + 1),
+        (None, Some(e)) => (Status::Stopped, e + 1),
+        (None, None) => (Status::Done, epochs),
+    };
     RunResult {
         run_id,
-        status: if diverged_at.is_some() { Status::Diverged } else { Status::Done },
-        epochs_trained: diverged_at.map_or(epochs, |e| e + 1),
+        status,
+        epochs_trained,
         grok_epoch: grok.map(|r| r.epoch),
         solve_epoch: first_at(SOLVE_THRESHOLD).map(|r| r.epoch),
         lipschitz_at_grok: grok.and_then(|r| r.lipschitz_bound),

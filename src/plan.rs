@@ -20,6 +20,61 @@ pub fn group_into_stacks(runs: Vec<RunSpec>) -> Vec<Vec<RunSpec>> {
     stacks
 }
 
+/// Split every stack into chunks that fit in `max_bytes`, as evenly as possible.
+pub fn chunk_to_fit(stacks: Vec<Vec<RunSpec>>, max_bytes: u64) -> anyhow::Result<Vec<Vec<RunSpec>>> {
+    let mut chunks = Vec::new();
+    for stack in stacks {
+        let per_run = bytes_per_run(&stack[0].config) as u64;
+        if per_run > max_bytes {
+            anyhow::bail!(
+                "one run of p = {} with hidden {:?} needs about {}, more than --max-memory {}",
+                stack[0].config.p,
+                stack[0].config.hidden,
+                human_bytes(per_run as f64),
+                human_bytes(max_bytes as f64)
+            );
+        }
+        let fit = (max_bytes / per_run) as usize;
+        let count = stack.len().div_ceil(fit);
+        let size = stack.len().div_ceil(count);
+        let mut runs = stack.into_iter().peekable();
+        while runs.peek().is_some() {
+            chunks.push(runs.by_ref().take(size).collect());
+        }
+    }
+    Ok(chunks)
+}
+
+/// The default memory budget: 75% of the memory available now (/proc/meminfo), or 8 GiB
+/// where that cannot be read.
+pub fn default_max_memory() -> u64 {
+    let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        text.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
+    available_kib.map_or(8 << 30, |kib| kib * 1024 / 4 * 3)
+}
+
+/// `512MiB`, `8GiB`, `2.5G`, `1000000` (bytes).
+pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number.parse().map_err(|_| anyhow::anyhow!("--max-memory {text}: expected a size like 8GiB or 512MiB"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1u64,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => anyhow::bail!("--max-memory {text}: unknown unit `{unit}`"),
+    };
+    let bytes = value * scale as f64;
+    if !(bytes >= 1.0) {
+        anyhow::bail!("--max-memory {text}: must be positive");
+    }
+    Ok(bytes as u64)
+}
+
 fn bytes_per_value(precision: Precision) -> usize {
     match precision {
         Precision::F64 => 8,

@@ -4,7 +4,7 @@
 use crate::config::{RunSpec, Sweep};
 use crate::metrics::RunResult;
 use crate::output::OutputDir;
-use crate::plan::{bytes_per_run, flops_per_run_epoch, group_into_stacks, human_bytes};
+use crate::plan::{bytes_per_run, chunk_to_fit, flops_per_run_epoch, group_into_stacks, human_bytes};
 use crate::train::Stack;
 use anyhow::{Context, Result};
 use candle_core::Device;
@@ -33,8 +33,13 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
+/// The stacks of `sweep`, split into chunks that fit in `max_memory` bytes.
+pub fn plan_chunks(sweep: &Sweep, max_memory: u64) -> Result<Vec<Vec<RunSpec>>> {
+    chunk_to_fit(group_into_stacks(sweep.runs()?), max_memory)
+}
+
 /// What `--dry-run` prints: runs, stacks, memory and FLOPs.
-pub fn describe_plan(sweep: &Sweep) -> Result<String> {
+pub fn describe_plan(sweep: &Sweep, max_memory: u64) -> Result<String> {
     let runs = sweep.runs()?;
     let mut out = format!(
         "sweep `{}`: {} runs = {} settings × {} seeds\n",
@@ -43,8 +48,8 @@ pub fn describe_plan(sweep: &Sweep) -> Result<String> {
         sweep.setting_count(),
         sweep.seeds.len()
     );
-    let stacks = group_into_stacks(runs);
-    out.push_str(&format!("{} stack(s):\n", stacks.len()));
+    let stacks = chunk_to_fit(group_into_stacks(runs), max_memory)?;
+    out.push_str(&format!("{} stack(s) within --max-memory {}:\n", stacks.len(), human_bytes(max_memory as f64)));
     let mut total_flops = 0.0;
     for (i, stack) in stacks.iter().enumerate() {
         let c = &stack[0].config;
@@ -77,13 +82,12 @@ pub struct SweepSummary {
     pub seconds: f64,
 }
 
-/// Train every run of `sweep` into `out`.
-pub fn train_sweep(sweep: &Sweep, out: &Path, device: &Device) -> Result<SweepSummary> {
-    let runs = sweep.runs()?;
-    let total_runs = runs.len();
+/// Train every run of `sweep` into `out`, in stacks of at most `max_memory` bytes.
+pub fn train_sweep(sweep: &Sweep, out: &Path, device: &Device, max_memory: u64) -> Result<SweepSummary> {
+    let stacks = plan_chunks(sweep, max_memory)?;
+    let total_runs: usize = stacks.iter().map(|s| s.len()).sum();
     let output = OutputDir::create(out, sweep)?;
     output.write_progress(total_runs, 0)?;
-    let stacks = group_into_stacks(runs);
     let total_run_epochs: u64 = stacks.iter().map(|s| (s.len() * s[0].config.epochs) as u64).sum();
     let bar = ProgressBar::new(total_run_epochs).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent}% {msg} eta {eta}")
@@ -97,17 +101,21 @@ pub fn train_sweep(sweep: &Sweep, out: &Path, device: &Device) -> Result<SweepSu
         let r = runs.len();
         let epochs = runs[0].config.epochs;
         let done_before = bar.position();
+        let stack_started = Instant::now();
         let stack = Stack::new(runs.clone(), device)?;
         let finished_runs = finished.len();
-        let (results, rows) = stack.train(|step| {
-            let position = done_before + (step * r) as u64;
-            bar.set_position(position);
-            let rate = position as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let mut trained = 0u64;
+        let (results, rows) = stack.train(|step, active| {
+            trained += active as u64;
+            bar.set_position(done_before + trained);
+            let rate = trained as f64 / stack_started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
-                "stack {}/{stack_count} (R = {r}) epoch {step}/{epochs} | runs {finished_runs}/{total_runs} | {rate:.1} run-epochs/s",
+                "stack {}/{stack_count} ({active}/{r} runs active) epoch {step}/{epochs} | runs {finished_runs}/{total_runs} | {rate:.1} run-epochs/s",
                 index + 1
             ));
         })?;
+        // Epochs that retired runs did not need count as done.
+        bar.set_position(done_before + (r * epochs) as u64);
         output.write_metrics_part(index, &rows)?;
         finished.extend(runs.into_iter().zip(results));
         let pairs: Vec<_> = finished.iter().map(|(s, r)| (s, r)).collect();

@@ -111,8 +111,28 @@ impl Stack {
         Ok(())
     }
 
-    /// Train every run for its epoch budget; `progress(steps)` is called after every step.
-    pub fn train(mut self, mut progress: impl FnMut(usize)) -> Result<(Vec<RunResult>, MetricRows)> {
+    /// Keep only the runs at `positions`: every `[R, ...]` tensor of the stack is narrowed to
+    /// them, so retired runs cost nothing from now on.
+    pub fn keep_runs(&mut self, positions: &[usize]) -> Result<()> {
+        let index = Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<u32>>(), positions.len(), self.model.params[0].value.device())?;
+        for param in &mut self.model.params {
+            param.value = param.value.index_select(&index, 0)?;
+        }
+        self.optimizer.keep_runs(positions, &index)?;
+        if let Some(power) = &mut self.lipschitz {
+            power.select_runs(&index)?;
+        }
+        for batch in [&mut self.train, &mut self.test] {
+            batch.rows = batch.rows.index_select(&index, 0)?;
+            batch.labels = batch.labels.index_select(&index, 0)?;
+        }
+        self.runs = positions.iter().map(|&p| self.runs[p].clone()).collect();
+        Ok(())
+    }
+
+    /// Train every run for its epoch budget, retiring runs as `train.stop` says;
+    /// `progress(step, active_runs)` is called after every step.
+    pub fn train(mut self, mut progress: impl FnMut(usize, usize)) -> Result<(Vec<RunResult>, MetricRows)> {
         let epochs = self.key.epochs;
         let log_every = self.key.log_every;
         let is_logged = |epoch: usize| epoch % log_every == 0 || epoch + 1 == epochs;
@@ -122,13 +142,23 @@ impl Stack {
             // The forward pass of step s saw the weights of epoch s − 1.
             if step > 0 && is_logged(step - 1) {
                 tracker.record_train(step - 1, &train_stats)?;
+                let retiring = tracker.retiring(step - 1, self.key.stop, self.key.extra_epochs);
+                if !retiring.is_empty() {
+                    let keep: Vec<usize> = (0..self.runs.len()).filter(|p| !retiring.contains(p)).collect();
+                    tracker.keep(&keep);
+                    if keep.is_empty() {
+                        progress(step + 1, 0);
+                        return Ok(tracker.finish(epochs));
+                    }
+                    self.keep_runs(&keep)?;
+                }
             }
             if is_logged(step) {
                 let test_stats = self.evaluate(&self.test)?;
                 let spectral = self.lipschitz.as_ref().map(|p| p.spectral_norms()).transpose()?;
                 tracker.record_test(step, &test_stats, &self.model.param_norms()?, spectral.as_ref())?;
             }
-            progress(step + 1);
+            progress(step + 1, tracker.active_runs());
         }
         let final_train = self.evaluate(&self.train)?;
         tracker.record_train(epochs - 1, &final_train)?;

@@ -89,7 +89,7 @@ fn a_short_bf16_sweep_still_groks() {
         "[task]\np = 47\ntrain_fraction = 0.6\n[model]\nembed_dim = 32\nhidden = [128, 128]\n[train]\nepochs = 200\nweight_decay = 3.0\nall_reg = true\ndtype = \"bf16\"\nlog_every = 5\n",
         &["seeds=[5, 6]"],
     );
-    let (results, _) = Stack::new(runs, &Device::Cpu).unwrap().train(|_| {}).unwrap();
+    let (results, _) = Stack::new(runs, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
     for result in results {
         assert!(result.grok_epoch.is_some(), "run {} did not grok in bf16: {result:?}", result.run_id);
     }

@@ -173,8 +173,8 @@ fn every_optimizer_is_stack_invariant_with_the_lipschitz_bound() {
         target.run_id = 99;
         let mut stacked = common::runs(common::TINY, &[&sets[..], &["seeds=4", "train.lr=[0.001, 0.05]", "train.all_reg=true"]].concat());
         stacked.insert(3, target.clone());
-        let (_, alone) = Stack::new(vec![target], &Device::Cpu).unwrap().train(|_| {}).unwrap();
-        let (_, together) = Stack::new(stacked, &Device::Cpu).unwrap().train(|_| {}).unwrap();
+        let (_, alone) = Stack::new(vec![target], &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
+        let (_, together) = Stack::new(stacked, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
         let (alone, together) = (rows_of(&alone, 99), rows_of(&together, 99));
         assert_eq!(alone.len(), 6);
         assert_eq!(alone[0].len(), 4 + 3, "spectral norms of 3 layers are logged");

@@ -46,8 +46,8 @@ fn check(dtype: &str, input: &str, tolerance: f64) {
     stacked.push(target.clone());
     stacked.extend(neighbours[3..].iter().cloned());
 
-    let (_, alone) = Stack::new(vec![target.clone()], &Device::Cpu).unwrap().train(|_| {}).unwrap();
-    let (_, together) = Stack::new(stacked, &Device::Cpu).unwrap().train(|_| {}).unwrap();
+    let (_, alone) = Stack::new(vec![target.clone()], &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
+    let (_, together) = Stack::new(stacked, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
     let together: Vec<&MetricRow> = together.iter().filter(|r| r.run_id == target.run_id).collect();
     assert_eq!(alone.len(), 12);
     assert_eq!(together.len(), alone.len());

@@ -4,6 +4,6 @@ pub mod run;
 pub mod schema;
 pub mod sweep;
 
-pub use run::{is_prime, Activation, Input, Loss, Op, Optimizer, Precision, RunConfig, StackKey};
+pub use run::{is_prime, Activation, Input, Loss, Op, Optimizer, Precision, RunConfig, StackKey, Stop};
 pub use schema::Value;
 pub use sweep::{RunSpec, Sweep};

@@ -43,6 +43,19 @@ pub enum Precision {
     Bf16Mixed,
 }
 
+/// When a run leaves its stack before its epoch budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stop {
+    /// Never: every run trains its whole budget.
+    Never,
+    /// When its metrics go non-finite.
+    Diverged,
+    /// Diverged, or `extra_epochs` after test accuracy first reaches 0.95.
+    Grok,
+    /// Diverged, or `extra_epochs` after test accuracy first reaches 1.0.
+    Solve,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Loss {
     Softmax,
@@ -77,6 +90,8 @@ pub struct RunConfig {
     /// The loss and softmax sums are kept in bf16.
     pub loss_bf16: bool,
     pub log_every: usize,
+    pub stop: Stop,
+    pub extra_epochs: usize,
     pub lipschitz: bool,
     pub power_iters: usize,
 }
@@ -102,6 +117,8 @@ pub struct StackKey {
     /// The loss and softmax sums are kept in bf16.
     pub loss_bf16: bool,
     pub log_every: usize,
+    pub stop: Stop,
+    pub extra_epochs: usize,
     pub lipschitz: bool,
     pub power_iters: usize,
 }
@@ -197,6 +214,13 @@ impl RunConfig {
             },
             loss_bf16: false,
             log_every: int("train.log_every")?,
+            stop: match string("train.stop")? {
+                "none" => Stop::Never,
+                "grok" => Stop::Grok,
+                "solve" => Stop::Solve,
+                _ => Stop::Diverged,
+            },
+            extra_epochs: int("train.extra_epochs")?,
             lipschitz: boolean("metrics.lipschitz")?,
             power_iters: int("metrics.power_iters")?,
         };
@@ -262,6 +286,8 @@ impl RunConfig {
             loss: self.loss,
             loss_bf16: self.loss_bf16,
             log_every: self.log_every,
+            stop: self.stop,
+            extra_epochs: self.extra_epochs,
             lipschitz: self.lipschitz,
             power_iters: self.power_iters,
         }

@@ -86,6 +86,8 @@ pub static SCHEMA: &[KeySpec] = &[
     KeySpec { key: "train.dtype", kind: Kind::Choice(DTYPES), default: || Value::Str("f32".into()), help: "storage and compute precision" },
     KeySpec { key: "train.loss_dtype", kind: Kind::Choice(&["auto", "f32", "bf16"]), default: || Value::Str("auto".into()), help: "dtype of the loss: auto is bf16 for pure bf16 runs, else the run's dtype" },
     KeySpec { key: "train.loss", kind: Kind::Choice(&["softmax", "stablemax"]), default: || Value::Str("softmax".into()), help: "cross-entropy flavour" },
+    KeySpec { key: "train.stop", kind: Kind::Choice(&["none", "diverged", "grok", "solve"]), default: || Value::Str("diverged".into()), help: "retire a run once it diverges (NaN/inf), or also once it groks / solves" },
+    KeySpec { key: "train.extra_epochs", kind: Kind::Int { min: 0 }, default: || Value::Int(0), help: "epochs to keep training after the grok/solve epoch before retiring" },
     KeySpec { key: "train.log_every", kind: Kind::Int { min: 1 }, default: || Value::Int(1), help: "log metrics every this many epochs" },
     KeySpec { key: "metrics.lipschitz", kind: Kind::Bool, default: || Value::Bool(false), help: "track the spectral-norm product bound" },
     KeySpec { key: "metrics.power_iters", kind: Kind::Int { min: 1 }, default: || Value::Int(10), help: "power iterations per layer per epoch" },

@@ -20,6 +20,14 @@ pub struct AdamHyper {
     pub eps: Vec<f64>,
 }
 
+impl AdamHyper {
+    /// The hyperparameters of the runs at `positions`.
+    pub fn select(&self, positions: &[usize]) -> AdamHyper {
+        let pick = |v: &[f64]| positions.iter().map(|&p| v[p]).collect::<Vec<f64>>();
+        AdamHyper { lr: pick(&self.lr), weight_decay: pick(&self.weight_decay), beta1: pick(&self.beta1), beta2: pick(&self.beta2), eps: pick(&self.eps) }
+    }
+}
+
 /// The per-run scalars of step `t` (1-based): (decay factor, step size, √(1−β2ᵗ)).
 fn step_scalars(h: &AdamHyper, run: usize, t: usize) -> (f64, f64, f64) {
     let decay = 1.0 - h.lr[run] * h.weight_decay[run];

@@ -85,4 +85,19 @@ impl Optimizer for AdamW {
         }
         Ok(())
     }
+
+    fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()> {
+        for group in &mut self.groups {
+            *group = group.select(positions);
+        }
+        for moments in self.moments.iter_mut().flatten() {
+            *moments = Moments { m: moments.m.index_select(index, 0)?, v: moments.v.index_select(index, 0)? };
+        }
+        if let Some(masks) = &mut self.orthogonalize {
+            for mask in masks.iter_mut() {
+                *mask = positions.iter().map(|&p| mask[p]).collect();
+            }
+        }
+        Ok(())
+    }
 }

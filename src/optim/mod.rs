@@ -41,6 +41,22 @@ impl RunHyper {
         }
     }
 
+    /// The hyperparameters of the runs at `positions`.
+    pub fn select(&self, positions: &[usize]) -> RunHyper {
+        let pick = |v: &[f64]| positions.iter().map(|&p| v[p]).collect::<Vec<f64>>();
+        RunHyper {
+            lr: pick(&self.lr),
+            weight_decay: pick(&self.weight_decay),
+            beta1: pick(&self.beta1),
+            beta2: pick(&self.beta2),
+            eps: pick(&self.eps),
+            all_reg: positions.iter().map(|&p| self.all_reg[p]).collect(),
+            momentum: pick(&self.momentum),
+            muon_momentum: pick(&self.muon_momentum),
+            muon_adam_lr: pick(&self.muon_adam_lr),
+        }
+    }
+
     /// Per-run weight decay of a parameter: zero where it is not regularized.
     pub fn decay_for(&self, role: Role, input: Input) -> Vec<f64> {
         self.weight_decay
@@ -72,6 +88,17 @@ pub fn per_run(values: &[f64], like: &Tensor) -> Result<Tensor> {
 pub trait Optimizer {
     /// Apply one update to every parameter of `model` from `grads` (same order as `model.params`).
     fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()>;
+
+    /// Keep the state of the runs at `positions` only (`index`: the same as a u32 tensor).
+    fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()>;
+}
+
+/// Narrow optional per-parameter state tensors `[R, ...]` to the runs at `index`.
+pub fn select_state(state: &mut [Option<Tensor>], index: &Tensor) -> Result<()> {
+    for tensor in state.iter_mut().flatten() {
+        *tensor = tensor.index_select(index, 0)?;
+    }
+    Ok(())
 }
 
 /// The optimizer the runs' config names.

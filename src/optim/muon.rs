@@ -5,7 +5,7 @@
 //!   b ← μ·b + (1 − μ)·g;   u = (1 − μ)·g + μ·b;   O = NS(u);
 //!   p ← p·(1 − lr·wd) − lr·√max(1, fan_out/fan_in)·O
 
-use super::{adamw::AdamW, per_run, Optimizer, RunHyper};
+use super::{adamw::AdamW, per_run, select_state, Optimizer, RunHyper};
 use crate::config::Input;
 use crate::model::{Model, Role};
 use anyhow::Result;
@@ -81,5 +81,11 @@ impl Optimizer for Muon {
             self.buffers[i] = Some(storage.state(new_buffer)?);
         }
         Ok(())
+    }
+
+    fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()> {
+        self.hyper = self.hyper.select(positions);
+        self.adamw.keep_runs(positions, index)?;
+        select_state(&mut self.buffers, index)
     }
 }

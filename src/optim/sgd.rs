@@ -1,7 +1,7 @@
 //! SGD with per-run momentum (torch.optim.SGD, no dampening) and decoupled weight decay:
 //!   b ← μ·b + g  (b = g at the first step);   p ← p·(1 − lr·wd) − lr·b
 
-use super::{per_run, Optimizer, RunHyper};
+use super::{per_run, select_state, Optimizer, RunHyper};
 use crate::model::Model;
 use anyhow::Result;
 use candle_core::Tensor;
@@ -32,5 +32,10 @@ impl Optimizer for Sgd {
             self.buffers[i] = Some(storage.state(buffer)?);
         }
         Ok(())
+    }
+
+    fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()> {
+        self.hyper = self.hyper.select(positions);
+        select_state(&mut self.buffers, index)
     }
 }
