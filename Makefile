@@ -2,28 +2,49 @@
 CARGO ?= cargo
 BIN := target/release/grokstack
 RUNS ?= runs
+# cpu, or cuda / cuda:N with a binary built by `make cuda`.
+DEVICE ?= cpu
 
-.PHONY: build quick test bench clean-runs
+.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu
 
 build:
 	$(CARGO) build --release --workspace
-
-$(BIN): build
-
-# A what-if sweep that trains and analyzes on a 2-core CPU in a few minutes.
-# It writes $(RUNS)/quick, replacing the previous quick run.
-quick: build
-	rm -rf $(RUNS)/quick
-	$(BIN) train sweeps/quick.toml --out $(RUNS)/quick
-	$(BIN) analyze $(RUNS)/quick
 
 # The whole test suite, built once in release mode (the same build as `make quick`).
 test:
 	$(CARGO) test --release --workspace
 
+# Train sweeps/NAME.toml into $(RUNS)/NAME (replacing an earlier run of the same target),
+# then analyze it. $(2) holds extra `grokstack analyze` flags.
+define sweep
+	rm -rf $(RUNS)/$(1)
+	$(BIN) train sweeps/$(1).toml --out $(RUNS)/$(1) --device $(DEVICE)
+	$(BIN) analyze $(RUNS)/$(1) $(2)
+endef
+
+# A what-if sweep that trains and analyzes on a 2-core CPU in a few minutes.
+quick: build
+	$(call sweep,quick)
+
+# The blog's grids (sized for a GPU) and their CPU-sized variants.
+lipschitz: build
+	$(call sweep,lipschitz)
+lipschitz-cpu: build
+	$(call sweep,lipschitz-cpu)
+arch: build
+	$(call sweep,arch,--threshold 1.0 --group-by model.hidden$(,)model.input)
+arch-cpu: build
+	$(call sweep,arch-cpu,--threshold 1.0 --group-by model.hidden$(,)model.input)
+wd: build
+	$(call sweep,wd)
+wd-cpu: build
+	$(call sweep,wd-cpu)
+
 # The canonical training step at R = 1, 16, 64 (see BENCHMARKS.md).
 bench: build
 	mkdir -p bench/results
 	$(BIN) bench --runs 1,16,64 --epochs 5 --json bench/results/cpu.json
+
+, := ,
 
 include mk/peers.mk

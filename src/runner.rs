@@ -105,14 +105,22 @@ pub fn train_sweep(sweep: &Sweep, out: &Path, device: &Device, max_memory: u64) 
         let stack = Stack::new(runs.clone(), device)?;
         let finished_runs = finished.len();
         let mut trained = 0u64;
+        let mut last_line = Instant::now();
         let (results, rows) = stack.train(|step, active| {
             trained += active as u64;
             bar.set_position(done_before + trained);
             let rate = trained as f64 / stack_started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
+            let status = format!(
                 "stack {}/{stack_count} ({active}/{r} runs active) epoch {step}/{epochs} | runs {finished_runs}/{total_runs} | {rate:.1} run-epochs/s",
                 index + 1
-            ));
+            );
+            // Without a terminal (a batch job, a log file) the bar is hidden: print a line
+            // every half minute instead.
+            if bar.is_hidden() && last_line.elapsed().as_secs() >= 30 {
+                eprintln!("[{:.0} s] {status}", started.elapsed().as_secs_f64());
+                last_line = Instant::now();
+            }
+            bar.set_message(status);
         })?;
         // Epochs that retired runs did not need count as done.
         bar.set_position(done_before + (r * epochs) as u64);
@@ -121,6 +129,9 @@ pub fn train_sweep(sweep: &Sweep, out: &Path, device: &Device, max_memory: u64) 
         let pairs: Vec<_> = finished.iter().map(|(s, r)| (s, r)).collect();
         output.write_runs(&pairs)?;
         output.write_progress(total_runs, finished.len())?;
+        if bar.is_hidden() {
+            eprintln!("[{:.0} s] stack {}/{stack_count} done: {}/{total_runs} runs finished", started.elapsed().as_secs_f64(), index + 1, finished.len());
+        }
     }
     bar.finish_and_clear();
     let grokked = finished.iter().filter(|(_, r)| r.grok_epoch.is_some()).count();

@@ -71,6 +71,18 @@ fn small_sweep_groks_and_writes_the_documented_files() {
     assert_eq!(reread.base["train.eps"], grokstack::config::Value::Float(1e-25), "defaults are written out: {resolved}");
     assert_eq!(reread.seeds, vec![0, 1]);
 
+    // The analysis stage on what was just trained: one settings.csv row per setting.
+    let analyzed = grokstack(&["analyze", dir.to_str().unwrap()]);
+    assert!(analyzed.status.success(), "analyze failed: {}", String::from_utf8_lossy(&analyzed.stderr));
+    let settings = CsvReadOptions::default().try_into_reader_with_file_path(Some(dir.join("analysis/settings.csv"))).unwrap().finish().unwrap();
+    assert_eq!(settings.height(), 2, "two settings (f32, bf16): {settings}");
+    for column in ["setting_id", "train.dtype", "seeds", "grokked_fraction", "median_grok_epoch", "q25_grok_epoch", "q75_grok_epoch", "qualified"] {
+        assert!(settings.column(column).is_ok(), "settings.csv lacks {column}: {settings}");
+    }
+    let qualified = settings.column("qualified").unwrap().bool().unwrap();
+    assert_eq!(qualified.sum(), Some(2), "both settings grok in every seed");
+    assert!(String::from_utf8_lossy(&analyzed.stdout).contains("setting"), "the headline is printed");
+
     // The same directory again is refused and left as it was.
     let before = std::fs::read(dir.join("runs.parquet")).unwrap();
     let again = grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--set", "train.lr=0.02"]);
