@@ -2,11 +2,16 @@
 //!
 //! Reading order: `config` (sweep files) → `data` (the task and splits) → `model` (the
 //! stacked MLP, forward and backward) → `kernels` (the fused CPU loops) → `optim` → `train`
-//! (one stack) → `metrics` → `runner` (a whole sweep) → `output` (Parquet).
+//! (one stack) → `metrics` → `runner` (a whole sweep) → `output` (Parquet) → `checkpoint` (resuming) → `export`.
 
 pub mod bench;
+pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod data;
+pub mod export;
+pub mod faults;
+pub mod interrupt;
 pub mod kernels;
 pub mod lipschitz;
 pub mod metrics;
@@ -16,4 +21,5 @@ pub mod output;
 pub mod plan;
 pub mod rng;
 pub mod runner;
+pub mod state;
 pub mod train;

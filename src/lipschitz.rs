@@ -5,6 +5,7 @@
 //! iteration is  u = M·v = vᵀ·W,  x = Mᵀ·u = u·Wᵀ,  σ ≈ ‖x‖ / ‖u‖,  v ← x / ‖x‖.
 
 use crate::rng::{Rng, Stream};
+use crate::state::{restore_like, State, StateDict};
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 
@@ -44,6 +45,23 @@ impl PowerIteration {
     /// Per-layer spectral norms `[R, layers]` (f64).
     pub fn spectral_norms(&self) -> Result<Tensor> {
         Ok(Tensor::stack(&self.sigmas, 1)?)
+    }
+
+    /// The vectors `power.vector.{layer}` and estimates `power.sigma.{layer}`: warm starts
+    /// carry from step to step, so a resumed stack needs them exactly.
+    pub fn state(&self) -> State {
+        let vectors = self.vectors.iter().enumerate().map(|(l, v)| (format!("power.vector.{l}"), v.clone()));
+        vectors.chain(self.sigmas.iter().enumerate().map(|(l, s)| (format!("power.sigma.{l}"), s.clone()))).collect()
+    }
+
+    pub fn load_state(&mut self, state: &StateDict) -> Result<()> {
+        for (l, v) in self.vectors.iter_mut().enumerate() {
+            *v = restore_like(state, &format!("power.vector.{l}"), v)?;
+        }
+        for (l, s) in self.sigmas.iter_mut().enumerate() {
+            *s = restore_like(state, &format!("power.sigma.{l}"), s)?;
+        }
+        Ok(())
     }
 
     /// Keep only the runs at `keep` (stack compaction).

@@ -1,9 +1,9 @@
 //! The `grokstack` command line: a thin layer over the library.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
-use grokstack::{bench, config::Sweep, runner};
-use std::path::PathBuf;
+use anyhow::{bail, Result};
+use clap::Parser;
+use grokstack::cli::{Cli, Command};
+use grokstack::{bench, config::Sweep, export, interrupt, runner};
 
 // Activation tensors of hundreds of MB are allocated and freed every step. glibc returns
 // them to the kernel (munmap) and faults them back in, zeroed, on the next step; jemalloc
@@ -24,128 +24,102 @@ pub struct MallocConf(*const u8);
 // SAFETY: the pointer is to a static, immutable, NUL-terminated byte string.
 unsafe impl Sync for MallocConf {}
 
-#[derive(Parser)]
-#[command(name = "grokstack", version, about = "Train hundreds to thousands of small grokking networks as one stacked model")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Train every run of a sweep file and write DIR.
-    Train {
-        /// The sweep file (TOML).
-        sweep: PathBuf,
-        /// Output directory.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Override a key: `--set train.lr=0.02`; a list value makes it a grid axis.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Print runs, stacks, estimated memory and FLOPs; train nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Memory budget of one stack, e.g. `8GiB` (default: 75% of the available memory);
-        /// larger stacks are split into chunks that fit.
-        #[arg(long)]
-        max_memory: Option<String>,
-    },
-    /// Analyze a sweep's output: epochs-to-grok, qualifying settings, Pareto front, tables, plots.
-    Analyze {
-        /// The output directory of `grokstack train`.
-        dir: PathBuf,
-        /// Test accuracy that counts as grokked (1.0 gives the solve epoch).
-        #[arg(long, default_value_t = 0.95)]
-        threshold: f64,
-        /// Group keys of the best-setting tables, e.g. `model.hidden,model.input`.
-        #[arg(long, value_delimiter = ',')]
-        group_by: Vec<String>,
-    },
-    /// Measure the canonical training step at several stack sizes.
-    Bench {
-        /// Stack sizes (runs per stack).
-        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
-        runs: Vec<usize>,
-        /// Timed epochs per stack size (after one warm-up epoch).
-        #[arg(long, default_value_t = 5)]
-        epochs: usize,
-        /// Override a key of the canonical sweep, e.g. `--set train.dtype=f64`.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Also write the results as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Skip the square-GEMM reference measurement.
-        #[arg(long)]
-        no_gemm: bool,
-        /// Internal: measure one stack size in this process and print JSON.
-        #[arg(long, hide = true)]
-        single: bool,
-    },
-}
-
 fn main() {
-    if let Err(error) = run(Cli::parse()) {
-        eprintln!("error: {error:#}");
-        std::process::exit(1);
+    match run(Cli::parse()) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Exit code of an interrupted sweep (as a shell reports a process ended by SIGINT).
+const EXIT_INTERRUPTED: i32 = 130;
+
+fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Train { sweep, out, overrides, device, dry_run, max_memory } => {
-            let sweep = Sweep::load(&sweep, &overrides)?;
+        Command::Train { sweep: sweep_path, out, overrides, device, dry_run, max_memory, resume } => {
+            let sweep = Sweep::load(&sweep_path, &overrides)?;
             let max_memory = match max_memory {
                 Some(text) => grokstack::plan::parse_bytes(&text)?,
                 None => grokstack::plan::default_max_memory(),
             };
             if dry_run {
                 print!("{}", runner::describe_plan(&sweep, max_memory)?);
-                return Ok(());
+                return Ok(0);
             }
             let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required (or use --dry-run)"))?;
             let device = runner::parse_device(&device)?;
-            let summary = runner::train_sweep(&sweep, &out, &device, max_memory)?;
+            interrupt::install();
+            let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume })?;
+            let checkpoints = if summary.checkpoints > 0 {
+                format!(
+                    "; {} checkpoint(s), training waited {:.2} s for them ({:.2}% of the time)",
+                    summary.checkpoints,
+                    summary.checkpoint_seconds,
+                    100.0 * summary.checkpoint_seconds / summary.seconds.max(1e-9)
+                )
+            } else {
+                String::new()
+            };
+            if summary.interrupted {
+                eprintln!(
+                    "interrupted; continue with --resume: grokstack train {} --out {} --resume{checkpoints}",
+                    sweep_path.display(),
+                    out.display()
+                );
+                return Ok(EXIT_INTERRUPTED);
+            }
+            let earlier = if summary.finished_before > 0 { format!(" ({} finished before)", summary.finished_before) } else { String::new() };
             eprintln!(
-                "trained {} runs in {:.1} s: {} grokked, {} diverged → {}",
+                "trained {} runs{earlier} in {:.1} s: {} grokked, {} diverged{checkpoints} → {}",
                 summary.runs,
                 summary.seconds,
                 summary.grokked,
                 summary.diverged,
                 out.display()
             );
-            Ok(())
+            Ok(0)
+        }
+        Command::Export { dir, run, out } => {
+            let exported = export::export_run(&dir, run, &out)?;
+            for (name, shape) in &exported.tensors {
+                println!("{name} {shape:?}");
+            }
+            println!("run {run} ({}, final test accuracy {}) → {}", exported.status, exported.final_test_acc, exported.path.display());
+            Ok(0)
         }
         Command::Analyze { dir, threshold, group_by } => {
+            if !(threshold > 0.0 && threshold <= 1.0) {
+                bail!("--threshold {threshold}: expected a test accuracy in (0, 1]");
+            }
             let report = grokstack_analysis::analyze(&dir, &grokstack_analysis::AnalyzeOptions { threshold, group_by })?;
             println!("{}", report.headline);
             if report.missing_runs > 0 {
                 println!("{} run(s) of the sweep are not finished yet and are left out.", report.missing_runs);
             }
             println!("wrote {}", report.out_dir.display());
-            Ok(())
+            Ok(0)
         }
         Command::Bench { runs, epochs, overrides, device, json, no_gemm, single } => {
+            if runs.is_empty() || runs.contains(&0) || epochs == 0 {
+                bail!("--runs needs stack sizes of at least 1, and --epochs at least 1");
+            }
             if single {
                 let dev = runner::parse_device(&device)?;
                 let result = bench::bench_one(runs[0], epochs, &overrides, &dev)?;
                 println!("{}", serde_json::to_string(&result)?);
-                return Ok(());
+                return Ok(0);
             }
             let results = bench::bench_in_children(&runs, epochs, &overrides, &device)?;
             let gemm = if no_gemm { None } else { Some(bench::gemm_gflops(2048, 5, &runner::parse_device(&device)?)?) };
             print!("{}", bench::format_table(&results, gemm));
             if let Some(path) = json {
                 let doc = serde_json::json!({ "results": results, "gemm_gflops": gemm });
-                std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+                std::fs::write(&path, serde_json::to_string_pretty(&doc)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
             }
-            Ok(())
+            Ok(0)
         }
     }
 }

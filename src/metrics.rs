@@ -4,7 +4,8 @@
 use crate::config::{RunSpec, Stop};
 use crate::kernels::loss::{STAT_ACC, STAT_COLLAPSE, STAT_LOSS, STAT_ZERO_TERMS};
 use crate::model::{Model, Role};
-use anyhow::{Context, Result};
+use crate::state::{self, State, StateDict};
+use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use std::collections::BTreeMap;
 
@@ -156,9 +157,10 @@ impl RunTracker {
 
     /// The stack positions whose runs leave the stack after the rows of `epoch`.
     pub fn retiring(&mut self, epoch: usize, stop: Stop, extra_epochs: usize) -> Vec<usize> {
+        // A diverged run leaves its stack whatever `stop` says: its NaN weights would only
+        // produce NaN, and freezing it is what keeps "stops updating" true for every optimizer.
         let threshold = match stop {
-            Stop::Never => return Vec::new(),
-            Stop::Diverged => None,
+            Stop::Never | Stop::Diverged => None,
             Stop::Grok => Some(GROK_THRESHOLD),
             Stop::Solve => Some(SOLVE_THRESHOLD),
         };
@@ -167,7 +169,7 @@ impl RunTracker {
             let reached = threshold.and_then(|t| self.rows[slot].iter().find(|r| r.test_acc >= t)).map(|r| r.epoch);
             if self.diverged_at[slot].is_some() {
                 retiring.push(position);
-            } else if reached.is_some_and(|e| epoch >= e + extra_epochs) {
+            } else if reached.is_some_and(|e| epoch >= e.saturating_add(extra_epochs)) {
                 self.stopped_at[slot] = Some(epoch);
                 retiring.push(position);
             }
@@ -184,12 +186,126 @@ impl RunTracker {
         self.active.len()
     }
 
+    /// The slot (position in the stack as built) of each active run, in stack order.
+    pub fn active_slots(&self) -> &[usize] {
+        &self.active
+    }
+
+    /// Everything the tracker knows, for a checkpoint: the active slots, divergence and stop
+    /// epochs, the rows so far and the test metrics still waiting for their train half.
+    pub fn state(&self) -> Result<State> {
+        let mut out = vec![
+            ("tracker.active".to_string(), state::integers(self.active.iter().map(|&s| Some(s)))?),
+            ("tracker.diverged_at".to_string(), state::integers(self.diverged_at.iter().copied())?),
+            ("tracker.stopped_at".to_string(), state::integers(self.stopped_at.iter().copied())?),
+        ];
+        let rows: Vec<(usize, &MetricRow)> = self.rows.iter().enumerate().flat_map(|(slot, rows)| rows.iter().map(move |r| (slot, r))).collect();
+        if let Some((_, first)) = rows.first() {
+            let layout = [first.layer_weight_norms.len(), first.layer_spectral_norms.len()];
+            let values: Vec<Vec<f64>> = rows.iter().map(|(_, r)| row_values(r)).collect();
+            out.push(("tracker.rows.layout".into(), state::integers(layout.map(Some))?));
+            out.push(("tracker.rows.slot".into(), state::integers(rows.iter().map(|(s, _)| Some(*s)))?));
+            out.push(("tracker.rows.epoch".into(), state::integers(rows.iter().map(|(_, r)| Some(r.epoch)))?));
+            out.extend(state::matrix(&values, ROW_FIXED + layout[0] + layout[1])?.map(|t| ("tracker.rows.values".to_string(), t)));
+        }
+        if !self.pending.is_empty() {
+            out.push(("tracker.pending.epochs".into(), state::integers(self.pending.keys().map(|&e| Some(e)))?));
+        }
+        for (epoch, pending) in &self.pending {
+            let width = |rows: &[Vec<f64>]| rows.first().map_or(0, |r| r.len());
+            for (name, rows) in [("test", &pending.test), ("norms", &pending.norms), ("spectral", &pending.spectral)] {
+                if let Some(t) = state::matrix(rows, width(rows))? {
+                    out.push((format!("tracker.pending.{epoch}.{name}"), t));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restore [`RunTracker::state`] into a tracker built for the same runs (all slots).
+    /// `n_params` and `n_spectral` are the widths of the pending norms and spectral norms.
+    pub fn load_state(&mut self, state: &StateDict, n_params: usize, n_spectral: usize) -> Result<()> {
+        let slots = self.run_ids.len();
+        let all = |values: Vec<Option<usize>>, key: &str| -> Result<Vec<usize>> {
+            values.into_iter().map(|v| v.with_context(|| format!("`{key}` in the checkpoint has a gap"))).collect()
+        };
+        let active = all(state::read_integers(state, "tracker.active")?, "tracker.active")?;
+        let mut seen = vec![false; slots];
+        for &slot in &active {
+            if slot >= slots || std::mem::replace(&mut seen[slot], true) {
+                bail!("`tracker.active` in the checkpoint names slot {slot} of {slots} twice or out of range");
+            }
+        }
+        let (diverged_at, stopped_at) = (state::read_integers(state, "tracker.diverged_at")?, state::read_integers(state, "tracker.stopped_at")?);
+        if diverged_at.len() != slots || stopped_at.len() != slots || active.is_empty() {
+            bail!("the checkpoint's tracker is for {} runs, this stack has {slots}", diverged_at.len());
+        }
+        let mut rows = vec![Vec::new(); slots];
+        if state.contains_key("tracker.rows.slot") {
+            let layout = all(state::read_integers(state, "tracker.rows.layout")?, "tracker.rows.layout")?;
+            let [layer_norms, spectral] = layout[..] else { bail!("`tracker.rows.layout` in the checkpoint is not two counts") };
+            let row_slots = all(state::read_integers(state, "tracker.rows.slot")?, "tracker.rows.slot")?;
+            let epochs = all(state::read_integers(state, "tracker.rows.epoch")?, "tracker.rows.epoch")?;
+            let values = state::read_matrix(state, "tracker.rows.values", row_slots.len(), ROW_FIXED + layer_norms + spectral)?;
+            if epochs.len() != row_slots.len() || row_slots.iter().any(|&s| s >= slots) {
+                bail!("the checkpoint's metric rows name runs this stack does not have");
+            }
+            for ((slot, epoch), values) in row_slots.into_iter().zip(epochs).zip(values) {
+                rows[slot].push(row_from_values(self.run_ids[slot], epoch, &values, layer_norms, self.has_embedding));
+            }
+        }
+        let mut pending = BTreeMap::new();
+        if state.contains_key("tracker.pending.epochs") {
+            let epochs = all(state::read_integers(state, "tracker.pending.epochs")?, "tracker.pending.epochs")?;
+            for epoch in epochs {
+                let read = |name: &str, width: usize| state::read_matrix(state, &format!("tracker.pending.{epoch}.{name}"), active.len(), width);
+                pending.insert(epoch, PendingEpoch { test: read("test", 4)?, norms: read("norms", n_params)?, spectral: read("spectral", n_spectral)? });
+            }
+        }
+        *self = RunTracker { run_ids: std::mem::take(&mut self.run_ids), has_embedding: self.has_embedding, active, pending, rows, diverged_at, stopped_at };
+        Ok(())
+    }
+
     /// Every run's summary and all rows, run-major.
     pub fn finish(self, epochs: usize) -> (Vec<RunResult>, MetricRows) {
         let results = (0..self.run_ids.len())
             .map(|slot| summarize(self.run_ids[slot], &self.rows[slot], self.diverged_at[slot], self.stopped_at[slot], epochs))
             .collect();
         (results, self.rows.into_iter().flatten().collect())
+    }
+}
+
+/// Values of a row in a checkpoint before the per-layer norms: the seven metrics, the
+/// Lipschitz bound and the embedding norm (NaN where they are `None`).
+const ROW_FIXED: usize = 9;
+
+fn row_values(r: &MetricRow) -> Vec<f64> {
+    let mut v = vec![r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.weight_norm, r.softmax_collapse, r.zero_terms];
+    v.push(r.lipschitz_bound.unwrap_or(f64::NAN));
+    v.push(r.embedding_weight_norm.unwrap_or(f64::NAN));
+    v.extend(&r.layer_weight_norms);
+    v.extend(&r.layer_spectral_norms);
+    v
+}
+
+/// The inverse of [`row_values`]: which values are `None` follows from the stack's shape
+/// (an embedding or not, the Lipschitz bound on or off), never from a NaN.
+fn row_from_values(run_id: usize, epoch: usize, v: &[f64], layer_norms: usize, has_embedding: bool) -> MetricRow {
+    let spectral = v[ROW_FIXED + layer_norms..].to_vec();
+    MetricRow {
+        run_id,
+        epoch,
+        train_loss: v[0],
+        train_acc: v[1],
+        test_loss: v[2],
+        test_acc: v[3],
+        weight_norm: v[4],
+        softmax_collapse: v[5],
+        zero_terms: v[6],
+        lipschitz_bound: (!spectral.is_empty()).then_some(v[7]),
+        embedding_weight_norm: has_embedding.then_some(v[8]),
+        layer_weight_norms: v[ROW_FIXED..ROW_FIXED + layer_norms].to_vec(),
+        layer_spectral_norms: spectral,
     }
 }
 

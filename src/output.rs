@@ -1,73 +1,214 @@
-//! The output directory: `sweep.toml`, `runs.parquet`, `metrics.parquet/part-*.parquet` and
-//! `progress.json`, each written atomically (temporary file, fsync, rename), so a reader
-//! never sees a half-written file and an interrupted sweep keeps what it finished.
+//! The output directory: `sweep.toml`, `plan.json`, `runs.parquet`,
+//! `metrics.parquet/part-*.parquet`, `weights/part-*.safetensors`, `progress.json` and, while
+//! a stack trains, `checkpoints/`. Each file is written atomically (temporary file, fsync,
+//! rename), so a reader never sees a half-written file and an interrupted sweep keeps what it
+//! finished.
+//!
+//! A stack's results are committed when `runs.parquet` lists its runs: its metrics part and
+//! weights part are written before, its checkpoint is removed after. `--resume` trusts
+//! exactly that: a stack whose runs are in `runs.parquet` is done, any other one starts again
+//! from its checkpoint (or its first epoch).
 
 use crate::config::{RunSpec, Sweep, Value};
+use crate::faults;
 use crate::metrics::{MetricRow, RunResult};
-use anyhow::{bail, Context, Result};
+use crate::train::FinalWeights;
+use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const SWEEP_FILE: &str = "sweep.toml";
+pub const PLAN_FILE: &str = "plan.json";
 pub const RUNS_FILE: &str = "runs.parquet";
 pub const METRICS_DIR: &str = "metrics.parquet";
+pub const WEIGHTS_DIR: &str = "weights";
 pub const PROGRESS_FILE: &str = "progress.json";
+/// Held (flock) by the process writing the directory, so two cannot write it at once.
+pub const LOCK_FILE: &str = ".lock";
+
+/// The stacks of a sweep as planned when it started: part `i` trains the runs `parts[i]`.
+/// Kept in the directory, so a resumed sweep has the same parts whatever memory it finds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub parts: Vec<Vec<usize>>,
+}
 
 pub struct OutputDir {
     root: PathBuf,
     /// The largest number of Linear layers in the sweep: every part gets that many
     /// `layer{i}_*` columns, so all parts share one schema.
     max_layers: usize,
+    /// Holds the directory's lock until dropped.
+    _lock: File,
+}
+
+/// A metric or weights part's file name.
+pub fn part_name(index: usize, extension: &str) -> String {
+    format!("part-{index:05}.{extension}")
 }
 
 impl OutputDir {
-    /// Create `root` for `sweep`. A directory that already holds a sweep is refused and
-    /// left untouched.
-    pub fn create(root: &Path, sweep: &Sweep) -> Result<OutputDir> {
+    /// Open `root` for `sweep`: a new directory, or (with `resume`) one that holds this very
+    /// sweep; the boolean says which. A directory that holds a different sweep is always
+    /// refused, one that holds this sweep without `resume` too, and a refusal touches nothing.
+    /// A new directory gets its plan and `sweep.toml` from [`OutputDir::start`].
+    pub fn open(root: &Path, sweep: &Sweep, resume: bool) -> Result<(OutputDir, bool)> {
+        if root.as_os_str().is_empty() {
+            bail!("--out: the output directory name is empty");
+        }
+        if root.exists() && !root.is_dir() {
+            bail!("--out {}: exists and is not a directory", root.display());
+        }
         let existing = root.join(SWEEP_FILE);
-        if existing.exists() {
+        let resuming = existing.exists();
+        if resuming {
             let previous = fs::read_to_string(&existing).with_context(|| format!("cannot read {}", existing.display()))?;
-            if previous == sweep.to_toml() {
-                bail!("{} already holds this sweep; choose a new --out directory", root.display());
+            if previous != sweep.to_toml() {
+                bail!("{} already holds a different sweep ({}); choose a new --out directory", root.display(), existing.display());
             }
-            bail!("{} already holds a different sweep ({}); choose a new --out directory", root.display(), existing.display());
+            if !resume {
+                bail!("{} already holds this sweep; continue it with --resume, or choose a new --out directory", root.display());
+            }
         }
         fs::create_dir_all(root.join(METRICS_DIR)).with_context(|| format!("cannot create output directory {}", root.display()))?;
+        let lock = lock(&root.join(LOCK_FILE))?;
         let max_layers = sweep.runs()?.iter().map(|r| r.config.hidden.len() + 1).max().unwrap_or(1);
-        let out = OutputDir { root: root.to_path_buf(), max_layers };
-        write_atomic(&out.root.join(SWEEP_FILE), |f| Ok(f.write_all(sweep.to_toml().as_bytes())?))?;
-        Ok(out)
+        Ok((OutputDir { root: root.to_path_buf(), max_layers, _lock: lock }, resuming))
+    }
+
+    /// Write the plan, then `sweep.toml`, which marks the directory as holding the sweep.
+    pub fn start(&self, sweep: &Sweep, plan: &Plan) -> Result<()> {
+        let json = serde_json::to_string(plan)?;
+        write_atomic(&self.root.join(PLAN_FILE), |f| Ok(f.write_all(json.as_bytes())?))?;
+        write_atomic(&self.root.join(SWEEP_FILE), |f| Ok(f.write_all(sweep.to_toml().as_bytes())?))
+    }
+
+    /// The plan of a sweep being resumed, checked to cover runs 0..total_runs once each.
+    pub fn read_plan(&self, total_runs: usize) -> Result<Plan> {
+        let path = self.root.join(PLAN_FILE);
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {} (needed to resume)", path.display()))?;
+        let plan: Plan = serde_json::from_str(&text).map_err(|e| anyhow!("{} is corrupted: {e}", path.display()))?;
+        let mut seen = vec![false; total_runs];
+        for &id in plan.parts.iter().flatten() {
+            if id >= total_runs || std::mem::replace(&mut seen[id], true) {
+                bail!("{} is corrupted: run {id} is listed twice or is not in the sweep", path.display());
+            }
+        }
+        if plan.format != 1 || seen.iter().any(|s| !s) || plan.parts.iter().any(|p| p.is_empty()) {
+            bail!("{} is corrupted: its parts do not cover the sweep's {total_runs} runs", path.display());
+        }
+        Ok(plan)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    pub fn metrics_part_path(&self, index: usize) -> PathBuf {
+        self.root.join(METRICS_DIR).join(part_name(index, "parquet"))
+    }
+
+    pub fn weights_part_path(&self, index: usize) -> PathBuf {
+        self.root.join(WEIGHTS_DIR).join(part_name(index, "safetensors"))
+    }
+
     /// One stack's metric rows as part `index`.
     pub fn write_metrics_part(&self, index: usize, rows: &[MetricRow]) -> Result<()> {
         let mut df = metrics_frame(rows, self.max_layers)?;
-        let path = self.root.join(METRICS_DIR).join(format!("part-{index:05}.parquet"));
-        write_atomic(&path, |f| {
+        write_atomic(&self.metrics_part_path(index), |f| {
             ParquetWriter::new(f).finish(&mut df)?;
             Ok(())
         })
     }
 
+    /// One stack's final weights as part `index`: a tensor `[R, ...]` per parameter (the
+    /// model's layout, Linear weights `[in, out]`), the run ids in the metadata.
+    pub fn write_weights_part(&self, index: usize, weights: &FinalWeights) -> Result<()> {
+        let dir = self.root.join(WEIGHTS_DIR);
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // One metadata entry: safetensors writes a map's entries in hash order, and the
+        // part's bytes should not depend on the process.
+        let info = serde_json::json!({ "run_ids": weights.run_ids, "layout": "[run, in, out] (Linear), [run, p, embed_dim] (embedding)" });
+        let metadata = HashMap::from([("grokstack".to_string(), info.to_string())]);
+        let bytes = safetensors::tensor::serialize(weights.params.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+            .map_err(|e| anyhow!("cannot serialize the weights of stack {index}: {e}"))?;
+        write_atomic(&self.weights_part_path(index), |f| Ok(f.write_all(&bytes)?))
+    }
+
+    /// The finished runs so far (`runs.parquet`), if any.
+    pub fn read_runs(&self) -> Result<Option<DataFrame>> {
+        let path = self.root.join(RUNS_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        read_parquet(&path).map(Some)
+    }
+
     /// Every finished run so far (replaces the previous runs.parquet).
-    pub fn write_runs(&self, runs: &[(&RunSpec, &RunResult)]) -> Result<()> {
-        let mut df = runs_frame(runs)?;
+    pub fn write_runs(&self, runs: &mut DataFrame) -> Result<()> {
+        // One chunk per column, whether the frame was built at once or appended to after a
+        // resume, so both write the same file.
+        runs.rechunk_mut_par();
         write_atomic(&self.root.join(RUNS_FILE), |f| {
-            ParquetWriter::new(f).finish(&mut df)?;
+            ParquetWriter::new(f).finish(runs)?;
             Ok(())
         })
+    }
+
+    /// A finished stack's parts must be readable: a resumed sweep will not train it again.
+    pub fn check_finished_part(&self, index: usize) -> Result<()> {
+        read_parquet(&self.metrics_part_path(index))?;
+        let path = self.weights_part_path(index);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{} is corrupted: {e}", path.display()))?;
+        Ok(())
+    }
+
+    /// Remove temporary files that a killed process left (`.NAME.tmp-PID`): never read, and
+    /// a directory is written by one process at a time (the lock).
+    pub fn remove_stale_temporaries(&self) -> Result<()> {
+        for dir in [self.root.clone(), self.root.join(METRICS_DIR), self.root.join(WEIGHTS_DIR), self.root.join(crate::checkpoint::CHECKPOINT_DIR)] {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn write_progress(&self, total_runs: usize, finished_runs: usize) -> Result<()> {
         let json = format!("{{\"total_runs\": {total_runs}, \"finished_runs\": {finished_runs}}}\n");
         write_atomic(&self.root.join(PROGRESS_FILE), |f| Ok(f.write_all(json.as_bytes())?))
     }
+}
+
+/// Read a whole Parquet file; errors name it.
+pub fn read_parquet(path: &Path) -> Result<DataFrame> {
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    ParquetReader::new(file).finish().map_err(|e| anyhow!("{} is not a readable Parquet file (truncated or corrupted?): {e}", path.display()))
+}
+
+/// Take the directory's lock, or say who holds it.
+fn lock(path: &Path) -> Result<File> {
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let dir = path.parent().unwrap_or(path);
+            bail!("{} is being written by another grokstack process (it holds {})", dir.display(), path.display());
+        }
+    }
+    Ok(file)
 }
 
 /// Write `path` through a temporary file in the same directory, fsync it, then rename.
@@ -78,6 +219,7 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
         let mut file = File::create(&tmp)?;
         write(&mut file)?;
         file.sync_all()?;
+        faults::point(&format!("write:{name}"))?;
         fs::rename(&tmp, path)?;
         Ok(())
     })();
@@ -113,7 +255,8 @@ fn metrics_frame(rows: &[MetricRow], max_layers: usize) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
-fn runs_frame(runs: &[(&RunSpec, &RunResult)]) -> Result<DataFrame> {
+/// One row per run: its ids, every resolved key, and its summary.
+pub fn runs_frame(runs: &[(&RunSpec, &RunResult)]) -> Result<DataFrame> {
     let mut columns = vec![
         Column::new("run_id".into(), runs.iter().map(|(s, _)| s.run_id as i64).collect::<Vec<i64>>()),
         Column::new("setting_id".into(), runs.iter().map(|(s, _)| s.setting_id as i64).collect::<Vec<i64>>()),

@@ -46,7 +46,7 @@ pub enum Precision {
 /// When a run leaves its stack before its epoch budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stop {
-    /// Never: every run trains its whole budget.
+    /// Never early, except a diverged run, which always stops (see [`Stop::Diverged`]).
     Never,
     /// When its metrics go non-finite.
     Diverged,
@@ -92,6 +92,8 @@ pub struct RunConfig {
     pub log_every: usize,
     pub stop: Stop,
     pub extra_epochs: usize,
+    /// Steps between checkpoints (0: none).
+    pub checkpoint_every: usize,
     pub lipschitz: bool,
     pub power_iters: usize,
 }
@@ -119,6 +121,7 @@ pub struct StackKey {
     pub log_every: usize,
     pub stop: Stop,
     pub extra_epochs: usize,
+    pub checkpoint_every: usize,
     pub lipschitz: bool,
     pub power_iters: usize,
 }
@@ -221,6 +224,7 @@ impl RunConfig {
                 _ => Stop::Diverged,
             },
             extra_epochs: int("train.extra_epochs")?,
+            checkpoint_every: int("train.checkpoint_every")?,
             lipschitz: boolean("metrics.lipschitz")?,
             power_iters: int("metrics.power_iters")?,
         };
@@ -253,6 +257,10 @@ impl RunConfig {
         }
         if self.hidden.iter().any(|&h| h > 1 << 16) || self.embed_dim > 1 << 16 {
             bail!("key `model.hidden`/`model.embed_dim`: widths above 65536 are not supported");
+        }
+        // Keeps every size estimate far from overflowing, and is far deeper than any grokking MLP.
+        if self.hidden.len() > MAX_HIDDEN_LAYERS {
+            bail!("key `model.hidden`: {} hidden layers are more than the supported {MAX_HIDDEN_LAYERS}", self.hidden.len());
         }
         Ok(())
     }
@@ -288,11 +296,14 @@ impl RunConfig {
             log_every: self.log_every,
             stop: self.stop,
             extra_epochs: self.extra_epochs,
+            checkpoint_every: self.checkpoint_every,
             lipschitz: self.lipschitz,
             power_iters: self.power_iters,
         }
     }
 }
+
+pub const MAX_HIDDEN_LAYERS: usize = 256;
 
 pub fn is_prime(n: usize) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)

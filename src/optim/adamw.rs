@@ -4,6 +4,7 @@
 use super::{is_regularized, orthogonal::orthogonal_grad, Optimizer, RunHyper};
 use crate::kernels::adamw::{step, AdamHyper};
 use crate::model::Model;
+use crate::state::{self, State, StateDict};
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -69,6 +70,32 @@ impl AdamW {
     }
 }
 
+impl AdamW {
+    /// The moments `{prefix}m.{i}`, `{prefix}v.{i}` and the step counter `{prefix}t`.
+    pub fn state_with_prefix(&self, prefix: &str) -> Result<State> {
+        let mut out = vec![(format!("{prefix}t"), state::scalar(self.t)?)];
+        for (i, moments) in self.moments.iter().enumerate() {
+            if let Some(Moments { m, v }) = moments {
+                out.push((format!("{prefix}m.{i}"), m.clone()));
+                out.push((format!("{prefix}v.{i}"), v.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn load_state_with_prefix(&mut self, prefix: &str, model: &Model, state: &StateDict) -> Result<()> {
+        self.t = state::read_scalar(state, &format!("{prefix}t"))?;
+        for (i, moments) in self.moments.iter_mut().enumerate() {
+            if moments.is_some() {
+                let like = &model.params[i].value;
+                let (m, v) = (state::restore_like(state, &format!("{prefix}m.{i}"), like)?, state::restore_like(state, &format!("{prefix}v.{i}"), like)?);
+                *moments = Some(Moments { m, v });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Optimizer for AdamW {
     fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()> {
         self.t += 1;
@@ -84,6 +111,14 @@ impl Optimizer for AdamW {
             *moments = Moments { m: storage.state(m)?, v: storage.state(v)? };
         }
         Ok(())
+    }
+
+    fn state(&self) -> Result<State> {
+        self.state_with_prefix("optimizer.")
+    }
+
+    fn load_state(&mut self, model: &Model, state: &StateDict) -> Result<()> {
+        self.load_state_with_prefix("optimizer.", model, state)
     }
 
     fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()> {

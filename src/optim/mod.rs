@@ -8,6 +8,7 @@ pub mod sgd;
 
 use crate::config::{Input, Optimizer as Kind, RunConfig};
 use crate::model::{Model, Role};
+use crate::state::{restore_like, State, StateDict};
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -91,6 +92,31 @@ pub trait Optimizer {
 
     /// Keep the state of the runs at `positions` only (`index`: the same as a u32 tensor).
     fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()>;
+
+    /// Everything `step` reads besides the model and the hyperparameters (moments, momentum
+    /// buffers, the step counter), as named tensors for a checkpoint.
+    fn state(&self) -> Result<State>;
+
+    /// Restore [`Optimizer::state`] into an optimizer built for the same runs and model, so
+    /// that the next step is bit for bit the one the saved optimizer would have taken.
+    fn load_state(&mut self, model: &Model, state: &StateDict) -> Result<()>;
+}
+
+/// The state of optional per-parameter tensors under `{prefix}{i}`.
+pub fn optional_state(prefix: &str, tensors: &[Option<Tensor>]) -> State {
+    tensors.iter().enumerate().filter_map(|(i, t)| t.as_ref().map(|t| (format!("{prefix}{i}"), t.clone()))).collect()
+}
+
+/// Restore optional per-parameter tensors saved by [`optional_state`]: every one that is
+/// `Some` now (or, with `all`, every parameter) must be in the checkpoint, shaped as its
+/// parameter of `model`.
+pub fn load_optional(prefix: &str, tensors: &mut [Option<Tensor>], model: &Model, all: bool, state: &StateDict) -> Result<()> {
+    for (i, slot) in tensors.iter_mut().enumerate() {
+        if slot.is_some() || all {
+            *slot = Some(restore_like(state, &format!("{prefix}{i}"), &model.params[i].value)?);
+        }
+    }
+    Ok(())
 }
 
 /// Narrow optional per-parameter state tensors `[R, ...]` to the runs at `index`.

@@ -5,7 +5,8 @@
 //!   b ← μ·b + (1 − μ)·g;   u = (1 − μ)·g + μ·b;   O = NS(u);
 //!   p ← p·(1 − lr·wd) − lr·√max(1, fan_out/fan_in)·O
 
-use super::{adamw::AdamW, per_run, select_state, Optimizer, RunHyper};
+use super::{adamw::AdamW, load_optional, optional_state, per_run, select_state, Optimizer, RunHyper};
+use crate::state::{State, StateDict};
 use crate::config::Input;
 use crate::model::{Model, Role};
 use anyhow::Result;
@@ -81,6 +82,17 @@ impl Optimizer for Muon {
             self.buffers[i] = Some(storage.state(new_buffer)?);
         }
         Ok(())
+    }
+
+    fn state(&self) -> Result<State> {
+        let mut out = self.adamw.state_with_prefix("optimizer.adamw.")?;
+        out.extend(optional_state("optimizer.muon.buffer.", &self.buffers));
+        Ok(out)
+    }
+
+    fn load_state(&mut self, model: &Model, state: &StateDict) -> Result<()> {
+        self.adamw.load_state_with_prefix("optimizer.adamw.", model, state)?;
+        load_optional("optimizer.muon.buffer.", &mut self.buffers, model, false, state)
     }
 
     fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()> {

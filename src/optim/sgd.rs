@@ -1,7 +1,8 @@
 //! SGD with per-run momentum (torch.optim.SGD, no dampening) and decoupled weight decay:
 //!   b ← μ·b + g  (b = g at the first step);   p ← p·(1 − lr·wd) − lr·b
 
-use super::{per_run, select_state, Optimizer, RunHyper};
+use super::{load_optional, optional_state, per_run, select_state, Optimizer, RunHyper};
+use crate::state::{self, State, StateDict};
 use crate::model::Model;
 use anyhow::Result;
 use candle_core::Tensor;
@@ -32,6 +33,18 @@ impl Optimizer for Sgd {
             self.buffers[i] = Some(storage.state(buffer)?);
         }
         Ok(())
+    }
+
+    fn state(&self) -> Result<State> {
+        let mut out = optional_state("optimizer.sgd.buffer.", &self.buffers);
+        out.push(("optimizer.sgd.started".into(), state::scalar(usize::from(self.buffers.iter().any(Option::is_some)))?));
+        Ok(out)
+    }
+
+    fn load_state(&mut self, model: &Model, state: &StateDict) -> Result<()> {
+        // Before the first step there are no buffers (the first one is the gradient itself).
+        let started = state::read_scalar(state, "optimizer.sgd.started")? == 1;
+        load_optional("optimizer.sgd.buffer.", &mut self.buffers, model, started, state)
     }
 
     fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()> {

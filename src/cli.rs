@@ -1,0 +1,86 @@
+//! The command line's grammar (clap), in the library so that the tests can fuzz it.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "grokstack", version, about = "Train hundreds to thousands of small grokking networks as one stacked model")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train every run of a sweep file and write DIR.
+    Train {
+        /// The sweep file (TOML).
+        sweep: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override a key: `--set train.lr=0.02`; a list value makes it a grid axis.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Print runs, stacks, estimated memory and FLOPs; train nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Memory budget of one stack, e.g. `8GiB` (default: 75% of the available memory);
+        /// larger stacks are split into chunks that fit.
+        #[arg(long)]
+        max_memory: Option<String>,
+        /// Continue the sweep already in --out: finished runs are kept, unfinished stacks go on
+        /// from their last checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Write one run's final weights as safetensors under PyTorch's names and layout.
+    Export {
+        /// The output directory of `grokstack train`.
+        dir: PathBuf,
+        /// The run to export (`run_id` in runs.parquet).
+        #[arg(long = "run")]
+        run: usize,
+        /// The file to write, e.g. `run.safetensors`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Analyze a sweep's output: epochs-to-grok, qualifying settings, Pareto front, tables, plots.
+    Analyze {
+        /// The output directory of `grokstack train`.
+        dir: PathBuf,
+        /// Test accuracy that counts as grokked (1.0 gives the solve epoch).
+        #[arg(long, default_value_t = 0.95)]
+        threshold: f64,
+        /// Group keys of the best-setting tables, e.g. `model.hidden,model.input`.
+        #[arg(long, value_delimiter = ',')]
+        group_by: Vec<String>,
+    },
+    /// Measure the canonical training step at several stack sizes.
+    Bench {
+        /// Stack sizes (runs per stack).
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        runs: Vec<usize>,
+        /// Timed epochs per stack size (after one warm-up epoch).
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Override a key of the canonical sweep, e.g. `--set train.dtype=f64`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Skip the square-GEMM reference measurement.
+        #[arg(long)]
+        no_gemm: bool,
+        /// Internal: measure one stack size in this process and print JSON.
+        #[arg(long, hide = true)]
+        single: bool,
+    },
+}
+

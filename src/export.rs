@@ -1,0 +1,114 @@
+//! `grokstack export DIR --run ID --out FILE.safetensors`: one run's final weights under
+//! PyTorch's names and layout, with its configuration as metadata.
+//!
+//! The model of a run, as PyTorch would write it (no biases):
+//!   x = concat(embedding.weight[a], embedding.weight[b])      (two_hot: concat(onehot(a), onehot(b)))
+//!   x = act(x @ layers.i.weight.T)  for every Linear layer but the last
+//!   logits = alpha · (x @ layers.K.weight.T)
+//! Linear weights are `[out, in]` (our `[in, out]` transposed); the embedding is `[p, d]`.
+
+use crate::config::{Sweep, Value};
+use crate::output::{self, write_atomic, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{Device, Tensor};
+use polars::prelude::*;
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "grokstack-run-1";
+
+/// What was exported.
+pub struct Exported {
+    pub path: PathBuf,
+    /// Tensor names and shapes, as written.
+    pub tensors: Vec<(String, Vec<usize>)>,
+    pub status: String,
+    pub final_test_acc: f64,
+}
+
+/// Export run `run_id` of the sweep in `dir` to `out`.
+pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
+    let sweep_path = dir.join(SWEEP_FILE);
+    let text = fs::read_to_string(&sweep_path).with_context(|| format!("{} holds no sweep: cannot read {}", dir.display(), sweep_path.display()))?;
+    let sweep = Sweep::parse(&text, &sweep_path.display().to_string(), &[])?;
+    let runs = sweep.runs()?;
+    let spec = runs.get(run_id).with_context(|| format!("the sweep in {} has runs 0 to {}; there is no run {run_id}", dir.display(), runs.len().saturating_sub(1)))?;
+
+    let plan_path = dir.join(PLAN_FILE);
+    let plan: Plan = serde_json::from_str(&fs::read_to_string(&plan_path).with_context(|| format!("cannot read {}", plan_path.display()))?)
+        .map_err(|e| anyhow!("{} is corrupted: {e}", plan_path.display()))?;
+    let part = plan.parts.iter().position(|ids| ids.contains(&run_id)).with_context(|| format!("{} does not list run {run_id}", plan_path.display()))?;
+    let weights_path = dir.join(output::WEIGHTS_DIR).join(output::part_name(part, "safetensors"));
+    if !weights_path.exists() {
+        bail!("run {run_id} has not finished yet: {} does not exist (continue the sweep with `grokstack train ... --resume`)", weights_path.display());
+    }
+    let bytes = fs::read(&weights_path).with_context(|| format!("cannot read {}", weights_path.display()))?;
+    let corrupted = |e: &dyn std::fmt::Display| anyhow!("{} is corrupted: {e}", weights_path.display());
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupted(&e))?;
+    let info: serde_json::Value = header.metadata().as_ref().and_then(|m| m.get("grokstack")).map(|s| serde_json::from_str(s)).transpose().map_err(|e| corrupted(&e))?.ok_or_else(|| corrupted(&"no grokstack metadata"))?;
+    let row = info["run_ids"].as_array().and_then(|ids| ids.iter().position(|id| id.as_u64() == Some(run_id as u64))).ok_or_else(|| corrupted(&format!("it does not hold run {run_id}")))?;
+    let stacked = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| corrupted(&e))?;
+
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    let mut names: Vec<&String> = stacked.keys().collect();
+    names.sort();
+    for name in names {
+        let t = stacked[name].get(row).map_err(|e| corrupted(&e))?;
+        // PyTorch's Linear stores [out, in]; the embedding is [p, d] in both.
+        let t = if name.starts_with("layers.") { t.t()?.contiguous()? } else { t };
+        tensors.push((name.clone(), t));
+    }
+
+    let summary = run_summary(&dir.join(RUNS_FILE), run_id)?;
+    let config: serde_json::Map<String, serde_json::Value> = spec.values.iter().map(|(k, v)| (k.to_string(), json_value(v))).collect();
+    let mut metadata: HashMap<String, String> = HashMap::from([
+        ("format".into(), FORMAT.into()),
+        ("run_id".into(), run_id.to_string()),
+        ("setting_id".into(), spec.setting_id.to_string()),
+        ("seed".into(), spec.seed.to_string()),
+        ("config".into(), serde_json::Value::Object(config).to_string()),
+        ("architecture".into(), "x = concat(embedding.weight[a], embedding.weight[b]) (two_hot: concat(onehot(a), onehot(b))); x = act(x @ layers.i.weight.T) for every layer but the last; logits = alpha * (x @ layers.K.weight.T); no biases".into()),
+    ]);
+    metadata.extend(summary);
+    let status = metadata.get("status").cloned().unwrap_or_default();
+    let final_test_acc = metadata.get("final_test_acc").and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    let out_bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata)).map_err(|e| anyhow!("cannot serialize run {run_id}: {e}"))?;
+    write_atomic(out, |f| Ok(std::io::Write::write_all(f, &out_bytes)?))?;
+    Ok(Exported { path: out.to_path_buf(), tensors: tensors.iter().map(|(n, t)| (n.clone(), t.dims().to_vec())).collect(), status, final_test_acc })
+}
+
+/// The run's row of runs.parquet as metadata strings (floats written to round-trip).
+fn run_summary(path: &Path, run_id: usize) -> Result<Vec<(String, String)>> {
+    let df = output::read_parquet(path)?;
+    let ids: Vec<Option<i64>> = df.column("run_id").and_then(|c| Ok(c.i64()?.iter().collect())).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let row = ids.into_iter().position(|id| id == Some(run_id as i64)).with_context(|| format!("{} has no row for run {run_id}", path.display()))?;
+    let mut out = Vec::new();
+    for name in ["status", "epochs_trained", "grok_epoch", "solve_epoch", "final_train_acc", "final_test_acc", "final_train_loss", "final_test_loss"] {
+        let value = df.column(name).and_then(|c| c.get(row)).map_err(|e| anyhow!("{}: column {name}: {e}", path.display()))?;
+        let text = match value {
+            AnyValue::Null => "null".to_string(),
+            AnyValue::Float64(x) => format!("{x:?}"),
+            AnyValue::Int64(i) => i.to_string(),
+            AnyValue::String(s) => s.to_string(),
+            AnyValue::StringOwned(s) => s.to_string(),
+            other => other.to_string(),
+        };
+        out.push((name.to_string(), text));
+    }
+    if let Some((_, epochs)) = out.iter().find(|(n, _)| n == "epochs_trained") {
+        let epoch = epochs.parse::<usize>().ok().and_then(|e| e.checked_sub(1));
+        out.push(("weights_epoch".into(), epoch.map_or("null".into(), |e| e.to_string())));
+    }
+    Ok(out)
+}
+
+fn json_value(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Str(s) => s.clone().into(),
+        Value::Int(i) => (*i).into(),
+        Value::Float(x) => (*x).into(),
+        Value::Bool(b) => (*b).into(),
+        Value::IntList(list) => list.clone().into(),
+    }
+}
