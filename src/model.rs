@@ -6,9 +6,9 @@
 //!   hidden layer: a_i = act(z_i);  z_{i+1} = a_i · W_{i+1}  W [R, H_i, H_{i+1}]
 //!   output:       logits = α · a_k · W_out                   W_out [R, H_k, p] → [R, N, p]
 
-use crate::config::{Activation, Input, Precision, RunConfig};
+use crate::config::{Activation, Input, Loss, Precision, RunConfig};
 use crate::kernels::round::Storage;
-use crate::kernels::{activation, gather};
+use crate::kernels::{activation, gather, loss};
 use crate::rng::{Rng, Stream};
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
@@ -72,6 +72,11 @@ pub struct Model {
     pub params: Vec<Param>,
     /// Where values are rounded to bf16 (nowhere in f32 and f64).
     pub storage: Storage,
+}
+
+/// Groups of runs joined back along the run axis (no copy for a single group).
+fn cat_runs(mut parts: Vec<Tensor>) -> Result<Tensor> {
+    Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? })
 }
 
 /// The dtype tensors live in: bf16 runs compute in f32 on the CPU and round where they store.
@@ -236,6 +241,54 @@ impl Model {
             }
         }
         Ok(grads)
+    }
+
+    /// The runs at `start..start + len` as a model of their own (views, no copies).
+    pub fn narrow_runs(&self, start: usize, len: usize) -> Result<Model> {
+        let params = self
+            .params
+            .iter()
+            .map(|p| Ok(Param { name: p.name.clone(), role: p.role, value: p.value.narrow(0, start, len)? }))
+            .collect::<Result<_>>()?;
+        Ok(Model { arch: self.arch.clone(), params, storage: self.storage })
+    }
+
+    /// Runs per group in a pass over `rows` examples (see [`crate::plan::runs_per_group`]).
+    pub fn runs_per_group(&self, rows: usize) -> usize {
+        crate::plan::runs_per_group(&self.arch, rows)
+    }
+
+    /// Loss statistics `[R, 4]` of the current weights (before the update) and the gradient of
+    /// every parameter, computed `group` runs at a time.
+    pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
+        let runs = self.runs();
+        let mut stats = Vec::new();
+        let mut grads: Vec<Vec<Tensor>> = vec![Vec::new(); self.params.len()];
+        for start in (0..runs).step_by(group.max(1)) {
+            let len = group.min(runs - start);
+            let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
+            let (rows, labels) = (rows.narrow(0, start, len)?, labels.narrow(0, start, len)?);
+            let (logits, cache) = part.forward(&rows, true)?; // [G, N, p]
+            stats.push(loss::stats(loss_kind, &logits, &labels, loss_bf16)?); // [G, 4]
+            let dlogits = self.storage.compute(loss::grad(loss_kind, &logits, &labels)?)?; // [G, N, p]
+            for (all, g) in grads.iter_mut().zip(part.backward(&rows, &cache, &dlogits)?) {
+                all.push(g);
+            }
+        }
+        Ok((cat_runs(stats)?, grads.into_iter().map(cat_runs).collect::<Result<_>>()?))
+    }
+
+    /// Loss statistics `[R, 4]` on `rows`, `group` runs at a time (no backward pass).
+    pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+        let runs = self.runs();
+        let mut stats = Vec::new();
+        for start in (0..runs).step_by(group.max(1)) {
+            let len = group.min(runs - start);
+            let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
+            let (logits, _) = part.forward(&rows.narrow(0, start, len)?, false)?;
+            stats.push(loss::stats(loss_kind, &logits, &labels.narrow(0, start, len)?, loss_bf16)?);
+        }
+        cat_runs(stats)
     }
 
     /// Per-run L2 norm of every parameter, `[R, n_params]` f64.

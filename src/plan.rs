@@ -24,17 +24,27 @@ pub fn group_into_stacks(runs: Vec<RunSpec>) -> Vec<Vec<RunSpec>> {
 pub fn chunk_to_fit(stacks: Vec<Vec<RunSpec>>, max_bytes: u64) -> anyhow::Result<Vec<Vec<RunSpec>>> {
     let mut chunks = Vec::new();
     for stack in stacks {
-        let per_run = bytes_per_run(&stack[0].config) as u64;
-        if per_run > max_bytes {
+        let config = &stack[0].config;
+        let bytes = |runs: usize| stack_bytes(config, runs) as u64;
+        if bytes(1) > max_bytes {
             anyhow::bail!(
                 "one run of p = {} with hidden {:?} needs about {}, more than --max-memory {}",
-                stack[0].config.p,
-                stack[0].config.hidden,
-                human_bytes(per_run as f64),
+                config.p,
+                config.hidden,
+                human_bytes(bytes(1) as f64),
                 human_bytes(max_bytes as f64)
             );
         }
-        let fit = (max_bytes / per_run) as usize;
+        // The largest chunk that fits: the estimate grows with the number of runs.
+        let (mut fit, mut too_many) = (1, stack.len() + 1);
+        while fit + 1 < too_many {
+            let middle = (fit + too_many) / 2;
+            if bytes(middle) <= max_bytes {
+                fit = middle;
+            } else {
+                too_many = middle;
+            }
+        }
         let count = stack.len().div_ceil(fit);
         let size = stack.len().div_ceil(count);
         let mut runs = stack.into_iter().peekable();
@@ -76,30 +86,43 @@ pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
 }
 
 fn bytes_per_value(precision: Precision) -> usize {
+    // bf16 runs compute in f32 on the CPU and store their bf16 values as f32 (see
+    // kernels::round), so only f64 differs.
     match precision {
         Precision::F64 => 8,
-        Precision::F32 | Precision::Bf16Mixed => 4,
-        Precision::Bf16 => 2,
+        Precision::F32 | Precision::Bf16 | Precision::Bf16Mixed => 4,
     }
 }
 
-/// Estimated peak bytes of one run inside a stack.
+/// How many runs one pass over `rows` examples takes at a time: enough that each
+/// activation tensor `[G, N, H]` holds about 16 M values (64 MB in f32). Larger tensors only
+/// stream through memory more slowly, so a big stack is processed group by group, which also
+/// keeps its activation memory from growing with R.
+pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
+    const VALUES_PER_TENSOR: usize = 16 << 20;
+    let widest = arch.hidden.iter().copied().max().unwrap_or(1).max(arch.p);
+    (VALUES_PER_TENSOR / (rows * widest).max(1)).max(1)
+}
+
+/// Estimated peak bytes of a stack of `runs` runs.
 ///
-/// Parameters: the weights, their gradients, two optimizer moments, and the new copies the
-/// update writes (5 copies). Activations: the larger of a train step (z and a of every
-/// hidden layer, logits and their gradient, and two backward temporaries of the widest layer)
-/// and a test evaluation (z and a, logits).
-pub fn bytes_per_run(config: &RunConfig) -> usize {
+/// Every run holds its parameters: the weights, their gradients, two optimizer moments, the
+/// new copies the update writes (5 copies), the first layer's lookup table, and its data.
+/// Activations exist for one group of runs at a time: the larger of a train pass (a and act'(z)
+/// of every hidden layer; logits, their gradient and the scaled copy; and the backward pass's
+/// three temporaries of the widest layer: da, dz and the next layer's input) and a test pass
+/// (z and a, logits).
+pub fn stack_bytes(config: &RunConfig, runs: usize) -> usize {
     let arch = Arch::from_config(config);
     let value = bytes_per_value(config.precision);
     let (n_train, n_test) = (config.n_train(), config.n_pairs() - config.n_train());
     let hidden_sum: usize = arch.hidden.iter().sum();
     let widest = arch.hidden.iter().copied().max().unwrap_or(0).max(config.p);
-    let train = n_train * (2 * hidden_sum + 2 * config.p + 2 * widest);
-    let test = n_test * (2 * hidden_sum + config.p);
+    let train = n_train * (2 * hidden_sum + 3 * config.p + 3 * widest) * runs_per_group(&arch, n_train).min(runs);
+    let test = n_test * (2 * hidden_sum + config.p) * runs_per_group(&arch, n_test).min(runs);
     let params = 5 * arch.param_count() + 2 * config.p * arch.hidden[0];
-    let data = (config.n_train() + n_test) * 3 * 4;
-    (train.max(test) + params) * value + data
+    let data = (n_train + n_test) * 3 * 4;
+    (train.max(test) + params * runs) * value + data * runs
 }
 
 /// Work of one run-epoch as the benchmark counts it: 2·Σ(fan_in·fan_out)·(3·N_train + N_test)

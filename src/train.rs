@@ -7,11 +7,13 @@
 
 use crate::config::{Loss, RunSpec, StackKey};
 use crate::data;
-use crate::kernels::{gather, loss};
+use crate::kernels::gather;
 use crate::metrics::{MetricRows, RunResult, RunTracker};
 use crate::model::{compute_dtype, Arch, Model};
 use crate::lipschitz::PowerIteration;
 use crate::optim::{self, Optimizer, RunHyper};
+use crate::faults;
+use crate::state::{self, State, StateDict};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 
@@ -86,10 +88,8 @@ impl Stack {
     /// One optimizer step on the full train set. Returns the train statistics `[R, 4]` of the
     /// weights before the step.
     pub fn step(&mut self) -> Result<Tensor> {
-        let (logits, cache) = self.model.forward(&self.train.rows, true)?; // [R, N, p]
-        let stats = loss::stats(self.loss, &logits, &self.train.labels, self.loss_bf16)?; // [R, 4]
-        let dlogits = self.model.storage.compute(loss::grad(self.loss, &logits, &self.train.labels)?)?; // [R, N, p]
-        let grads = self.model.backward(&self.train.rows, &cache, &dlogits)?;
+        let group = self.model.runs_per_group(self.train.rows.dim(1)?);
+        let (stats, grads) = self.model.train_pass(&self.train.rows, &self.train.labels, self.loss, self.loss_bf16, group)?; // [R, 4], one per param
         self.optimizer.step(&mut self.model, &grads)?;
         if let Some(power) = &mut self.lipschitz {
             power.update(&self.model.linear_weights())?;
@@ -100,8 +100,8 @@ impl Stack {
 
     /// Loss statistics `[R, 4]` of the current weights on `batch`.
     pub fn evaluate(&self, batch: &Batch) -> Result<Tensor> {
-        let (logits, _) = self.model.forward(&batch.rows, false)?;
-        loss::stats(self.loss, &logits, &batch.labels, self.loss_bf16)
+        let group = self.model.runs_per_group(batch.rows.dim(1)?);
+        self.model.evaluate(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group)
     }
 
     /// One full epoch as the benchmark counts it: a train step and the test evaluation.
@@ -131,37 +131,283 @@ impl Stack {
     }
 
     /// Train every run for its epoch budget, retiring runs as `train.stop` says;
-    /// `progress(step, active_runs)` is called after every step.
-    pub fn train(mut self, mut progress: impl FnMut(usize, usize)) -> Result<(Vec<RunResult>, MetricRows)> {
-        let epochs = self.key.epochs;
-        let log_every = self.key.log_every;
+    /// `progress(step, active_runs)` is called after every step. No checkpoints.
+    pub fn train(self, progress: impl FnMut(usize, usize)) -> Result<(Vec<RunResult>, MetricRows)> {
+        let mut no_checkpoint = |_: &Training| Ok(());
+        let control = Control { checkpoint_every: 0, interrupted: &|| false, checkpoint: &mut no_checkpoint };
+        match Training::new(self).run(control, progress)? {
+            Outcome::Finished(trained) => Ok((trained.results, trained.rows)),
+            Outcome::Interrupted => bail!("internal: training stopped without an interrupt"),
+        }
+    }
+}
+
+/// Each run's parameters when it left the stack: at its last logged epoch (a retired run's
+/// at the epoch it retired on, a finished run's at the last epoch).
+pub struct FinalWeights {
+    /// The runs in the order the stack was built.
+    pub run_ids: Vec<usize>,
+    /// Per parameter (`embedding.weight`, `layers.0.weight`, …): `[R, ...]` on the CPU,
+    /// in the model's layout (Linear weights `[in, out]`).
+    pub params: Vec<(String, Tensor)>,
+}
+
+/// A stack that trained to the end.
+pub struct Trained {
+    pub results: Vec<RunResult>,
+    pub rows: MetricRows,
+    pub weights: FinalWeights,
+}
+
+pub enum Outcome {
+    Finished(Trained),
+    /// Stopped after a step because `interrupted()` said so, with a checkpoint written.
+    Interrupted,
+}
+
+/// What drives a stack's training from outside.
+pub struct Control<'a> {
+    /// Write a checkpoint after every this many steps (0: never).
+    pub checkpoint_every: usize,
+    /// Asked after every step: stop (after a checkpoint) when it says so.
+    pub interrupted: &'a dyn Fn() -> bool,
+    /// Writes a checkpoint of the training state.
+    pub checkpoint: &'a mut dyn FnMut(&Training) -> Result<()>,
+}
+
+/// A stack in training with its bookkeeping: everything a checkpoint holds.
+///
+/// Checkpoints are taken between two steps, after the metrics of the step just taken were
+/// recorded: what the next step reads is then the model, the optimizer, the power-iteration
+/// vectors and the tracker (whose pending test metrics of the last logged epoch wait for
+/// the train half the next step computes). Splits and initial weights are pure functions of
+/// the seeds, so there is no random state to save.
+pub struct Training {
+    stack: Stack,
+    /// Every run of the stack as it was built (slot order); `stack.runs` shrinks as runs retire.
+    runs: Vec<RunSpec>,
+    tracker: RunTracker,
+    /// The parameters at the last logged epoch's test evaluation, `[R_active, ...]`: the
+    /// weights of a run that retires on that epoch's rows.
+    logged_params: Vec<Tensor>,
+    /// Slots of the retired runs, and their weights (per parameter `[retired, ...]`).
+    retired_slots: Vec<usize>,
+    retired_params: Vec<Option<Tensor>>,
+    /// The next optimizer step (0-based); also the number of steps taken.
+    next_step: usize,
+}
+
+impl Training {
+    pub fn new(stack: Stack) -> Training {
+        let tracker = RunTracker::new(&stack.runs, &stack.model);
+        Training {
+            runs: stack.runs.clone(),
+            tracker,
+            logged_params: stack.model.params.iter().map(|p| p.value.clone()).collect(),
+            retired_slots: Vec::new(),
+            retired_params: vec![None; stack.model.params.len()],
+            next_step: stack.steps,
+            stack,
+        }
+    }
+
+    /// Rebuild the stack of `runs` (every run of the stack as it was first built) from a
+    /// checkpoint's state.
+    pub fn resume(runs: Vec<RunSpec>, saved: &StateDict, device: &Device) -> Result<Training> {
+        let next_step = state::read_scalar(saved, "training.next_step")?;
+        let epochs = runs.first().context("a stack needs at least one run")?.config.epochs;
+        if next_step == 0 || next_step >= epochs {
+            bail!("the checkpoint is at step {next_step}, outside this stack's 1..{epochs}");
+        }
+        let active = state::read_integers(saved, "tracker.active")?;
+        let active_runs = active
+            .iter()
+            .map(|slot| slot.and_then(|s| runs.get(s)).cloned().context("`tracker.active` in the checkpoint names a run this stack does not have"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut stack = Stack::new(active_runs, device)?;
+        let mut tracker = RunTracker::new(&runs, &stack.model);
+        let n_spectral = if stack.lipschitz.is_some() { stack.model.linear_weights().len() } else { 0 };
+        tracker.load_state(saved, stack.model.params.len(), n_spectral)?;
+        for param in &mut stack.model.params {
+            param.value = state::restore_like(saved, &format!("model.{}", param.name), &param.value)?;
+        }
+        stack.optimizer.load_state(&stack.model, saved)?;
+        if let Some(power) = &mut stack.lipschitz {
+            power.load_state(saved)?;
+        }
+        stack.steps = next_step;
+        let mut retired_params = vec![None; stack.model.params.len()];
+        let mut retired_slots = Vec::new();
+        if saved.contains_key("retired.slots") {
+            retired_slots = state::read_integers(saved, "retired.slots")?.into_iter().map(|s| s.filter(|&s| s < runs.len())).collect::<Option<Vec<_>>>().context("`retired.slots` in the checkpoint names a run this stack does not have")?;
+            for (param, retired) in stack.model.params.iter().zip(&mut retired_params) {
+                let mut shape = param.value.dims().to_vec();
+                shape[0] = retired_slots.len();
+                let like = Tensor::zeros(shape, param.value.dtype(), &Device::Cpu)?;
+                *retired = Some(state::restore_like(saved, &format!("retired.{}", param.name), &like)?.to_device(device)?);
+            }
+        }
+        Ok(Training {
+            runs,
+            tracker,
+            // A checkpoint is taken after the step's metrics: if that epoch was logged, its
+            // weights are the current ones, and an older logged epoch is never read again.
+            logged_params: stack.model.params.iter().map(|p| p.value.clone()).collect(),
+            retired_slots,
+            retired_params,
+            next_step,
+            stack,
+        })
+    }
+
+    /// The state a checkpoint saves (see [`Training::resume`]).
+    pub fn state(&self) -> Result<State> {
+        let mut out = vec![("training.next_step".to_string(), state::scalar(self.next_step)?)];
+        out.extend(self.stack.model.params.iter().map(|p| (format!("model.{}", p.name), p.value.clone())));
+        out.extend(self.stack.optimizer.state()?);
+        if let Some(power) = &self.stack.lipschitz {
+            out.extend(power.state());
+        }
+        out.extend(self.tracker.state()?);
+        if !self.retired_slots.is_empty() {
+            out.push(("retired.slots".into(), state::integers(self.retired_slots.iter().map(|&s| Some(s)))?));
+            for (param, retired) in self.stack.model.params.iter().zip(&self.retired_params) {
+                if let Some(t) = retired {
+                    out.push((format!("retired.{}", param.name), t.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn next_step(&self) -> usize {
+        self.next_step
+    }
+
+    /// Every run of the stack, in the order it was built.
+    pub fn run_ids(&self) -> Vec<usize> {
+        self.runs.iter().map(|r| r.run_id).collect()
+    }
+
+    pub fn active_runs(&self) -> usize {
+        self.tracker.active_runs()
+    }
+
+    pub fn active_run_ids(&self) -> Vec<usize> {
+        self.tracker.active_slots().iter().map(|&slot| self.runs[slot].run_id).collect()
+    }
+
+    pub fn epochs(&self) -> usize {
+        self.stack.key.epochs
+    }
+
+    /// Train to the end of the epoch budget (or until `control` interrupts).
+    pub fn run(mut self, control: Control, mut progress: impl FnMut(usize, usize)) -> Result<Outcome> {
+        let epochs = self.stack.key.epochs;
+        let log_every = self.stack.key.log_every;
+        let (stop, extra_epochs) = (self.stack.key.stop, self.stack.key.extra_epochs);
         let is_logged = |epoch: usize| epoch % log_every == 0 || epoch + 1 == epochs;
-        let mut tracker = RunTracker::new(&self.runs, &self.model);
-        for step in 0..epochs {
-            let train_stats = self.step()?;
+        while self.next_step < epochs {
+            let step = self.next_step;
+            let train_stats = self.stack.step()?;
+            faults::point("step")?;
             // The forward pass of step s saw the weights of epoch s − 1.
             if step > 0 && is_logged(step - 1) {
-                tracker.record_train(step - 1, &train_stats)?;
-                let retiring = tracker.retiring(step - 1, self.key.stop, self.key.extra_epochs);
-                if !retiring.is_empty() {
-                    let keep: Vec<usize> = (0..self.runs.len()).filter(|p| !retiring.contains(p)).collect();
-                    tracker.keep(&keep);
-                    if keep.is_empty() {
-                        progress(step + 1, 0);
-                        return Ok(tracker.finish(epochs));
-                    }
-                    self.keep_runs(&keep)?;
+                self.tracker.record_train(step - 1, &train_stats)?;
+                let retiring = self.tracker.retiring(step - 1, stop, extra_epochs);
+                if !retiring.is_empty() && !self.retire(&retiring)? {
+                    progress(step + 1, 0);
+                    return Ok(Outcome::Finished(self.finish(false)?));
                 }
             }
             if is_logged(step) {
-                let test_stats = self.evaluate(&self.test)?;
-                let spectral = self.lipschitz.as_ref().map(|p| p.spectral_norms()).transpose()?;
-                tracker.record_test(step, &test_stats, &self.model.param_norms()?, spectral.as_ref())?;
+                let test_stats = self.stack.evaluate(&self.stack.test)?;
+                let spectral = self.stack.lipschitz.as_ref().map(|p| p.spectral_norms()).transpose()?;
+                self.tracker.record_test(step, &test_stats, &self.stack.model.param_norms()?, spectral.as_ref())?;
+                self.logged_params = self.stack.model.params.iter().map(|p| p.value.clone()).collect();
             }
-            progress(step + 1, tracker.active_runs());
+            self.next_step = step + 1;
+            progress(step + 1, self.tracker.active_runs());
+            let interrupted = (control.interrupted)();
+            let due = control.checkpoint_every > 0 && self.next_step % control.checkpoint_every == 0;
+            if self.next_step < epochs && (interrupted || due) {
+                (control.checkpoint)(&self)?;
+                if interrupted {
+                    return Ok(Outcome::Interrupted);
+                }
+            }
         }
-        let final_train = self.evaluate(&self.train)?;
-        tracker.record_train(epochs - 1, &final_train)?;
-        Ok(tracker.finish(epochs))
+        Ok(Outcome::Finished(self.finish(true)?))
+    }
+
+    /// Take the runs at stack positions `retiring` out of the stack, keeping their weights of
+    /// the last logged epoch. Returns whether any run is left.
+    fn retire(&mut self, retiring: &[usize]) -> Result<bool> {
+        let device = self.stack.model.params[0].value.device().clone();
+        let index = |positions: &[usize]| Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<u32>>(), positions.len(), &device);
+        let leaving = index(retiring)?;
+        for (logged, retired) in self.logged_params.iter().zip(&mut self.retired_params) {
+            let rows = logged.index_select(&leaving, 0)?;
+            *retired = Some(match retired.take() {
+                Some(earlier) => Tensor::cat(&[earlier, rows], 0)?,
+                None => rows,
+            });
+        }
+        self.retired_slots.extend(retiring.iter().map(|&p| self.tracker.active_slots()[p]));
+        let keep: Vec<usize> = (0..self.tracker.active_runs()).filter(|p| !retiring.contains(p)).collect();
+        self.tracker.keep(&keep);
+        if keep.is_empty() {
+            return Ok(false);
+        }
+        self.stack.keep_runs(&keep)?;
+        let kept = index(&keep)?;
+        for logged in &mut self.logged_params {
+            *logged = logged.index_select(&kept, 0)?;
+        }
+        Ok(true)
+    }
+
+    /// The results, rows and final weights; `completed`: the epoch budget ran out (rather
+    /// than every run retiring), so the last epoch's train metrics are still to be measured.
+    fn finish(mut self, completed: bool) -> Result<Trained> {
+        let epochs = self.stack.key.epochs;
+        if completed {
+            let final_train = self.stack.evaluate(&self.stack.train)?;
+            self.tracker.record_train(epochs - 1, &final_train)?;
+        }
+        let weights = self.final_weights(completed)?;
+        let (results, rows) = self.tracker.finish(epochs);
+        Ok(Trained { results, rows, weights })
+    }
+
+    fn final_weights(&self, with_active: bool) -> Result<FinalWeights> {
+        // Rows of cat([retired, active]) for each slot.
+        let mut row_of = vec![None; self.runs.len()];
+        for (row, &slot) in self.retired_slots.iter().enumerate() {
+            row_of[slot] = Some(row);
+        }
+        if with_active {
+            for (position, &slot) in self.tracker.active_slots().iter().enumerate() {
+                row_of[slot] = Some(self.retired_slots.len() + position);
+            }
+        }
+        let rows = row_of.into_iter().collect::<Option<Vec<usize>>>().context("internal: a run has no final weights")?;
+        let index = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<u32>>(), rows.len(), &Device::Cpu)?;
+        let params = self
+            .stack
+            .model
+            .params
+            .iter()
+            .zip(&self.retired_params)
+            .map(|(param, retired)| {
+                let mut parts: Vec<Tensor> = retired.iter().map(|t| t.to_device(&Device::Cpu)).collect::<candle_core::Result<_>>()?;
+                if with_active {
+                    parts.push(param.value.to_device(&Device::Cpu)?);
+                }
+                Ok((param.name.clone(), Tensor::cat(&parts, 0)?.index_select(&index, 0)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FinalWeights { run_ids: self.run_ids(), params })
     }
 }

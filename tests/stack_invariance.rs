@@ -69,3 +69,25 @@ fn alone_equals_stacked_f32() {
     check("f32", "embedding", 1e-5);
     check("f32", "two_hot", 1e-5);
 }
+
+#[test]
+fn passes_over_groups_of_runs_equal_one_pass() {
+    for dtype in ["f64", "f32"] {
+        let runs = common::runs(BASE, &[&format!("train.dtype={dtype}"), "seeds=5", "train.lr=[0.01, 0.03]"]);
+        let stack = Stack::new(runs, &Device::Cpu).unwrap();
+        let (rows, labels) = (&stack.train.rows, &stack.train.labels);
+        let loss = grokstack::config::Loss::Softmax;
+        let values = |t: &candle_core::Tensor| -> Vec<f64> { t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap() };
+        let (stats, grads) = stack.model.train_pass(rows, labels, loss, false, 10).unwrap();
+        for group in [1, 3, 4] {
+            let (g_stats, g_grads) = stack.model.train_pass(rows, labels, loss, false, group).unwrap();
+            assert_eq!(values(&stats), values(&g_stats), "{dtype}: statistics in groups of {group}");
+            for (a, b) in grads.iter().zip(&g_grads) {
+                assert_eq!(values(a), values(b), "{dtype}: gradients in groups of {group}");
+            }
+            let whole = stack.model.evaluate(&stack.test.rows, &stack.test.labels, loss, false, 10).unwrap();
+            let grouped = stack.model.evaluate(&stack.test.rows, &stack.test.labels, loss, false, group).unwrap();
+            assert_eq!(values(&whole), values(&grouped), "{dtype}: evaluation in groups of {group}");
+        }
+    }
+}
