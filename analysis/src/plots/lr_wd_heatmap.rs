@@ -147,7 +147,10 @@ impl Heatmap {
 impl Figure for Heatmap {
     fn size(&self) -> (u32, u32) {
         let (rows, columns) = panel_grid(self.panels.len());
-        (columns as u32 * 560, rows as u32 * 420 + 50)
+        // Wide enough for the title too (about 10 px per character at 18 pt): one panel
+        // alone is narrower than the title.
+        let title_width = self.title.chars().count() as u32 * 10;
+        ((columns as u32 * 560).max(title_width), rows as u32 * 420 + 50)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
