@@ -3,9 +3,8 @@
 
 mod common;
 
+use common::{grokstack, read_parquet as read};
 use polars::prelude::*;
-use std::path::Path;
-use std::process::Command;
 
 const SMALL: &str = r#"
 name = "e2e"
@@ -28,22 +27,9 @@ log_every = 5
 "train.dtype" = ["f32", "bf16"]
 "#;
 
-fn grokstack(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_grokstack")).args(args).output().expect("run grokstack")
-}
-
-fn read(path: &Path) -> DataFrame {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    ParquetReader::new(file).finish().unwrap()
-}
-
 #[test]
 fn small_sweep_groks_and_writes_the_documented_files() {
-    let dir = common::temp_path("e2e");
-    let sweep = dir.with_extension("toml");
-    std::fs::write(&sweep, SMALL).unwrap();
-    let out = grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
-    assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (dir, sweep) = common::train_sweep("e2e", SMALL, &[]);
 
     let runs = read(&dir.join("runs.parquet"));
     assert_eq!(runs.height(), 4);

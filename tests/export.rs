@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::grokstack;
 use candle_core::{Device, Tensor};
 use std::path::Path;
 use std::process::Command;
@@ -31,10 +32,6 @@ stop = "grok"
 "model.activation" = ["gelu", "relu"]
 "#;
 
-fn grokstack(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_grokstack")).args(args).env_remove("GROKSTACK_FAULT").output().unwrap()
-}
-
 fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
     let bytes = std::fs::read(path).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -50,11 +47,7 @@ fn python() -> Option<String> {
 
 #[test]
 fn exported_runs_load_in_pytorch_layout_and_reproduce_their_accuracy() {
-    let dir = common::temp_path("export");
-    let sweep = dir.with_extension("toml");
-    std::fs::write(&sweep, SWEEP).unwrap();
-    let out = grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dir, sweep) = common::train_sweep("export", SWEEP, &[]);
     let python = python();
     if python.is_none() {
         eprintln!("skipped the Python check: no python3 with numpy and safetensors (set GROKSTACK_PYTHON to one)");

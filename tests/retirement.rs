@@ -3,11 +3,10 @@
 
 mod common;
 
+use common::read_parquet as read;
 use candle_core::Device;
 use grokstack::metrics::{MetricRow, Status};
 use grokstack::train::Stack;
-use polars::prelude::*;
-use std::process::Command;
 
 /// Two weight decays: wd 3 groks around epoch 115, wd 0.3 not within the budget.
 const GROKKING: &str = r#"
@@ -71,10 +70,6 @@ fn retiring_at_grok_changes_no_result() {
     assert!(full_results.iter().filter(|r| r.grok_epoch.is_some()).count() == 2, "the fixture needs two grokking runs");
 }
 
-fn read(path: &std::path::Path) -> DataFrame {
-    ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap()
-}
-
 #[test]
 fn memory_chunks_give_the_same_results_as_one_stack() {
     let sweep = common::temp_path("chunks").with_extension("toml");
@@ -83,7 +78,7 @@ fn memory_chunks_give_the_same_results_as_one_stack() {
         let dir = common::temp_path(name);
         let mut args = vec!["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap()];
         args.extend(extra);
-        let out = Command::new(env!("CARGO_BIN_EXE_grokstack")).args(&args).output().unwrap();
+        let out = common::grokstack(&args);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         dir
     };
@@ -103,10 +98,10 @@ fn memory_chunks_give_the_same_results_as_one_stack() {
     };
     assert!(metrics(&whole).equals_missing(&metrics(&chunked)), "metrics differ");
 
-    let plan = Command::new(env!("CARGO_BIN_EXE_grokstack")).args(["train", sweep.to_str().unwrap(), "--dry-run", "--max-memory", "120KiB"]).output().unwrap();
+    let plan = common::grokstack(&["train", sweep.to_str().unwrap(), "--dry-run", "--max-memory", "120KiB"]);
     let text = String::from_utf8_lossy(&plan.stdout);
     assert!(text.contains("3 stack(s)"), "{text}");
-    let too_small = Command::new(env!("CARGO_BIN_EXE_grokstack")).args(["train", sweep.to_str().unwrap(), "--dry-run", "--max-memory", "1KiB"]).output().unwrap();
+    let too_small = common::grokstack(&["train", sweep.to_str().unwrap(), "--dry-run", "--max-memory", "1KiB"]);
     assert!(!too_small.status.success());
     for dir in [whole, chunked] {
         std::fs::remove_dir_all(dir).ok();

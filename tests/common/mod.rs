@@ -41,3 +41,28 @@ pub fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
         .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() / x.abs().max(y.abs()).max(1e-12) })
         .fold(0.0, f64::max)
 }
+
+/// Run the grokstack binary built for these tests.
+pub fn grokstack(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_grokstack")).args(args).output().expect("run grokstack")
+}
+
+/// Write `toml` as a sweep file next to a fresh output directory and train it there with
+/// `extra` arguments; panics unless training succeeds. Returns (output dir, sweep file).
+pub fn train_sweep(name: &str, toml: &str, extra: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_path(name);
+    let sweep = dir.with_extension("toml");
+    std::fs::write(&sweep, toml).expect("write the sweep file");
+    let mut args = vec!["train", sweep.to_str().expect("utf-8 path"), "--out", dir.to_str().expect("utf-8 path")];
+    args.extend(extra);
+    let out = grokstack(&args);
+    assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
+    (dir, sweep)
+}
+
+/// A Parquet file as a polars DataFrame.
+pub fn read_parquet(path: &std::path::Path) -> polars::prelude::DataFrame {
+    use polars::prelude::SerReader;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    polars::prelude::ParquetReader::new(file).finish().expect("a readable Parquet file")
+}
