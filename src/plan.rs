@@ -85,6 +85,17 @@ pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
     Ok(bytes as u64)
 }
 
+/// The entries of a per-run vector for the runs at stack `positions` (stack compaction).
+pub fn pick_runs<T: Clone>(values: &[T], positions: &[usize]) -> Vec<T> {
+    positions.iter().map(|&p| values[p].clone()).collect()
+}
+
+/// Stack `positions` as a u32 index tensor, for `index_select` along the run axis.
+pub fn run_index(positions: &[usize], device: &candle_core::Device) -> anyhow::Result<candle_core::Tensor> {
+    let index: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+    Ok(candle_core::Tensor::from_vec(index, positions.len(), device)?)
+}
+
 fn bytes_per_value(precision: Precision) -> usize {
     // bf16 runs compute in f32 on the CPU and store their bf16 values as f32 (see
     // kernels::round), so only f64 differs.

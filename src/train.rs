@@ -12,6 +12,7 @@ use crate::metrics::{MetricRows, RunResult, RunTracker};
 use crate::model::{compute_dtype, Arch, Model};
 use crate::lipschitz::PowerIteration;
 use crate::optim::{self, Optimizer, RunHyper};
+use crate::plan::{pick_runs, run_index};
 use crate::faults;
 use crate::state::{self, State, StateDict};
 use anyhow::{bail, Context, Result};
@@ -114,7 +115,7 @@ impl Stack {
     /// Keep only the runs at `positions`: every `[R, ...]` tensor of the stack is narrowed to
     /// them, so retired runs cost nothing from now on.
     pub fn keep_runs(&mut self, positions: &[usize]) -> Result<()> {
-        let index = Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<u32>>(), positions.len(), self.model.params[0].value.device())?;
+        let index = run_index(positions, self.model.params[0].value.device())?;
         for param in &mut self.model.params {
             param.value = param.value.index_select(&index, 0)?;
         }
@@ -126,7 +127,7 @@ impl Stack {
             batch.rows = batch.rows.index_select(&index, 0)?;
             batch.labels = batch.labels.index_select(&index, 0)?;
         }
-        self.runs = positions.iter().map(|&p| self.runs[p].clone()).collect();
+        self.runs = pick_runs(&self.runs, positions);
         Ok(())
     }
 
@@ -345,8 +346,7 @@ impl Training {
     /// the last logged epoch. Returns whether any run is left.
     fn retire(&mut self, retiring: &[usize]) -> Result<bool> {
         let device = self.stack.model.params[0].value.device().clone();
-        let index = |positions: &[usize]| Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<u32>>(), positions.len(), &device);
-        let leaving = index(retiring)?;
+        let leaving = run_index(retiring, &device)?;
         for (logged, retired) in self.logged_params.iter().zip(&mut self.retired_params) {
             let rows = logged.index_select(&leaving, 0)?;
             *retired = Some(match retired.take() {
@@ -354,14 +354,14 @@ impl Training {
                 None => rows,
             });
         }
-        self.retired_slots.extend(retiring.iter().map(|&p| self.tracker.active_slots()[p]));
+        self.retired_slots.extend(pick_runs(self.tracker.active_slots(), retiring));
         let keep: Vec<usize> = (0..self.tracker.active_runs()).filter(|p| !retiring.contains(p)).collect();
         self.tracker.keep(&keep);
         if keep.is_empty() {
             return Ok(false);
         }
         self.stack.keep_runs(&keep)?;
-        let kept = index(&keep)?;
+        let kept = run_index(&keep, &device)?;
         for logged in &mut self.logged_params {
             *logged = logged.index_select(&kept, 0)?;
         }

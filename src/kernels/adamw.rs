@@ -23,7 +23,7 @@ pub struct AdamHyper {
 impl AdamHyper {
     /// The hyperparameters of the runs at `positions`.
     pub fn select(&self, positions: &[usize]) -> AdamHyper {
-        let pick = |v: &[f64]| positions.iter().map(|&p| v[p]).collect::<Vec<f64>>();
+        let pick = |v: &[f64]| crate::plan::pick_runs(v, positions);
         AdamHyper { lr: pick(&self.lr), weight_decay: pick(&self.weight_decay), beta1: pick(&self.beta1), beta2: pick(&self.beta2), eps: pick(&self.eps) }
     }
 }
@@ -47,12 +47,8 @@ pub fn step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper
     dispatch_real!(param, step_cpu(param, &grad, m, v, h, t, bf16_state))
 }
 
-fn to_bf16<T: Real>(x: T) -> T {
-    T::from(half::bf16::from_f64(x.to_f64()).to_f64()).unwrap_or_else(T::nan)
-}
-
 fn step_cpu<T: Real>(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper, t: usize, bf16_state: bool) -> Result<(Tensor, Tensor, Tensor)> {
-    let stored = |x: T| if bf16_state { to_bf16(x) } else { x };
+    let stored = |x: T| if bf16_state { super::round::to_bf16(x) } else { x };
     let runs = param.dim(0)?;
     let per_run = param.elem_count() / runs;
     let (mut p_out, mut m_out, mut v_out) = (vec![T::zero(); param.elem_count()], vec![T::zero(); param.elem_count()], vec![T::zero(); param.elem_count()]);

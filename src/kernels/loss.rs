@@ -33,7 +33,7 @@ fn stablemax_s<T: Real>(x: T) -> T {
 /// `x` rounded to bf16 when the loss is kept in bf16, else itself.
 fn loss_dtype<T: Real>(x: T, bf16: bool) -> T {
     if bf16 {
-        T::from(half::bf16::from_f64(x.to_f64()).to_f64()).unwrap_or_else(T::nan)
+        crate::kernels::round::to_bf16(x)
     } else {
         x
     }

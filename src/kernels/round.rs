@@ -29,6 +29,11 @@ pub fn round_bf16(t: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, t.shape(), t.device())?)
 }
 
+/// One value rounded to the nearest bf16 (round-to-nearest-even), in its own type.
+pub fn to_bf16<T: super::Real>(x: T) -> T {
+    T::from(bf16::from_f64(x.to_f64()).to_f64()).unwrap_or_else(T::nan)
+}
+
 /// The same through candle's dtype conversion.
 pub fn reference(t: &Tensor) -> Result<Tensor> {
     Ok(t.to_dtype(DType::BF16)?.to_dtype(t.dtype())?)

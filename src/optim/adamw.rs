@@ -130,7 +130,7 @@ impl Optimizer for AdamW {
         }
         if let Some(masks) = &mut self.orthogonalize {
             for mask in masks.iter_mut() {
-                *mask = positions.iter().map(|&p| mask[p]).collect();
+                *mask = crate::plan::pick_runs(mask, positions);
             }
         }
         Ok(())

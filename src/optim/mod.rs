@@ -44,14 +44,14 @@ impl RunHyper {
 
     /// The hyperparameters of the runs at `positions`.
     pub fn select(&self, positions: &[usize]) -> RunHyper {
-        let pick = |v: &[f64]| positions.iter().map(|&p| v[p]).collect::<Vec<f64>>();
+        let pick = |v: &[f64]| crate::plan::pick_runs(v, positions);
         RunHyper {
             lr: pick(&self.lr),
             weight_decay: pick(&self.weight_decay),
             beta1: pick(&self.beta1),
             beta2: pick(&self.beta2),
             eps: pick(&self.eps),
-            all_reg: positions.iter().map(|&p| self.all_reg[p]).collect(),
+            all_reg: crate::plan::pick_runs(&self.all_reg, positions),
             momentum: pick(&self.momentum),
             muon_momentum: pick(&self.muon_momentum),
             muon_adam_lr: pick(&self.muon_adam_lr),
