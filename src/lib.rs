@@ -1,13 +1,14 @@
 //! grokstack: train hundreds to thousands of small grokking networks as one stacked model.
 //!
 //! Reading order: `config` (sweep files) → `data` (the task and splits) → `model` (the
-//! stacked MLP, forward and backward) → `kernels` (the fused CPU loops) → `optim` → `train`
+//! stacked MLP, forward and backward) → `kernels` (activations, losses, the gather) → `cpu` (the fast CPU pass) → `optim` → `train`
 //! (one stack) → `metrics` → `runner` (a whole sweep) → `output` (Parquet) → `checkpoint` (resuming) → `export`.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod data;
 pub mod export;
 pub mod faults;

@@ -10,7 +10,7 @@ use crate::config::{Activation, Input, Loss, Precision, RunConfig};
 use crate::kernels::round::Storage;
 use crate::kernels::{activation, gather, loss};
 use crate::rng::{Rng, Stream};
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 
 /// What a parameter is, which decides its optimizer group.
@@ -138,7 +138,7 @@ impl Model {
     }
 
     /// A weight as the matmuls see it: mixed bf16 rounds the f32 master copy at use.
-    fn compute_copy(&self, weight: &Tensor) -> Result<Tensor> {
+    pub(crate) fn compute_copy(&self, weight: &Tensor) -> Result<Tensor> {
         if self.storage.bf16_compute && !self.storage.bf16_state {
             self.storage.compute(weight.clone())
         } else {
@@ -157,14 +157,14 @@ impl Model {
         (0..self.n_linear()).map(|i| self.linear(i)).collect()
     }
 
-    fn n_linear(&self) -> usize {
+    pub(crate) fn n_linear(&self) -> usize {
         self.arch.hidden.len() + 1
     }
 
     /// The first layer's lookup table `[R, 2p, H₀]`: rows 0..p answer operand a, rows p..2p
     /// operand b. With two-hot input it is W₀ itself; with an embedding it is
     /// [E·W₀ₐ ; E·W₀ᵦ], where W₀ₐ, W₀ᵦ are the halves of W₀ that see each operand.
-    fn first_table(&self) -> Result<Tensor> {
+    pub(crate) fn first_table(&self) -> Result<Tensor> {
         let w0 = self.compute_copy(self.linear(0))?;
         match self.embedding() {
             None => Ok(w0),
@@ -186,7 +186,7 @@ impl Model {
         let mut cache = Cache { derivative: Vec::new(), post: Vec::new() };
         for index in 1..self.n_linear() {
             let a = if for_backward {
-                let (a, derivative) = activation::forward_with_derivative(self.arch.activation, &z)?;
+                let (a, derivative) = (activation::forward(self.arch.activation, &z)?, activation::derivative(self.arch.activation, &z)?);
                 cache.derivative.push(derivative);
                 store(a)? // [R, N, H_{i-1}]
             } else {
@@ -208,7 +208,7 @@ impl Model {
     /// order of `self.params`.
     pub fn backward(&self, rows: &Tensor, cache: &Cache, dlogits: &Tensor) -> Result<Vec<Tensor>> {
         let k = self.n_linear() - 1; // index of the output layer
-        let mut linear_grads = vec![None; k + 1];
+        let mut linear_grads: Vec<Option<Tensor>> = vec![None; k + 1];
         let store = |t: Tensor| self.storage.compute(t);
         let mut dout = if self.arch.alpha != 1.0 { store((dlogits * self.arch.alpha)?)? } else { dlogits.clone() }; // [R, N, out]
         for index in (1..=k).rev() {
@@ -216,30 +216,33 @@ impl Model {
             let w = self.compute_copy(self.linear(index))?; // [R, H_in, H_out]
             linear_grads[index] = Some(store(a_in.t()?.matmul(&dout)?)?); // dW = aᵀ·dout  [R, H_in, H_out]
             let da = store(dout.matmul(&w.t()?)?)?; // da = dout·Wᵀ  [R, N, H_in]
-            dout = store(activation::backward(&da, &cache.derivative[index - 1])?)?; // dz [R, N, H_in]
+            dout = store((da * &cache.derivative[index - 1])?)?; // dz = da ⊙ act'(z)  [R, N, H_in]
         }
         // First layer: the gradient of the lookup table is a scatter-add of dz₀.
+        let d_table = gather::scatter_pair_sum(&dout, rows, 2 * self.arch.p)?; // [R, 2p, H₀]
+        let linear_grads = linear_grads.into_iter().skip(1).collect::<Option<Vec<_>>>();
+        self.grads_in_order(&d_table, linear_grads.context("internal: a Linear layer got no gradient")?)
+    }
+
+    /// Every parameter's gradient in the order of `self.params`, from the lookup table's
+    /// gradient `[R, 2p, H₀]` and those of Linear layers 1..=k.
+    pub(crate) fn grads_in_order(&self, d_table: &Tensor, later_layers: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let store = |t: Tensor| self.storage.compute(t);
         let p = self.arch.p;
-        let d_table = gather::scatter_pair_sum(&dout, rows, 2 * p)?; // [R, 2p, H₀]
         let mut grads = Vec::with_capacity(self.params.len());
         match self.embedding() {
-            None => linear_grads[0] = Some(store(d_table)?),
+            None => grads.push(store(d_table.clone())?),
             Some(e) => {
                 let d = self.arch.embed_dim;
                 let (e, w0) = (self.compute_copy(e)?, self.compute_copy(self.linear(0))?);
                 let (dt_a, dt_b) = (d_table.narrow(1, 0, p)?, d_table.narrow(1, p, p)?); // [R, p, H₀]
                 let (w_a, w_b) = (w0.narrow(1, 0, d)?, w0.narrow(1, d, d)?); // [R, d, H₀]
                 let e_t = e.t()?; // [R, d, p]
-                linear_grads[0] = Some(store(Tensor::cat(&[e_t.matmul(&dt_a)?, e_t.matmul(&dt_b)?], 1)?)?); // [R, 2d, H₀]
                 grads.push(store((dt_a.matmul(&w_a.t()?)? + dt_b.matmul(&w_b.t()?)?)?)?); // dE [R, p, d]
+                grads.push(store(Tensor::cat(&[e_t.matmul(&dt_a)?, e_t.matmul(&dt_b)?], 1)?)?); // dW₀ [R, 2d, H₀]
             }
         }
-        for grad in linear_grads {
-            match grad {
-                Some(g) => grads.push(g),
-                None => bail!("internal: a Linear layer got no gradient"),
-            }
-        }
+        grads.extend(later_layers);
         Ok(grads)
     }
 
@@ -259,8 +262,17 @@ impl Model {
     }
 
     /// Loss statistics `[R, 4]` of the current weights (before the update) and the gradient of
-    /// every parameter, computed `group` runs at a time.
+    /// every parameter: the CPU pass on the CPU, else the tensor ops `group` runs at a time.
     pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
+        if crate::cpu::applies(self) {
+            crate::cpu::train_pass(self, rows, labels, loss_kind, loss_bf16)
+        } else {
+            self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group)
+        }
+    }
+
+    /// [`Model::train_pass`] with candle ops on `[G, N, H]` tensors, `group` runs at a time.
+    pub fn train_pass_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
         let runs = self.runs();
         let mut stats = Vec::new();
         let mut grads: Vec<Vec<Tensor>> = vec![Vec::new(); self.params.len()];
@@ -278,8 +290,18 @@ impl Model {
         Ok((cat_runs(stats)?, grads.into_iter().map(cat_runs).collect::<Result<_>>()?))
     }
 
-    /// Loss statistics `[R, 4]` on `rows`, `group` runs at a time (no backward pass).
+    /// Loss statistics `[R, 4]` on `rows` (no backward pass): the CPU pass on the CPU, else the
+    /// tensor ops `group` runs at a time.
     pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+        if crate::cpu::applies(self) {
+            crate::cpu::evaluate(self, rows, labels, loss_kind, loss_bf16)
+        } else {
+            self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group)
+        }
+    }
+
+    /// [`Model::evaluate`] with candle ops on `[G, N, H]` tensors, `group` runs at a time.
+    pub fn evaluate_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
         let runs = self.runs();
         let mut stats = Vec::new();
         for start in (0..runs).step_by(group.max(1)) {

@@ -1,5 +1,5 @@
-//! Finite-difference checks (f64) of the explicit backward pass: every parameter, both input
-//! kinds, every activation, both losses.
+//! Finite-difference checks (f64) of both backward passes, the tensor ops and the CPU pass:
+//! every parameter, both input kinds, every activation, both losses.
 
 mod common;
 
@@ -37,6 +37,8 @@ fn check_with(input: &str, activation: &str, loss_name: &str, alpha: f64, hidden
     let dlogits = loss::grad(loss_kind, &logits, &stack.train.labels).unwrap();
     let grads = stack.model.backward(&stack.train.rows, &cache, &dlogits).unwrap();
     assert_eq!(grads.len(), stack.model.params.len());
+    let (_, cpu_grads) = grokstack::cpu::train_pass(&stack.model, &stack.train.rows, &stack.train.labels, loss_kind, false).unwrap();
+    assert_eq!(cpu_grads.len(), stack.model.params.len());
 
     let h = 1e-6;
     for (index, grad) in grads.iter().enumerate() {
@@ -55,14 +57,17 @@ fn check_with(input: &str, activation: &str, loss_name: &str, alpha: f64, hidden
         }
         stack.model.params[index].value = original;
         let name = &stack.model.params[index].name;
-        let scale = analytic.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-8);
-        for (i, (a, n)) in analytic.iter().zip(&numeric).enumerate() {
-            assert!(
-                (a - n).abs() <= 1e-6 * scale + 1e-9,
-                "{input}/{activation}/{loss_name}: d/d {name}[{i}]: backward {a:e}, finite difference {n:e}"
-            );
+        let cpu: Vec<f64> = cpu_grads[index].flatten_all().unwrap().to_vec1().unwrap();
+        for (pass, analytic) in [("tensor ops", &analytic), ("CPU pass", &cpu)] {
+            let scale = analytic.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-8);
+            for (i, (a, n)) in analytic.iter().zip(&numeric).enumerate() {
+                assert!(
+                    (a - n).abs() <= 1e-6 * scale + 1e-9,
+                    "{input}/{activation}/{loss_name}: d/d {name}[{i}]: {pass} backward {a:e}, finite difference {n:e}"
+                );
+            }
+            assert!(analytic.iter().any(|x| *x != 0.0), "{name}: {pass} gradient is all zero");
         }
-        assert!(analytic.iter().any(|x| *x != 0.0), "{name}: gradient is all zero");
     }
 }
 

@@ -1,24 +1,24 @@
-//! Every fused CPU kernel against the plain candle-ops implementation it replaces.
+//! The slice kernels of the CPU pass against the candle-ops tensor versions they replace,
+//! and the fast f32 exp against f64's.
 
 mod common;
 
 use candle_core::{DType, Device, Tensor};
 use grokstack::config::{Activation, Loss};
-use grokstack::kernels::{activation, gather, loss};
+use grokstack::kernels::{activation, gather, loss, sum_lanes, Real};
 
 fn values(t: &Tensor) -> Vec<f64> {
     t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
 }
 
-fn assert_close(a: &Tensor, b: &Tensor, dtype: DType, what: &str) {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+/// Largest difference relative to the largest expected value: gradients contain differences
+/// of nearly equal terms whose own relative error in f32 says nothing about the kernel.
+fn assert_close(got: &[f64], expected: &[f64], dtype: DType, what: &str) {
+    assert_eq!(got.len(), expected.len(), "{what}: lengths");
     let tol = if dtype == DType::F64 { 1e-12 } else { 2e-6 };
-    // Relative to the tensor's largest value: gradients contain differences of nearly equal
-    // terms whose own relative error in f32 says nothing about the kernel.
-    let (a, b) = (values(a), values(b));
-    let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
-    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale;
-    assert!(diff < tol, "{what} ({dtype:?}): fused vs reference differ by {diff:e} of the largest value");
+    let scale = expected.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+    let diff = got.iter().zip(expected).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale;
+    assert!(diff < tol, "{what} ({dtype:?}): slice kernel vs tensor ops differ by {diff:e} of the largest value");
 }
 
 fn random(shape: (usize, usize, usize), scale: f64, dtype: DType) -> Tensor {
@@ -30,62 +30,148 @@ fn random_rows(r: usize, n: usize, v: usize) -> Tensor {
     Tensor::from_vec(rows, (r, n, 2), &Device::Cpu).unwrap()
 }
 
-fn random_labels(r: usize, n: usize, c: usize) -> Tensor {
-    let labels: Vec<u32> = (0..r * n).map(|i| ((i * 31 + 5) % c) as u32).collect();
-    Tensor::from_vec(labels, (r, n), &Device::Cpu).unwrap()
+/// A slice kernel `f` applied in place to a copy of `t`'s values, in `t`'s dtype.
+fn in_place<T: Real>(t: &Tensor, f: impl FnOnce(&mut [T])) -> Vec<f64> {
+    let mut data: Vec<T> = t.flatten_all().unwrap().to_vec1().unwrap();
+    f(&mut data);
+    data.iter().map(|x| x.to_f64().unwrap()).collect()
 }
 
 #[test]
 fn gather_and_scatter() {
+    let (v, n, h) = (10, 37, 6);
+    let rows = random_rows(1, n, v);
+    let pairs: Vec<u32> = rows.flatten_all().unwrap().to_vec1().unwrap();
     for dtype in [DType::F64, DType::F32] {
-        let (r, v, n, h) = (3, 10, 17, 6);
-        let table = random((r, v, h), 1.0, dtype);
-        let rows = random_rows(r, n, v);
-        assert_close(&gather::gather_pair_sum(&table, &rows).unwrap(), &gather::reference::gather_pair_sum(&table, &rows).unwrap(), dtype, "gather");
-        let dz = random((r, n, h), 1.0, dtype);
-        assert_close(&gather::scatter_pair_sum(&dz, &rows, v).unwrap(), &gather::reference::scatter_pair_sum(&dz, &rows, v).unwrap(), dtype, "scatter");
+        let table = random((1, v, h), 1.0, dtype);
+        let expected = values(&gather::gather_pair_sum(&table, &rows).unwrap());
+        let got = match dtype {
+            DType::F64 => in_place::<f64>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &pairs, h, z)),
+            _ => in_place::<f32>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &pairs, h, z)),
+        };
+        assert_close(&got, &expected, dtype, "gather");
+
+        let dz = random((1, n, h), 1.0, dtype);
+        let expected = values(&gather::scatter_pair_sum(&dz, &rows, v).unwrap());
+        let zeros = Tensor::zeros((v, h), dtype, &Device::Cpu).unwrap();
+        let got = match dtype {
+            DType::F64 => in_place::<f64>(&zeros, |t| gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &pairs, h, t)),
+            _ => in_place::<f32>(&zeros, |t| gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &pairs, h, t)),
+        };
+        assert_close(&got, &expected, dtype, "scatter");
     }
+}
+
+fn check_activation<T: Real>(kind: Activation, z: &Tensor, da: &Tensor) {
+    let dtype = z.dtype();
+    let expected_a = values(&activation::forward(kind, z).unwrap());
+    let expected_d = values(&activation::derivative(kind, z).unwrap());
+    assert_close(&in_place::<T>(z, |x| activation::forward_in_place(kind, x, None)), &expected_a, dtype, &format!("{kind:?} forward"));
+    let mut derivative: Vec<T> = vec![T::zero(); z.elem_count()];
+    let a = in_place::<T>(z, |x| activation::forward_in_place(kind, x, Some(&mut derivative)));
+    assert_close(&a, &expected_a, dtype, &format!("{kind:?} forward with derivative"));
+    let d: Vec<f64> = derivative.iter().map(|x| x.to_f64().unwrap()).collect();
+    assert_close(&d, &expected_d, dtype, &format!("{kind:?} derivative"));
+    let expected_dz = values(&(da * activation::derivative(kind, z).unwrap()).unwrap());
+    assert_close(&in_place::<T>(da, |g| activation::backward_in_place(g, &derivative)), &expected_dz, dtype, &format!("{kind:?} backward"));
 }
 
 #[test]
 fn activations_forward_and_backward() {
+    // 3·67 values: not a multiple of the vector width, so the loops' tails run too.
+    for kind in [Activation::Relu, Activation::Gelu, Activation::Tanh] {
+        let (z, da) = (random((3, 67, 1), 2.5, DType::F64), random((3, 67, 1), 1.0, DType::F64));
+        check_activation::<f64>(kind, &z, &da);
+        check_activation::<f32>(kind, &z.to_dtype(DType::F32).unwrap(), &da.to_dtype(DType::F32).unwrap());
+    }
+}
+
+/// Statistics and gradient of every row through `loss::row`, as `[4]` means and `[N·C]`.
+fn rows_through_slices<T: Real>(kind: Loss, logits: &Tensor, labels: &[u32]) -> (Vec<f64>, Vec<f64>) {
+    let (_, n, c) = logits.dims3().unwrap();
+    let scale = T::one() / T::from(n).unwrap();
+    let mut sums = [0.0; loss::N_STATS];
+    let grads = in_place::<T>(logits, |x| {
+        for (row, &label) in x.chunks_exact_mut(c).zip(labels) {
+            let stats = loss::row(kind, row, label as usize, false, Some(scale));
+            sums.iter_mut().zip(stats).for_each(|(s, v)| *s += v);
+        }
+    });
+    let mut eval_sums = [0.0; loss::N_STATS];
+    in_place::<T>(logits, |x| {
+        for (row, &label) in x.chunks_exact_mut(c).zip(labels) {
+            let stats = loss::row(kind, row, label as usize, false, None);
+            eval_sums.iter_mut().zip(stats).for_each(|(s, v)| *s += v);
+        }
+    });
+    assert_eq!(sums, eval_sums, "{kind:?}: statistics do not depend on whether the gradient is computed");
+    (sums.iter().map(|s| s / n as f64).collect(), grads)
+}
+
+#[test]
+fn losses_statistics_and_gradients() {
+    let (n, c) = (23, 13);
+    let labels: Vec<u32> = (0..n).map(|i| ((i * 31 + 5) % c) as u32).collect();
+    let label_tensor = Tensor::from_vec(labels.clone(), (1, n), &Device::Cpu).unwrap();
     for dtype in [DType::F64, DType::F32] {
-        let z = random((2, 9, 5), 2.0, dtype);
-        let da = random((2, 9, 5), 1.0, dtype);
-        for kind in [Activation::Relu, Activation::Gelu, Activation::Tanh] {
-            assert_close(&activation::forward(kind, &z).unwrap(), &activation::reference::forward(kind, &z).unwrap(), dtype, &format!("{kind:?} forward"));
-            let (a, derivative) = activation::forward_with_derivative(kind, &z).unwrap();
-            assert_close(&a, &activation::reference::forward(kind, &z).unwrap(), dtype, &format!("{kind:?} forward with derivative"));
-            assert_close(&derivative, &activation::reference::derivative(kind, &z).unwrap(), dtype, &format!("{kind:?} derivative"));
-            let expected = (&da * activation::reference::derivative(kind, &z).unwrap()).unwrap();
-            assert_close(&activation::backward(&da, &derivative).unwrap(), &expected, dtype, &format!("{kind:?} backward"));
+        let plain = random((1, n, c), 3.0, dtype);
+        // Large label logits make every softmax collapse (sum exactly 1) and every loss 0.
+        let one_hot = label_tensor.unsqueeze(2).unwrap().broadcast_eq(&Tensor::arange(0u32, c as u32, &Device::Cpu).unwrap().reshape((1, 1, c)).unwrap()).unwrap();
+        let spiked = (&plain + (one_hot.to_dtype(dtype).unwrap() * 1e4).unwrap()).unwrap();
+        for (logits, is_spiked) in [(&plain, false), (&spiked, true)] {
+            for kind in [Loss::Softmax, Loss::StableMax] {
+                let (stats, grads) = match dtype {
+                    DType::F64 => rows_through_slices::<f64>(kind, logits, &labels),
+                    _ => rows_through_slices::<f32>(kind, logits, &labels),
+                };
+                assert_close(&stats, &values(&loss::stats(kind, logits, &label_tensor, false).unwrap()), dtype, &format!("{kind:?} stats"));
+                assert_close(&grads, &values(&loss::grad(kind, logits, &label_tensor).unwrap()), dtype, &format!("{kind:?} grad"));
+                if is_spiked {
+                    assert_eq!(stats[loss::STAT_ACC], 1.0, "the spiked rows are always right");
+                    if kind == Loss::Softmax {
+                        assert_eq!(stats[loss::STAT_COLLAPSE], 1.0, "the spiked rows' softmax collapses");
+                        assert_eq!(stats[loss::STAT_ZERO_TERMS], 1.0, "and their losses are exactly 0");
+                    }
+                } else {
+                    assert!(stats[loss::STAT_COLLAPSE] < 1.0 && stats[loss::STAT_ACC] < 1.0);
+                }
+            }
         }
     }
 }
 
 #[test]
-fn losses_statistics_and_gradients() {
-    for dtype in [DType::F64, DType::F32] {
-        let (r, n, c) = (3, 11, 7);
-        // Large logits make some rows collapse (softmax sum exactly 1) and some losses exactly 0.
-        let mut logits = random((r, n, c), 3.0, dtype);
-        let labels = random_labels(r, n, c);
-        let spike = (labels.to_dtype(DType::F64).unwrap().unsqueeze(2).unwrap().broadcast_eq(&Tensor::arange(0f64, c as f64, &Device::Cpu).unwrap().reshape((1, 1, c)).unwrap()).unwrap().to_dtype(dtype).unwrap() * 1e4).unwrap();
-        let first_run = spike.narrow(0, 0, 1).unwrap();
-        let spiked = (logits.narrow(0, 0, 1).unwrap() + first_run).unwrap();
-        logits = Tensor::cat(&[spiked, logits.narrow(0, 1, r - 1).unwrap()], 0).unwrap();
-        for kind in [Loss::Softmax, Loss::StableMax] {
-            let fused = loss::stats(kind, &logits, &labels, false).unwrap();
-            let plain = loss::reference::stats(kind, &logits, &labels, false).unwrap();
-            assert_close(&fused, &plain, dtype, &format!("{kind:?} stats"));
-            let per_run: Vec<Vec<f64>> = fused.to_vec2().unwrap();
-            assert_eq!(per_run[0][loss::STAT_ACC], 1.0, "the spiked run is always right");
-            if kind == Loss::Softmax {
-                assert_eq!(per_run[0][loss::STAT_COLLAPSE], 1.0, "the spiked run's softmax collapses");
-                assert_eq!(per_run[0][loss::STAT_ZERO_TERMS], 1.0, "and its losses are exactly 0");
-            }
-            assert!(per_run[1][loss::STAT_COLLAPSE] < 1.0);
-            assert_close(&loss::grad(kind, &logits, &labels).unwrap(), &loss::reference::grad(kind, &logits, &labels).unwrap(), dtype, &format!("{kind:?} grad"));
-        }
+fn a_nan_row_has_a_nan_loss_and_is_never_correct() {
+    for kind in [Loss::Softmax, Loss::StableMax] {
+        let mut row = [0.5f32, f32::NAN, 2.0, -1.0];
+        let stats = loss::row(kind, &mut row, 2, false, Some(1.0));
+        assert!(stats[loss::STAT_LOSS].is_nan(), "{kind:?}: {stats:?}");
+        assert_eq!(stats[loss::STAT_ACC], 0.0, "{kind:?}: a NaN row counted as correct");
+    }
+}
+
+#[test]
+fn fast_exp_is_within_two_ulp_of_f64_exp() {
+    let mut worst = 0.0f64;
+    for i in 0..=200_000 {
+        let x = -87.0 + 175.0 * i as f64 / 200_000.0;
+        let x32 = x as f32;
+        let exact = (x32 as f64).exp();
+        let got = x32.exp_fast() as f64;
+        worst = worst.max((got - exact).abs() / exact);
+    }
+    assert!(worst < 2.0 * f32::EPSILON as f64, "exp_fast relative error {worst:e}");
+    assert!(f32::NAN.exp_fast().is_nan());
+    assert_eq!((-100f32).exp_fast(), 0.0);
+    assert_eq!(100f32.exp_fast(), f32::INFINITY);
+    assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);
+    assert_eq!(0f32.exp_fast(), 1.0);
+}
+
+#[test]
+fn lane_sums_equal_the_plain_sum() {
+    for len in [0, 1, 7, 8, 9, 113, 1000] {
+        let x: Vec<f64> = (0..len).map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.25).collect();
+        assert_eq!(sum_lanes(&x), x.iter().sum::<f64>(), "length {len}"); // quarters: exact in any order
     }
 }

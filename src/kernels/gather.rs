@@ -5,104 +5,68 @@
 //!
 //! `rows` is `[R, N, 2]` (u32): row indices into the table (a, and p + b).
 
-use super::{cpu_slice, expect_rank3, use_cpu_kernel, Real};
-use crate::dispatch_real;
+use super::{expect_rank3, vectorized, Real};
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use rayon::prelude::*;
 
-/// z[r, n, :] = table[r, rows[r,n,0], :] + table[r, rows[r,n,1], :]
-/// table `[R, V, H]`, rows `[R, N, 2]` → `[R, N, H]`.
-pub fn gather_pair_sum(table: &Tensor, rows: &Tensor) -> Result<Tensor> {
-    if !use_cpu_kernel(table) {
-        return reference::gather_pair_sum(table, rows);
-    }
-    let table = table.contiguous()?;
-    dispatch_real!(table, gather_cpu(&table, rows))
+/// z[i, :] = table[pairs[i, 0], :] + table[pairs[i, 1], :] for the rows of one block.
+/// table `[V, H]`, pairs `[B, 2]` → z `[B, H]`.
+pub fn gather_rows<T: Real>(table: &[T], pairs: &[u32], h: usize, z: &mut [T]) {
+    vectorized(|| {
+        for (dst, pair) in z.chunks_exact_mut(h).zip(pairs.chunks_exact(2)) {
+            let first = &table[pair[0] as usize * h..][..h];
+            let second = &table[pair[1] as usize * h..][..h];
+            for ((d, &x), &y) in dst.iter_mut().zip(first).zip(second) {
+                *d = x + y;
+            }
+        }
+    })
 }
 
-fn gather_cpu<T: Real>(table: &Tensor, rows: &Tensor) -> Result<Tensor> {
+/// Backward of [`gather_rows`]: d_table[pairs[i, k], :] += dz[i, :], in row order.
+/// dz `[B, H]`, pairs `[B, 2]`, d_table `[V, H]`.
+pub fn scatter_rows<T: Real>(dz: &[T], pairs: &[u32], h: usize, d_table: &mut [T]) {
+    vectorized(|| {
+        for (src, pair) in dz.chunks_exact(h).zip(pairs.chunks_exact(2)) {
+            for &row in pair {
+                let dst = &mut d_table[row as usize * h..][..h];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = *d + s;
+                }
+            }
+        }
+    })
+}
+
+/// z[r, n, :] = table[r, rows[r,n,0], :] + table[r, rows[r,n,1], :] with candle ops.
+/// table `[R, V, H]`, rows `[R, N, 2]` → `[R, N, H]`.
+pub fn gather_pair_sum(table: &Tensor, rows: &Tensor) -> Result<Tensor> {
     let (r, v, h) = expect_rank3(table, "gather table")?;
     let n = rows.dim(1)?;
-    let mut out = vec![T::zero(); r * n * h];
-    cpu_slice::<T, _>(table, |table| {
-        cpu_slice::<u32, _>(rows, |rows| {
-            out.par_chunks_mut(h).enumerate().for_each(|(row, dst)| {
-                let run = row / n;
-                let first = &table[(run * v + rows[2 * row] as usize) * h..][..h];
-                let second = &table[(run * v + rows[2 * row + 1] as usize) * h..][..h];
-                for ((d, &x), &y) in dst.iter_mut().zip(first).zip(second) {
-                    *d = x + y;
-                }
-            })
-        })
-    })?;
-    Ok(Tensor::from_vec(out, (r, n, h), table.device())?)
+    let flat = table.reshape((r * v, h))?;
+    let first = flat.index_select(&flat_rows(rows, v, 0)?, 0)?;
+    let second = flat.index_select(&flat_rows(rows, v, 1)?, 0)?;
+    Ok((first + second)?.reshape((r, n, h))?)
 }
 
 /// Backward of [`gather_pair_sum`]: d_table[r, rows[r,n,k], :] += dz[r, n, :].
 /// dz `[R, N, H]`, rows `[R, N, 2]` → `[R, V, H]`.
 pub fn scatter_pair_sum(dz: &Tensor, rows: &Tensor, v: usize) -> Result<Tensor> {
-    if !use_cpu_kernel(dz) {
-        return reference::scatter_pair_sum(dz, rows, v);
-    }
-    let dz = dz.contiguous()?;
-    dispatch_real!(dz, scatter_cpu(&dz, rows, v))
-}
-
-fn scatter_cpu<T: Real>(dz: &Tensor, rows: &Tensor, v: usize) -> Result<Tensor> {
     let (r, n, h) = expect_rank3(dz, "scatter gradient")?;
-    let mut out = vec![T::zero(); r * v * h];
-    cpu_slice::<T, _>(dz, |dz| {
-        cpu_slice::<u32, _>(rows, |rows| {
-            // One task per run: runs never write to each other's table, and the order of
-            // the additions inside a run is fixed, so results do not depend on the stack.
-            out.par_chunks_mut(v * h).enumerate().for_each(|(run, table)| {
-                for i in 0..n {
-                    let row = run * n + i;
-                    let src = &dz[row * h..][..h];
-                    for k in 0..2 {
-                        let dst = &mut table[rows[2 * row + k] as usize * h..][..h];
-                        for (d, &s) in dst.iter_mut().zip(src) {
-                            *d = *d + s;
-                        }
-                    }
-                }
-            })
-        })
-    })?;
-    Ok(Tensor::from_vec(out, (r, v, h), dz.device())?)
+    let src = dz.reshape((r * n, h))?;
+    let mut table = Tensor::zeros((r * v, h), dz.dtype(), dz.device())?;
+    for k in 0..2 {
+        table = table.index_add(&flat_rows(rows, v, k)?, &src, 0)?;
+    }
+    Ok(table.reshape((r, v, h))?)
 }
 
-pub mod reference {
-    use super::*;
-
-    /// Global row indices into the table flattened to `[R·V, H]`: `[R·N]` for operand `k`.
-    fn flat_rows(rows: &Tensor, v: usize, k: usize) -> Result<Tensor> {
-        let (r, n, _) = expect_rank3(rows, "rows")?;
-        let offsets = (Tensor::arange(0u32, r as u32, rows.device())? * v as f64)?;
-        let column = rows.narrow(2, k, 1)?.squeeze(2)?; // [R, N]
-        Ok(column.broadcast_add(&offsets.unsqueeze(1)?)?.reshape(r * n)?)
-    }
-
-    pub fn gather_pair_sum(table: &Tensor, rows: &Tensor) -> Result<Tensor> {
-        let (r, v, h) = expect_rank3(table, "gather table")?;
-        let n = rows.dim(1)?;
-        let flat = table.reshape((r * v, h))?;
-        let first = flat.index_select(&flat_rows(rows, v, 0)?, 0)?;
-        let second = flat.index_select(&flat_rows(rows, v, 1)?, 0)?;
-        Ok((first + second)?.reshape((r, n, h))?)
-    }
-
-    pub fn scatter_pair_sum(dz: &Tensor, rows: &Tensor, v: usize) -> Result<Tensor> {
-        let (r, n, h) = expect_rank3(dz, "scatter gradient")?;
-        let src = dz.reshape((r * n, h))?;
-        let mut table = Tensor::zeros((r * v, h), dz.dtype(), dz.device())?;
-        for k in 0..2 {
-            table = table.index_add(&flat_rows(rows, v, k)?, &src, 0)?;
-        }
-        Ok(table.reshape((r, v, h))?)
-    }
+/// Global row indices into the table flattened to `[R·V, H]`: `[R·N]` for operand `k`.
+fn flat_rows(rows: &Tensor, v: usize, k: usize) -> Result<Tensor> {
+    let (r, n, _) = expect_rank3(rows, "rows")?;
+    let offsets = (Tensor::arange(0u32, r as u32, rows.device())? * v as f64)?;
+    let column = rows.narrow(2, k, 1)?.squeeze(2)?; // [R, N]
+    Ok(column.broadcast_add(&offsets.unsqueeze(1)?)?.reshape(r * n)?)
 }
 
 /// `[R, N, 2]` row indices (a, p + b) for the examples of each run, as a u32 tensor.

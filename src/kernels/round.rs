@@ -29,6 +29,11 @@ pub fn round_bf16(t: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, t.shape(), t.device())?)
 }
 
+/// Every value of a slice rounded to the nearest bf16 in place.
+pub fn round_slice<T: super::Real>(x: &mut [T]) {
+    x.iter_mut().for_each(|v| *v = to_bf16(*v));
+}
+
 /// One value rounded to the nearest bf16 (round-to-nearest-even), in its own type.
 pub fn to_bf16<T: super::Real>(x: T) -> T {
     T::from(bf16::from_f64(x.to_f64()).to_f64()).unwrap_or_else(T::nan)
