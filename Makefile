@@ -48,3 +48,4 @@ bench: build
 , := ,
 
 include mk/peers.mk
+include mk/cuda.mk

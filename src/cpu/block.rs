@@ -40,6 +40,25 @@ pub struct Buffers<T> {
     delta: [Vec<T>; 2],
 }
 
+impl<T> Buffers<T> {
+    /// The buffers from a set of vectors of [`Net::buffer_lengths`].
+    pub fn from_set(mut set: Vec<Vec<T>>) -> Buffers<T> {
+        let k = (set.len() - 3) / 2;
+        let delta = [set.pop().unwrap_or_default(), set.pop().unwrap_or_default()];
+        let logits = set.pop().unwrap_or_default();
+        let derivative = set.split_off(k);
+        Buffers { post: set, derivative, logits, delta }
+    }
+
+    /// The vectors back, for the next block's buffers.
+    pub fn into_set(self) -> Vec<Vec<T>> {
+        let Buffers { mut post, derivative, logits, delta: [d0, d1] } = self;
+        post.extend(derivative);
+        post.extend([logits, d1, d0]);
+        post
+    }
+}
+
 /// What a chunk of rows adds to its run's gradients: the lookup table's `[2p, H₀]`, then
 /// dW_i `[H_{i−1}, H_i]` for i = 1..=k.
 pub type Grads<T> = Vec<Vec<T>>;
@@ -54,19 +73,21 @@ impl<T: Real + 'static> Net<'_, T> {
         }
     }
 
-    pub fn buffers(&self, rows: usize, training: bool) -> Buffers<T> {
+    /// Lengths of the [`Buffers`] for blocks of up to `rows` rows, in [`Buffers::from_set`]'s order.
+    pub fn buffer_lengths(&self, rows: usize, training: bool) -> Vec<usize> {
         let widest = self.hidden.iter().copied().max().unwrap_or(0).max(self.p);
-        let per_layer = |on: bool| self.hidden.iter().map(|&h| vec![T::zero(); if on { rows * h } else { 0 }]).collect();
-        let delta = if training { rows * widest } else { 0 };
-        Buffers { post: per_layer(true), derivative: per_layer(training), logits: vec![T::zero(); rows * self.p], delta: [vec![T::zero(); delta], vec![T::zero(); delta]] }
+        let mut lengths: Vec<usize> = self.hidden.iter().map(|&h| rows * h).collect(); // post
+        lengths.extend(self.hidden.iter().map(|&h| if training { rows * h } else { 0 })); // derivative
+        lengths.push(rows * self.p); // logits
+        lengths.extend([if training { rows * widest } else { 0 }; 2]); // delta
+        lengths
     }
 
-    pub fn zero_grads(&self) -> Grads<T> {
-        let mut grads = vec![vec![T::zero(); self.table.len()]];
-        for layer in 1..=self.hidden.len() {
-            grads.push(vec![T::zero(); self.width(layer - 1) * self.width(layer)]);
-        }
-        grads
+    /// Lengths of the [`Grads`]: the table's, then every dW_i's.
+    pub fn grad_lengths(&self) -> Vec<usize> {
+        let mut lengths = vec![self.table.len()];
+        lengths.extend((1..=self.hidden.len()).map(|layer| self.width(layer - 1) * self.width(layer)));
+        lengths
     }
 
     fn store(&self, values: &mut [T]) {

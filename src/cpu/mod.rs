@@ -12,14 +12,16 @@
 
 pub mod block;
 pub mod matmul;
+mod pool;
 
 use crate::config::Loss;
 use crate::dispatch_real;
 use crate::kernels::loss::N_STATS;
-use crate::kernels::{cpu_view, Real};
+use crate::kernels::cpu_view;
 use crate::model::Model;
 use anyhow::{bail, Result};
-use block::{Grads, Net};
+use block::{Buffers, Grads, Net};
+use pool::Pooled;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
@@ -70,7 +72,7 @@ impl Inputs {
 
 /// Statistics `[R, 4]` and, when `training`, the summed gradients: the table's `[R, 2p, H₀]`,
 /// then dW_i `[R, H_{i−1}, H_i]` for i = 1..=k.
-fn run_pass<T: Real + 'static>(model: &Model, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool) -> Result<(Tensor, Vec<Tensor>)> {
+fn run_pass<T: Pooled>(model: &Model, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool) -> Result<(Tensor, Vec<Tensor>)> {
     let (runs, n) = (model.runs(), inputs.rows.dim(1)?);
     if n == 0 {
         bail!("a pass over no rows");
@@ -101,8 +103,8 @@ fn run_pass<T: Real + 'static>(model: &Model, inputs: &Inputs, loss: Loss, loss_
             let (run, chunk) = (task / chunks_per_run, task % chunks_per_run);
             let net = net(run);
             let (start, end) = (chunk * CHUNK_ROWS, ((chunk + 1) * CHUNK_ROWS).min(n));
-            let mut buf = net.buffers(BLOCK_ROWS.min(end - start), training);
-            let mut grads = training.then(|| net.zero_grads());
+            let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
+            let mut grads = training.then(|| pool::take(&net.grad_lengths()));
             let mut sums = [0.0; N_STATS];
             for block in (start..end).step_by(BLOCK_ROWS) {
                 let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(end));
@@ -114,6 +116,7 @@ fn run_pass<T: Real + 'static>(model: &Model, inputs: &Inputs, loss: Loss, loss_
                     net.backward(pairs, &mut buf, grads);
                 }
             }
+            pool::give_back([buf.into_set()], usize::MAX);
             (sums, grads)
         })
         .collect();
@@ -138,7 +141,9 @@ fn run_pass<T: Real + 'static>(model: &Model, inputs: &Inputs, loss: Loss, loss_
 
     let means: Vec<f64> = per_run.iter().flat_map(|(sums, _)| sums.map(|s| s / n as f64)).collect();
     let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
+    let keep = runs * chunks_per_run + 2 * rayon::current_num_threads();
     if !training {
+        pool::give_back(std::iter::empty::<Grads<T>>(), keep);
         return Ok((stats, Vec::new()));
     }
     let mut shapes = vec![(2 * arch.p, arch.hidden[0])];
@@ -151,5 +156,7 @@ fn run_pass<T: Real + 'static>(model: &Model, inputs: &Inputs, loss: Loss, loss_
         }
         grads.push(Tensor::from_vec(stacked, (runs, rows_of, cols), &Device::Cpu)?);
     }
+    let sets = per_run.into_iter().filter_map(|(_, g)| g).chain(partials.into_iter().filter_map(|(_, g)| g));
+    pool::give_back(sets, keep);
     Ok((stats, grads))
 }

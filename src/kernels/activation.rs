@@ -5,13 +5,18 @@
 //! with act(z), since the expensive part (erf, tanh) serves both; the backward pass then only
 //! multiplies. On tensors (other devices) both are candle ops.
 
-use super::{vectorized, Real};
+use super::Real;
 use crate::config::Activation;
 use anyhow::Result;
 use candle_core::Tensor;
 
-/// `z` ← act(z) in place, and with `derivative` act'(z) beside it. z, derivative `[B, H]`.
-pub fn forward_in_place<T: Real>(kind: Activation, z: &mut [T], derivative: Option<&mut [T]>) {
+crate::avx2_twin! {
+    /// `z` ← act(z) in place, and with `derivative` act'(z) beside it. z, derivative `[B, H]`.
+    pub fn forward_in_place<T>(kind: Activation, z: &mut [T], derivative: Option<&mut [T]>) = forward_loop;
+}
+
+#[inline(always)]
+fn forward_loop<T: Real>(kind: Activation, z: &mut [T], derivative: Option<&mut [T]>) {
     match kind {
         // PyTorch's convention: the derivative at 0 is 0.
         Activation::Relu => apply(z, derivative, |x| if x > T::zero() { (x, T::one()) } else { (T::zero(), T::zero()) }),
@@ -29,7 +34,7 @@ pub fn forward_in_place<T: Real>(kind: Activation, z: &mut [T], derivative: Opti
 /// One loop per activation, so that the match above is outside it and the loop vectorizes.
 #[inline(always)]
 fn apply<T: Real>(z: &mut [T], derivative: Option<&mut [T]>, f: impl Fn(T) -> (T, T)) {
-    vectorized(|| match derivative {
+    match derivative {
         Some(derivative) => {
             for (x, d) in z.iter_mut().zip(derivative.iter_mut()) {
                 (*x, *d) = f(*x);
@@ -40,16 +45,19 @@ fn apply<T: Real>(z: &mut [T], derivative: Option<&mut [T]>, f: impl Fn(T) -> (T
                 *x = f(*x).0;
             }
         }
-    })
+    }
 }
 
-/// `da` ← da · act'(z) in place: dz `[B, H]` from the derivative saved by the forward pass.
-pub fn backward_in_place<T: Real>(da: &mut [T], derivative: &[T]) {
-    vectorized(|| {
-        for (g, &d) in da.iter_mut().zip(derivative) {
-            *g = *g * d;
-        }
-    })
+crate::avx2_twin! {
+    /// `da` ← da · act'(z) in place: dz `[B, H]` from the derivative saved by the forward pass.
+    pub fn backward_in_place<T>(da: &mut [T], derivative: &[T]) = backward_loop;
+}
+
+#[inline(always)]
+fn backward_loop<T: Real>(da: &mut [T], derivative: &[T]) {
+    for (g, &d) in da.iter_mut().zip(derivative) {
+        *g = *g * d;
+    }
 }
 
 /// a = act(z) on a tensor of any shape.

@@ -5,37 +5,43 @@
 //!
 //! `rows` is `[R, N, 2]` (u32): row indices into the table (a, and p + b).
 
-use super::{expect_rank3, vectorized, Real};
+use super::{expect_rank3, Real};
 use anyhow::Result;
 use candle_core::{DType, Tensor};
 
-/// z[i, :] = table[pairs[i, 0], :] + table[pairs[i, 1], :] for the rows of one block.
-/// table `[V, H]`, pairs `[B, 2]` → z `[B, H]`.
-pub fn gather_rows<T: Real>(table: &[T], pairs: &[u32], h: usize, z: &mut [T]) {
-    vectorized(|| {
-        for (dst, pair) in z.chunks_exact_mut(h).zip(pairs.chunks_exact(2)) {
-            let first = &table[pair[0] as usize * h..][..h];
-            let second = &table[pair[1] as usize * h..][..h];
-            for ((d, &x), &y) in dst.iter_mut().zip(first).zip(second) {
-                *d = x + y;
-            }
-        }
-    })
+crate::avx2_twin! {
+    /// z[i, :] = table[pairs[i, 0], :] + table[pairs[i, 1], :] for the rows of one block.
+    /// table `[V, H]`, pairs `[B, 2]` → z `[B, H]`.
+    pub fn gather_rows<T>(table: &[T], pairs: &[u32], h: usize, z: &mut [T]) = gather_loop;
 }
 
-/// Backward of [`gather_rows`]: d_table[pairs[i, k], :] += dz[i, :], in row order.
-/// dz `[B, H]`, pairs `[B, 2]`, d_table `[V, H]`.
-pub fn scatter_rows<T: Real>(dz: &[T], pairs: &[u32], h: usize, d_table: &mut [T]) {
-    vectorized(|| {
-        for (src, pair) in dz.chunks_exact(h).zip(pairs.chunks_exact(2)) {
-            for &row in pair {
-                let dst = &mut d_table[row as usize * h..][..h];
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = *d + s;
-                }
+#[inline(always)]
+fn gather_loop<T: Real>(table: &[T], pairs: &[u32], h: usize, z: &mut [T]) {
+    for (dst, pair) in z.chunks_exact_mut(h).zip(pairs.chunks_exact(2)) {
+        let first = &table[pair[0] as usize * h..][..h];
+        let second = &table[pair[1] as usize * h..][..h];
+        for ((d, &x), &y) in dst.iter_mut().zip(first).zip(second) {
+            *d = x + y;
+        }
+    }
+}
+
+crate::avx2_twin! {
+    /// Backward of [`gather_rows`]: d_table[pairs[i, k], :] += dz[i, :], in row order.
+    /// dz `[B, H]`, pairs `[B, 2]`, d_table `[V, H]`.
+    pub fn scatter_rows<T>(dz: &[T], pairs: &[u32], h: usize, d_table: &mut [T]) = scatter_loop;
+}
+
+#[inline(always)]
+fn scatter_loop<T: Real>(dz: &[T], pairs: &[u32], h: usize, d_table: &mut [T]) {
+    for (src, pair) in dz.chunks_exact(h).zip(pairs.chunks_exact(2)) {
+        for &row in pair {
+            let dst = &mut d_table[row as usize * h..][..h];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = *d + s;
             }
         }
-    })
+    }
 }
 
 /// z[r, n, :] = table[r, rows[r,n,0], :] + table[r, rows[r,n,1], :] with candle ops.

@@ -54,16 +54,11 @@ pub fn row<T: Real>(loss: Loss, x: &mut [T], label: usize, bf16: bool, grad_scal
     let (row_loss, exp_sum) = match loss {
         Loss::Softmax => {
             // x ← exp(x − max), kept for the gradient.
-            let sum = super::vectorized(|| {
-                for v in x.iter_mut() {
-                    *v = (*v - max).exp_fast();
-                }
-                super::sum_lanes(x)
-            });
+            let sum = exp_shifted(x, max);
             let exp_sum = loss_dtype(sum, bf16);
             if let Some(scale) = grad_scale {
                 let inv = scale / sum;
-                super::vectorized(|| x.iter_mut().for_each(|v| *v = *v * inv));
+                x.iter_mut().for_each(|v| *v = *v * inv);
                 x[label] = x[label] - scale;
             }
             (loss_dtype((max - x_label) + exp_sum.ln(), bf16), exp_sum)
@@ -90,6 +85,19 @@ pub fn row<T: Real>(loss: Loss, x: &mut [T], label: usize, bf16: bool, grad_scal
         as_f64(exp_sum == T::one()),
         as_f64(row_loss == T::zero()),
     ]
+}
+
+crate::avx2_twin! {
+    /// x ← exp(x − max) in place; returns Σ exp(x − max).
+    fn exp_shifted<T>(x: &mut [T], max: T) -> T = exp_shifted_loop;
+}
+
+#[inline(always)]
+fn exp_shifted_loop<T: Real>(x: &mut [T], max: T) -> T {
+    for v in x.iter_mut() {
+        *v = (*v - max).exp_fast();
+    }
+    super::sum_lanes(x)
 }
 
 /// Per-run means of the row statistics: logits `[R, N, C]`, labels `[R, N]` → `[R, 4]` f64.

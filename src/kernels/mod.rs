@@ -85,23 +85,41 @@ impl Real for f64 {
     }
 }
 
-/// Call `f` compiled for AVX2 and FMA when the processor has them, else as it is. The slice
-/// loops of the kernels are written so that LLVM vectorizes them; inlined into this wrapper
-/// they get 8 lanes instead of SSE2's 4, without building the whole program for AVX2.
-#[inline(always)]
-pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+/// Whether the processor has AVX2 and FMA (the answer is cached by std).
+pub fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the processor supports the features the function is compiled for.
-            return unsafe { with_avx2(f) };
-        }
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
-    f()
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `pub fn name<T: Real>(args)` that runs the `#[inline(always)]` function `body` compiled for
+/// AVX2 and FMA when the processor has them, else as it is. The slice loops of the kernels are
+/// written so that LLVM vectorizes them; the AVX2 copy gets 8 lanes instead of SSE2's 4,
+/// without building the whole program for AVX2.
+#[macro_export]
+macro_rules! avx2_twin {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident<T>($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:ident;) => {
+        $(#[$doc])*
+        $vis fn $name<T: $crate::kernels::Real>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn twin<T: $crate::kernels::Real>($($arg: $ty),*) $(-> $ret)? {
+                    $body::<T>($($arg),*)
+                }
+                if $crate::kernels::has_avx2() {
+                    // SAFETY: the processor has the features `twin` is compiled for.
+                    return unsafe { twin::<T>($($arg),*) };
+                }
+            }
+            $body::<T>($($arg),*)
+        }
+    };
 }
 
 /// Σ x in eight interleaved partial sums, combined at the end: a fixed order (so the result
