@@ -4,7 +4,7 @@
 //! (VmHWM) belongs to that stack size alone.
 
 use crate::config::{RunSpec, Sweep};
-use crate::plan::{flops_per_run_epoch, stack_bytes};
+use crate::plan::{flops_per_run_epoch, stack_bytes, Pass};
 use crate::train::Stack;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -73,7 +73,7 @@ pub fn bench_one(runs: usize, epochs: usize, overrides: &[String], device: &Devi
         effective_gflops: flops_per_run_epoch(&config) * runs as f64 / median / 1e9,
         peak_rss_bytes: peak,
         peak_rss_per_run_bytes: peak.saturating_sub(baseline) as f64 / runs as f64,
-        estimated_bytes: stack_bytes(&config, runs) as u64,
+        estimated_bytes: stack_bytes(&config, runs, Pass::on(device)) as u64,
     })
 }
 

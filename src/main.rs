@@ -46,7 +46,9 @@ fn run(cli: Cli) -> Result<i32> {
                 None => grokstack::plan::default_max_memory(),
             };
             if dry_run {
-                print!("{}", runner::describe_plan(&sweep, max_memory)?);
+                // Planned without opening the device, so a GPU sweep can be planned anywhere.
+                let pass = if device == "cpu" { grokstack::plan::Pass::Cpu } else { grokstack::plan::Pass::Tensors };
+                print!("{}", runner::describe_plan(&sweep, max_memory, pass)?);
                 return Ok(0);
             }
             let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required (or use --dry-run)"))?;

@@ -20,12 +20,31 @@ pub fn group_into_stacks(runs: Vec<RunSpec>) -> Vec<Vec<RunSpec>> {
     stacks
 }
 
+/// Which pass trains a stack: their activations take memory differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// The CPU pass (`crate::cpu`): block buffers per thread, partial gradients per chunk.
+    Cpu,
+    /// Tensor ops on groups of runs (other devices).
+    Tensors,
+}
+
+impl Pass {
+    pub fn on(device: &candle_core::Device) -> Pass {
+        if device.is_cpu() {
+            Pass::Cpu
+        } else {
+            Pass::Tensors
+        }
+    }
+}
+
 /// Split every stack into chunks that fit in `max_bytes`, as evenly as possible.
-pub fn chunk_to_fit(stacks: Vec<Vec<RunSpec>>, max_bytes: u64) -> anyhow::Result<Vec<Vec<RunSpec>>> {
+pub fn chunk_to_fit(stacks: Vec<Vec<RunSpec>>, max_bytes: u64, pass: Pass) -> anyhow::Result<Vec<Vec<RunSpec>>> {
     let mut chunks = Vec::new();
     for stack in stacks {
         let config = &stack[0].config;
-        let bytes = |runs: usize| stack_bytes(config, runs) as u64;
+        let bytes = |runs: usize| stack_bytes(config, runs, pass) as u64;
         if bytes(1) > max_bytes {
             anyhow::bail!(
                 "one run of p = {} with hidden {:?} needs about {}, more than --max-memory {}",
@@ -115,25 +134,41 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
     (VALUES_PER_TENSOR / (rows * widest).max(1)).max(1)
 }
 
-/// Estimated peak bytes of a stack of `runs` runs.
+/// Estimated peak bytes of a stack of `runs` runs trained by `pass`.
 ///
 /// Every run holds its parameters: the weights, their gradients, two optimizer moments, the
 /// new copies the update writes (5 copies), the first layer's lookup table, and its data.
-/// Activations exist for one group of runs at a time: the larger of a train pass (a and act'(z)
-/// of every hidden layer; logits, their gradient and the scaled copy; and the backward pass's
-/// three temporaries of the widest layer: da, dz and the next layer's input) and a test pass
-/// (z and a, logits).
-pub fn stack_bytes(config: &RunConfig, runs: usize) -> usize {
+///
+/// The CPU pass adds, per run, the partial gradients of each chunk of its train rows (the
+/// table's and every later layer's). Its block buffers (about 1 MB per thread for the
+/// canonical model) do not grow with the stack and are left out, so that a plan does not
+/// depend on the machine's core count.
+///
+/// The tensor pass holds activations for one group of runs at a time: the larger of a train
+/// pass (a and act'(z) of every hidden layer; logits, their gradient and the scaled copy; and
+/// the backward pass's three temporaries of the widest layer: da, dz and the next layer's
+/// input) and a test pass (z and a, logits).
+pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     let arch = Arch::from_config(config);
     let value = bytes_per_value(config.precision);
     let (n_train, n_test) = (config.n_train(), config.n_pairs() - config.n_train());
     let hidden_sum: usize = arch.hidden.iter().sum();
     let widest = arch.hidden.iter().copied().max().unwrap_or(0).max(config.p);
-    let train = n_train * (2 * hidden_sum + 3 * config.p + 3 * widest) * runs_per_group(&arch, n_train).min(runs);
-    let test = n_test * (2 * hidden_sum + config.p) * runs_per_group(&arch, n_test).min(runs);
-    let params = 5 * arch.param_count() + 2 * config.p * arch.hidden[0];
+    let table = 2 * config.p * arch.hidden[0];
+    let params = 5 * arch.param_count() + table;
     let data = (n_train + n_test) * 3 * 4;
-    (train.max(test) + params * runs) * value + data * runs
+    let activations = match pass {
+        Pass::Cpu => {
+            let later_layers: usize = arch.linear_shapes().iter().skip(1).map(|(i, o)| i * o).sum();
+            n_train.div_ceil(crate::cpu::CHUNK_ROWS) * (table + later_layers) * runs
+        }
+        Pass::Tensors => {
+            let train = n_train * (2 * hidden_sum + 3 * config.p + 3 * widest) * runs_per_group(&arch, n_train).min(runs);
+            let test = n_test * (2 * hidden_sum + config.p) * runs_per_group(&arch, n_test).min(runs);
+            train.max(test)
+        }
+    };
+    (activations + params * runs) * value + data * runs
 }
 
 /// Work of one run-epoch as the benchmark counts it: 2·Σ(fan_in·fan_out)·(3·N_train + N_test)

@@ -6,7 +6,7 @@ use crate::config::{RunSpec, Sweep};
 use crate::interrupt;
 use crate::metrics::Status;
 use crate::output::{runs_frame, OutputDir, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
-use crate::plan::{chunk_to_fit, flops_per_run_epoch, group_into_stacks, human_bytes, stack_bytes};
+use crate::plan::{chunk_to_fit, flops_per_run_epoch, group_into_stacks, human_bytes, stack_bytes, Pass};
 use crate::train::{Control, Outcome, Stack, Training};
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
@@ -31,18 +31,22 @@ pub fn parse_device(name: &str) -> Result<Device> {
             if !candle_core::utils::cuda_is_available() {
                 anyhow::bail!("--device {name}: this grokstack was built without CUDA (build it with `make cuda`)");
             }
-            Device::new_cuda(ordinal).with_context(|| format!("--device {name}: no CUDA device found"))
+            // candle's error carries a backtrace after its first line; the cause is that line.
+            Device::new_cuda(ordinal).map_err(|e| {
+                let cause = e.to_string();
+                anyhow::anyhow!("--device {name}: no CUDA device found ({})", cause.lines().next().unwrap_or_default())
+            })
         }
     }
 }
 
 /// The stacks of `sweep`, split into chunks that fit in `max_memory` bytes.
-pub fn plan_chunks(sweep: &Sweep, max_memory: u64) -> Result<Vec<Vec<RunSpec>>> {
-    chunk_to_fit(group_into_stacks(sweep.runs()?), max_memory)
+pub fn plan_chunks(sweep: &Sweep, max_memory: u64, device: &Device) -> Result<Vec<Vec<RunSpec>>> {
+    chunk_to_fit(group_into_stacks(sweep.runs()?), max_memory, Pass::on(device))
 }
 
 /// What `--dry-run` prints: runs, stacks, memory and FLOPs.
-pub fn describe_plan(sweep: &Sweep, max_memory: u64) -> Result<String> {
+pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass) -> Result<String> {
     let runs = sweep.runs()?;
     let mut out = format!(
         "sweep `{}`: {} runs = {} settings × {} seeds\n",
@@ -51,12 +55,12 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64) -> Result<String> {
         sweep.setting_count(),
         sweep.seeds.len()
     );
-    let stacks = chunk_to_fit(group_into_stacks(runs), max_memory)?;
+    let stacks = chunk_to_fit(group_into_stacks(runs), max_memory, pass)?;
     out.push_str(&format!("{} stack(s) within --max-memory {}:\n", stacks.len(), human_bytes(max_memory as f64)));
     let mut total_flops = 0.0;
     for (i, stack) in stacks.iter().enumerate() {
         let c = &stack[0].config;
-        let stack_memory = stack_bytes(c, stack.len());
+        let stack_memory = stack_bytes(c, stack.len(), pass);
         let flops = flops_per_run_epoch(c) * c.epochs as f64 * stack.len() as f64;
         total_flops += flops;
         out.push_str(&format!(
@@ -114,7 +118,7 @@ pub fn train_sweep_with(sweep: &Sweep, out: &Path, device: &Device, options: &Tr
     let new_plan = if out.join(SWEEP_FILE).exists() {
         None
     } else {
-        Some(Plan { format: 1, parts: plan_chunks(sweep, options.max_memory)?.iter().map(|c| c.iter().map(|r| r.run_id).collect()).collect() })
+        Some(Plan { format: 1, parts: plan_chunks(sweep, options.max_memory, device)?.iter().map(|c| c.iter().map(|r| r.run_id).collect()).collect() })
     };
     let (output, existing) = OutputDir::open(out, sweep, options.resume)?;
     let plan = match new_plan {
