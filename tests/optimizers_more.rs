@@ -95,6 +95,21 @@ fn newton_schulz_puts_singular_values_in_the_quintic_band() {
 }
 
 #[test]
+fn newton_schulz_on_the_cpu_matches_the_tensor_ops() {
+    for (m, n) in [(6, 10), (8, 8), (12, 5)] {
+        let mut rng = grokstack::rng::Rng::new((m * 7 + n) as u64, grokstack::rng::Stream::Synthetic);
+        let data: Vec<f64> = (0..4 * m * n).map(|_| rng.normal()).collect();
+        let x = Tensor::from_vec(data, (4, m, n), &Device::Cpu).unwrap();
+        for (x, tol) in [(x.clone(), 1e-12), (x.to_dtype(candle_core::DType::F32).unwrap(), 1e-5)] {
+            let values = |t: Tensor| -> Vec<f64> { t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap() };
+            let (cpu, tensors) = (values(newton_schulz(&x, 5).unwrap()), values(grokstack::optim::muon::newton_schulz_tensors(&x, 5).unwrap()));
+            let diff = cpu.iter().zip(&tensors).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(diff < tol, "{m}x{n} {:?}: CPU vs tensor ops differ by {diff:e}", x.dtype());
+        }
+    }
+}
+
+#[test]
 fn one_newton_schulz_step_matches_a_hand_computation() {
     // A 1×2 matrix [3, 4]: X = [3, 4]·s with s = 1/(‖·‖_F + 1e-7) = 1/(5 + 1e-7); the Gram
     // "matrix" is the scalar A = 25·s²; one step gives X ← (a + b·A + c·A²)·X.

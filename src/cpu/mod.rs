@@ -32,8 +32,12 @@ pub const BLOCK_ROWS: usize = 128;
 
 /// Whether the CPU pass runs `model`: its tensors are f32 or f64 on the CPU.
 pub fn applies(model: &Model) -> bool {
-    let value = &model.params[0].value;
-    value.device().is_cpu() && matches!(value.dtype(), DType::F32 | DType::F64)
+    is_cpu_float(&model.params[0].value)
+}
+
+/// Whether `t` is an f32 or f64 tensor on the CPU.
+pub fn is_cpu_float(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` `[R, N, 2]` / `labels` `[R, N]`,

@@ -8,9 +8,12 @@
 use super::{adamw::AdamW, load_optional, optional_state, per_run, select_state, Optimizer, RunHyper};
 use crate::state::{State, StateDict};
 use crate::config::Input;
+use crate::cpu::matmul::{matmul, Layout};
+use crate::kernels::Real;
 use crate::model::{Model, Role};
 use anyhow::Result;
 use candle_core::{Tensor, D};
+use rayon::prelude::*;
 
 /// The quintic's coefficients (a, b, c).
 pub const NS_COEFFICIENTS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
@@ -26,7 +29,46 @@ pub fn uses_muon(role: Role, input: Input) -> bool {
 
 /// Newton–Schulz orthogonalization of each matrix of `x` `[R, m, n]`, on X/‖X‖_F, transposed
 /// so that rows ≤ cols. The singular values of the result lie near 1 (roughly 0.7–1.2).
+/// On the CPU each run's matrix is one task with single-threaded GEMMs (as in the CPU pass),
+/// elsewhere the batched tensor ops of [`newton_schulz_tensors`].
 pub fn newton_schulz(x: &Tensor, steps: usize) -> Result<Tensor> {
+    if crate::cpu::is_cpu_float(x) {
+        crate::dispatch_real!(x, newton_schulz_cpu(x, steps))
+    } else {
+        newton_schulz_tensors(x, steps)
+    }
+}
+
+fn newton_schulz_cpu<T: Real + 'static>(x: &Tensor, steps: usize) -> Result<Tensor> {
+    let (runs, m, n) = x.dims3()?;
+    let transposed = m > n;
+    let (rows, cols) = (m.min(n), m.max(n));
+    let x = if transposed { x.t()?.contiguous()? } else { x.contiguous()? }; // [R, rows, cols]
+    let input: Vec<T> = x.flatten_all()?.to_vec1()?;
+    let (a, b, c) = NS_COEFFICIENTS;
+    let (a, b, c) = (T::from(a).unwrap_or_else(T::nan), T::from(b).unwrap_or_else(T::nan), T::from(c).unwrap_or_else(T::nan));
+    let epsilon = T::from(1e-7).unwrap_or_else(T::zero);
+    let mut output = vec![T::zero(); input.len()];
+    output.par_chunks_mut(rows * cols).zip(input.par_chunks(rows * cols)).for_each(|(out, one_run)| {
+        let norm = one_run.iter().map(|&v| v * v).sum::<T>().sqrt() + epsilon;
+        let mut x: Vec<T> = one_run.iter().map(|&v| v / norm).collect(); // [rows, cols]
+        let (mut gram, mut poly, mut next) = (vec![T::zero(); rows * rows], vec![T::zero(); rows * rows], vec![T::zero(); rows * cols]);
+        for _ in 0..steps {
+            matmul(&mut gram, &x, Layout::Plain, &x, Layout::Transposed, (rows, cols, rows), false); // A = X·Xᵀ
+            matmul(&mut poly, &gram, Layout::Plain, &gram, Layout::Plain, (rows, rows, rows), false); // A²
+            poly.iter_mut().zip(&gram).for_each(|(p, &g)| *p = b * g + c * *p); // B = b·A + c·A²
+            matmul(&mut next, &poly, Layout::Plain, &x, Layout::Plain, (rows, rows, cols), false); // B·X
+            next.iter_mut().zip(&x).for_each(|(y, &v)| *y = a * v + *y); // X = a·X + B·X
+            std::mem::swap(&mut x, &mut next);
+        }
+        out.copy_from_slice(&x);
+    });
+    let result = Tensor::from_vec(output, (runs, rows, cols), x.device())?;
+    Ok(if transposed { result.t()?.contiguous()? } else { result })
+}
+
+/// [`newton_schulz`] with batched candle ops (any device).
+pub fn newton_schulz_tensors(x: &Tensor, steps: usize) -> Result<Tensor> {
     let (_, m, n) = x.dims3()?;
     let transposed = m > n;
     let mut x = if transposed { x.t()?.contiguous()? } else { x.contiguous()? };
