@@ -136,8 +136,9 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 
 /// Estimated peak bytes of a stack of `runs` runs trained by `pass`.
 ///
-/// Every run holds its parameters: the weights, their gradients, two optimizer moments, the
-/// new copies the update writes (5 copies), the first layer's lookup table, and its data.
+/// Every run holds its parameters: during the update the weights, their gradients, two
+/// optimizer moments and the new weights and moments the update writes (7 copies), plus the
+/// first layer's lookup table and its data.
 ///
 /// The CPU pass adds, per run, the partial gradients of each chunk of its train rows (the
 /// table's and every later layer's). Its block buffers (about 1 MB per thread for the
@@ -155,7 +156,7 @@ pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     let hidden_sum: usize = arch.hidden.iter().sum();
     let widest = arch.hidden.iter().copied().max().unwrap_or(0).max(config.p);
     let table = 2 * config.p * arch.hidden[0];
-    let params = 5 * arch.param_count() + table;
+    let params = 7 * arch.param_count() + table;
     let data = (n_train + n_test) * 3 * 4;
     let activations = match pass {
         Pass::Cpu => {
