@@ -41,18 +41,19 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Train { sweep: sweep_path, out, overrides, device, dry_run, max_memory, resume } => {
             let sweep = Sweep::load(&sweep_path, &overrides)?;
+            // A dry run plans a GPU sweep even where the GPU cannot be opened (on RAM's budget).
+            let opened = if dry_run { runner::parse_device(&device).ok() } else { Some(runner::parse_device(&device)?) };
             let max_memory = match max_memory {
                 Some(text) => grokstack::plan::parse_bytes(&text)?,
-                None => grokstack::plan::default_max_memory(),
+                None => grokstack::plan::default_max_memory(opened.as_ref().unwrap_or(&candle_core::Device::Cpu)),
             };
             if dry_run {
-                // Planned without opening the device, so a GPU sweep can be planned anywhere.
                 let pass = if device == "cpu" { grokstack::plan::Pass::Cpu } else { grokstack::plan::Pass::Tensors };
                 print!("{}", runner::describe_plan(&sweep, max_memory, pass)?);
                 return Ok(0);
             }
             let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required (or use --dry-run)"))?;
-            let device = runner::parse_device(&device)?;
+            let device = opened.ok_or_else(|| anyhow::anyhow!("internal: no device"))?;
             interrupt::install();
             let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume })?;
             let checkpoints = if summary.checkpoints > 0 {

@@ -74,9 +74,16 @@ pub fn chunk_to_fit(stacks: Vec<Vec<RunSpec>>, max_bytes: u64, pass: Pass) -> an
     Ok(chunks)
 }
 
-/// The default memory budget: 75% of the memory available now (/proc/meminfo), or 8 GiB
-/// where that cannot be read.
-pub fn default_max_memory() -> u64 {
+/// The default memory budget on `device`: 75% of the GPU's free memory on a CUDA device, else
+/// of the memory available now (/proc/meminfo), or 8 GiB where that cannot be read.
+pub fn default_max_memory(device: &candle_core::Device) -> u64 {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(gpu) = device {
+        if let Ok((free, _total)) = gpu.cuda_stream().context().mem_get_info() {
+            return free as u64 / 4 * 3;
+        }
+    }
+    let _ = device; // only CUDA devices are asked
     let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
         text.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
     });
