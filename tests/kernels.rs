@@ -175,3 +175,18 @@ fn lane_sums_equal_the_plain_sum() {
         assert_eq!(sum_lanes(&x), x.iter().sum::<f64>(), "length {len}"); // quarters: exact in any order
     }
 }
+
+#[test]
+fn bf16_rounding_on_the_bits_matches_half() {
+    use grokstack::kernels::round::{f32_to_bf16, round_slice};
+    // Every 2^-8 step of the bit patterns, plus ties, infinities, NaNs and subnormals.
+    let mut values: Vec<f32> = (0..=u32::MAX / 251).map(|i| f32::from_bits(i.wrapping_mul(251))).collect();
+    values.extend([0.0, -0.0, 1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, f32::MIN_POSITIVE / 3.0]);
+    let mut rounded = values.clone();
+    round_slice(&mut rounded);
+    for (&x, &got) in values.iter().zip(&rounded) {
+        let expected = half::bf16::from_f32(x).to_f32();
+        assert!(got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()), "{x:e} ({:#x}): {got:e} vs half's {expected:e}", x.to_bits());
+        assert_eq!(got.to_bits(), f32_to_bf16(x).to_bits(), "the slice loop and the scalar function agree");
+    }
+}

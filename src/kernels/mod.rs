@@ -21,6 +21,8 @@ pub trait Real: WithDType + num_traits::Float + Send + Sync + std::iter::Sum {
     fn normal_cdf_pdf(self) -> (Self, Self);
     /// exp(x), written so that loops over slices vectorize (f32), or libm's (f64).
     fn exp_fast(self) -> Self;
+    /// The nearest bf16 value (round-to-nearest-even), in this type.
+    fn round_bf16(self) -> Self;
 }
 
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
@@ -40,6 +42,11 @@ impl Real for f32 {
         let erf_abs = 1.0 - poly * gauss;
         let erf = if self < 0.0 { -erf_abs } else { erf_abs };
         (0.5 * (1.0 + erf), gauss * INV_SQRT_2PI as f32)
+    }
+
+    #[inline(always)]
+    fn round_bf16(self) -> f32 {
+        round::f32_to_bf16(self)
     }
 
     /// exp(x) = 2ⁿ·exp(r) with n = round(x/ln 2), |r| ≤ ln2/2, and exp(r) by its Taylor
@@ -82,6 +89,10 @@ impl Real for f64 {
 
     fn exp_fast(self) -> f64 {
         self.exp()
+    }
+
+    fn round_bf16(self) -> f64 {
+        round::f64_to_bf16(self)
     }
 }
 
