@@ -147,8 +147,8 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 /// optimizer moments and the new weights and moments the update writes (7 copies), plus the
 /// first layer's lookup table and its data.
 ///
-/// The CPU pass adds, per run, the partial gradients of each chunk of its train rows (the
-/// table's and every later layer's). Its block buffers (about 1 MB per thread for the
+/// The CPU pass adds the partial gradients of each chunk of the train rows (the table's and
+/// every later layer's) of one wave of runs. Its block buffers (about 1 MB per thread for the
 /// canonical model) do not grow with the stack and are left out, so that a plan does not
 /// depend on the machine's core count.
 ///
@@ -168,7 +168,7 @@ pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     let activations = match pass {
         Pass::Cpu => {
             let later_layers: usize = arch.linear_shapes().iter().skip(1).map(|(i, o)| i * o).sum();
-            n_train.div_ceil(crate::cpu::CHUNK_ROWS) * (table + later_layers) * runs
+            n_train.div_ceil(crate::cpu::CHUNK_ROWS) * (table + later_layers) * runs.min(crate::cpu::RUNS_PER_WAVE)
         }
         Pass::Tensors => {
             let train = n_train * (2 * hidden_sum + 3 * config.p + 3 * widest) * runs_per_group(&arch, n_train).min(runs);

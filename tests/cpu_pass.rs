@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use grokstack::config::Loss;
-use grokstack::cpu::CHUNK_ROWS;
+use grokstack::cpu::{CHUNK_ROWS, RUNS_PER_WAVE};
 use grokstack::train::Stack;
 
 /// p = 53 at 80% train: 2,247 train rows (3 chunks, the last partial) and 562 test rows.
@@ -96,14 +96,18 @@ fn bf16_rounds_where_the_tensor_ops_store() {
 #[test]
 fn a_run_gets_the_same_bits_alone_and_in_any_stack() {
     for dtype in ["f32", "f64"] {
-        let runs = common::runs(WIDE, &[&format!("train.dtype={dtype}"), "seeds=5"]);
+        // More runs than one wave, so that the second wave is checked too.
+        let seeds = format!("seeds={}", RUNS_PER_WAVE + 6);
+        let runs = common::runs(WIDE, &[&format!("train.dtype={dtype}"), &seeds]);
         let stack = Stack::new(runs.clone(), &Device::Cpu).unwrap();
         let (stats, grads) = grokstack::cpu::train_pass(&stack.model, &stack.train.rows, &stack.train.labels, Loss::Softmax, false).unwrap();
-        let alone = Stack::new(vec![runs[3].clone()], &Device::Cpu).unwrap();
-        let (alone_stats, alone_grads) = grokstack::cpu::train_pass(&alone.model, &alone.train.rows, &alone.train.labels, Loss::Softmax, false).unwrap();
-        assert_eq!(values(&stats.narrow(0, 3, 1).unwrap()), values(&alone_stats), "{dtype}: statistics");
-        for (g, a) in grads.iter().zip(&alone_grads) {
-            assert_eq!(values(&g.narrow(0, 3, 1).unwrap()), values(a), "{dtype}: gradients");
+        for position in [3, RUNS_PER_WAVE + 2] {
+            let alone = Stack::new(vec![runs[position].clone()], &Device::Cpu).unwrap();
+            let (alone_stats, alone_grads) = grokstack::cpu::train_pass(&alone.model, &alone.train.rows, &alone.train.labels, Loss::Softmax, false).unwrap();
+            assert_eq!(values(&stats.narrow(0, position, 1).unwrap()), values(&alone_stats), "{dtype}: statistics of run {position}");
+            for (g, a) in grads.iter().zip(&alone_grads) {
+                assert_eq!(values(&g.narrow(0, position, 1).unwrap()), values(a), "{dtype}: gradients of run {position}");
+            }
         }
     }
 }

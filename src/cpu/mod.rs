@@ -29,6 +29,8 @@ use rayon::prelude::*;
 pub const CHUNK_ROWS: usize = 1024;
 /// Rows carried through the network at once: their activations stay in cache.
 pub const BLOCK_ROWS: usize = 128;
+/// Runs whose chunks are in flight at once: bounds the partial gradients' memory.
+pub const RUNS_PER_WAVE: usize = 64;
 
 /// Whether the CPU pass runs `model`: its tensors are f32 or f64 on the CPU.
 pub fn applies(model: &Model) -> bool {
@@ -100,67 +102,67 @@ fn run_pass<T: Pooled>(model: &Model, inputs: &Inputs, loss: Loss, loss_bf16: bo
     let scale = T::one() / T::from(n).unwrap_or_else(T::one);
     let chunks_per_run = n.div_ceil(CHUNK_ROWS);
 
-    // One task per (run, chunk), in run-major order.
-    let mut partials: Vec<([f64; N_STATS], Option<Grads<T>>)> = (0..runs * chunks_per_run)
-        .into_par_iter()
-        .map(|task| {
-            let (run, chunk) = (task / chunks_per_run, task % chunks_per_run);
-            let net = net(run);
-            let (start, end) = (chunk * CHUNK_ROWS, ((chunk + 1) * CHUNK_ROWS).min(n));
-            let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
-            let mut grads = training.then(|| pool::take(&net.grad_lengths()));
-            let mut sums = [0.0; N_STATS];
-            for block in (start..end).step_by(BLOCK_ROWS) {
-                let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(end));
-                let pairs = &rows[2 * rows_here.start..2 * rows_here.end];
-                net.forward(pairs, &mut buf, training);
-                let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
-                sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
-                if let Some(grads) = &mut grads {
-                    net.backward(pairs, &mut buf, grads);
-                }
-            }
-            pool::give_back([buf.into_set()], usize::MAX);
-            (sums, grads)
-        })
-        .collect();
+    let mut shapes = vec![(2 * arch.p, arch.hidden[0])];
+    shapes.extend(arch.linear_shapes().into_iter().skip(1));
+    // The summed gradients of all runs, `[R, rows, cols]` per parameter slot.
+    let mut stacked: Vec<Vec<T>> = if training { shapes.iter().map(|&(r, c)| Vec::with_capacity(runs * r * c)).collect() } else { Vec::new() };
+    let mut means = Vec::with_capacity(runs * N_STATS);
 
-    // Each run's chunks summed in chunk order.
-    let per_run: Vec<([f64; N_STATS], Option<Grads<T>>)> = partials
-        .par_chunks_mut(chunks_per_run)
-        .map(|chunks| {
+    // Runs a wave at a time, so that the chunks' partial gradients exist for one wave only.
+    for wave_start in (0..runs).step_by(RUNS_PER_WAVE) {
+        let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
+        // One task per (run, chunk), in run-major order.
+        let mut partials: Vec<([f64; N_STATS], Option<Grads<T>>)> = (0..wave_runs * chunks_per_run)
+            .into_par_iter()
+            .map(|task| {
+                let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
+                let net = net(run);
+                let (start, end) = (chunk * CHUNK_ROWS, ((chunk + 1) * CHUNK_ROWS).min(n));
+                let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
+                let mut grads = training.then(|| pool::take(&net.grad_lengths()));
+                let mut sums = [0.0; N_STATS];
+                for block in (start..end).step_by(BLOCK_ROWS) {
+                    let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(end));
+                    let pairs = &rows[2 * rows_here.start..2 * rows_here.end];
+                    net.forward(pairs, &mut buf, training);
+                    let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
+                    sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
+                    if let Some(grads) = &mut grads {
+                        net.backward(pairs, &mut buf, grads);
+                    }
+                }
+                pool::give_back([buf.into_set()], usize::MAX);
+                (sums, grads)
+            })
+            .collect();
+
+        // Each run's chunks summed in chunk order, into its first chunk.
+        partials.par_chunks_mut(chunks_per_run).for_each(|chunks| {
             let (first, rest) = chunks.split_first_mut().expect("chunks_per_run ≥ 1");
-            let (mut sums, mut grads) = (first.0, first.1.take());
-            for (chunk_sums, chunk_grads) in rest {
-                sums.iter_mut().zip(*chunk_sums).for_each(|(s, v)| *s += v);
-                if let (Some(total), Some(part)) = (&mut grads, chunk_grads) {
-                    for (t, g) in total.iter_mut().zip(part.iter()) {
+            for (chunk_sums, chunk_grads) in rest.iter() {
+                first.0.iter_mut().zip(chunk_sums).for_each(|(s, v)| *s += v);
+                if let (Some(total), Some(part)) = (&mut first.1, chunk_grads) {
+                    for (t, g) in total.iter_mut().zip(part) {
                         t.iter_mut().zip(g).for_each(|(t, &g)| *t = *t + g);
                     }
                 }
             }
-            (sums, grads)
-        })
-        .collect();
-
-    let means: Vec<f64> = per_run.iter().flat_map(|(sums, _)| sums.map(|s| s / n as f64)).collect();
-    let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
-    let keep = runs * chunks_per_run + 2 * rayon::current_num_threads();
-    if !training {
-        pool::give_back(std::iter::empty::<Grads<T>>(), keep);
-        return Ok((stats, Vec::new()));
-    }
-    let mut shapes = vec![(2 * arch.p, arch.hidden[0])];
-    shapes.extend(arch.linear_shapes().into_iter().skip(1));
-    let mut grads = Vec::with_capacity(shapes.len());
-    for (slot, &(rows_of, cols)) in shapes.iter().enumerate() {
-        let mut stacked = Vec::with_capacity(runs * rows_of * cols);
-        for (_, run_grads) in &per_run {
-            stacked.extend_from_slice(&run_grads.as_ref().expect("training pass has gradients")[slot]);
+        });
+        for run_chunks in partials.chunks(chunks_per_run) {
+            means.extend(run_chunks[0].0.map(|s| s / n as f64));
+            if let Some(run_grads) = &run_chunks[0].1 {
+                stacked.iter_mut().zip(run_grads).for_each(|(all, g)| all.extend_from_slice(g));
+            }
         }
-        grads.push(Tensor::from_vec(stacked, (runs, rows_of, cols), &Device::Cpu)?);
+        let keep = wave_runs * chunks_per_run + 2 * rayon::current_num_threads();
+        pool::give_back(partials.into_iter().filter_map(|(_, g)| g), keep);
     }
-    let sets = per_run.into_iter().filter_map(|(_, g)| g).chain(partials.into_iter().filter_map(|(_, g)| g));
-    pool::give_back(sets, keep);
+
+    let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
+    let grads = stacked
+        .into_iter()
+        .zip(&shapes)
+        .map(|(values, &(rows_of, cols))| Ok(Tensor::from_vec(values, (runs, rows_of, cols), &Device::Cpu)?))
+        .collect::<Result<Vec<_>>>()?;
     Ok((stats, grads))
 }
