@@ -144,8 +144,9 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 /// Estimated peak bytes of a stack of `runs` runs trained by `pass`.
 ///
 /// Every run holds its parameters: during the update the weights, their gradients, two
-/// optimizer moments and the new weights and moments the update writes (7 copies), plus the
-/// first layer's lookup table and its data.
+/// optimizer moments and the new weights and moments the update writes (7 copies; 9 in bf16,
+/// whose rounding makes copies too; 3 more for the snapshot a checkpoint is written from),
+/// plus the first layer's lookup table and its data.
 ///
 /// The CPU pass adds the partial gradients of each chunk of the train rows (the table's and
 /// every later layer's) of one wave of runs. Its block buffers (about 1 MB per thread for the
@@ -163,7 +164,12 @@ pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     let hidden_sum: usize = arch.hidden.iter().sum();
     let widest = arch.hidden.iter().copied().max().unwrap_or(0).max(config.p);
     let table = 2 * config.p * arch.hidden[0];
-    let params = 7 * arch.param_count() + table;
+    // bf16 rounds the new gradients, weights and moments into copies of their own.
+    let mut copies = if config.precision == Precision::F32 || config.precision == Precision::F64 { 7 } else { 9 };
+    if config.checkpoint_every > 0 {
+        copies += 3; // the snapshot a checkpoint writes from: weights and two moments
+    }
+    let params = copies * arch.param_count() + table;
     let data = (n_train + n_test) * 3 * 4;
     let activations = match pass {
         Pass::Cpu => {

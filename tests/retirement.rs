@@ -83,8 +83,8 @@ fn memory_chunks_give_the_same_results_as_one_stack() {
         dir
     };
     let whole = train("one-chunk", &[]);
-    // One run of this model needs about 22 KiB on the CPU: 50 KiB fits two runs per chunk.
-    let chunked = train("three-chunks", &["--max-memory", "50KiB"]);
+    // One run of this model needs about 28 KiB on the CPU: 64 KiB fits two runs per chunk.
+    let chunked = train("three-chunks", &["--max-memory", "64KiB"]);
     let parts = |dir: &std::path::Path| std::fs::read_dir(dir.join("metrics.parquet")).unwrap().count();
     assert_eq!(parts(&whole), 1);
     assert_eq!(parts(&chunked), 3, "5 runs in chunks of at most 2");
@@ -98,7 +98,7 @@ fn memory_chunks_give_the_same_results_as_one_stack() {
     };
     assert!(metrics(&whole).equals_missing(&metrics(&chunked)), "metrics differ");
 
-    let plan = common::grokstack(&["train", sweep.to_str().unwrap(), "--dry-run", "--max-memory", "50KiB"]);
+    let plan = common::grokstack(&["train", sweep.to_str().unwrap(), "--dry-run", "--max-memory", "64KiB"]);
     let text = String::from_utf8_lossy(&plan.stdout);
     assert!(text.contains("3 stack(s)"), "{text}");
     let too_small = common::grokstack(&["train", sweep.to_str().unwrap(), "--dry-run", "--max-memory", "1KiB"]);
