@@ -83,6 +83,68 @@ pub fn newton_schulz_tensors(x: &Tensor, steps: usize) -> Result<Tensor> {
     Ok(if transposed { x.t()?.contiguous()? } else { x })
 }
 
+/// The new momentum buffer b' = μ·b + (1 − μ)·g and the Nesterov direction
+/// u = (1 − μ)·g + μ·b', with μ per run: one pass over memory on the CPU.
+pub fn momentum(buffer: &Tensor, grad: &Tensor, mu: &[f64]) -> Result<(Tensor, Tensor)> {
+    if !crate::cpu::is_cpu_float(buffer) {
+        let mu_t = per_run(mu, buffer)?;
+        let one_minus_mu = per_run(&mu.iter().map(|m| 1.0 - m).collect::<Vec<_>>(), buffer)?;
+        let new_buffer = (buffer.broadcast_mul(&mu_t)? + grad.broadcast_mul(&one_minus_mu)?)?;
+        let nesterov = (grad.broadcast_mul(&one_minus_mu)? + new_buffer.broadcast_mul(&mu_t)?)?;
+        return Ok((new_buffer, nesterov));
+    }
+    let (buffer, grad) = (buffer.contiguous()?, grad.contiguous()?);
+    crate::dispatch_real!(buffer, momentum_cpu(&buffer, &grad, mu))
+}
+
+fn momentum_cpu<T: Real>(buffer: &Tensor, grad: &Tensor, mu: &[f64]) -> Result<(Tensor, Tensor)> {
+    let per_run_len = buffer.elem_count() / mu.len().max(1);
+    let (b_view, g_view) = (crate::kernels::cpu_view(buffer)?, crate::kernels::cpu_view(grad)?);
+    let (b_in, g_in) = (b_view.slice::<T>()?, g_view.slice::<T>()?);
+    let (mut new_buffer, mut nesterov) = (vec![T::zero(); b_in.len()], vec![T::zero(); b_in.len()]);
+    new_buffer
+        .par_chunks_mut(per_run_len)
+        .zip(nesterov.par_chunks_mut(per_run_len))
+        .zip(b_in.par_chunks(per_run_len).zip(g_in.par_chunks(per_run_len)))
+        .zip(mu.par_iter())
+        .for_each(|(((b_out, u_out), (b, g)), &mu)| {
+            let mu = T::from(mu).unwrap_or_else(T::nan);
+            let keep = T::one() - mu;
+            for (((b_out, u_out), &b), &g) in b_out.iter_mut().zip(u_out.iter_mut()).zip(b).zip(g) {
+                *b_out = mu * b + keep * g;
+                *u_out = keep * g + mu * *b_out;
+            }
+        });
+    let shape = buffer.shape();
+    Ok((Tensor::from_vec(new_buffer, shape, buffer.device())?, Tensor::from_vec(nesterov, shape, buffer.device())?))
+}
+
+/// p·decay − step·o with decay and step per run: one pass over memory on the CPU.
+pub fn decay_and_step(p: &Tensor, o: &Tensor, decay: &[f64], step: &[f64]) -> Result<Tensor> {
+    if !crate::cpu::is_cpu_float(p) {
+        return Ok((p.broadcast_mul(&per_run(decay, p)?)? - o.broadcast_mul(&per_run(step, p)?)?)?);
+    }
+    let (p, o) = (p.contiguous()?, o.contiguous()?);
+    crate::dispatch_real!(p, decay_and_step_cpu(&p, &o, decay, step))
+}
+
+fn decay_and_step_cpu<T: Real>(p: &Tensor, o: &Tensor, decay: &[f64], step: &[f64]) -> Result<Tensor> {
+    let per_run_len = p.elem_count() / decay.len().max(1);
+    let (p_view, o_view) = (crate::kernels::cpu_view(p)?, crate::kernels::cpu_view(o)?);
+    let (p_in, o_in) = (p_view.slice::<T>()?, o_view.slice::<T>()?);
+    let mut out = vec![T::zero(); p_in.len()];
+    out.par_chunks_mut(per_run_len)
+        .zip(p_in.par_chunks(per_run_len).zip(o_in.par_chunks(per_run_len)))
+        .zip(decay.par_iter().zip(step))
+        .for_each(|((out, (p, o)), (&decay, &step))| {
+            let (decay, step) = (T::from(decay).unwrap_or_else(T::nan), T::from(step).unwrap_or_else(T::nan));
+            for ((y, &p), &o) in out.iter_mut().zip(p).zip(o) {
+                *y = p * decay - step * o;
+            }
+        });
+    Ok(Tensor::from_vec(out, p.shape(), p.device())?)
+}
+
 pub struct Muon {
     hyper: RunHyper,
     ns_steps: usize,
@@ -112,15 +174,13 @@ impl Optimizer for Muon {
         for (i, (param, grad)) in model.params.iter_mut().zip(grads).enumerate() {
             let Some(buffer) = &self.buffers[i] else { continue };
             let p = &param.value;
-            let mu = per_run(&self.hyper.muon_momentum, p)?;
-            let one_minus_mu = per_run(&self.hyper.muon_momentum.iter().map(|m| 1.0 - m).collect::<Vec<_>>(), p)?;
-            let new_buffer = (buffer.broadcast_mul(&mu)? + grad.broadcast_mul(&one_minus_mu)?)?;
-            let nesterov = (grad.broadcast_mul(&one_minus_mu)? + new_buffer.broadcast_mul(&mu)?)?;
+            let (new_buffer, nesterov) = momentum(buffer, grad, &self.hyper.muon_momentum)?;
             let (_, fan_in, fan_out) = p.dims3()?;
             let scale = (fan_out as f64 / fan_in as f64).max(1.0).sqrt();
-            let update = (newton_schulz(&nesterov, self.ns_steps)? * scale)?;
+            let ortho = newton_schulz(&nesterov, self.ns_steps)?;
             let decay: Vec<f64> = self.hyper.decay_for(param.role, input).iter().zip(&self.hyper.lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
-            param.value = storage.state((p.broadcast_mul(&per_run(&decay, p)?)? - update.broadcast_mul(&per_run(&self.hyper.lr, p)?)?)?)?;
+            let step: Vec<f64> = self.hyper.lr.iter().map(|lr| lr * scale).collect();
+            param.value = storage.state(decay_and_step(p, &ortho, &decay, &step)?)?;
             self.buffers[i] = Some(storage.state(new_buffer)?);
         }
         Ok(())
