@@ -17,12 +17,12 @@ mod pool;
 use crate::config::Loss;
 use crate::dispatch_real;
 use crate::kernels::loss::N_STATS;
-use crate::kernels::cpu_view;
+use crate::kernels::{cpu_view, use_cpu_kernel};
 use crate::model::Model;
 use anyhow::{bail, Result};
 use block::{Buffers, Grads, Net};
 use pool::Pooled;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 /// Rows of one task: the unit of parallelism, and of the partial gradient sums.
@@ -34,12 +34,7 @@ pub const RUNS_PER_WAVE: usize = 64;
 
 /// Whether the CPU pass runs `model`: its tensors are f32 or f64 on the CPU.
 pub fn applies(model: &Model) -> bool {
-    is_cpu_float(&model.params[0].value)
-}
-
-/// Whether `t` is an f32 or f64 tensor on the CPU.
-pub fn is_cpu_float(t: &Tensor) -> bool {
-    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+    use_cpu_kernel(&model.params[0].value)
 }
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` `[R, N, 2]` / `labels` `[R, N]`,

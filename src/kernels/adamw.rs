@@ -48,7 +48,7 @@ pub fn step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper
 }
 
 fn step_cpu<T: Real>(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper, t: usize, bf16_state: bool) -> Result<(Tensor, Tensor, Tensor)> {
-    let stored = |x: T| if bf16_state { super::round::to_bf16(x) } else { x };
+    let stored = |x: T| if bf16_state { x.round_bf16() } else { x };
     let runs = param.dim(0)?;
     let per_run = param.elem_count() / runs;
     let (mut p_out, mut m_out, mut v_out) = (vec![T::zero(); param.elem_count()], vec![T::zero(); param.elem_count()], vec![T::zero(); param.elem_count()]);

@@ -32,7 +32,7 @@ fn stablemax_s<T: Real>(x: T) -> T {
 /// `x` rounded to bf16 when the loss is kept in bf16, else itself.
 fn loss_dtype<T: Real>(x: T, bf16: bool) -> T {
     if bf16 {
-        crate::kernels::round::to_bf16(x)
+        x.round_bf16()
     } else {
         x
     }

@@ -31,13 +31,7 @@ crate::avx2_twin! {
 
 #[inline(always)]
 fn round_loop<T: super::Real>(x: &mut [T]) {
-    x.iter_mut().for_each(|v| *v = to_bf16(*v));
-}
-
-/// One value rounded to the nearest bf16 (round-to-nearest-even), in its own type.
-#[inline(always)]
-pub fn to_bf16<T: super::Real>(x: T) -> T {
-    x.round_bf16()
+    x.iter_mut().for_each(|v| *v = v.round_bf16());
 }
 
 /// f32 → nearest bf16 → f32 on the bits: add half an ulp of bf16 (less one, plus the lowest

@@ -32,7 +32,7 @@ pub fn uses_muon(role: Role, input: Input) -> bool {
 /// On the CPU each run's matrix is one task with single-threaded GEMMs (as in the CPU pass),
 /// elsewhere the batched tensor ops of [`newton_schulz_tensors`].
 pub fn newton_schulz(x: &Tensor, steps: usize) -> Result<Tensor> {
-    if crate::cpu::is_cpu_float(x) {
+    if crate::kernels::use_cpu_kernel(x) {
         crate::dispatch_real!(x, newton_schulz_cpu(x, steps))
     } else {
         newton_schulz_tensors(x, steps)
@@ -86,7 +86,7 @@ pub fn newton_schulz_tensors(x: &Tensor, steps: usize) -> Result<Tensor> {
 /// The new momentum buffer b' = μ·b + (1 − μ)·g and the Nesterov direction
 /// u = (1 − μ)·g + μ·b', with μ per run: one pass over memory on the CPU.
 pub fn momentum(buffer: &Tensor, grad: &Tensor, mu: &[f64]) -> Result<(Tensor, Tensor)> {
-    if !crate::cpu::is_cpu_float(buffer) {
+    if !crate::kernels::use_cpu_kernel(buffer) {
         let mu_t = per_run(mu, buffer)?;
         let one_minus_mu = per_run(&mu.iter().map(|m| 1.0 - m).collect::<Vec<_>>(), buffer)?;
         let new_buffer = (buffer.broadcast_mul(&mu_t)? + grad.broadcast_mul(&one_minus_mu)?)?;
@@ -121,7 +121,7 @@ fn momentum_cpu<T: Real>(buffer: &Tensor, grad: &Tensor, mu: &[f64]) -> Result<(
 
 /// p·decay − step·o with decay and step per run: one pass over memory on the CPU.
 pub fn decay_and_step(p: &Tensor, o: &Tensor, decay: &[f64], step: &[f64]) -> Result<Tensor> {
-    if !crate::cpu::is_cpu_float(p) {
+    if !crate::kernels::use_cpu_kernel(p) {
         return Ok((p.broadcast_mul(&per_run(decay, p)?)? - o.broadcast_mul(&per_run(step, p)?)?)?);
     }
     let (p, o) = (p.contiguous()?, o.contiguous()?);
