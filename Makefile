@@ -5,7 +5,7 @@ RUNS ?= runs
 # cpu, or cuda / cuda:N with a binary built by `make cuda`.
 DEVICE ?= cpu
 
-.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu
+.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu
 
 build:
 	$(CARGO) build --release --workspace
@@ -39,6 +39,12 @@ wd: build
 	$(call sweep,wd)
 wd-cpu: build
 	$(call sweep,wd-cpu)
+
+# Every task of the literature on the MLP, and the bit tasks, sized for the 2-core CPU.
+tasks-cpu: build
+	$(call sweep,tasks-cpu,--group-by task.op)
+parity-cpu: build
+	$(call sweep,parity-cpu,--group-by task.op)
 
 # The canonical training step at R = 1, 16, 64 (see BENCHMARKS.md).
 bench: build

@@ -56,11 +56,11 @@ pub fn bench_one(runs: usize, epochs: usize, overrides: &[String], device: &Devi
     let config = specs[0].config.clone();
     let baseline = peak_rss_bytes().unwrap_or(0);
     let mut stack = Stack::new(specs, device)?;
-    stack.epoch()?; // warm-up: first-touch allocations, thread pool start
+    stack.epoch(0)?; // warm-up: first-touch allocations, thread pool start
     let mut times = Vec::with_capacity(epochs);
-    for _ in 0..epochs {
+    for epoch in 1..=epochs {
         let start = Instant::now();
-        stack.epoch()?;
+        stack.epoch(epoch)?;
         device.synchronize()?;
         times.push(start.elapsed().as_secs_f64());
     }

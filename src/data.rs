@@ -1,62 +1,110 @@
-//! The modular-arithmetic dataset and each run's random train/test split.
+//! A task's rows, each run's random train/test split, and each epoch's minibatch order.
 
 use crate::config::{Op, RunConfig};
 use crate::rng::{Rng, Stream};
+use crate::tasks;
 
-/// One example: the operands and the answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Example {
-    pub a: u32,
-    pub b: u32,
-    pub label: u32,
+/// Rows of a task: each row's input symbols (operands [a, b], or the bits of a string) and
+/// its label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Examples {
+    /// Symbols per row.
+    pub width: usize,
+    /// `[N, width]`, row-major.
+    pub symbols: Vec<u32>,
+    /// `[N]`.
+    pub labels: Vec<u32>,
 }
 
-/// Every (a, b) in [0, p)² (b ≠ 0 for div), in row-major order.
-pub fn all_examples(op: Op, p: usize) -> Vec<Example> {
-    let mut examples = Vec::with_capacity(p * p);
-    for a in 0..p as u64 {
-        for b in 0..p as u64 {
-            let m = p as u64;
-            let label = match op {
-                Op::Add => (a + b) % m,
-                Op::Sub => (a + m - b) % m,
-                Op::Mul => (a * b) % m,
-                Op::Div if b == 0 => continue,
-                Op::Div => (a * mod_pow(b, m - 2, m)) % m,
-            };
-            examples.push(Example { a: a as u32, b: b as u32, label: label as u32 });
+impl Examples {
+    fn new(width: usize) -> Examples {
+        Examples { width, symbols: Vec::new(), labels: Vec::new() }
+    }
+
+    fn push(&mut self, symbols: &[u32], label: u32) {
+        self.symbols.extend_from_slice(symbols);
+        self.labels.push(label);
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The symbols of row `i`.
+    pub fn row(&self, i: usize) -> &[u32] {
+        &self.symbols[i * self.width..][..self.width]
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Examples {
+        let mut out = Examples::new(self.width);
+        for &i in indices {
+            out.push(self.row(i), self.labels[i]);
         }
+        out
+    }
+}
+
+/// Every row of the task of `config` for a run with `seed` (only sparse parity's rows depend
+/// on the seed): pairs (a, b) in row-major order, all 2^bits strings in counting order, or
+/// sparse parity's strings in the order drawn.
+pub fn all_examples(config: &RunConfig, seed: u64) -> Examples {
+    match config.op {
+        Op::Parity => bit_examples((0..1u64 << config.bits).map(|s| (s, tasks::parity(s))), config.bits),
+        Op::SparseParity => {
+            let relevant = (1u64 << config.parity_bits) - 1;
+            let strings = tasks::sparse_parity_strings(config.n_bits(), config.samples, seed);
+            bit_examples(strings.into_iter().map(|s| (s, tasks::parity(s & relevant))), config.n_bits())
+        }
+        op => {
+            let p = config.p as u64;
+            let mut examples = Examples::new(2);
+            for a in 0..p {
+                for b in 0..p {
+                    if let Some(label) = tasks::binary_label(op, a, b, p) {
+                        examples.push(&[a as u32, b as u32], label as u32);
+                    }
+                }
+            }
+            examples
+        }
+    }
+}
+
+/// Rows of bit strings: bit i of a string is symbol i.
+fn bit_examples(strings: impl Iterator<Item = (u64, u32)>, n: usize) -> Examples {
+    let mut examples = Examples::new(n);
+    let mut bits = vec![0u32; n];
+    for (string, label) in strings {
+        bits.iter_mut().enumerate().for_each(|(i, bit)| *bit = ((string >> i) & 1) as u32);
+        examples.push(&bits, label);
     }
     examples
 }
 
-/// b^e mod m; with e = p − 2 this is b⁻¹ for a prime p (Fermat).
-fn mod_pow(mut base: u64, mut exp: u64, m: u64) -> u64 {
-    let mut result = 1 % m;
-    base %= m;
-    while exp > 0 {
-        if exp & 1 == 1 {
-            result = result * base % m;
-        }
-        base = base * base % m;
-        exp >>= 1;
-    }
-    result
-}
-
-/// A run's examples, split by its seed: floor(train_fraction · N) train rows, the rest test.
+/// A run's rows, split by its seed: floor(train_fraction · N) train rows, the rest test.
 pub struct Split {
-    pub train: Vec<Example>,
-    pub test: Vec<Example>,
+    pub train: Examples,
+    pub test: Examples,
 }
 
 pub fn split(config: &RunConfig, seed: u64) -> Split {
-    let examples = all_examples(config.op, config.p);
+    let examples = all_examples(config, seed);
     let mut order: Vec<usize> = (0..examples.len()).collect();
     Rng::new(seed, Stream::Split).shuffle(&mut order);
     let (train, test) = order.split_at(config.n_train());
-    Split {
-        train: train.iter().map(|&i| examples[i]).collect(),
-        test: test.iter().map(|&i| examples[i]).collect(),
-    }
+    Split { train: examples.select(train), test: examples.select(test) }
+}
+
+/// The order in which a run visits its `n_train` train rows in `epoch`: a fresh shuffle per
+/// epoch from the run's own stream, a pure function of (seed, epoch) so that a resumed run
+/// draws the same orders.
+pub fn epoch_order(seed: u64, epoch: usize, n_train: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n_train).collect();
+    Rng::indexed(seed, Stream::Shuffle, epoch as u64).shuffle(&mut order);
+    order
 }

@@ -23,4 +23,5 @@ pub mod plan;
 pub mod rng;
 pub mod runner;
 pub mod state;
+pub mod tasks;
 pub mod train;

@@ -1,12 +1,17 @@
 //! The stacked bias-free MLP: every weight is `[R, fan_in, fan_out]` and every layer is one
 //! batched matmul over the R runs. Forward and backward are written side by side.
 //!
-//! Shapes: R runs, N rows, p classes, d embedding width, H_i hidden widths.
-//!   first layer:  z₀ = gather(table, rows)                 table [R, 2p, H₀] → z₀ [R, N, H₀]
+//! Shapes: R runs, N rows, V table rows, C classes, d embedding width, H_i hidden widths.
+//!   first layer:  z₀ = gather(table, rows)                 table [R, V, H₀] → z₀ [R, N, H₀]
 //!   hidden layer: a_i = act(z_i);  z_{i+1} = a_i · W_{i+1}  W [R, H_i, H_{i+1}]
-//!   output:       logits = α · a_k · W_out                   W_out [R, H_k, p] → [R, N, p]
+//!   output:       logits = α · a_k · W_out                   W_out [R, H_k, C] → [R, N, C]
+//!
+//! A row enters the first layer as the sum of some rows of a table: operands a and b pick
+//! one row each of a `[2p, H₀]` table, a bit string picks the rows of its set bits of W₀
+//! `[n, H₀]` (its 0/1 vector times W₀). Either way the layer is a gather, never a matmul.
 
 use crate::config::{Activation, Input, Loss, Precision, RunConfig};
+use crate::data::Examples;
 use crate::kernels::round::Storage;
 use crate::kernels::{activation, gather, loss};
 use crate::rng::{Rng, Stream};
@@ -30,10 +35,30 @@ pub struct Param {
     pub value: Tensor,
 }
 
+/// What a row's symbols are, which decides the first layer's table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Symbols {
+    /// Operands a, b in [0, p): table rows a and p + b (two-hot, or the embedding's products).
+    Operands { p: usize },
+    /// A string of n bits: the rows of its set bits.
+    Bits { n: usize },
+}
+
+impl Symbols {
+    /// Rows V of the first layer's table.
+    pub fn table_rows(self) -> usize {
+        match self {
+            Symbols::Operands { p } => 2 * p,
+            Symbols::Bits { n } => n,
+        }
+    }
+}
+
 /// The shapes and code path shared by every run of a stack.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arch {
-    pub p: usize,
+    pub symbols: Symbols,
+    pub classes: usize,
     pub input: Input,
     pub embed_dim: usize,
     pub hidden: Vec<usize>,
@@ -43,25 +68,46 @@ pub struct Arch {
 
 impl Arch {
     pub fn from_config(c: &RunConfig) -> Arch {
-        Arch { p: c.p, input: c.input, embed_dim: c.embed_dim, hidden: c.hidden.clone(), activation: c.activation, alpha: c.alpha }
+        let symbols = if c.op.is_bits() { Symbols::Bits { n: c.n_bits() } } else { Symbols::Operands { p: c.p } };
+        Arch { symbols, classes: c.classes(), input: c.input, embed_dim: c.embed_dim, hidden: c.hidden.clone(), activation: c.activation, alpha: c.alpha }
+    }
+
+    /// Rows V of the first layer's table.
+    pub fn table_rows(&self) -> usize {
+        self.symbols.table_rows()
+    }
+
+    /// Rows of the embedding table: one per operand value (the config refuses an embedding
+    /// for bit tasks).
+    fn embedding_rows(&self) -> usize {
+        self.table_rows() / 2
     }
 
     /// (fan_in, fan_out) of every Linear layer, first to last.
     pub fn linear_shapes(&self) -> Vec<(usize, usize)> {
         let first_in = match self.input {
-            Input::TwoHot => 2 * self.p,
+            Input::TwoHot => self.table_rows(),
             Input::Embedding => 2 * self.embed_dim,
         };
         let mut widths = vec![first_in];
         widths.extend(&self.hidden);
-        widths.push(self.p);
+        widths.push(self.classes);
         widths.windows(2).map(|w| (w[0], w[1])).collect()
     }
 
     /// Parameter count of one run.
     pub fn param_count(&self) -> usize {
-        let embedding = if self.input == Input::Embedding { self.p * self.embed_dim } else { 0 };
+        let embedding = if self.input == Input::Embedding { self.embedding_rows() * self.embed_dim } else { 0 };
         embedding + self.linear_shapes().iter().map(|(i, o)| i * o).sum::<usize>()
+    }
+
+    /// Each row's table indices `[N, K]` for the rows of `examples`: (a, p + b) for operands;
+    /// for bits, i where bit i is set and V ("no row") where it is not.
+    pub fn table_indices(&self, examples: &Examples) -> Vec<u32> {
+        match self.symbols {
+            Symbols::Operands { p } => examples.symbols.chunks_exact(2).flat_map(|ab| [ab[0], p as u32 + ab[1]]).collect(),
+            Symbols::Bits { n } => examples.symbols.chunks_exact(n).flat_map(|bits| bits.iter().enumerate().map(move |(i, &bit)| if bit == 1 { i as u32 } else { n as u32 })).collect(),
+        }
     }
 }
 
@@ -105,7 +151,7 @@ impl Model {
         let r = seeds.len();
         let mut params = Vec::new();
         if arch.input == Input::Embedding {
-            let (p, d) = (arch.p, arch.embed_dim);
+            let (p, d) = (arch.embedding_rows(), arch.embed_dim);
             let data: Vec<f64> = rngs.iter_mut().flat_map(|rng| (0..p * d).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
             params.push(Param {
                 name: "embedding.weight".into(),
@@ -161,8 +207,8 @@ impl Model {
         self.arch.hidden.len() + 1
     }
 
-    /// The first layer's lookup table `[R, 2p, H₀]`: rows 0..p answer operand a, rows p..2p
-    /// operand b. With two-hot input it is W₀ itself; with an embedding it is
+    /// The first layer's lookup table `[R, V, H₀]`. With two-hot (or bit) input it is W₀
+    /// itself; with an embedding, rows 0..p answer operand a and rows p..2p operand b: it is
     /// [E·W₀ₐ ; E·W₀ᵦ], where W₀ₐ, W₀ᵦ are the halves of W₀ that see each operand.
     pub(crate) fn first_table(&self) -> Result<Tensor> {
         let w0 = self.compute_copy(self.linear(0))?;
@@ -178,11 +224,11 @@ impl Model {
         }
     }
 
-    /// Forward pass on rows `[R, N, 2]` → logits `[R, N, p]`, and with `for_backward` the
+    /// Forward pass on table indices `[R, N, K]` → logits `[R, N, C]`, and with `for_backward` the
     /// cache the backward pass needs.
     pub fn forward(&self, rows: &Tensor, for_backward: bool) -> Result<(Tensor, Cache)> {
         let store = |t: Tensor| self.storage.compute(t);
-        let mut z = store(gather::gather_pair_sum(&self.first_table()?, rows)?)?; // z₀ [R, N, H₀]
+        let mut z = store(gather::gather_sum(&self.first_table()?, rows)?)?; // z₀ [R, N, H₀]
         let mut cache = Cache { derivative: Vec::new(), post: Vec::new() };
         for index in 1..self.n_linear() {
             let a = if for_backward {
@@ -204,7 +250,7 @@ impl Model {
         Ok((logits, cache))
     }
 
-    /// Backward pass from d(loss)/d(logits) `[R, N, p]`: one gradient per parameter, in the
+    /// Backward pass from d(loss)/d(logits) `[R, N, C]`: one gradient per parameter, in the
     /// order of `self.params`.
     pub fn backward(&self, rows: &Tensor, cache: &Cache, dlogits: &Tensor) -> Result<Vec<Tensor>> {
         let k = self.n_linear() - 1; // index of the output layer
@@ -219,16 +265,16 @@ impl Model {
             dout = store((da * &cache.derivative[index - 1])?)?; // dz = da ⊙ act'(z)  [R, N, H_in]
         }
         // First layer: the gradient of the lookup table is a scatter-add of dz₀.
-        let d_table = gather::scatter_pair_sum(&dout, rows, 2 * self.arch.p)?; // [R, 2p, H₀]
+        let d_table = gather::scatter_sum(&dout, rows, self.arch.table_rows())?; // [R, V, H₀]
         let linear_grads = linear_grads.into_iter().skip(1).collect::<Option<Vec<_>>>();
         self.grads_in_order(&d_table, linear_grads.context("internal: a Linear layer got no gradient")?)
     }
 
     /// Every parameter's gradient in the order of `self.params`, from the lookup table's
-    /// gradient `[R, 2p, H₀]` and those of Linear layers 1..=k.
+    /// gradient `[R, V, H₀]` and those of Linear layers 1..=k.
     pub(crate) fn grads_in_order(&self, d_table: &Tensor, later_layers: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let store = |t: Tensor| self.storage.compute(t);
-        let p = self.arch.p;
+        let p = self.arch.embedding_rows();
         let mut grads = Vec::with_capacity(self.params.len());
         match self.embedding() {
             None => grads.push(store(d_table.clone())?),
@@ -280,9 +326,9 @@ impl Model {
             let len = group.min(runs - start);
             let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
             let (rows, labels) = (rows.narrow(0, start, len)?, labels.narrow(0, start, len)?);
-            let (logits, cache) = part.forward(&rows, true)?; // [G, N, p]
+            let (logits, cache) = part.forward(&rows, true)?; // [G, N, C]
             stats.push(loss::stats(loss_kind, &logits, &labels, loss_bf16)?); // [G, 4]
-            let dlogits = self.storage.compute(loss::grad(loss_kind, &logits, &labels)?)?; // [G, N, p]
+            let dlogits = self.storage.compute(loss::grad(loss_kind, &logits, &labels)?)?; // [G, N, C]
             for (all, g) in grads.iter_mut().zip(part.backward(&rows, &cache, &dlogits)?) {
                 all.push(g);
             }

@@ -47,8 +47,8 @@ pub fn chunk_to_fit(stacks: Vec<Vec<RunSpec>>, max_bytes: u64, pass: Pass) -> an
         let bytes = |runs: usize| stack_bytes(config, runs, pass) as u64;
         if bytes(1) > max_bytes {
             anyhow::bail!(
-                "one run of p = {} with hidden {:?} needs about {}, more than --max-memory {}",
-                config.p,
+                "one run of {} rows with hidden {:?} needs about {}, more than --max-memory {}",
+                config.n_examples(),
                 config.hidden,
                 human_bytes(bytes(1) as f64),
                 human_bytes(max_bytes as f64)
@@ -137,7 +137,7 @@ fn bytes_per_value(precision: Precision) -> usize {
 /// keeps its activation memory from growing with R.
 pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
     const VALUES_PER_TENSOR: usize = 16 << 20;
-    let widest = arch.hidden.iter().copied().max().unwrap_or(1).max(arch.p);
+    let widest = arch.hidden.iter().copied().max().unwrap_or(1).max(arch.classes);
     (VALUES_PER_TENSOR / (rows * widest).max(1)).max(1)
 }
 
@@ -146,7 +146,7 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 /// Every run holds its parameters: during the update the weights, their gradients, two
 /// optimizer moments and the new weights and moments the update writes (7 copies; 9 in bf16,
 /// whose rounding makes copies too; 3 more for the snapshot a checkpoint is written from),
-/// plus the first layer's lookup table and its data.
+/// plus the first layer's lookup table and its data (K table indices and a label per row).
 ///
 /// The CPU pass adds the partial gradients of each chunk of the train rows (the table's and
 /// every later layer's) of one wave of runs. Its block buffers (about 1 MB per thread for the
@@ -160,25 +160,25 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     let arch = Arch::from_config(config);
     let value = bytes_per_value(config.precision);
-    let (n_train, n_test) = (config.n_train(), config.n_pairs() - config.n_train());
-    let hidden_sum: usize = arch.hidden.iter().sum();
-    let widest = arch.hidden.iter().copied().max().unwrap_or(0).max(config.p);
-    let table = 2 * config.p * arch.hidden[0];
+    let (n_train, n_test) = (config.n_train(), config.n_test());
+    let (hidden_sum, classes): (usize, usize) = (arch.hidden.iter().sum(), arch.classes);
+    let widest = arch.hidden.iter().copied().max().unwrap_or(0).max(classes);
+    let table = arch.table_rows() * arch.hidden[0];
     // bf16 rounds the new gradients, weights and moments into copies of their own.
     let mut copies = if config.precision == Precision::F32 || config.precision == Precision::F64 { 7 } else { 9 };
     if config.checkpoint_every > 0 {
         copies += 3; // the snapshot a checkpoint writes from: weights and two moments
     }
     let params = copies * arch.param_count() + table;
-    let data = (n_train + n_test) * 3 * 4;
+    let data = (n_train + n_test) * (config.row_width() + 1) * 4;
     let activations = match pass {
         Pass::Cpu => {
             let later_layers: usize = arch.linear_shapes().iter().skip(1).map(|(i, o)| i * o).sum();
             n_train.div_ceil(crate::cpu::CHUNK_ROWS) * (table + later_layers) * runs.min(crate::cpu::RUNS_PER_WAVE)
         }
         Pass::Tensors => {
-            let train = n_train * (2 * hidden_sum + 3 * config.p + 3 * widest) * runs_per_group(&arch, n_train).min(runs);
-            let test = n_test * (2 * hidden_sum + config.p) * runs_per_group(&arch, n_test).min(runs);
+            let train = n_train * (2 * hidden_sum + 3 * classes + 3 * widest) * runs_per_group(&arch, n_train).min(runs);
+            let test = n_test * (2 * hidden_sum + classes) * runs_per_group(&arch, n_test).min(runs);
             train.max(test)
         }
     };
@@ -186,11 +186,13 @@ pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
 }
 
 /// Work of one run-epoch as the benchmark counts it: 2·Σ(fan_in·fan_out)·(3·N_train + N_test)
-/// over the Linear layers (the first layer counted as if it were a dense matmul).
+/// over the Linear layers (the first layer counted as if it were a dense matmul), plus
+/// 2·Σ(fan_in·fan_out)·N_train for the train evaluation a minibatch epoch adds.
 pub fn flops_per_run_epoch(config: &RunConfig) -> f64 {
     let weights: usize = Arch::from_config(config).linear_shapes().iter().map(|(i, o)| i * o).sum();
-    let (n_train, n_test) = (config.n_train(), config.n_pairs() - config.n_train());
-    2.0 * weights as f64 * (3 * n_train + n_test) as f64
+    let (n_train, n_test) = (config.n_train(), config.n_test());
+    let train_evaluation = if config.batch_size > 0 { n_train } else { 0 };
+    2.0 * weights as f64 * (3 * n_train + n_test + train_evaluation) as f64
 }
 
 pub fn human_bytes(bytes: f64) -> String {

@@ -15,6 +15,10 @@ pub enum Stream {
     Init = 2,
     PowerIteration = 3,
     Synthetic = 4,
+    /// Seed-dependent task data (sparse parity's strings).
+    Data = 5,
+    /// The order of the train rows in each epoch's minibatches.
+    Shuffle = 6,
 }
 
 impl Rng {
@@ -25,6 +29,13 @@ impl Rng {
             *word = splitmix64(&mut mix);
         }
         Rng { state }
+    }
+
+    /// The `index`-th generator of a family under one seed and stream (say, epoch e's
+    /// shuffle): a pure function of the three, so no generator state needs saving.
+    pub fn indexed(seed: u64, stream: Stream, index: u64) -> Rng {
+        let mut mix = index.wrapping_add(1);
+        Rng::new(seed ^ splitmix64(&mut mix), stream)
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -64,9 +64,12 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass) -> Result<Strin
         let flops = flops_per_run_epoch(c) * c.epochs as f64 * stack.len() as f64;
         total_flops += flops;
         out.push_str(&format!(
-            "  stack {i}: R = {}, p = {}, input {:?}, hidden {:?}, {:?}, {:?}, {:?}, {} epochs: memory ≈ {}, {:.1} TFLOP\n",
+            "  stack {i}: R = {}, {} rows ({} train, {} per step), {} classes, input {:?}, hidden {:?}, {:?}, {:?}, {:?}, {} epochs: memory ≈ {}, {:.1} TFLOP\n",
             stack.len(),
-            c.p,
+            c.n_examples(),
+            c.n_train(),
+            if c.batch_size == 0 { c.n_train() } else { c.batch_size.min(c.n_train()) },
+            c.classes(),
             c.input,
             c.hidden,
             c.activation,

@@ -1,13 +1,16 @@
 //! Training one stack: the runs that share every shape train as one model.
 //!
-//! Epoch e is measured after e + 1 optimizer steps, on the post-step weights. The test
-//! metrics of epoch e are evaluated right after step e; its train metrics come for free from
-//! the forward pass of step e + 1, which sees the same weights (and from one extra forward
-//! pass after the last step).
+//! Full batch, an epoch is one optimizer step: epoch e is measured after e + 1 steps, on the
+//! post-step weights. The test metrics of epoch e are evaluated right after step e; its train
+//! metrics come for free from the forward pass of step e + 1, which sees the same weights
+//! (and from one extra forward pass after the last step).
+//!
+//! With minibatches (`train.batch_size` > 0), each run visits its train rows in its own
+//! fresh order every epoch, ceil(N_train / B) steps of B rows (the last one partial), and a
+//! logged epoch is measured after its last step on the whole train and test sets.
 
 use crate::config::{Loss, RunSpec, StackKey};
 use crate::data;
-use crate::kernels::gather;
 use crate::metrics::{MetricRows, RunResult, RunTracker};
 use crate::model::{compute_dtype, Arch, Model};
 use crate::lipschitz::PowerIteration;
@@ -18,7 +21,7 @@ use crate::state::{self, State, StateDict};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 
-/// The examples of every run of a stack: rows `[R, N, 2]` into the first layer's table and
+/// The examples of every run of a stack: table indices `[R, N, K]` of the first layer and
 /// labels `[R, N]`.
 pub struct Batch {
     pub rows: Tensor,
@@ -26,10 +29,22 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn new(runs: &[&[data::Example]], p: usize, device: &Device) -> Result<Batch> {
-        let labels: Vec<u32> = runs.iter().flat_map(|examples| examples.iter().map(|e| e.label)).collect();
-        let n = runs.first().map_or(0, |r| r.len());
-        Ok(Batch { rows: gather::pair_rows(runs, p, device)?, labels: Tensor::from_vec(labels, (runs.len(), n), device)? })
+    fn new(runs: &[&data::Examples], arch: &Arch, device: &Device) -> Result<Batch> {
+        let (r, n) = (runs.len(), runs.first().map_or(0, |e| e.len()));
+        let k = runs.first().map_or(0, |e| arch.table_indices(e).len() / n.max(1));
+        let rows: Vec<u32> = runs.iter().flat_map(|e| arch.table_indices(e)).collect();
+        let labels: Vec<u32> = runs.iter().flat_map(|e| e.labels.iter().copied()).collect();
+        Ok(Batch { rows: Tensor::from_vec(rows, (r, n, k), device)?, labels: Tensor::from_vec(labels, (r, n), device)? })
+    }
+
+    /// The rows `index` `[R·B]` (positions r·N + i into the flattened `[R·N]` rows) as a batch
+    /// of B rows per run.
+    fn select(&self, index: &Tensor, per_run: usize) -> Result<Batch> {
+        let (r, n, k) = self.rows.dims3()?;
+        Ok(Batch {
+            rows: self.rows.reshape((r * n, k))?.index_select(index, 0)?.reshape((r, per_run, k))?,
+            labels: self.labels.reshape(r * n)?.index_select(index, 0)?.reshape((r, per_run))?,
+        })
     }
 }
 
@@ -43,6 +58,8 @@ pub struct Stack {
     lipschitz: Option<PowerIteration>,
     pub train: Batch,
     pub test: Batch,
+    /// The per-run hyperparameters, for the warm-up factors.
+    hyper: RunHyper,
     loss: Loss,
     loss_bf16: bool,
     /// Optimizer steps taken so far.
@@ -58,8 +75,8 @@ impl Stack {
             bail!("run {} has different shapes from run {} and cannot share its stack", other.run_id, runs[0].run_id);
         }
         let splits: Vec<data::Split> = runs.iter().map(|r| data::split(&r.config, r.seed)).collect();
-        let train: Vec<&[data::Example]> = splits.iter().map(|s| s.train.as_slice()).collect();
-        let test: Vec<&[data::Example]> = splits.iter().map(|s| s.test.as_slice()).collect();
+        let train: Vec<&data::Examples> = splits.iter().map(|s| &s.train).collect();
+        let test: Vec<&data::Examples> = splits.iter().map(|s| &s.test).collect();
         let seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
         let arch = Arch::from_config(&first);
         let model = Model::init(&arch, &seeds, first.precision, device)?;
@@ -74,8 +91,9 @@ impl Stack {
         };
         Ok(Stack {
             lipschitz,
-            train: Batch::new(&train, first.p, device)?,
-            test: Batch::new(&test, first.p, device)?,
+            train: Batch::new(&train, &arch, device)?,
+            test: Batch::new(&test, &arch, device)?,
+            hyper,
             runs,
             key,
             model,
@@ -89,14 +107,40 @@ impl Stack {
     /// One optimizer step on the full train set. Returns the train statistics `[R, 4]` of the
     /// weights before the step.
     pub fn step(&mut self) -> Result<Tensor> {
-        let group = self.model.runs_per_group(self.train.rows.dim(1)?);
-        let (stats, grads) = self.model.train_pass(&self.train.rows, &self.train.labels, self.loss, self.loss_bf16, group)?; // [R, 4], one per param
-        self.optimizer.step(&mut self.model, &grads)?;
+        let (rows, labels) = (self.train.rows.clone(), self.train.labels.clone());
+        self.step_on(&Batch { rows, labels })
+    }
+
+    /// One optimizer step on `batch`; returns its statistics `[R, 4]` before the step.
+    fn step_on(&mut self, batch: &Batch) -> Result<Tensor> {
+        let group = self.model.runs_per_group(batch.rows.dim(1)?);
+        let (stats, grads) = self.model.train_pass(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group)?; // [R, 4], one per param
+        self.optimizer.step(&mut self.model, &grads, &self.hyper.lr_scale(self.steps + 1))?;
         if let Some(power) = &mut self.lipschitz {
             power.update(&self.model.linear_weights())?;
         }
         self.steps += 1;
         Ok(stats)
+    }
+
+    /// The optimizer steps of one epoch: full batch, one step on every train row (returning
+    /// its statistics); with minibatches, each run's train rows in its own order of `epoch`
+    /// (see [`data::epoch_order`]), B at a time.
+    pub fn epoch_steps(&mut self, epoch: usize) -> Result<Option<Tensor>> {
+        let b = self.key.batch_size;
+        if b == 0 {
+            return self.step().map(Some);
+        }
+        let n = self.key.n_train;
+        let orders: Vec<Vec<usize>> = self.runs.iter().map(|run| data::epoch_order(run.seed, epoch, n)).collect();
+        let device = self.train.rows.device().clone();
+        for start in (0..n).step_by(b) {
+            let end = (start + b).min(n);
+            let index: Vec<u32> = orders.iter().enumerate().flat_map(|(r, order)| order[start..end].iter().map(move |&i| (r * n + i) as u32)).collect();
+            let batch = self.train.select(&Tensor::from_vec(index, self.runs.len() * (end - start), &device)?, end - start)?;
+            self.step_on(&batch)?;
+        }
+        Ok(None)
     }
 
     /// Loss statistics `[R, 4]` of the current weights on `batch`.
@@ -105,9 +149,12 @@ impl Stack {
         self.model.evaluate(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group)
     }
 
-    /// One full epoch as the benchmark counts it: a train step and the test evaluation.
-    pub fn epoch(&mut self) -> Result<()> {
-        self.step()?;
+    /// One full epoch as the benchmark counts it: the epoch's steps and the test evaluation
+    /// (with minibatches, also the train evaluation that measures the epoch).
+    pub fn epoch(&mut self, epoch: usize) -> Result<()> {
+        if self.epoch_steps(epoch)?.is_none() {
+            self.evaluate(&self.train)?;
+        }
         self.evaluate(&self.test)?;
         Ok(())
     }
@@ -120,6 +167,7 @@ impl Stack {
             param.value = param.value.index_select(&index, 0)?;
         }
         self.optimizer.keep_runs(positions, &index)?;
+        self.hyper = self.hyper.select(positions);
         if let Some(power) = &mut self.lipschitz {
             power.select_runs(&index)?;
         }
@@ -194,7 +242,7 @@ pub struct Training {
     /// Slots of the retired runs, and their weights (per parameter `[retired, ...]`).
     retired_slots: Vec<usize>,
     retired_params: Vec<Option<Tensor>>,
-    /// The next optimizer step (0-based); also the number of steps taken.
+    /// The next epoch (0-based); also the number of epochs trained.
     next_step: usize,
 }
 
@@ -236,7 +284,7 @@ impl Training {
         if let Some(power) = &mut stack.lipschitz {
             power.load_state(saved)?;
         }
-        stack.steps = next_step;
+        stack.steps = next_step * runs[0].config.steps_per_epoch();
         let mut retired_params = vec![None; stack.model.params.len()];
         let mut retired_slots = Vec::new();
         if saved.contains_key("retired.slots") {
@@ -281,7 +329,7 @@ impl Training {
         Ok(out)
     }
 
-    /// Optimizer steps taken so far.
+    /// Epochs trained so far.
     pub fn next_step(&self) -> usize {
         self.next_step
     }
@@ -307,29 +355,34 @@ impl Training {
     pub fn run(mut self, control: Control, mut progress: impl FnMut(usize, usize)) -> Result<Outcome> {
         let epochs = self.stack.key.epochs;
         let log_every = self.stack.key.log_every;
-        let (stop, extra_epochs) = (self.stack.key.stop, self.stack.key.extra_epochs);
         let is_logged = |epoch: usize| epoch % log_every == 0 || epoch + 1 == epochs;
         while self.next_step < epochs {
-            let step = self.next_step;
-            let train_stats = self.stack.step()?;
+            let epoch = self.next_step;
+            let full_batch_stats = self.stack.epoch_steps(epoch)?;
             faults::point("step")?;
-            // The forward pass of step s saw the weights of epoch s − 1.
-            if step > 0 && is_logged(step - 1) {
-                self.tracker.record_train(step - 1, &train_stats)?;
-                let retiring = self.tracker.retiring(step - 1, stop, extra_epochs);
-                if !retiring.is_empty() && !self.retire(&retiring)? {
-                    progress(step + 1, 0);
+            // Full batch: the forward pass of step e saw the weights of epoch e − 1.
+            if let Some(train_stats) = full_batch_stats {
+                if epoch > 0 && is_logged(epoch - 1) && !self.record_train(epoch - 1, &train_stats)? {
+                    progress(epoch + 1, 0);
                     return Ok(Outcome::Finished(self.finish(false)?));
                 }
             }
-            if is_logged(step) {
+            if is_logged(epoch) {
                 let test_stats = self.stack.evaluate(&self.stack.test)?;
                 let spectral = self.stack.lipschitz.as_ref().map(|p| p.spectral_norms()).transpose()?;
-                self.tracker.record_test(step, &test_stats, &self.stack.model.param_norms()?, spectral.as_ref())?;
+                self.tracker.record_test(epoch, &test_stats, &self.stack.model.param_norms()?, spectral.as_ref())?;
                 self.logged_params = self.stack.model.params.iter().map(|p| p.value.clone()).collect();
+                // Minibatches: the epoch's train metrics need a pass of their own.
+                if self.stack.key.batch_size > 0 {
+                    let train_stats = self.stack.evaluate(&self.stack.train)?;
+                    if !self.record_train(epoch, &train_stats)? {
+                        progress(epoch + 1, 0);
+                        return Ok(Outcome::Finished(self.finish(false)?));
+                    }
+                }
             }
-            self.next_step = step + 1;
-            progress(step + 1, self.tracker.active_runs());
+            self.next_step = epoch + 1;
+            progress(epoch + 1, self.tracker.active_runs());
             let interrupted = (control.interrupted)();
             let due = control.checkpoint_every > 0 && self.next_step % control.checkpoint_every == 0;
             if self.next_step < epochs && (interrupted || due) {
@@ -340,6 +393,14 @@ impl Training {
             }
         }
         Ok(Outcome::Finished(self.finish(true)?))
+    }
+
+    /// Record the train metrics of logged `epoch` and retire the runs `train.stop` retires
+    /// there. Returns whether any run is left.
+    fn record_train(&mut self, epoch: usize, train_stats: &Tensor) -> Result<bool> {
+        self.tracker.record_train(epoch, train_stats)?;
+        let retiring = self.tracker.retiring(epoch, self.stack.key.stop, self.stack.key.extra_epochs);
+        Ok(retiring.is_empty() || self.retire(&retiring)?)
     }
 
     /// Take the runs at stack positions `retiring` out of the stack, keeping their weights of
@@ -372,7 +433,8 @@ impl Training {
     /// than every run retiring), so the last epoch's train metrics are still to be measured.
     fn finish(mut self, completed: bool) -> Result<Trained> {
         let epochs = self.stack.key.epochs;
-        if completed {
+        // Minibatch epochs measure their train metrics themselves.
+        if completed && self.stack.key.batch_size == 0 {
             let final_train = self.stack.evaluate(&self.stack.train)?;
             self.tracker.record_train(epochs - 1, &final_train)?;
         }

@@ -25,9 +25,11 @@ fn random(shape: (usize, usize, usize), scale: f64, dtype: DType) -> Tensor {
     Tensor::randn(0f64, scale, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
 }
 
-fn random_rows(r: usize, n: usize, v: usize) -> Tensor {
-    let rows: Vec<u32> = (0..r * n * 2).map(|i| ((i * 7919 + i / 3) % v) as u32).collect();
-    Tensor::from_vec(rows, (r, n, 2), &Device::Cpu).unwrap()
+/// Table indices `[r, n, k]` in [0, v), or with `none` in [0, v] where v names no row.
+fn random_rows(r: usize, n: usize, k: usize, v: usize, none: bool) -> Tensor {
+    let range = if none { v + 1 } else { v };
+    let rows: Vec<u32> = (0..r * n * k).map(|i| ((i * 7919 + i / 3) % range) as u32).collect();
+    Tensor::from_vec(rows, (r, n, k), &Device::Cpu).unwrap()
 }
 
 /// A slice kernel `f` applied in place to a copy of `t`'s values, in `t`'s dtype.
@@ -40,25 +42,32 @@ fn in_place<T: Real>(t: &Tensor, f: impl FnOnce(&mut [T])) -> Vec<f64> {
 #[test]
 fn gather_and_scatter() {
     let (v, n, h) = (10, 37, 6);
-    let rows = random_rows(1, n, v);
-    let pairs: Vec<u32> = rows.flatten_all().unwrap().to_vec1().unwrap();
-    for dtype in [DType::F64, DType::F32] {
-        let table = random((1, v, h), 1.0, dtype);
-        let expected = values(&gather::gather_pair_sum(&table, &rows).unwrap());
-        let got = match dtype {
-            DType::F64 => in_place::<f64>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &pairs, h, z)),
-            _ => in_place::<f32>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &pairs, h, z)),
-        };
-        assert_close(&got, &expected, dtype, "gather");
+    // Operand pairs (2 indices, always a row) and bit strings (5 indices, some naming no row).
+    for (k, none) in [(2, false), (5, true)] {
+        let rows = random_rows(1, n, k, v, none);
+        let indices: Vec<u32> = rows.flatten_all().unwrap().to_vec1().unwrap();
+        for dtype in [DType::F64, DType::F32] {
+            let table = random((1, v, h), 1.0, dtype);
+            let expected = values(&gather::gather_sum(&table, &rows).unwrap());
+            let got = match dtype {
+                DType::F64 => in_place::<f64>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &indices, k, h, z)),
+                _ => in_place::<f32>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &indices, k, h, z)),
+            };
+            assert_close(&got, &expected, dtype, "gather");
+            // Independently: row 0 is the sum of the table rows its indices name.
+            let t = values(&table);
+            let by_hand: Vec<f64> = (0..h).map(|c| indices[..k].iter().filter(|&&i| (i as usize) < v).map(|&i| t[i as usize * h + c]).sum()).collect();
+            assert_close(&got[..h], &by_hand, dtype, "gather of row 0 by hand");
 
-        let dz = random((1, n, h), 1.0, dtype);
-        let expected = values(&gather::scatter_pair_sum(&dz, &rows, v).unwrap());
-        let zeros = Tensor::zeros((v, h), dtype, &Device::Cpu).unwrap();
-        let got = match dtype {
-            DType::F64 => in_place::<f64>(&zeros, |t| gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &pairs, h, t)),
-            _ => in_place::<f32>(&zeros, |t| gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &pairs, h, t)),
-        };
-        assert_close(&got, &expected, dtype, "scatter");
+            let dz = random((1, n, h), 1.0, dtype);
+            let expected = values(&gather::scatter_sum(&dz, &rows, v).unwrap());
+            let zeros = Tensor::zeros((v, h), dtype, &Device::Cpu).unwrap();
+            let got = match dtype {
+                DType::F64 => in_place::<f64>(&zeros, |t| gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &indices, k, h, t)),
+                _ => in_place::<f32>(&zeros, |t| gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &indices, k, h, t)),
+            };
+            assert_close(&got, &expected, dtype, "scatter");
+        }
     }
 }
 

@@ -72,7 +72,7 @@ fn decayed_tensors(input: &str, all_reg: bool) -> Vec<(String, bool)> {
     let hyper = RunHyper::from_configs(runs.iter().map(|r| &r.config));
     let mut adamw = AdamW::new(&model, &hyper).unwrap();
     let grads: Vec<Tensor> = model.params.iter().map(|p| p.value.zeros_like().unwrap()).collect();
-    adamw.step(&mut model, &grads).unwrap();
+    adamw.step(&mut model, &grads, &[1.0, 1.0]).unwrap();
     let factor = 1.0 - 0.01 * 1.0;
     model
         .params

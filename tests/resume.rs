@@ -53,9 +53,9 @@ fn sweep_file() -> &'static Path {
     })
 }
 
-fn grokstack(dir: &Path, extra: &[&str], fault: Option<&str>) -> Command {
+fn grokstack_on(sweep: &Path, dir: &Path, extra: &[&str], fault: Option<&str>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_grokstack"));
-    command.args(["train", sweep_file().to_str().unwrap(), "--out", dir.to_str().unwrap()]).args(extra);
+    command.args(["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap()]).args(extra);
     command.env_remove("GROKSTACK_FAULT");
     if let Some(fault) = fault {
         command.env("GROKSTACK_FAULT", fault);
@@ -63,16 +63,24 @@ fn grokstack(dir: &Path, extra: &[&str], fault: Option<&str>) -> Command {
     command
 }
 
-/// Train to the end (with `--resume` when asked); the run must succeed.
-fn finish(dir: &Path, resume: bool) -> Output {
-    let out = grokstack(dir, if resume { &["--resume"] } else { &[] }, None).output().unwrap();
+fn grokstack(dir: &Path, extra: &[&str], fault: Option<&str>) -> Command {
+    grokstack_on(sweep_file(), dir, extra, fault)
+}
+
+/// Train SWEEP to the end (with `--resume` when asked); the run must succeed.
+fn finish_sweep(sweep: &Path, dir: &Path, resume: bool) -> Output {
+    let out = grokstack_on(sweep, dir, if resume { &["--resume"] } else { &[] }, None).output().unwrap();
     assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
-/// Start a sweep (resuming when asked) that pauses at `fault`, then SIGKILL it there.
-fn kill_at(dir: &Path, resume: bool, fault: &str) {
-    let mut child = grokstack(dir, if resume { &["--resume"] } else { &[] }, Some(&format!("pause:{fault}"))).stderr(Stdio::piped()).spawn().unwrap();
+fn finish(dir: &Path, resume: bool) -> Output {
+    finish_sweep(sweep_file(), dir, resume)
+}
+
+/// Start SWEEP (resuming when asked), pause it at `fault`, then SIGKILL it there.
+fn kill_sweep_at(sweep: &Path, dir: &Path, resume: bool, fault: &str) {
+    let mut child = grokstack_on(sweep, dir, if resume { &["--resume"] } else { &[] }, Some(&format!("pause:{fault}"))).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = Vec::new();
     for line in stderr.lines() {
@@ -86,6 +94,10 @@ fn kill_at(dir: &Path, resume: bool, fault: &str) {
     }
     let status = child.wait().unwrap();
     panic!("the sweep never reached {fault} ({status}):\n{}", seen.join("\n"));
+}
+
+fn kill_at(dir: &Path, resume: bool, fault: &str) {
+    kill_sweep_at(sweep_file(), dir, resume, fault)
 }
 
 /// A sweep that was never interrupted.
@@ -122,7 +134,11 @@ fn frame(bytes: &[u8]) -> DataFrame {
 /// The same files with the same bytes as the uninterrupted sweep (and no checkpoint or
 /// temporary file left). Parquet files are compared as frames first, for a readable failure.
 fn assert_same_as_reference(dir: &Path) {
-    let (expected, actual) = (snapshot(reference()), snapshot(dir));
+    assert_same_files(reference(), dir)
+}
+
+fn assert_same_files(reference: &Path, dir: &Path) {
+    let (expected, actual) = (snapshot(reference), snapshot(dir));
     assert_eq!(expected.keys().collect::<Vec<_>>(), actual.keys().collect::<Vec<_>>(), "the files differ");
     for (path, bytes) in &expected {
         if path.extension().is_some_and(|e| e == "parquet") {
@@ -147,6 +163,43 @@ fn killed_during_training_resumes_from_the_last_checkpoint() {
     let out = finish(&dir, true);
     assert!(String::from_utf8_lossy(&out.stderr).contains("stack 1 from epoch 20"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_same_as_reference(&dir);
+}
+
+/// Minibatches (3 steps an epoch, each run in its own fresh order every epoch) and warm-up:
+/// the orders are functions of (seed, epoch), so a resumed sweep draws the same ones.
+const MINIBATCH_SWEEP: &str = r#"
+name = "resume-minibatch"
+seeds = 3
+[task]
+op = "x**2+y**2"
+p = 13
+train_fraction = 0.5
+[model]
+embed_dim = 8
+hidden = [16]
+[train]
+epochs = 20
+lr = 0.01
+weight_decay = 1.0
+batch_size = 32
+warmup = 5
+log_every = 2
+checkpoint_every = 4
+[grid]
+"train.optimizer" = ["adamw", "muon"]
+"#;
+
+#[test]
+fn a_minibatch_sweep_killed_mid_training_resumes_to_the_same_files() {
+    let sweep = common::temp_path("resume-minibatch-sweep").with_extension("toml");
+    std::fs::write(&sweep, MINIBATCH_SWEEP).unwrap();
+    let reference = common::temp_path("resume-minibatch-reference");
+    finish_sweep(&sweep, &reference, false);
+    let dir = common::temp_path("resume-minibatch");
+    kill_sweep_at(&sweep, &dir, false, "step#30"); // stack 1, epoch 10: its checkpoint is at 8
+    assert_eq!(manifest_step(&dir, 1), 8, "checkpoints every 4 epochs");
+    finish_sweep(&sweep, &dir, true);
+    assert_same_files(&reference, &dir);
 }
 
 #[test]

@@ -1,15 +1,115 @@
 //! The typed configuration of one run, and the key that decides which runs can share a stack.
 
 use super::schema::Value;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 
+/// The task: a binary operation over [0, p)² (S5's over its 120 elements) or a bit task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     Add,
     Sub,
     Mul,
+    /// a·b⁻¹, b ≠ 0.
     Div,
+    /// a^b.
+    Exp,
+    Gcd,
+    /// x**2+y (openai/grok's `**2+`).
+    SquarePlusY,
+    /// x**3+y (`**3+`).
+    CubePlusY,
+    /// x**2+y**2.
+    SquareSum,
+    /// x**2+x*y+y**2.
+    SquareSumCross,
+    /// x**2+x*y+y**2+x.
+    SquareSumCrossPlusX,
+    /// x**3+x*y.
+    CubeCross,
+    /// x**3+x*y**2+y.
+    CubeCrossSquare,
+    /// x/y if y is odd, else x−y.
+    Mix1,
+    S5Compose,
+    S5Conjugate,
+    S5Aba,
+    /// The parity of all `task.bits` bits.
+    Parity,
+    /// The parity of the first `task.parity_bits` of `parity_bits + noise_bits` bits.
+    SparseParity,
+}
+
+/// Every string `task.op` accepts and its operation: the names, and openai/grok's own
+/// operator strings so that they can be pasted (its `_mod_97` names mean mod `task.p`).
+pub const OP_NAMES: &[(&str, Op)] = &[
+    ("add", Op::Add),
+    ("sub", Op::Sub),
+    ("mul", Op::Mul),
+    ("div", Op::Div),
+    ("exp", Op::Exp),
+    ("gcd", Op::Gcd),
+    ("x**2+y", Op::SquarePlusY),
+    ("x**3+y", Op::CubePlusY),
+    ("x**2+y**2", Op::SquareSum),
+    ("x**2+x*y+y**2", Op::SquareSumCross),
+    ("x**2+x*y+y**2+x", Op::SquareSumCrossPlusX),
+    ("x**3+x*y", Op::CubeCross),
+    ("x**3+x*y**2+y", Op::CubeCrossSquare),
+    ("x/y if y%2==1 else x-y", Op::Mix1),
+    ("mix1", Op::Mix1),
+    ("s5_compose", Op::S5Compose),
+    ("s5_conjugate", Op::S5Conjugate),
+    ("s5_aba", Op::S5Aba),
+    ("parity", Op::Parity),
+    ("sparse_parity", Op::SparseParity),
+    // openai/grok's strings.
+    ("+", Op::Add),
+    ("-", Op::Sub),
+    ("*", Op::Mul),
+    ("/", Op::Div),
+    ("**2+", Op::SquarePlusY),
+    ("**3+", Op::CubePlusY),
+    ("x**2+y**2_mod_97", Op::SquareSum),
+    ("x**2+y**2+x*y_mod_97", Op::SquareSumCross),
+    ("x**2+y**2+x*y+x_mod_97", Op::SquareSumCrossPlusX),
+    ("x**3+x*y_mod_97", Op::CubeCross),
+    ("x**3+x*y**2+y_mod_97", Op::CubeCrossSquare),
+    ("(x._value//y)if(y._value%2==1)else(x-y)_mod_97", Op::Mix1),
+    ("s5", Op::S5Compose),
+    ("s5conj", Op::S5Conjugate),
+    ("s5aba", Op::S5Aba),
+];
+
+/// The strings of [`OP_NAMES`], for the schema's list of choices.
+pub const OP_STRINGS: [&str; OP_NAMES.len()] = {
+    let mut out = [""; OP_NAMES.len()];
+    let mut i = 0;
+    while i < OP_NAMES.len() {
+        out[i] = OP_NAMES[i].0;
+        i += 1;
+    }
+    out
+};
+
+impl Op {
+    pub fn parse(name: &str) -> Option<Op> {
+        OP_NAMES.iter().find(|(n, _)| *n == name).map(|&(_, op)| op)
+    }
+
+    /// A task over bit strings rather than operand pairs.
+    pub fn is_bits(self) -> bool {
+        matches!(self, Op::Parity | Op::SparseParity)
+    }
+
+    pub fn is_s5(self) -> bool {
+        matches!(self, Op::S5Compose | Op::S5Conjugate | Op::S5Aba)
+    }
+
+    /// The operation divides by b, so p must be prime.
+    fn divides(self) -> bool {
+        matches!(self, Op::Div | Op::Mix1)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,12 +167,22 @@ pub struct RunConfig {
     pub op: Op,
     pub p: usize,
     pub train_fraction: f64,
+    /// Bits of a `parity` string.
+    pub bits: usize,
+    /// Relevant and noise bits, and distinct strings per seed, of `sparse_parity`.
+    pub parity_bits: usize,
+    pub noise_bits: usize,
+    pub samples: usize,
     pub input: Input,
     pub embed_dim: usize,
     pub hidden: Vec<usize>,
     pub activation: Activation,
     pub alpha: f64,
     pub epochs: usize,
+    /// Rows per minibatch (0: full batch).
+    pub batch_size: usize,
+    /// Optimizer steps of linear learning-rate warm-up (0: none).
+    pub warmup: usize,
     pub optimizer: Optimizer,
     pub lr: f64,
     pub weight_decay: f64,
@@ -103,9 +213,13 @@ pub struct RunConfig {
 /// tensors with a leading R axis and may differ inside a stack.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StackKey {
-    pub p: usize,
-    pub n_pairs: usize,
+    /// Rows of the first layer's table, symbols per row and classes: the data's shapes.
+    pub table_rows: usize,
+    pub row_width: usize,
+    pub classes: usize,
+    pub n_examples: usize,
     pub n_train: usize,
+    pub batch_size: usize,
     pub input: Input,
     pub embed_dim: usize,
     pub hidden: Vec<usize>,
@@ -164,14 +278,13 @@ impl RunConfig {
             other => bail!("key `{key}`: expected a boolean, found {other}"),
         };
         let config = RunConfig {
-            op: match string("task.op")? {
-                "add" => Op::Add,
-                "sub" => Op::Sub,
-                "mul" => Op::Mul,
-                _ => Op::Div,
-            },
+            op: Op::parse(string("task.op")?).context("key `task.op`: unknown operation")?,
             p: int("task.p")?,
             train_fraction: float("task.train_fraction")?,
+            bits: int("task.bits")?,
+            parity_bits: int("task.parity_bits")?,
+            noise_bits: int("task.noise_bits")?,
+            samples: int("task.samples")?,
             input: match string("model.input")? {
                 "two_hot" => Input::TwoHot,
                 _ => Input::Embedding,
@@ -188,6 +301,8 @@ impl RunConfig {
             },
             alpha: float("model.alpha")?,
             epochs: int("train.epochs")?,
+            batch_size: int("train.batch_size")?,
+            warmup: int("train.warmup")?,
             optimizer: match string("train.optimizer")? {
                 "ortho_adamw" => Optimizer::OrthoAdamW,
                 "sgd" => Optimizer::Sgd,
@@ -243,16 +358,35 @@ impl RunConfig {
         if self.p > 4096 {
             bail!("key `task.p`: {} is larger than the supported 4096", self.p);
         }
-        if self.op == Op::Div && !is_prime(self.p) {
-            bail!("key `task.p`: div needs a prime modulus (b⁻¹ must exist for every b ≠ 0), {} is not prime", self.p);
+        if self.op.divides() && !is_prime(self.p) {
+            bail!("key `task.p`: {} divides by b and needs a prime modulus (b⁻¹ must exist for every b ≠ 0), {} is not prime", self.op_name(), self.p);
         }
-        let n_pairs = self.n_pairs();
+        if self.op.is_s5() && self.p != crate::tasks::S5_ORDER {
+            bail!("key `task.p`: {} works on the {} permutations of 5 elements, so task.p must be {} (it is {})", self.op_name(), crate::tasks::S5_ORDER, crate::tasks::S5_ORDER, self.p);
+        }
+        if self.op == Op::Parity && self.bits > MAX_PARITY_BITS {
+            bail!("key `task.bits`: parity takes all 2^bits strings; {} bits are more than the supported {MAX_PARITY_BITS}", self.bits);
+        }
+        if self.op == Op::SparseParity {
+            let n = self.parity_bits + self.noise_bits;
+            if n > 64 {
+                bail!("keys `task.parity_bits` + `task.noise_bits`: {n} bits are more than the supported 64");
+            }
+            // Distinct strings are drawn by rejection: keep at least half the strings unused.
+            if n < 64 && self.samples as u128 > (1u128 << n) / 2 {
+                bail!("key `task.samples`: {} distinct strings of {n} bits are more than half of the 2^{n} there are", self.samples);
+            }
+        }
+        if self.op.is_bits() && self.input == Input::Embedding {
+            bail!("key `model.input`: a bit task enters the MLP as its 0/1 vector through the first Linear layer; set model.input = \"two_hot\"");
+        }
+        let n_examples = self.n_examples();
         let n_train = self.n_train();
-        if n_train == 0 || n_train >= n_pairs {
+        if n_train == 0 || n_train >= n_examples {
             bail!(
-                "key `task.train_fraction`: {} of {n_pairs} pairs leaves {n_train} train and {} test rows; both must be non-empty",
+                "key `task.train_fraction`: {} of {n_examples} rows leaves {n_train} train and {} test rows; both must be non-empty",
                 self.train_fraction,
-                n_pairs - n_train.min(n_pairs)
+                n_examples - n_train.min(n_examples)
             );
         }
         if self.hidden.iter().any(|&h| h > 1 << 16) || self.embed_dim > 1 << 16 {
@@ -265,23 +399,82 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Every (a, b) pair of the task: p², or p·(p−1) for div.
-    pub fn n_pairs(&self) -> usize {
+    /// The operation's canonical name.
+    pub fn op_name(&self) -> &'static str {
+        OP_NAMES.iter().find(|(_, op)| *op == self.op).map_or("?", |(name, _)| name)
+    }
+
+    /// Bits per row of a bit task.
+    pub fn n_bits(&self) -> usize {
+        match self.op {
+            Op::Parity => self.bits,
+            _ => self.parity_bits + self.noise_bits,
+        }
+    }
+
+    /// Every row of the task: p² pairs (p·(p−1) for div, whose b ≠ 0), 2^bits strings for
+    /// parity, `task.samples` strings for sparse parity.
+    pub fn n_examples(&self) -> usize {
         match self.op {
             Op::Div => self.p * (self.p - 1),
+            Op::Parity => 1 << self.bits,
+            Op::SparseParity => self.samples,
             _ => self.p * self.p,
         }
     }
 
     pub fn n_train(&self) -> usize {
-        (self.train_fraction * self.n_pairs() as f64).floor() as usize
+        (self.train_fraction * self.n_examples() as f64).floor() as usize
+    }
+
+    pub fn n_test(&self) -> usize {
+        self.n_examples() - self.n_train()
+    }
+
+    /// Output classes: p residues (and p gcd values, p = 120 elements of S5), 2 for parity.
+    pub fn classes(&self) -> usize {
+        if self.op.is_bits() {
+            2
+        } else {
+            self.p
+        }
+    }
+
+    /// Symbols per row: the operands a, b, or the bits of a string.
+    pub fn row_width(&self) -> usize {
+        if self.op.is_bits() {
+            self.n_bits()
+        } else {
+            2
+        }
+    }
+
+    /// Rows of the MLP's first-layer table: one per value of each operand (2p), or one per bit.
+    pub fn table_rows(&self) -> usize {
+        if self.op.is_bits() {
+            self.n_bits()
+        } else {
+            2 * self.p
+        }
+    }
+
+    /// Optimizer steps per epoch: one full-batch step, or ceil(N_train / batch_size).
+    pub fn steps_per_epoch(&self) -> usize {
+        if self.batch_size == 0 {
+            1
+        } else {
+            self.n_train().div_ceil(self.batch_size)
+        }
     }
 
     pub fn stack_key(&self) -> StackKey {
         StackKey {
-            p: self.p,
-            n_pairs: self.n_pairs(),
+            table_rows: self.table_rows(),
+            row_width: self.row_width(),
+            classes: self.classes(),
+            n_examples: self.n_examples(),
             n_train: self.n_train(),
+            batch_size: self.batch_size,
             input: self.input,
             embed_dim: if self.input == Input::Embedding { self.embed_dim } else { 0 },
             hidden: self.hidden.clone(),
@@ -304,6 +497,8 @@ impl RunConfig {
 }
 
 pub const MAX_HIDDEN_LAYERS: usize = 256;
+/// 2^20 strings: a million rows.
+pub const MAX_PARITY_BITS: usize = 20;
 
 pub fn is_prime(n: usize) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)

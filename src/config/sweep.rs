@@ -2,7 +2,7 @@
 //! the list of runs. Every error names the file and the dotted key.
 
 use super::schema::{check_value, spec, Value, SCHEMA};
-use super::run::RunConfig;
+use super::run::{Op, RunConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -171,6 +171,11 @@ impl Sweep {
         for (key, axis) in self.grid.iter().rev() {
             values.insert(key, axis[rest % axis.len()].clone());
             rest /= axis.len();
+        }
+        // S5's operations work on its 120 elements whatever task.p says, so that a grid over
+        // task.op can mix them with operations mod p.
+        if matches!(values.get("task.op"), Some(Value::Str(op)) if Op::parse(op).is_some_and(Op::is_s5)) {
+            values.insert("task.p", Value::Int(crate::tasks::S5_ORDER as i64));
         }
         values
     }

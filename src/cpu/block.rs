@@ -1,9 +1,10 @@
 //! The network on one block of one run's rows, forward and backward side by side.
 //!
-//! Shapes: B rows of the block, p classes, H_i hidden widths, k hidden layers.
-//!   first layer:  z₀ = gather(table, pairs)        table [2p, H₀], pairs [B, 2] → [B, H₀]
+//! Shapes: B rows of the block, K table indices per row, C classes, H_i hidden widths, k
+//! hidden layers.
+//!   first layer:  z₀ = gather(table, indices)      table [V, H₀], indices [B, K] → [B, H₀]
 //!   hidden layer: a_i = act(z_i);  z_{i+1} = a_i · W_{i+1}    W_{i+1} [H_i, H_{i+1}]
-//!   output:       logits = α · a_{k−1} · W_k        W_k [H_{k−1}, p] → [B, p]
+//!   output:       logits = α · a_{k−1} · W_k        W_k [H_{k−1}, C] → [B, C]
 //! Values are rounded to bf16 where the tensor path stores them (see `kernels::round`).
 
 use super::matmul::{matmul, Layout};
@@ -14,7 +15,9 @@ use crate::kernels::{activation, gather, Real};
 
 /// What every block of a stack shares: shapes, kinds and one run's weights.
 pub struct Net<'a, T> {
-    pub p: usize,
+    pub classes: usize,
+    /// Table indices per row (K).
+    pub row_width: usize,
     pub hidden: &'a [usize],
     pub activation: Activation,
     pub alpha: T,
@@ -22,7 +25,7 @@ pub struct Net<'a, T> {
     pub loss_bf16: bool,
     /// Activations, logits and gradients are stored in bf16.
     pub bf16: bool,
-    /// The first layer's lookup table of this run, `[2p, H₀]`.
+    /// The first layer's lookup table of this run, `[V, H₀]`.
     pub table: &'a [T],
     /// Linear layers 1..=k of this run: W_i `[H_{i−1}, H_i]`.
     pub weights: Vec<&'a [T]>,
@@ -34,7 +37,7 @@ pub struct Buffers<T> {
     post: Vec<Vec<T>>,
     /// act'(z_i) `[B, H_i]` (training only).
     derivative: Vec<Vec<T>>,
-    /// Logits `[B, p]`, then d(loss)/d(logits) in place.
+    /// Logits `[B, C]`, then d(loss)/d(logits) in place.
     logits: Vec<T>,
     /// The backward pass's two gradients in flight, `[B, widest]` each.
     delta: [Vec<T>; 2],
@@ -59,26 +62,26 @@ impl<T> Buffers<T> {
     }
 }
 
-/// What a chunk of rows adds to its run's gradients: the lookup table's `[2p, H₀]`, then
+/// What a chunk of rows adds to its run's gradients: the lookup table's `[V, H₀]`, then
 /// dW_i `[H_{i−1}, H_i]` for i = 1..=k.
 pub type Grads<T> = Vec<Vec<T>>;
 
 impl<T: Real + 'static> Net<'_, T> {
-    /// Widths of the layers' outputs: H₀, …, H_{k−1}, p.
+    /// Widths of the layers' outputs: H₀, …, H_{k−1}, C.
     fn width(&self, layer: usize) -> usize {
         if layer < self.hidden.len() {
             self.hidden[layer]
         } else {
-            self.p
+            self.classes
         }
     }
 
     /// Lengths of the [`Buffers`] for blocks of up to `rows` rows, in [`Buffers::from_set`]'s order.
     pub fn buffer_lengths(&self, rows: usize, training: bool) -> Vec<usize> {
-        let widest = self.hidden.iter().copied().max().unwrap_or(0).max(self.p);
+        let widest = self.hidden.iter().copied().max().unwrap_or(0).max(self.classes);
         let mut lengths: Vec<usize> = self.hidden.iter().map(|&h| rows * h).collect(); // post
         lengths.extend(self.hidden.iter().map(|&h| if training { rows * h } else { 0 })); // derivative
-        lengths.push(rows * self.p); // logits
+        lengths.push(rows * self.classes); // logits
         lengths.extend([if training { rows * widest } else { 0 }; 2]); // delta
         lengths
     }
@@ -96,12 +99,12 @@ impl<T: Real + 'static> Net<'_, T> {
         }
     }
 
-    /// Forward pass of `pairs` `[B, 2]` into `buf`; with `training`, act'(z) is kept.
-    pub fn forward(&self, pairs: &[u32], buf: &mut Buffers<T>, training: bool) {
-        let b = pairs.len() / 2;
+    /// Forward pass of table `indices` `[B, K]` into `buf`; with `training`, act'(z) is kept.
+    pub fn forward(&self, indices: &[u32], buf: &mut Buffers<T>, training: bool) {
+        let b = indices.len() / self.row_width;
         let k = self.hidden.len();
         let z0 = &mut buf.post[0][..b * self.hidden[0]];
-        gather::gather_rows(self.table, pairs, self.hidden[0], z0); // z₀ [B, H₀]
+        gather::gather_rows(self.table, indices, self.row_width, self.hidden[0], z0); // z₀ [B, H₀]
         self.store(z0);
         for i in 0..k {
             let (h_in, h_out) = (self.width(i), self.width(i + 1));
@@ -115,7 +118,7 @@ impl<T: Real + 'static> Net<'_, T> {
             self.store(z_next);
         }
         if self.alpha != T::one() {
-            let logits = &mut buf.logits[..b * self.p];
+            let logits = &mut buf.logits[..b * self.classes];
             logits.iter_mut().for_each(|x| *x = *x * self.alpha);
             self.store(logits);
         }
@@ -125,12 +128,12 @@ impl<T: Real + 'static> Net<'_, T> {
     /// logits' gradient written over them.
     pub fn loss(&self, labels: &[u32], buf: &mut Buffers<T>, grad_scale: Option<T>) -> [f64; N_STATS] {
         let mut sums = [0.0; N_STATS];
-        for (x, &label) in buf.logits.chunks_exact_mut(self.p).zip(labels) {
+        for (x, &label) in buf.logits.chunks_exact_mut(self.classes).zip(labels) {
             let row = loss::row(self.loss, x, label as usize, self.loss_bf16, grad_scale);
             sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
         if grad_scale.is_some() {
-            let dlogits = &mut buf.logits[..labels.len() * self.p];
+            let dlogits = &mut buf.logits[..labels.len() * self.classes];
             self.store(dlogits);
             if self.alpha != T::one() {
                 dlogits.iter_mut().for_each(|g| *g = *g * self.alpha); // d/dz of α·z
@@ -142,8 +145,8 @@ impl<T: Real + 'static> Net<'_, T> {
 
     /// Backward pass of the block from the logits' gradient in `buf` (after [`Net::loss`]),
     /// adding to `grads`.
-    pub fn backward(&self, pairs: &[u32], buf: &mut Buffers<T>, grads: &mut Grads<T>) {
-        let b = pairs.len() / 2;
+    pub fn backward(&self, indices: &[u32], buf: &mut Buffers<T>, grads: &mut Grads<T>) {
+        let b = indices.len() / self.row_width;
         let k = self.hidden.len();
         let Buffers { post, derivative, logits, delta } = buf;
         // dout: the gradient of layer i's output, [B, H_i]; it lives in `logits` first, then in
@@ -171,6 +174,6 @@ impl<T: Real + 'static> Net<'_, T> {
             0 => &delta[0][..b * self.hidden[0]],
             _ => &delta[1][..b * self.hidden[0]],
         };
-        gather::scatter_rows(dz0, pairs, self.hidden[0], &mut grads[0]); // d_table += scatter(dz₀)
+        gather::scatter_rows(dz0, indices, self.row_width, self.hidden[0], &mut grads[0]); // d_table += scatter(dz₀)
     }
 }

@@ -37,7 +37,7 @@ pub fn applies(model: &Model) -> bool {
     use_cpu_kernel(&model.params[0].value)
 }
 
-/// Loss statistics `[R, 4]` of the current weights on `rows` `[R, N, 2]` / `labels` `[R, N]`,
+/// Loss statistics `[R, 4]` of the current weights on `rows` `[R, N, K]` / `labels` `[R, N]`,
 /// and the gradient of every parameter (see `Model::train_pass`).
 pub fn train_pass(model: &Model, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<(Tensor, Vec<Tensor>)> {
     let inputs = Inputs::new(model, rows, labels)?;
@@ -56,7 +56,7 @@ pub fn evaluate(model: &Model, rows: &Tensor, labels: &Tensor, loss: Loss, loss_
 
 /// The tensors a pass reads, made contiguous once.
 struct Inputs {
-    /// The first layer's lookup table `[R, 2p, H₀]`.
+    /// The first layer's lookup table `[R, V, H₀]`.
     table: Tensor,
     /// Linear layers 1..=k as the matmuls see them, `[R, H_{i−1}, H_i]`.
     weights: Vec<Tensor>,
@@ -71,10 +71,10 @@ impl Inputs {
     }
 }
 
-/// Statistics `[R, 4]` and, when `training`, the summed gradients: the table's `[R, 2p, H₀]`,
+/// Statistics `[R, 4]` and, when `training`, the summed gradients: the table's `[R, V, H₀]`,
 /// then dW_i `[R, H_{i−1}, H_i]` for i = 1..=k.
 fn run_pass<T: Pooled>(model: &Model, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool) -> Result<(Tensor, Vec<Tensor>)> {
-    let (runs, n) = (model.runs(), inputs.rows.dim(1)?);
+    let (runs, n, k) = inputs.rows.dims3()?;
     if n == 0 {
         bail!("a pass over no rows");
     }
@@ -84,7 +84,8 @@ fn run_pass<T: Pooled>(model: &Model, inputs: &Inputs, loss: Loss, loss_bf16: bo
     let weights = views[3..].iter().map(|v| v.slice::<T>()).collect::<Result<Vec<_>>>()?;
     let table_len = table.len() / runs;
     let net = |run: usize| Net {
-        p: arch.p,
+        classes: arch.classes,
+        row_width: k,
         hidden: &arch.hidden,
         activation: arch.activation,
         alpha: T::from(arch.alpha).unwrap_or_else(T::one),
@@ -97,7 +98,7 @@ fn run_pass<T: Pooled>(model: &Model, inputs: &Inputs, loss: Loss, loss_bf16: bo
     let scale = T::one() / T::from(n).unwrap_or_else(T::one);
     let chunks_per_run = n.div_ceil(CHUNK_ROWS);
 
-    let mut shapes = vec![(2 * arch.p, arch.hidden[0])];
+    let mut shapes = vec![(arch.table_rows(), arch.hidden[0])];
     shapes.extend(arch.linear_shapes().into_iter().skip(1));
     // The summed gradients of all runs, `[R, rows, cols]` per parameter slot.
     let mut stacked: Vec<Vec<T>> = if training { shapes.iter().map(|&(r, c)| Vec::with_capacity(runs * r * c)).collect() } else { Vec::new() };
@@ -118,12 +119,12 @@ fn run_pass<T: Pooled>(model: &Model, inputs: &Inputs, loss: Loss, loss_bf16: bo
                 let mut sums = [0.0; N_STATS];
                 for block in (start..end).step_by(BLOCK_ROWS) {
                     let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(end));
-                    let pairs = &rows[2 * rows_here.start..2 * rows_here.end];
-                    net.forward(pairs, &mut buf, training);
+                    let indices = &rows[k * rows_here.start..k * rows_here.end];
+                    net.forward(indices, &mut buf, training);
                     let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
                     sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
                     if let Some(grads) = &mut grads {
-                        net.backward(pairs, &mut buf, grads);
+                        net.backward(indices, &mut buf, grads);
                     }
                 }
                 pool::give_back([buf.into_set()], usize::MAX);

@@ -1,42 +1,53 @@
-//! The first layer as a gather: with two-hot input, `onehot(a) ⊕ onehot(b)` times W is the sum
-//! of two rows of W; with an embedding, it is the sum of two rows of the per-operand tables
-//! `E·W_a` and `E·W_b`. Either way the layer is a lookup in a table `[R, 2p, H]`, and its
-//! backward is a scatter-add into that table.
+//! The first layer as a gather: a row's input (two-hot operands, an embedding's per-operand
+//! products, or a 0/1 bit vector) times W is the sum of some rows of a table `[R, V, H]`, and
+//! its backward is a scatter-add into that table.
 //!
-//! `rows` is `[R, N, 2]` (u32): row indices into the table (a, and p + b).
+//! `rows` is `[R, N, K]` (u32): K table indices per row; an index ≥ V (a bit that is not
+//! set) names no row and adds nothing.
 
 use super::{expect_rank3, Real};
 use anyhow::Result;
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 crate::avx2_twin! {
-    /// z[i, :] = table[pairs[i, 0], :] + table[pairs[i, 1], :] for the rows of one block.
-    /// table `[V, H]`, pairs `[B, 2]` → z `[B, H]`.
-    pub fn gather_rows<T>(table: &[T], pairs: &[u32], h: usize, z: &mut [T]) = gather_loop;
+    /// z[i, :] = Σ_k table[indices[i, k], :] for the rows of one block (indices ≥ V skipped).
+    /// table `[V, H]`, indices `[B, K]` → z `[B, H]`.
+    pub fn gather_rows<T>(table: &[T], indices: &[u32], k: usize, h: usize, z: &mut [T]) = gather_loop;
 }
 
 #[inline(always)]
-fn gather_loop<T: Real>(table: &[T], pairs: &[u32], h: usize, z: &mut [T]) {
-    for (dst, pair) in z.chunks_exact_mut(h).zip(pairs.chunks_exact(2)) {
-        let first = &table[pair[0] as usize * h..][..h];
-        let second = &table[pair[1] as usize * h..][..h];
-        for ((d, &x), &y) in dst.iter_mut().zip(first).zip(second) {
-            *d = x + y;
+fn gather_loop<T: Real>(table: &[T], indices: &[u32], k: usize, h: usize, z: &mut [T]) {
+    let v = table.len() / h;
+    for (dst, row) in z.chunks_exact_mut(h).zip(indices.chunks_exact(k)) {
+        if let [a, b] = *row {
+            // Operand pairs, the common case: both rows always exist.
+            let (first, second) = (&table[a as usize * h..][..h], &table[b as usize * h..][..h]);
+            for ((d, &x), &y) in dst.iter_mut().zip(first).zip(second) {
+                *d = x + y;
+            }
+        } else {
+            dst.fill(T::zero());
+            for &index in row.iter().filter(|&&i| (i as usize) < v) {
+                for (d, &x) in dst.iter_mut().zip(&table[index as usize * h..][..h]) {
+                    *d = *d + x;
+                }
+            }
         }
     }
 }
 
 crate::avx2_twin! {
-    /// Backward of [`gather_rows`]: d_table[pairs[i, k], :] += dz[i, :], in row order.
-    /// dz `[B, H]`, pairs `[B, 2]`, d_table `[V, H]`.
-    pub fn scatter_rows<T>(dz: &[T], pairs: &[u32], h: usize, d_table: &mut [T]) = scatter_loop;
+    /// Backward of [`gather_rows`]: d_table[indices[i, k], :] += dz[i, :], in row order.
+    /// dz `[B, H]`, indices `[B, K]`, d_table `[V, H]`.
+    pub fn scatter_rows<T>(dz: &[T], indices: &[u32], k: usize, h: usize, d_table: &mut [T]) = scatter_loop;
 }
 
 #[inline(always)]
-fn scatter_loop<T: Real>(dz: &[T], pairs: &[u32], h: usize, d_table: &mut [T]) {
-    for (src, pair) in dz.chunks_exact(h).zip(pairs.chunks_exact(2)) {
-        for &row in pair {
-            let dst = &mut d_table[row as usize * h..][..h];
+fn scatter_loop<T: Real>(dz: &[T], indices: &[u32], k: usize, h: usize, d_table: &mut [T]) {
+    let v = d_table.len() / h;
+    for (src, row) in dz.chunks_exact(h).zip(indices.chunks_exact(k)) {
+        for &index in row.iter().filter(|&&i| (i as usize) < v) {
+            let dst = &mut d_table[index as usize * h..][..h];
             for (d, &s) in dst.iter_mut().zip(src) {
                 *d = *d + s;
             }
@@ -44,46 +55,39 @@ fn scatter_loop<T: Real>(dz: &[T], pairs: &[u32], h: usize, d_table: &mut [T]) {
     }
 }
 
-/// z[r, n, :] = table[r, rows[r,n,0], :] + table[r, rows[r,n,1], :] with candle ops.
-/// table `[R, V, H]`, rows `[R, N, 2]` → `[R, N, H]`.
-pub fn gather_pair_sum(table: &Tensor, rows: &Tensor) -> Result<Tensor> {
+/// z[r, n, :] = Σ_k table[r, rows[r,n,k], :] with candle ops (indices ≥ V add nothing).
+/// table `[R, V, H]`, rows `[R, N, K]` → `[R, N, H]`.
+pub fn gather_sum(table: &Tensor, rows: &Tensor) -> Result<Tensor> {
     let (r, v, h) = expect_rank3(table, "gather table")?;
-    let n = rows.dim(1)?;
-    let flat = table.reshape((r * v, h))?;
-    let first = flat.index_select(&flat_rows(rows, v, 0)?, 0)?;
-    let second = flat.index_select(&flat_rows(rows, v, 1)?, 0)?;
-    Ok((first + second)?.reshape((r, n, h))?)
-}
-
-/// Backward of [`gather_pair_sum`]: d_table[r, rows[r,n,k], :] += dz[r, n, :].
-/// dz `[R, N, H]`, rows `[R, N, 2]` → `[R, V, H]`.
-pub fn scatter_pair_sum(dz: &Tensor, rows: &Tensor, v: usize) -> Result<Tensor> {
-    let (r, n, h) = expect_rank3(dz, "scatter gradient")?;
-    let src = dz.reshape((r * n, h))?;
-    let mut table = Tensor::zeros((r * v, h), dz.dtype(), dz.device())?;
-    for k in 0..2 {
-        table = table.index_add(&flat_rows(rows, v, k)?, &src, 0)?;
+    let (_, n, k) = expect_rank3(rows, "rows")?;
+    // A zero row V at the end of each run's table stands for "no row".
+    let padded = Tensor::cat(&[table, &Tensor::zeros((r, 1, h), table.dtype(), table.device())?], 1)?;
+    let flat = padded.reshape((r * (v + 1), h))?;
+    let mut sum = flat.index_select(&flat_rows(rows, v, 0)?, 0)?;
+    for slot in 1..k {
+        sum = (sum + flat.index_select(&flat_rows(rows, v, slot)?, 0)?)?;
     }
-    Ok(table.reshape((r, v, h))?)
+    Ok(sum.reshape((r, n, h))?)
 }
 
-/// Global row indices into the table flattened to `[R·V, H]`: `[R·N]` for operand `k`.
+/// Backward of [`gather_sum`]: d_table[r, rows[r,n,k], :] += dz[r, n, :].
+/// dz `[R, N, H]`, rows `[R, N, K]` → `[R, V, H]`.
+pub fn scatter_sum(dz: &Tensor, rows: &Tensor, v: usize) -> Result<Tensor> {
+    let (r, n, h) = expect_rank3(dz, "scatter gradient")?;
+    let (_, _, k) = expect_rank3(rows, "rows")?;
+    let src = dz.reshape((r * n, h))?;
+    let mut table = Tensor::zeros((r * (v + 1), h), dz.dtype(), dz.device())?;
+    for slot in 0..k {
+        table = table.index_add(&flat_rows(rows, v, slot)?, &src, 0)?;
+    }
+    Ok(table.reshape((r, v + 1, h))?.narrow(1, 0, v)?)
+}
+
+/// Global row indices into the tables padded to V + 1 rows and flattened to `[R·(V+1), H]`:
+/// `[R·N]` for slot `k`, every index ≥ V sent to its run's zero row V.
 fn flat_rows(rows: &Tensor, v: usize, k: usize) -> Result<Tensor> {
     let (r, n, _) = expect_rank3(rows, "rows")?;
-    let offsets = (Tensor::arange(0u32, r as u32, rows.device())? * v as f64)?;
-    let column = rows.narrow(2, k, 1)?.squeeze(2)?; // [R, N]
+    let offsets = (Tensor::arange(0u32, r as u32, rows.device())? * (v + 1) as f64)?;
+    let column = rows.narrow(2, k, 1)?.squeeze(2)?.minimum(v as u32)?; // [R, N]
     Ok(column.broadcast_add(&offsets.unsqueeze(1)?)?.reshape(r * n)?)
-}
-
-/// `[R, N, 2]` row indices (a, p + b) for the examples of each run, as a u32 tensor.
-pub fn pair_rows(runs: &[&[crate::data::Example]], p: usize, device: &candle_core::Device) -> Result<Tensor> {
-    let n = runs.first().map_or(0, |r| r.len());
-    let mut rows = Vec::with_capacity(runs.len() * n * 2);
-    for examples in runs {
-        for e in examples.iter() {
-            rows.push(e.a);
-            rows.push(p as u32 + e.b);
-        }
-    }
-    Ok(Tensor::from_vec(rows, (runs.len(), n, 2), device)?.to_dtype(DType::U32)?)
 }

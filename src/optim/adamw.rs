@@ -1,7 +1,7 @@
 //! AdamW as torch.optim.AdamW with the reference's parameter groups, and ⊥AdamW (OrthoGrad):
 //! the same update from the gradient's component orthogonal to the weights.
 
-use super::{is_regularized, orthogonal::orthogonal_grad, Optimizer, RunHyper};
+use super::{is_regularized, orthogonal::orthogonal_grad, scale_each, Optimizer, RunHyper};
 use crate::kernels::adamw::{step, AdamHyper};
 use crate::model::Model;
 use crate::state::{self, State, StateDict};
@@ -97,7 +97,7 @@ impl AdamW {
 }
 
 impl Optimizer for AdamW {
-    fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()> {
+    fn step(&mut self, model: &mut Model, grads: &[Tensor], lr_scale: &[f64]) -> Result<()> {
         self.t += 1;
         let storage = model.storage;
         for (i, (param, grad)) in model.params.iter_mut().zip(grads).enumerate() {
@@ -106,7 +106,8 @@ impl Optimizer for AdamW {
                 Some(masks) => orthogonal_grad(&param.value, grad, &masks[i])?,
                 None => grad.clone(),
             };
-            let (p, m, v) = step(&param.value, &grad, &moments.m, &moments.v, &self.groups[i], self.t, storage.bf16_state)?;
+            let group = AdamHyper { lr: scale_each(&self.groups[i].lr, lr_scale), ..self.groups[i].clone() };
+            let (p, m, v) = step(&param.value, &grad, &moments.m, &moments.v, &group, self.t, storage.bf16_state)?;
             param.value = storage.state(p)?;
             *moments = Moments { m: storage.state(m)?, v: storage.state(v)? };
         }

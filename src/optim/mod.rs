@@ -24,6 +24,8 @@ pub struct RunHyper {
     pub momentum: Vec<f64>,
     pub muon_momentum: Vec<f64>,
     pub muon_adam_lr: Vec<f64>,
+    /// Optimizer steps of linear learning-rate warm-up (0: none).
+    pub warmup: Vec<usize>,
 }
 
 impl RunHyper {
@@ -39,6 +41,7 @@ impl RunHyper {
             momentum: column(|c| c.momentum),
             muon_momentum: column(|c| c.muon_momentum),
             muon_adam_lr: column(|c| c.muon_adam_lr),
+            warmup: configs.clone().map(|c| c.warmup).collect(),
         }
     }
 
@@ -55,7 +58,19 @@ impl RunHyper {
             momentum: pick(&self.momentum),
             muon_momentum: pick(&self.muon_momentum),
             muon_adam_lr: pick(&self.muon_adam_lr),
+            warmup: crate::plan::pick_runs(&self.warmup, positions),
         }
+    }
+
+    /// Per-run factor on the learning rate of optimizer step `t` (1-based): linear warm-up,
+    /// t / warmup until the warm-up is over, then 1.
+    pub fn lr_scale(&self, t: usize) -> Vec<f64> {
+        self.warmup.iter().map(|&w| if t >= w { 1.0 } else { t as f64 / w as f64 }).collect()
+    }
+
+    /// The learning rates of this step: `lr` times the warm-up factors `lr_scale`.
+    pub fn scaled_lr(&self, lr_scale: &[f64]) -> Vec<f64> {
+        scale_each(&self.lr, lr_scale)
     }
 
     /// Per-run weight decay of a parameter: zero where it is not regularized.
@@ -86,9 +101,15 @@ pub fn per_run(values: &[f64], like: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(values.to_vec(), shape, like.device())?.to_dtype(like.dtype())?)
 }
 
+/// values[r] · scale[r] for every run r.
+pub fn scale_each(values: &[f64], scale: &[f64]) -> Vec<f64> {
+    values.iter().zip(scale).map(|(v, s)| v * s).collect()
+}
+
 pub trait Optimizer {
-    /// Apply one update to every parameter of `model` from `grads` (same order as `model.params`).
-    fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()>;
+    /// Apply one update to every parameter of `model` from `grads` (same order as
+    /// `model.params`), every learning rate of run r times `lr_scale[r]` (the warm-up).
+    fn step(&mut self, model: &mut Model, grads: &[Tensor], lr_scale: &[f64]) -> Result<()>;
 
     /// Keep the state of the runs at `positions` only (`index`: the same as a u32 tensor).
     fn keep_runs(&mut self, positions: &[usize], index: &Tensor) -> Result<()>;

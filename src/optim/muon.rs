@@ -168,8 +168,9 @@ impl Muon {
 }
 
 impl Optimizer for Muon {
-    fn step(&mut self, model: &mut Model, grads: &[Tensor]) -> Result<()> {
-        self.adamw.step(model, grads)?;
+    fn step(&mut self, model: &mut Model, grads: &[Tensor], lr_scale: &[f64]) -> Result<()> {
+        self.adamw.step(model, grads, lr_scale)?;
+        let lr = self.hyper.scaled_lr(lr_scale);
         let (input, storage) = (model.arch.input, model.storage);
         for (i, (param, grad)) in model.params.iter_mut().zip(grads).enumerate() {
             let Some(buffer) = &self.buffers[i] else { continue };
@@ -178,8 +179,8 @@ impl Optimizer for Muon {
             let (_, fan_in, fan_out) = p.dims3()?;
             let scale = (fan_out as f64 / fan_in as f64).max(1.0).sqrt();
             let ortho = newton_schulz(&nesterov, self.ns_steps)?;
-            let decay: Vec<f64> = self.hyper.decay_for(param.role, input).iter().zip(&self.hyper.lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
-            let step: Vec<f64> = self.hyper.lr.iter().map(|lr| lr * scale).collect();
+            let decay: Vec<f64> = self.hyper.decay_for(param.role, input).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
+            let step: Vec<f64> = lr.iter().map(|lr| lr * scale).collect();
             param.value = storage.state(decay_and_step(p, &ortho, &decay, &step)?)?;
             self.buffers[i] = Some(storage.state(new_buffer)?);
         }

@@ -1,0 +1,139 @@
+//! The tasks of the grokking literature: what a row's input symbols are and what its label is.
+//!
+//! Binary operations take every pair (a, b) in [0, p)² (a row's symbols are [a, b]); bit tasks
+//! take strings of bits (a row's symbols are its bits, 0 or 1). Which model input the
+//! symbols become (table rows for the MLP, tokens for a transformer) is the model's business.
+
+use crate::config::Op;
+use crate::rng::{Rng, Stream};
+
+/// Number of elements of S5, the permutations of five elements.
+pub const S5_ORDER: usize = 120;
+
+/// The label of (a, b) under a binary operation mod p, or `None` for a pair the task leaves
+/// out (b = 0 for division). Every intermediate stays below 2^64: a, b < p ≤ 4096.
+pub fn binary_label(op: Op, a: u64, b: u64, p: u64) -> Option<u64> {
+    Some(match op {
+        Op::Add => (a + b) % p,
+        Op::Sub => (a + p - b) % p,
+        Op::Mul => (a * b) % p,
+        Op::Div if b == 0 => return None,
+        Op::Div => a * inverse(b, p) % p,
+        // 0^0 = 1, as Python's pow(0, 0, p).
+        Op::Exp => mod_pow(a, b, p),
+        // gcd(0, 0) = 0, as math.gcd.
+        Op::Gcd => gcd(a, b),
+        Op::SquarePlusY => (a * a + b) % p,
+        Op::CubePlusY => (a * a % p * a + b) % p,
+        Op::SquareSum => (a * a + b * b) % p,
+        Op::SquareSumCross => (a * a + a * b + b * b) % p,
+        Op::SquareSumCrossPlusX => (a * a + a * b + b * b + a) % p,
+        Op::CubeCross => (a * a % p * a + a * b) % p,
+        Op::CubeCrossSquare => (a * a % p * a + a * (b * b % p) + b) % p,
+        // y odd: x / y (y ≠ 0, so the inverse exists for a prime p); y even: x − y.
+        Op::Mix1 if b % 2 == 1 => a * inverse(b, p) % p,
+        Op::Mix1 => (a + p - b) % p,
+        Op::S5Compose | Op::S5Conjugate | Op::S5Aba => s5_label(op, a as usize, b as usize) as u64,
+        Op::Parity | Op::SparseParity => unreachable!("bit tasks have no operand pairs"),
+    })
+}
+
+/// b^e mod m by squaring.
+pub fn mod_pow(mut base: u64, mut exp: u64, m: u64) -> u64 {
+    let mut result = 1 % m;
+    base %= m;
+    while exp > 0 {
+        if exp & 1 == 1 {
+            result = result * base % m;
+        }
+        base = base * base % m;
+        exp >>= 1;
+    }
+    result
+}
+
+/// b⁻¹ mod a prime p (Fermat: b^(p−2)).
+fn inverse(b: u64, p: u64) -> u64 {
+    mod_pow(b, p - 2, p)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// A permutation of {0, …, 4} in one-line notation: `perm[i]` is the image of i.
+pub type Perm = [u8; 5];
+
+/// The `rank`-th permutation of S5 in lexicographic order of the one-line notation: element
+/// 0 is the identity [0, 1, 2, 3, 4], element 1 is [0, 1, 2, 4, 3], …, element 119 is
+/// [4, 3, 2, 1, 0]. Operand a of an S5 task is the a-th permutation of this order.
+pub fn s5_element(mut rank: usize) -> Perm {
+    // Inverse of the Lehmer code: place i takes the (rank / (4 − i)!)-th smallest unused value.
+    let mut unused: Vec<u8> = (0..5).collect();
+    let mut perm = [0u8; 5];
+    for (i, slot) in perm.iter_mut().enumerate() {
+        let weight: usize = (1..5 - i).product();
+        *slot = unused.remove(rank / weight);
+        rank %= weight;
+    }
+    perm
+}
+
+/// (f ∘ g)(i) = f(g(i)): apply g first.
+pub fn compose(f: &Perm, g: &Perm) -> Perm {
+    std::array::from_fn(|i| f[g[i] as usize])
+}
+
+pub fn invert(f: &Perm) -> Perm {
+    let mut inv = [0u8; 5];
+    for (i, &image) in f.iter().enumerate() {
+        inv[image as usize] = i as u8;
+    }
+    inv
+}
+
+/// The index in [`s5_elements`] of a permutation: its rank in lexicographic order (Lehmer code).
+pub fn s5_index(f: &Perm) -> usize {
+    let mut rank = 0;
+    for i in 0..5 {
+        let smaller_later = f[i + 1..].iter().filter(|&&x| x < f[i]).count();
+        rank = rank * (5 - i) + smaller_later;
+    }
+    rank
+}
+
+/// a∘b, a∘b∘a⁻¹ or a∘b∘a for the a-th and b-th elements of S5.
+fn s5_label(op: Op, a: usize, b: usize) -> usize {
+    let (f, g) = (s5_element(a), s5_element(b));
+    let result = match op {
+        Op::S5Compose => compose(&f, &g),
+        Op::S5Conjugate => compose(&compose(&f, &g), &invert(&f)),
+        _ => compose(&compose(&f, &g), &f),
+    };
+    s5_index(&result)
+}
+
+/// The parity of a bit string's bits.
+pub fn parity(bits: u64) -> u32 {
+    bits.count_ones() % 2
+}
+
+/// `samples` distinct random strings of `n` bits (n ≤ 64) for a seed, in the order drawn.
+/// Their labels are the parity of the first `relevant` bits (bit i of the string is bit i of
+/// the u64, and the relevant bits are bits 0..relevant); the rest are noise.
+pub fn sparse_parity_strings(n: usize, samples: usize, seed: u64) -> Vec<u64> {
+    let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let mut rng = Rng::new(seed, Stream::Data);
+    let mut seen = std::collections::HashSet::with_capacity(samples);
+    let mut out = Vec::with_capacity(samples);
+    while out.len() < samples {
+        let bits = rng.next_u64() & mask;
+        if seen.insert(bits) {
+            out.push(bits);
+        }
+    }
+    out
+}
