@@ -38,12 +38,12 @@ fn max_diff_of_largest(got: &[f64], expected: &[f64]) -> f64 {
 
 fn compare(overrides: &[&str], tol: f64) {
     let runs = common::runs(WIDE, overrides);
+    let (loss, loss_bf16) = (runs[0].config.loss, runs[0].config.loss_bf16);
     let stack = Stack::new(runs, &Device::Cpu).unwrap();
     let (rows, labels) = (&stack.train.rows, &stack.train.labels);
     assert!(rows.dim(1).unwrap() > 2 * CHUNK_ROWS, "the test needs several chunks per run");
-    let loss = if overrides.contains(&"train.loss=stablemax") { Loss::StableMax } else { Loss::Softmax };
-    let (stats, grads) = grokstack::cpu::train_pass(&stack.model, rows, labels, loss, false).unwrap();
-    let (expected_stats, expected_grads) = stack.model.train_pass_tensors(rows, labels, loss, false, 2).unwrap();
+    let (stats, grads) = grokstack::cpu::train_pass(&stack.model, rows, labels, loss, loss_bf16).unwrap();
+    let (expected_stats, expected_grads) = stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 2).unwrap();
     let what = overrides.join(" ");
     // Accuracy and the collapse counts are exact; the loss is within the tolerance.
     let (s, e) = (values(&stats), values(&expected_stats));
@@ -53,8 +53,8 @@ fn compare(overrides: &[&str], tol: f64) {
         let diff = max_diff_of_largest(&values(got), &values(expected));
         assert!(diff < tol, "{what}: {} gradient differs by {diff:e} of its largest value", param.name);
     }
-    let test_stats = grokstack::cpu::evaluate(&stack.model, &stack.test.rows, &stack.test.labels, loss, false).unwrap();
-    let expected = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, false, 2).unwrap();
+    let test_stats = grokstack::cpu::evaluate(&stack.model, &stack.test.rows, &stack.test.labels, loss, loss_bf16).unwrap();
+    let expected = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, loss_bf16, 2).unwrap();
     assert!(max_diff_of_largest(&values(&test_stats), &values(&expected)) < tol, "{what}: evaluation");
 }
 
@@ -62,7 +62,7 @@ fn compare(overrides: &[&str], tol: f64) {
 fn f64_matches_tensor_ops() {
     for input in ["embedding", "two_hot"] {
         for activation in ["relu", "gelu", "tanh"] {
-            for loss in ["softmax", "stablemax"] {
+            for loss in ["softmax", "stablemax", "sparsemax"] {
                 let overrides = [&format!("model.input={input}") as &str, &format!("model.activation={activation}"), &format!("train.loss={loss}"), "train.dtype=f64"];
                 compare(&overrides, 1e-12);
             }
@@ -76,6 +76,8 @@ fn f32_matches_tensor_ops() {
         compare(&[&format!("model.activation={activation}")], 2e-5);
     }
     compare(&["train.loss=stablemax", "model.input=two_hot"], 2e-5);
+    // α = 40: a fifth of the rows collapse, and a few are zero terms.
+    compare(&["train.loss=sparsemax", "model.alpha=40.0"], 2e-5);
 }
 
 #[test]
@@ -91,6 +93,7 @@ fn bf16_rounds_where_the_tensor_ops_store() {
     // move a value across a bf16 rounding boundary: a bf16 ulp (2⁻⁸) of the largest value.
     compare(&["train.dtype=bf16"], 1e-2);
     compare(&["train.dtype=bf16_mixed", "model.alpha=2.0"], 1e-2);
+    compare(&["train.dtype=bf16", "train.loss=sparsemax", "model.alpha=40.0"], 1e-2);
 }
 
 #[test]

@@ -80,6 +80,28 @@ fn small_sweep_groks_and_writes_the_documented_files() {
 }
 
 #[test]
+fn a_sparsemax_sweep_fits_its_train_rows() {
+    // Weak weight decay, so that margins grow past 1 and rows drop out of the loss.
+    let toml = "name = \"sparsemax\"\nseeds = 2\n[task]\np = 23\ntrain_fraction = 0.6\n[model]\nembed_dim = 16\nhidden = [64]\n[train]\nepochs = 60\nweight_decay = 0.1\nloss = \"sparsemax\"\nlog_every = 1000\n";
+    let (dir, sweep) = common::train_sweep("sparsemax", toml, &[]);
+    let parts: Vec<_> = std::fs::read_dir(dir.join("metrics.parquet")).unwrap().map(|e| e.unwrap().path()).collect();
+    let metrics = parts.iter().map(|p| read(p)).reduce(|a, b| a.vstack(&b).unwrap()).unwrap();
+    let sorted = metrics.sort(["run_id", "epoch"], SortMultipleOptions::default()).unwrap();
+    let column = |name: &str| sorted.column(name).unwrap().f64().unwrap().into_no_null_iter().collect::<Vec<_>>();
+    // Epochs 0 and 59 of each run.
+    let (acc, collapse, zero_terms) = (column("train_acc"), column("softmax_collapse"), column("zero_terms"));
+    assert_eq!(acc.len(), 4, "{sorted}");
+    for run in 0..2 {
+        let (first, last) = (2 * run, 2 * run + 1);
+        assert!(acc[last] > acc[first] + 0.5 && acc[last] > 0.9, "run {run}: train accuracy {} -> {}", acc[first], acc[last]);
+        // A zero loss needs a one-hot sparsemax.
+        assert!(zero_terms[last] > 0.5 && collapse[last] >= zero_terms[last], "run {run}: {collapse:?} {zero_terms:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_file(&sweep).ok();
+}
+
+#[test]
 fn bad_sweeps_are_refused_before_anything_is_written() {
     for (text, key) in [("[train]\nlr = -0.5\n", "train.lr"), ("[task]\ntrain_fraction = 1.5\n", "task.train_fraction"), ("[model]\nwidth = 3\n", "model.width")] {
         let dir = common::temp_path("bad");

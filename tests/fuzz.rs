@@ -17,7 +17,7 @@ use grokstack::{plan, runner};
 use proptest::prelude::*;
 
 const CHOICES: &[&str] = &[
-    "add", "sub", "mul", "div", "two_hot", "embedding", "relu", "gelu", "tanh", "adamw", "ortho_adamw", "sgd", "muon", "f32", "f64", "bf16", "bf16_mixed", "auto", "softmax", "stablemax", "none", "diverged", "grok", "solve",
+    "add", "sub", "mul", "div", "two_hot", "embedding", "relu", "gelu", "tanh", "adamw", "ortho_adamw", "sgd", "muon", "f32", "f64", "bf16", "bf16_mixed", "auto", "softmax", "stablemax", "sparsemax", "none", "diverged", "grok", "solve",
 ];
 
 fn leaf() -> impl Strategy<Value = toml::Value> {

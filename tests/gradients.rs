@@ -1,5 +1,5 @@
 //! Finite-difference checks (f64) of both backward passes, the tensor ops and the CPU pass:
-//! every parameter, both input kinds, every activation, both losses.
+//! every parameter, both input kinds, every activation, every loss.
 
 mod common;
 
@@ -20,7 +20,6 @@ fn check(input: &str, activation: &str, loss_name: &str, alpha: f64) {
 }
 
 fn check_with(input: &str, activation: &str, loss_name: &str, alpha: f64, hidden: &str) {
-    let loss_kind = if loss_name == "softmax" { Loss::Softmax } else { Loss::StableMax };
     let runs = common::runs(
         common::TINY,
         &[
@@ -32,6 +31,7 @@ fn check_with(input: &str, activation: &str, loss_name: &str, alpha: f64, hidden
             "train.dtype=f64",
         ],
     );
+    let loss_kind = runs[0].config.loss;
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
     let (logits, cache) = stack.model.forward(&stack.train.rows, true).unwrap();
     let dlogits = loss::grad(loss_kind, &logits, &stack.train.labels).unwrap();
@@ -75,7 +75,7 @@ fn check_with(input: &str, activation: &str, loss_name: &str, alpha: f64, hidden
 fn every_parameter_matches_finite_differences() {
     for input in ["embedding", "two_hot"] {
         for activation in ["relu", "gelu", "tanh"] {
-            for loss_name in ["softmax", "stablemax"] {
+            for loss_name in ["softmax", "stablemax", "sparsemax"] {
                 check(input, activation, loss_name, 1.0);
             }
         }
@@ -86,6 +86,7 @@ fn every_parameter_matches_finite_differences() {
 fn logit_scale_is_differentiated() {
     check("embedding", "tanh", "softmax", 2.5);
     check("two_hot", "gelu", "stablemax", 0.5);
+    check("embedding", "relu", "sparsemax", 3.0);
 }
 
 #[test]

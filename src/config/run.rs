@@ -160,6 +160,7 @@ pub enum Stop {
 pub enum Loss {
     Softmax,
     StableMax,
+    Sparsemax,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -328,6 +329,7 @@ impl RunConfig {
             },
             loss: match string("train.loss")? {
                 "stablemax" => Loss::StableMax,
+                "sparsemax" => Loss::Sparsemax,
                 _ => Loss::Softmax,
             },
             loss_bf16: false,
