@@ -31,8 +31,8 @@ pub struct Batch {
 impl Batch {
     fn new(runs: &[&data::Examples], arch: &Arch, device: &Device) -> Result<Batch> {
         let (r, n) = (runs.len(), runs.first().map_or(0, |e| e.len()));
-        let k = runs.first().map_or(0, |e| arch.table_indices(e).len() / n.max(1));
         let rows: Vec<u32> = runs.iter().flat_map(|e| arch.table_indices(e)).collect();
+        let k = rows.len() / (r * n).max(1);
         let labels: Vec<u32> = runs.iter().flat_map(|e| e.labels.iter().copied()).collect();
         Ok(Batch { rows: Tensor::from_vec(rows, (r, n, k), device)?, labels: Tensor::from_vec(labels, (r, n), device)? })
     }
