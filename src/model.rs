@@ -27,11 +27,29 @@ pub enum Role {
     Linear { index: usize, last: bool },
 }
 
+/// How the optimizers treat a parameter, decided by the model that owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// Decayed (and projected by ⊥AdamW) in every run; otherwise only in runs with `all_reg`.
+    pub always_decayed: bool,
+    /// A hidden 2-D matrix whose update Muon orthogonalizes; the others take AdamW at
+    /// `muon_adam_lr` under Muon (Jordan's rule).
+    pub muon: bool,
+}
+
+impl Group {
+    /// Whether a run with `all_reg` decays this parameter.
+    pub fn decayed(self, all_reg: bool) -> bool {
+        self.always_decayed || all_reg
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Param {
     /// PyTorch-style name: `embedding.weight`, `layers.0.weight`, …
     pub name: String,
     pub role: Role,
+    pub group: Group,
     pub value: Tensor,
 }
 
@@ -156,6 +174,7 @@ impl Model {
             params.push(Param {
                 name: "embedding.weight".into(),
                 role: Role::Embedding,
+                group: Group { always_decayed: false, muon: false },
                 value: storage.state(Tensor::from_vec(data, (r, p, d), device)?.to_dtype(dtype)?)?,
             });
         }
@@ -166,9 +185,14 @@ impl Model {
                 .iter_mut()
                 .flat_map(|rng| (0..fan_in * fan_out).map(|_| (2.0 * rng.uniform() - 1.0) * bound).collect::<Vec<_>>())
                 .collect();
+            let last = index + 1 == shapes.len();
+            // The reference's groups: the two-hot first layer plays the embedding's part (decayed
+            // only with all_reg); Muon takes the hidden matrices, not the input or output layer.
+            let input_layer = index == 0 && arch.input == Input::TwoHot;
             params.push(Param {
                 name: format!("layers.{index}.weight"),
-                role: Role::Linear { index, last: index + 1 == shapes.len() },
+                role: Role::Linear { index, last },
+                group: Group { always_decayed: !input_layer, muon: !input_layer && !last },
                 value: storage.state(Tensor::from_vec(data, (r, fan_in, fan_out), device)?.to_dtype(dtype)?)?,
             });
         }
@@ -297,7 +321,7 @@ impl Model {
         let params = self
             .params
             .iter()
-            .map(|p| Ok(Param { name: p.name.clone(), role: p.role, value: p.value.narrow(0, start, len)? }))
+            .map(|p| Ok(Param { value: p.value.narrow(0, start, len)?, ..p.clone() }))
             .collect::<Result<_>>()?;
         Ok(Model { arch: self.arch.clone(), params, storage: self.storage })
     }

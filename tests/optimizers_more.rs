@@ -4,10 +4,8 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use grokstack::config::Input;
 use grokstack::metrics::MetricRow;
-use grokstack::model::Role;
-use grokstack::optim::muon::{newton_schulz, uses_muon};
+use grokstack::optim::muon::newton_schulz;
 use grokstack::optim::orthogonal::orthogonal_grad;
 use grokstack::train::Stack;
 
@@ -121,13 +119,18 @@ fn one_newton_schulz_step_matches_a_hand_computation() {
     assert!((o[0][0][0] - 3.0 * factor).abs() < 1e-12 && (o[0][0][1] - 4.0 * factor).abs() < 1e-12, "{o:?}");
 }
 
+/// (name, muon, always decayed) of every parameter of a 3-layer MLP with `input`.
+fn groups(input: &str) -> Vec<(String, bool, bool)> {
+    let runs = common::runs(common::TINY, &[&format!("model.input={input}"), "model.hidden=[5, 4]"]);
+    let model = grokstack::model::Model::init(&grokstack::model::Arch::from_config(&runs[0].config), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
+    model.params.iter().map(|p| (p.name.clone(), p.group.muon, p.group.always_decayed)).collect()
+}
+
 #[test]
-fn muon_updates_only_hidden_weights() {
-    assert!(!uses_muon(Role::Embedding, Input::Embedding));
-    assert!(uses_muon(Role::Linear { index: 0, last: false }, Input::Embedding));
-    assert!(!uses_muon(Role::Linear { index: 0, last: false }, Input::TwoHot));
-    assert!(uses_muon(Role::Linear { index: 1, last: false }, Input::TwoHot));
-    assert!(!uses_muon(Role::Linear { index: 2, last: true }, Input::TwoHot));
+fn muon_updates_only_hidden_weights_and_all_reg_decides_the_input_side() {
+    let s = |name: &str, muon, decayed| (name.to_string(), muon, decayed);
+    assert_eq!(groups("embedding"), [s("embedding.weight", false, false), s("layers.0.weight", true, true), s("layers.1.weight", true, true), s("layers.2.weight", false, true)]);
+    assert_eq!(groups("two_hot"), [s("layers.0.weight", false, false), s("layers.1.weight", true, true), s("layers.2.weight", false, true)]);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! AdamW as torch.optim.AdamW with the reference's parameter groups, and ⊥AdamW (OrthoGrad):
 //! the same update from the gradient's component orthogonal to the weights.
 
-use super::{is_regularized, orthogonal::orthogonal_grad, scale_each, Optimizer, RunHyper};
+use super::{orthogonal::orthogonal_grad, scale_each, Optimizer, RunHyper};
 use crate::kernels::adamw::{step, AdamHyper};
 use crate::model::Model;
 use crate::state::{self, State, StateDict};
@@ -35,7 +35,7 @@ impl AdamW {
         let masks = model
             .params
             .iter()
-            .map(|p| hyper.all_reg.iter().map(|&all_reg| is_regularized(p.role, model.arch.input, all_reg)).collect())
+            .map(|p| hyper.all_reg.iter().map(|&all_reg| p.group.decayed(all_reg)).collect())
             .collect();
         adamw.orthogonalize = Some(masks);
         Ok(adamw)
@@ -48,7 +48,7 @@ impl AdamW {
             .iter()
             .map(|param| AdamHyper {
                 lr: lr.to_vec(),
-                weight_decay: hyper.decay_for(param.role, model.arch.input),
+                weight_decay: hyper.decay_for(param.group),
                 beta1: hyper.beta1.clone(),
                 beta2: hyper.beta2.clone(),
                 eps: hyper.eps.clone(),

@@ -6,8 +6,8 @@ pub mod muon;
 pub mod orthogonal;
 pub mod sgd;
 
-use crate::config::{Input, Optimizer as Kind, RunConfig};
-use crate::model::{Model, Role};
+use crate::config::{Optimizer as Kind, RunConfig};
+use crate::model::{Group, Model};
 use crate::state::{restore_like, State, StateDict};
 use anyhow::Result;
 use candle_core::Tensor;
@@ -73,24 +73,9 @@ impl RunHyper {
         scale_each(&self.lr, lr_scale)
     }
 
-    /// Per-run weight decay of a parameter: zero where it is not regularized.
-    pub fn decay_for(&self, role: Role, input: Input) -> Vec<f64> {
-        self.weight_decay
-            .iter()
-            .zip(&self.all_reg)
-            .map(|(&wd, &all_reg)| if is_regularized(role, input, all_reg) { wd } else { 0.0 })
-            .collect()
-    }
-}
-
-/// The reference's parameter groups: hidden and output Linear weights are decayed; the
-/// embedding (or, with two-hot input, the first Linear layer, which plays its part) only with
-/// `all_reg`.
-pub fn is_regularized(role: Role, input: Input, all_reg: bool) -> bool {
-    match role {
-        Role::Embedding => all_reg,
-        Role::Linear { index: 0, .. } if input == Input::TwoHot => all_reg,
-        Role::Linear { .. } => true,
+    /// Per-run weight decay of a parameter of `group`: zero in runs that do not decay it.
+    pub fn decay_for(&self, group: Group) -> Vec<f64> {
+        self.weight_decay.iter().zip(&self.all_reg).map(|(&wd, &all_reg)| if group.decayed(all_reg) { wd } else { 0.0 }).collect()
     }
 }
 

@@ -7,25 +7,15 @@
 
 use super::{adamw::AdamW, load_optional, optional_state, per_run, select_state, Optimizer, RunHyper};
 use crate::state::{State, StateDict};
-use crate::config::Input;
 use crate::cpu::matmul::{matmul, Layout};
 use crate::kernels::Real;
-use crate::model::{Model, Role};
+use crate::model::Model;
 use anyhow::Result;
 use candle_core::{Tensor, D};
 use rayon::prelude::*;
 
 /// The quintic's coefficients (a, b, c).
 pub const NS_COEFFICIENTS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
-
-/// Whether Muon (rather than AdamW) updates a parameter.
-pub fn uses_muon(role: Role, input: Input) -> bool {
-    match role {
-        Role::Embedding | Role::Linear { last: true, .. } => false,
-        Role::Linear { index: 0, .. } => input == Input::Embedding,
-        Role::Linear { .. } => true,
-    }
-}
 
 /// Newton–Schulz orthogonalization of each matrix of `x` `[R, m, n]`, on X/‖X‖_F, transposed
 /// so that rows ≤ cols. The singular values of the result lie near 1 (roughly 0.7–1.2).
@@ -154,8 +144,7 @@ pub struct Muon {
 
 impl Muon {
     pub fn new(model: &Model, hyper: &RunHyper, ns_steps: usize) -> Result<Muon> {
-        let input = model.arch.input;
-        let is_muon: Vec<bool> = model.params.iter().map(|p| uses_muon(p.role, input)).collect();
+        let is_muon: Vec<bool> = model.params.iter().map(|p| p.group.muon).collect();
         let adamw = AdamW::for_params(model, hyper, &hyper.muon_adam_lr, |i| !is_muon[i])?;
         let buffers = model
             .params
@@ -171,7 +160,7 @@ impl Optimizer for Muon {
     fn step(&mut self, model: &mut Model, grads: &[Tensor], lr_scale: &[f64]) -> Result<()> {
         self.adamw.step(model, grads, lr_scale)?;
         let lr = self.hyper.scaled_lr(lr_scale);
-        let (input, storage) = (model.arch.input, model.storage);
+        let storage = model.storage;
         for (i, (param, grad)) in model.params.iter_mut().zip(grads).enumerate() {
             let Some(buffer) = &self.buffers[i] else { continue };
             let p = &param.value;
@@ -179,7 +168,7 @@ impl Optimizer for Muon {
             let (_, fan_in, fan_out) = p.dims3()?;
             let scale = (fan_out as f64 / fan_in as f64).max(1.0).sqrt();
             let ortho = newton_schulz(&nesterov, self.ns_steps)?;
-            let decay: Vec<f64> = self.hyper.decay_for(param.role, input).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
+            let decay: Vec<f64> = self.hyper.decay_for(param.group).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
             let step: Vec<f64> = lr.iter().map(|lr| lr * scale).collect();
             param.value = storage.state(decay_and_step(p, &ortho, &decay, &step)?)?;
             self.buffers[i] = Some(storage.state(new_buffer)?);

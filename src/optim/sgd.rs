@@ -20,7 +20,7 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, model: &mut Model, grads: &[Tensor], lr_scale: &[f64]) -> Result<()> {
-        let (input, storage) = (model.arch.input, model.storage);
+        let storage = model.storage;
         let lr = self.hyper.scaled_lr(lr_scale);
         for (i, (param, grad)) in model.params.iter_mut().zip(grads).enumerate() {
             let p = &param.value;
@@ -28,7 +28,7 @@ impl Optimizer for Sgd {
                 None => grad.clone(),
                 Some(b) => (b.broadcast_mul(&per_run(&self.hyper.momentum, p)?)? + grad)?,
             };
-            let decay: Vec<f64> = self.hyper.decay_for(param.role, input).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
+            let decay: Vec<f64> = self.hyper.decay_for(param.group).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
             let decayed = p.broadcast_mul(&per_run(&decay, p)?)?;
             param.value = storage.state((decayed - buffer.broadcast_mul(&per_run(&lr, p)?)?)?)?;
             self.buffers[i] = Some(storage.state(buffer)?);
