@@ -8,9 +8,9 @@ use polars::prelude::*;
 
 use super::{font, padded_range, render, series_colour, Figure, OrPlotError, PARETO_RING_COLOUR};
 use crate::columns::*;
+use crate::grok_rule::GrokCriterion;
 use crate::settings::distinct_strings;
 use crate::staging::Staging;
-use crate::summary::epoch_meaning;
 use crate::tables::format_number;
 
 struct Point {
@@ -32,7 +32,7 @@ pub(crate) fn draw(
     stage: &mut Staging,
     settings: &DataFrame,
     front: &DataFrame,
-    threshold: f64,
+    grok: GrokCriterion,
 ) -> Result<()> {
     let tasks = distinct_strings(settings, TASK_OP)?;
     let qualified = settings
@@ -44,7 +44,7 @@ pub(crate) fn draw(
         points: points(&qualified, &tasks)?,
         front: points(front, &tasks)?,
         tasks,
-        x_label: format!("median epochs ({})", epoch_meaning(threshold)),
+        x_label: format!("median epochs ({})", grok.meaning()),
     };
     render(stage, "grok_vs_lipschitz", &figure)
 }
