@@ -67,7 +67,10 @@ fn points(frame: &DataFrame, tasks: &[String]) -> Result<Vec<Point>> {
 
 impl Figure for ParetoScatter {
     fn size(&self) -> (u32, u32) {
-        (1000, 750)
+        // Wide enough for the x label, which names the grok rule (about 9 px per
+        // character at 16 pt), beside the y label area and margins.
+        let label_width = self.x_label.chars().count() as u32 * 9 + 140;
+        (label_width.max(1000), 750)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
