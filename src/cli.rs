@@ -1,6 +1,8 @@
 //! The command line's grammar (clap), in the library so that the tests can fuzz it.
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
+use grokstack_analysis::GrokRule;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -58,6 +60,11 @@ pub enum Command {
         /// Group keys of the best-setting tables, e.g. `model.hidden,model.input`.
         #[arg(long, value_delimiter = ',')]
         group_by: Vec<String>,
+        /// Which logged epoch with test accuracy >= --threshold is the grok epoch: the first
+        /// (first), the first with train accuracy >= 0.99 too (after-train), or the first within
+        /// 0.01 of the run's best test accuracy (near-max).
+        #[arg(long, default_value_t = GrokRule::First, value_parser = grok_rule_parser())]
+        grok_rule: GrokRule,
     },
     /// Measure the canonical training step at several stack sizes.
     Bench {
@@ -84,3 +91,7 @@ pub enum Command {
     },
 }
 
+/// `--grok-rule`: clap lists the names in --help and in the error for any other value.
+fn grok_rule_parser() -> impl TypedValueParser<Value = GrokRule> {
+    PossibleValuesParser::new(GrokRule::ALL.map(GrokRule::name)).try_map(|name| GrokRule::parse(&name))
+}

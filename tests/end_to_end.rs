@@ -68,6 +68,14 @@ fn small_sweep_groks_and_writes_the_documented_files() {
     let qualified = settings.column("qualified").unwrap().bool().unwrap();
     assert_eq!(qualified.sum(), Some(2), "both settings grok in every seed");
     assert!(String::from_utf8_lossy(&analyzed.stdout).contains("setting"), "the headline is printed");
+    let headline = String::from_utf8_lossy(&analyzed.stdout).into_owned();
+    assert!(headline.contains("(rule first)"), "the default rule is named: {headline}");
+    let near_max = grokstack(&["analyze", dir.to_str().unwrap(), "--grok-rule", "near-max"]);
+    assert!(near_max.status.success(), "analyze --grok-rule near-max failed: {}", String::from_utf8_lossy(&near_max.stderr));
+    assert!(String::from_utf8_lossy(&near_max.stdout).contains("(rule near-max)"));
+    let unknown = grokstack(&["analyze", dir.to_str().unwrap(), "--grok-rule", "last"]);
+    let error = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success() && error.contains("--grok-rule") && error.contains("after-train"), "{error}");
 
     // The same directory again is refused and left as it was.
     let before = std::fs::read(dir.join("runs.parquet")).unwrap();

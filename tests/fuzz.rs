@@ -152,7 +152,7 @@ fn mutate(text: &str, position: usize, kind: u8, insert: &str) -> String {
 
 fn token() -> impl Strategy<Value = String> {
     let fixed: Vec<String> = [
-        "train", "analyze", "bench", "export", "--out", "--set", "--resume", "--device", "--max-memory", "--dry-run", "--run", "--threshold", "--group-by", "--runs", "--epochs", "--json", "--single", "cpu", "cuda", "cuda:1", "cuda:x",
+        "train", "analyze", "bench", "export", "--out", "--set", "--resume", "--device", "--max-memory", "--dry-run", "--run", "--threshold", "--group-by", "--grok-rule", "after-train", "near-max", "--runs", "--epochs", "--json", "--single", "cpu", "cuda", "cuda:1", "cuda:x",
         "8GiB", "1e3", "-1", "0", "nan", "train.lr=0.1", "seeds=3", "train.lr=[1,2]", "=", "sweeps/quick.toml", "",
     ]
     .map(String::from)

@@ -11,8 +11,8 @@ use polars::prelude::{
 };
 
 use crate::columns::*;
+use crate::grok_rule::GrokCriterion;
 use crate::settings::distinct_strings;
-use crate::summary::epoch_meaning;
 use crate::tables::{format_number, format_value, markdown_from_cells, markdown_table};
 
 /// The optimizer the others are compared with, when the sweep has it.
@@ -174,7 +174,11 @@ pub(crate) fn format_cell(value: Outcome, baseline: Option<Outcome>) -> String {
     format!("{shown} ({difference})")
 }
 
-pub(crate) fn best_markdown(best: &BestTable, keys: &[String], threshold: f64) -> Result<String> {
+pub(crate) fn best_markdown(
+    best: &BestTable,
+    keys: &[String],
+    grok: GrokCriterion,
+) -> Result<String> {
     let frame = &best.frame;
     let mut columns_in_order = vec![best.baseline.clone()];
     columns_in_order.extend(
@@ -239,7 +243,7 @@ pub(crate) fn best_markdown(best: &BestTable, keys: &[String], threshold: f64) -
          `{baseline}`. `>N`: no setting qualified within the N-epoch budget, so the difference \
          is only bounded (`±?` when neither side qualified).\n\n{pivot}\n\
          ## The chosen settings\n\n{detail}",
-        meaning = epoch_meaning(threshold),
+        meaning = grok.meaning(),
         baseline = best.baseline,
         pivot = markdown_from_cells(&header, &rows),
         detail = markdown_table(frame)?,

@@ -32,7 +32,7 @@ pub const TEST_ACC: &str = "test_acc";
 pub const LIPSCHITZ_BOUND: &str = "lipschitz_bound";
 pub const REQUIRED_METRIC_COLUMNS: &[&str] = &[RUN_ID, EPOCH, TRAIN_ACC, TEST_ACC];
 
-// Per run, recomputed at the analysis threshold.
+// Per run, recomputed under the analysis rule and threshold.
 pub const GROK_EPOCH: &str = "grok_epoch";
 pub const LIPSCHITZ_AT_GROK: &str = "lipschitz_at_grok";
 pub const DIVERGED: &str = "diverged";

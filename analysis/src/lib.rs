@@ -6,6 +6,7 @@
 
 mod best;
 mod columns;
+mod grok_rule;
 mod optimizer_comparison;
 mod pareto;
 mod per_run;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use polars::prelude::IntoLazy;
 
+pub use grok_rule::GrokRule;
 pub use plots::PARETO_RING_COLOUR;
 pub use synthetic::write_synthetic_sweep;
 
@@ -51,6 +53,8 @@ pub struct AnalyzeOptions {
     /// Columns of runs.parquet the best-setting tables are grouped by; empty means
     /// `model.hidden` and `model.input`.
     pub group_by: Vec<String>,
+    /// Which epoch at or above the threshold counts as the grok epoch.
+    pub grok_rule: GrokRule,
 }
 
 impl Default for AnalyzeOptions {
@@ -58,6 +62,7 @@ impl Default for AnalyzeOptions {
         Self {
             threshold: 0.95,
             group_by: Vec::new(),
+            grok_rule: GrokRule::First,
         }
     }
 }
@@ -83,11 +88,15 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     let sweep = sweep_dir::SweepDir::open(dir)?;
     let config = sweep.config_columns();
     let group_keys = resolve_group_keys(&sweep, &opts.group_by)?;
+    let grok = grok_rule::GrokCriterion {
+        threshold: opts.threshold,
+        rule: opts.grok_rule,
+    };
 
     let runs = per_run::run_outcomes(
         sweep.runs()?,
         sweep.metrics()?,
-        opts.threshold,
+        grok,
         sweep.metrics_have_lipschitz(),
     )
     .collect()
@@ -112,12 +121,12 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         .collect()
         .context("computing the Pareto front")?;
     let best_table = best::best_settings(&settings, &group_keys, &varying)?;
-    let comparison = optimizer_comparison::compare_optimizers(runs.clone().lazy(), opts.threshold)?;
+    let comparison = optimizer_comparison::compare_optimizers(runs.clone().lazy(), grok)?;
     let curves = plots::accuracy_curves::curve_quantiles(&sweep, runs.clone().lazy(), &settings)?;
 
     let summary = summary::Summary {
         dir,
-        threshold: opts.threshold,
+        grok,
         runs: &runs,
         settings: &settings,
         config: &config,
@@ -137,7 +146,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     stage.write("best.csv", &tables::csv_bytes(&best_table.frame)?)?;
     stage.write(
         "best.md",
-        best::best_markdown(&best_table, &group_keys, opts.threshold)?.as_bytes(),
+        best::best_markdown(&best_table, &group_keys, grok)?.as_bytes(),
     )?;
     if let Some(ttest) = comparison {
         stage.write("ttest.md", ttest.as_bytes())?;
@@ -145,13 +154,13 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     let has_lipschitz =
         settings.column(columns::MEDIAN_LIPSCHITZ)?.null_count() < settings.height();
     if has_lipschitz {
-        plots::pareto_scatter::draw(&mut stage, &settings, &front, opts.threshold)?;
+        plots::pareto_scatter::draw(&mut stage, &settings, &front, grok)?;
     }
     plots::accuracy_curves::draw(&mut stage, &curves, &settings, &varying)?;
     if varying.iter().any(|c| c == columns::LR)
         && varying.iter().any(|c| c == columns::WEIGHT_DECAY)
     {
-        plots::lr_wd_heatmap::draw(&mut stage, &settings, &varying, opts.threshold)?;
+        plots::lr_wd_heatmap::draw(&mut stage, &settings, &varying, grok)?;
     }
     stage.commit(OUTPUT_FILES)?;
 

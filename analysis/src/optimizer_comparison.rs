@@ -7,7 +7,7 @@ use polars::prelude::{col, len, DataType, LazyFrame, SortMultipleOptions};
 
 use crate::best::baseline_optimizer;
 use crate::columns::*;
-use crate::summary::epoch_meaning;
+use crate::grok_rule::GrokCriterion;
 use crate::tables::markdown_from_cells;
 use crate::welch::{welch_t_test, SampleSummary};
 
@@ -17,15 +17,15 @@ const MEAN: &str = "mean";
 const VARIANCE: &str = "variance";
 
 /// ttest.md, or None when the sweep ran a single optimizer.
-pub(crate) fn compare_optimizers(runs: LazyFrame, threshold: f64) -> Result<Option<String>> {
-    let grok = || col(GROK_EPOCH).cast(DataType::Float64);
+pub(crate) fn compare_optimizers(runs: LazyFrame, grok: GrokCriterion) -> Result<Option<String>> {
+    let epochs = || col(GROK_EPOCH).cast(DataType::Float64);
     let samples = runs
         .group_by([col(OPTIMIZER)])
         .agg([
             len().cast(DataType::Int64).alias(RUNS),
-            grok().count().cast(DataType::Int64).alias(GROKKED),
-            grok().mean().alias(MEAN),
-            grok().var(1).alias(VARIANCE),
+            epochs().count().cast(DataType::Int64).alias(GROKKED),
+            epochs().mean().alias(MEAN),
+            epochs().var(1).alias(VARIANCE),
         ])
         .sort([OPTIMIZER], SortMultipleOptions::default())
         .collect()
@@ -117,7 +117,7 @@ pub(crate) fn compare_optimizers(runs: LazyFrame, threshold: f64) -> Result<Opti
          grokked are left out, as in Tveit et al. (2025). t is Welch's statistic for \
          (optimizer − {baseline}) with Welch–Satterthwaite degrees of freedom: negative t means \
          the optimizer groks earlier than {baseline}.\n\n{table}",
-        meaning = epoch_meaning(threshold),
+        meaning = grok.meaning(),
         table = markdown_from_cells(&header, &rows),
     )))
 }

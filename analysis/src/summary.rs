@@ -7,28 +7,17 @@ use anyhow::{Context, Result};
 use polars::prelude::{col, AnyValue, DataFrame, IntoLazy, SortMultipleOptions};
 
 use crate::columns::*;
-use crate::tables::{format_number, format_value, markdown_table};
+use crate::grok_rule::GrokCriterion;
+use crate::tables::{format_value, markdown_table};
 
 pub(crate) struct Summary<'a> {
     pub dir: &'a Path,
-    pub threshold: f64,
+    pub grok: GrokCriterion,
     pub runs: &'a DataFrame,
     pub settings: &'a DataFrame,
     pub config: &'a [String],
     pub varying: &'a [String],
     pub missing_runs: usize,
-}
-
-/// What "grok epoch" means at this threshold, for titles and headlines.
-pub(crate) fn epoch_meaning(threshold: f64) -> String {
-    if threshold >= 1.0 {
-        "solve epoch = first logged epoch at 100% test accuracy".to_string()
-    } else {
-        format!(
-            "grok epoch = first logged epoch with test accuracy ≥ {}",
-            format_number(threshold)
-        )
-    }
 }
 
 impl Summary<'_> {
@@ -46,9 +35,9 @@ impl Summary<'_> {
         let mut text = format!(
             "grokstack analysis of {} ({})\n\
              {} runs in {} settings; {missing}; {diverged} runs diverged.\n\
-             {qualified} of {} settings qualified (every seed reached the threshold within its epoch budget).",
+             {qualified} of {} settings qualified (every seed grokked within its epoch budget).",
             self.dir.display(),
-            epoch_meaning(self.threshold),
+            self.grok.meaning(),
             self.runs.height(),
             self.settings.height(),
             self.settings.height(),
@@ -161,7 +150,7 @@ impl Summary<'_> {
             .context("selecting the settings.md columns")?;
         Ok(format!(
             "# Settings\n\n{headline}\n\n\
-             Epochs are medians and quartiles over the seeds that reached the threshold; \
+             Epochs are medians and quartiles over the seeds that grokked; \
              `qualified`: all seeds did. Every configuration column is in settings.csv.\n\n\
              Same in every setting: {constant}\n\n{}",
             markdown_table(&table)?

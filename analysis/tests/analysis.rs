@@ -7,13 +7,13 @@ mod common;
 use std::fs;
 
 use common::*;
-use grokstack_analysis::{analyze, AnalyzeOptions};
+use grokstack_analysis::{analyze, AnalyzeOptions, GrokRule};
 use polars::prelude::*;
 
 fn options(threshold: f64) -> AnalyzeOptions {
     AnalyzeOptions {
         threshold,
-        group_by: Vec::new(),
+        ..AnalyzeOptions::default()
     }
 }
 
@@ -136,6 +136,48 @@ fn threshold_one_gives_the_solve_epoch() {
     );
 }
 
+/// The fixture's test accuracy is 0.96 from the grok epoch g and 1.0 from g +
+/// SOLVE_DELAY, and its train accuracy is 1.0 from epoch 5 (before every g).
+#[test]
+fn grok_rule_is_applied_and_named_in_every_table() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: true,
+    });
+    // (rule, setting 0's median of 10, 20, 40 shifted as the rule says)
+    for (rule, median, meaning) in [
+        (GrokRule::First, 20.0, "test accuracy ≥ 0.95 (rule first)"),
+        (
+            GrokRule::AfterTrain,
+            20.0,
+            "test accuracy ≥ 0.95 and train accuracy ≥ 0.99 (rule after-train)",
+        ),
+        (
+            GrokRule::NearMax,
+            20.0 + SOLVE_DELAY as f64,
+            "test accuracy ≥ 0.95 and within 0.01 of the run's best test accuracy (rule near-max)",
+        ),
+    ] {
+        let opts = AnalyzeOptions {
+            grok_rule: rule,
+            ..AnalyzeOptions::default()
+        };
+        let report = analyze(dir.path(), &opts).unwrap();
+        let settings = read_csv(&dir.path().join("analysis/settings.csv"));
+        assert_eq!(
+            value(&settings, 0, "median_grok_epoch"),
+            Some(median),
+            "{rule}"
+        );
+        assert!(report.headline.contains(meaning), "{}", report.headline);
+        for table in ["settings.md", "best.md", "ttest.md"] {
+            let text = fs::read_to_string(dir.path().join("analysis").join(table)).unwrap();
+            let header = text.split("\n|").next().unwrap();
+            assert!(header.contains(meaning), "{rule}, {table}: {header}");
+        }
+    }
+}
+
 #[test]
 fn pareto_front_keeps_ties_and_drops_dominated_and_unqualified() {
     let dir = fixture(Options {
@@ -171,8 +213,8 @@ fn best_tables_compare_each_optimizer_with_adamw() {
         progress_json: true,
     });
     let by_task = AnalyzeOptions {
-        threshold: 0.95,
         group_by: vec!["task.op".to_string()],
+        ..AnalyzeOptions::default()
     };
     analyze(dir.path(), &by_task).unwrap();
     let best = read_csv(&dir.path().join("analysis/best.csv"));

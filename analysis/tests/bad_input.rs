@@ -44,7 +44,7 @@ fn threshold_outside_zero_one() {
             dir.path(),
             &AnalyzeOptions {
                 threshold,
-                group_by: Vec::new(),
+                ..AnalyzeOptions::default()
             },
         ));
         assert!(error.contains("threshold"), "{threshold}: {error}");
@@ -63,6 +63,7 @@ fn group_key_that_is_not_a_column_leaves_an_earlier_analysis_alone() {
     let opts = AnalyzeOptions {
         threshold: 0.9,
         group_by: vec!["model.hidden".into(), "model.widht".into()],
+        ..AnalyzeOptions::default()
     };
     let error = message(analyze(dir.path(), &opts));
     assert!(

@@ -12,8 +12,8 @@ use polars::prelude::*;
 
 use super::{font, panel_grid, render, short_name, Figure, OrPlotError};
 use crate::columns::*;
+use crate::grok_rule::GrokCriterion;
 use crate::staging::Staging;
-use crate::summary::epoch_meaning;
 use crate::tables::{format_number, format_value};
 
 /// Panels shown at most, to keep the figure readable.
@@ -48,7 +48,7 @@ pub(crate) fn draw(
     stage: &mut Staging,
     settings: &DataFrame,
     varying: &[String],
-    threshold: f64,
+    grok: GrokCriterion,
 ) -> Result<()> {
     let numbers = |name: &str| -> Result<Vec<Option<f64>>> {
         Ok(settings
@@ -104,7 +104,7 @@ pub(crate) fn draw(
         String::new()
     };
     let figure = Heatmap {
-        title: format!("Median epoch per learning rate × weight decay ({}); grey ×: not every seed got there{shown}", epoch_meaning(threshold)),
+        title: format!("Median epoch per learning rate × weight decay ({}); grey ×: not every seed got there{shown}", grok.meaning()),
         lrs,
         weight_decays,
         panels,

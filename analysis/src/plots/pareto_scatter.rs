@@ -8,9 +8,9 @@ use polars::prelude::*;
 
 use super::{font, padded_range, render, series_colour, Figure, OrPlotError, PARETO_RING_COLOUR};
 use crate::columns::*;
+use crate::grok_rule::GrokCriterion;
 use crate::settings::distinct_strings;
 use crate::staging::Staging;
-use crate::summary::epoch_meaning;
 use crate::tables::format_number;
 
 struct Point {
@@ -32,7 +32,7 @@ pub(crate) fn draw(
     stage: &mut Staging,
     settings: &DataFrame,
     front: &DataFrame,
-    threshold: f64,
+    grok: GrokCriterion,
 ) -> Result<()> {
     let tasks = distinct_strings(settings, TASK_OP)?;
     let qualified = settings
@@ -44,7 +44,7 @@ pub(crate) fn draw(
         points: points(&qualified, &tasks)?,
         front: points(front, &tasks)?,
         tasks,
-        x_label: format!("median epochs ({})", epoch_meaning(threshold)),
+        x_label: format!("median epochs ({})", grok.meaning()),
     };
     render(stage, "grok_vs_lipschitz", &figure)
 }
@@ -67,7 +67,10 @@ fn points(frame: &DataFrame, tasks: &[String]) -> Result<Vec<Point>> {
 
 impl Figure for ParetoScatter {
     fn size(&self) -> (u32, u32) {
-        (1000, 750)
+        // Wide enough for the x label, which names the grok rule (about 9 px per
+        // character at 16 pt), beside the y label area and margins.
+        let label_width = self.x_label.chars().count() as u32 * 9 + 140;
+        (label_width.max(1000), 750)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
