@@ -16,7 +16,7 @@ pub mod interrupt;
 pub mod kernels;
 pub mod lipschitz;
 pub mod metrics;
-pub mod model;
+pub mod models;
 pub mod optim;
 pub mod output;
 pub mod plan;

@@ -3,7 +3,7 @@
 
 use crate::config::{RunSpec, Stop};
 use crate::kernels::loss::{STAT_ACC, STAT_COLLAPSE, STAT_LOSS, STAT_ZERO_TERMS};
-use crate::model::{Model, Role};
+use crate::models::{Model, Role};
 use crate::state::{self, State, StateDict};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};

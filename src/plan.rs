@@ -1,7 +1,8 @@
 //! Grouping runs into stacks, and what each stack will cost: memory and FLOPs.
 
 use crate::config::{Precision, RunConfig, RunSpec, StackKey};
-use crate::model::Arch;
+use crate::models::mlp::MlpArch;
+use crate::models::Arch;
 
 /// Runs grouped by [`StackKey`], in the order their first run appears in the sweep.
 pub fn group_into_stacks(runs: Vec<RunSpec>) -> Vec<Vec<RunSpec>> {
@@ -23,7 +24,7 @@ pub fn group_into_stacks(runs: Vec<RunSpec>) -> Vec<Vec<RunSpec>> {
 /// Which pass trains a stack: their activations take memory differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
-    /// The CPU pass (`crate::cpu`): block buffers per thread, partial gradients per chunk.
+    /// The CPU pass (`crate::models::mlp::cpu`): block buffers per thread, partial gradients per chunk.
     Cpu,
     /// Tensor ops on groups of runs (other devices).
     Tensors,
@@ -137,8 +138,7 @@ fn bytes_per_value(precision: Precision) -> usize {
 /// keeps its activation memory from growing with R.
 pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
     const VALUES_PER_TENSOR: usize = 16 << 20;
-    let widest = arch.hidden.iter().copied().max().unwrap_or(1).max(arch.classes);
-    (VALUES_PER_TENSOR / (rows * widest).max(1)).max(1)
+    (VALUES_PER_TENSOR / (rows * arch.widest()).max(1)).max(1)
 }
 
 /// Estimated peak bytes of a stack of `runs` runs trained by `pass`.
@@ -158,7 +158,7 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 /// the backward pass's three temporaries of the widest layer: da, dz and the next layer's
 /// input) and a test pass (z and a, logits).
 pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
-    let arch = Arch::from_config(config);
+    let arch = MlpArch::from_config(config);
     let value = bytes_per_value(config.precision);
     let (n_train, n_test) = (config.n_train(), config.n_test());
     let (hidden_sum, classes): (usize, usize) = (arch.hidden.iter().sum(), arch.classes);
@@ -174,11 +174,11 @@ pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     let activations = match pass {
         Pass::Cpu => {
             let later_layers: usize = arch.linear_shapes().iter().skip(1).map(|(i, o)| i * o).sum();
-            n_train.div_ceil(crate::cpu::CHUNK_ROWS) * (table + later_layers) * runs.min(crate::cpu::RUNS_PER_WAVE)
+            n_train.div_ceil(crate::models::mlp::cpu::CHUNK_ROWS) * (table + later_layers) * runs.min(crate::models::mlp::cpu::RUNS_PER_WAVE)
         }
         Pass::Tensors => {
-            let train = n_train * (2 * hidden_sum + 3 * classes + 3 * widest) * runs_per_group(&arch, n_train).min(runs);
-            let test = n_test * (2 * hidden_sum + classes) * runs_per_group(&arch, n_test).min(runs);
+            let train = n_train * (2 * hidden_sum + 3 * classes + 3 * widest) * runs_per_group(&Arch::Mlp(arch.clone()), n_train).min(runs);
+            let test = n_test * (2 * hidden_sum + classes) * runs_per_group(&Arch::Mlp(arch.clone()), n_test).min(runs);
             train.max(test)
         }
     };
@@ -189,7 +189,7 @@ pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
 /// over the Linear layers (the first layer counted as if it were a dense matmul), plus
 /// 2·Σ(fan_in·fan_out)·N_train for the train evaluation a minibatch epoch adds.
 pub fn flops_per_run_epoch(config: &RunConfig) -> f64 {
-    let weights: usize = Arch::from_config(config).linear_shapes().iter().map(|(i, o)| i * o).sum();
+    let weights: usize = MlpArch::from_config(config).linear_shapes().iter().map(|(i, o)| i * o).sum();
     let (n_train, n_test) = (config.n_train(), config.n_test());
     let train_evaluation = if config.batch_size > 0 { n_train } else { 0 };
     2.0 * weights as f64 * (3 * n_train + n_test + train_evaluation) as f64

@@ -12,7 +12,7 @@
 use crate::config::{Loss, RunSpec, StackKey};
 use crate::data;
 use crate::metrics::{MetricRows, RunResult, RunTracker};
-use crate::model::{compute_dtype, Arch, Model};
+use crate::models::{compute_dtype, Arch, Model};
 use crate::lipschitz::PowerIteration;
 use crate::optim::{self, Optimizer, RunHyper};
 use crate::plan::{pick_runs, run_index};
@@ -31,7 +31,7 @@ pub struct Batch {
 impl Batch {
     fn new(runs: &[&data::Examples], arch: &Arch, device: &Device) -> Result<Batch> {
         let (r, n) = (runs.len(), runs.first().map_or(0, |e| e.len()));
-        let rows: Vec<u32> = runs.iter().flat_map(|e| arch.table_indices(e)).collect();
+        let rows: Vec<u32> = runs.iter().flat_map(|e| arch.inputs(e)).collect();
         let k = rows.len() / (r * n).max(1);
         let labels: Vec<u32> = runs.iter().flat_map(|e| e.labels.iter().copied()).collect();
         Ok(Batch { rows: Tensor::from_vec(rows, (r, n, k), device)?, labels: Tensor::from_vec(labels, (r, n), device)? })
@@ -84,7 +84,7 @@ impl Stack {
         let hyper = RunHyper::from_configs(runs.iter().map(|r| &r.config));
         let optimizer = optim::build(first.optimizer, &model, &hyper, first.ns_steps)?;
         let lipschitz = if first.lipschitz {
-            let fan_ins: Vec<usize> = arch.linear_shapes().iter().map(|&(fan_in, _)| fan_in).collect();
+            let fan_ins: Vec<usize> = model.spectral_weights().iter().map(|w| w.dim(1)).collect::<candle_core::Result<_>>()?;
             Some(PowerIteration::new(&seeds, &fan_ins, first.power_iters, dtype, device)?)
         } else {
             None
@@ -117,7 +117,7 @@ impl Stack {
         let (stats, grads) = self.model.train_pass(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group)?; // [R, 4], one per param
         self.optimizer.step(&mut self.model, &grads, &self.hyper.lr_scale(self.steps + 1))?;
         if let Some(power) = &mut self.lipschitz {
-            power.update(&self.model.linear_weights())?;
+            power.update(&self.model.spectral_weights())?;
         }
         self.steps += 1;
         Ok(stats)
@@ -275,7 +275,7 @@ impl Training {
             .collect::<Result<Vec<_>>>()?;
         let mut stack = Stack::new(active_runs, device)?;
         let mut tracker = RunTracker::new(&runs, &stack.model);
-        let n_spectral = if stack.lipschitz.is_some() { stack.model.linear_weights().len() } else { 0 };
+        let n_spectral = if stack.lipschitz.is_some() { stack.model.spectral_weights().len() } else { 0 };
         tracker.load_state(saved, stack.model.params.len(), n_spectral)?;
         for param in &mut stack.model.params {
             param.value = state::restore_like(saved, &format!("model.{}", param.name), &param.value)?;

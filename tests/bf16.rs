@@ -21,7 +21,7 @@ fn one_pure_bf16_step_equals_rounded_f32() {
     let (p, lr, wd) = (7usize, 0.01, 1.0);
     let runs = common::runs(common::TINY, &["model.input=two_hot", "model.hidden=[6]", "model.activation=relu", "train.dtype=bf16", "train.all_reg=true"]);
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
-    let (w0, w1) = (stack.model.linear(0).clone(), stack.model.linear(1).clone()); // [R, 2p, 6], [R, 6, p]
+    let (w0, w1) = (stack.model.mlp().unwrap().linear(0).clone(), stack.model.mlp().unwrap().linear(1).clone()); // [R, 2p, 6], [R, 6, p]
     assert!(bf16_representable(&w0) && bf16_representable(&w1), "bf16 weights are stored rounded");
     let rows = stack.train.rows.clone(); // [R, N, 2]
     let labels = stack.train.labels.clone(); // [R, N]
@@ -69,7 +69,7 @@ fn one_pure_bf16_step_equals_rounded_f32() {
 
     stack.step().unwrap();
     for (layer, want) in expected.iter().enumerate() {
-        let got = stack.model.linear(layer);
+        let got = stack.model.mlp().unwrap().linear(layer);
         assert!(bf16_representable(got), "layer {layer}: weights after the step are bf16");
         let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
         let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();

@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use grokstack::kernels::adamw::{reference, step, AdamHyper};
-use grokstack::model::{Arch, Model, Role};
+use grokstack::models::{Arch, Model, Role};
 use grokstack::optim::{adamw::AdamW, Optimizer, RunHyper};
 
 fn hyper() -> AdamHyper {

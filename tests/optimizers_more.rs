@@ -122,7 +122,7 @@ fn one_newton_schulz_step_matches_a_hand_computation() {
 /// (name, muon, always decayed) of every parameter of a 3-layer MLP with `input`.
 fn groups(input: &str) -> Vec<(String, bool, bool)> {
     let runs = common::runs(common::TINY, &[&format!("model.input={input}"), "model.hidden=[5, 4]"]);
-    let model = grokstack::model::Model::init(&grokstack::model::Arch::from_config(&runs[0].config), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
+    let model = grokstack::models::Model::init(&grokstack::models::Arch::from_config(&runs[0].config), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
     model.params.iter().map(|p| (p.name.clone(), p.group.muon, p.group.always_decayed)).collect()
 }
 
@@ -139,12 +139,12 @@ fn one_muon_step_matches_a_hand_computation() {
     //   b = (1 − μ)·g;  u = (1 − μ)·g + μ·b;  p ← p·(1 − lr·wd) − lr·√max(1, out/in)·NS(u)
     let runs = common::runs(common::TINY, &["train.optimizer=muon", "train.dtype=f64", "train.lr=0.02", "train.weight_decay=0.5", "train.muon_momentum=0.9"]);
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
-    let before = stack.model.linear(1).clone(); // hidden [5, 4]
+    let before = stack.model.mlp().unwrap().linear(1).clone(); // hidden [5, 4]
     let (logits, cache) = stack.model.forward(&stack.train.rows, true).unwrap();
     let dlogits = grokstack::kernels::loss::grad(grokstack::config::Loss::Softmax, &logits, &stack.train.labels).unwrap();
     let grad = stack.model.backward(&stack.train.rows, &cache, &dlogits).unwrap()[2].clone();
     stack.step().unwrap();
-    let after = stack.model.linear(1).clone();
+    let after = stack.model.mlp().unwrap().linear(1).clone();
     let u = ((&grad * 0.1).unwrap() + (&grad * (0.1 * 0.9)).unwrap()).unwrap();
     let expected = ((before * (1.0 - 0.02 * 0.5)).unwrap() - (newton_schulz(&u, 5).unwrap() * 0.02).unwrap()).unwrap(); // out/in = 4/5 < 1
     let diff = common::max_rel_diff(&flat(&after).concat(), &flat(&expected).concat());
@@ -160,15 +160,15 @@ fn sgd_step_matches_a_hand_computation() {
         let d = grokstack::kernels::loss::grad(grokstack::config::Loss::Softmax, &logits, &stack.train.labels).unwrap();
         stack.model.backward(&stack.train.rows, &cache, &d).unwrap()[3].clone() // output layer (decayed)
     };
-    let (p0, g0) = (stack.model.linear(2).clone(), grad_of(&stack));
+    let (p0, g0) = (stack.model.mlp().unwrap().linear(2).clone(), grad_of(&stack));
     stack.step().unwrap();
-    let (p1, g1) = (stack.model.linear(2).clone(), grad_of(&stack));
+    let (p1, g1) = (stack.model.mlp().unwrap().linear(2).clone(), grad_of(&stack));
     stack.step().unwrap();
     // b₁ = g₀; p₁ = p₀·(1 − 0.05) − 0.1·g₀;  b₂ = 0.5·g₀ + g₁; p₂ = p₁·0.95 − 0.1·b₂
     let p1_hand = ((&p0 * 0.95).unwrap() - (&g0 * 0.1).unwrap()).unwrap();
     let p2_hand = ((&p1 * 0.95).unwrap() - (((&g0 * 0.5).unwrap() + &g1).unwrap() * 0.1).unwrap()).unwrap();
     assert!(common::max_rel_diff(&flat(&p1).concat(), &flat(&p1_hand).concat()) < 1e-12);
-    assert!(common::max_rel_diff(&flat(stack.model.linear(2)).concat(), &flat(&p2_hand).concat()) < 1e-12);
+    assert!(common::max_rel_diff(&flat(stack.model.mlp().unwrap().linear(2)).concat(), &flat(&p2_hand).concat()) < 1e-12);
 }
 
 fn rows_of(rows: &[MetricRow], run_id: usize) -> Vec<Vec<f64>> {

@@ -2,7 +2,7 @@
 //! bf16 rounding and the AdamW update.
 //!
 //! Activations, losses and the gather come in two forms side by side: functions on slices,
-//! which the CPU pass (`crate::cpu`) calls on one block of rows at a time, and functions on
+//! which the CPU passes (`crate::models::mlp::cpu`) call on one block of rows at a time, and functions on
 //! whole `[R, N, H]` tensors written with candle ops, which other devices run and which the
 //! tests compare the CPU pass against.
 

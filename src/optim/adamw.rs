@@ -3,7 +3,7 @@
 
 use super::{orthogonal::orthogonal_grad, scale_each, Optimizer, RunHyper};
 use crate::kernels::adamw::{step, AdamHyper};
-use crate::model::Model;
+use crate::models::Model;
 use crate::state::{self, State, StateDict};
 use anyhow::Result;
 use candle_core::Tensor;

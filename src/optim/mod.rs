@@ -7,7 +7,7 @@ pub mod orthogonal;
 pub mod sgd;
 
 use crate::config::{Optimizer as Kind, RunConfig};
-use crate::model::{Group, Model};
+use crate::models::{Group, Model};
 use crate::state::{restore_like, State, StateDict};
 use anyhow::Result;
 use candle_core::Tensor;

@@ -9,7 +9,7 @@ use super::{adamw::AdamW, load_optional, optional_state, per_run, select_state, 
 use crate::state::{State, StateDict};
 use crate::cpu::matmul::{matmul, Layout};
 use crate::kernels::Real;
-use crate::model::Model;
+use crate::models::Model;
 use anyhow::Result;
 use candle_core::{Tensor, D};
 use rayon::prelude::*;

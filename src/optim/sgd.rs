@@ -3,7 +3,7 @@
 
 use super::{load_optional, optional_state, per_run, select_state, Optimizer, RunHyper};
 use crate::state::{self, State, StateDict};
-use crate::model::Model;
+use crate::models::Model;
 use anyhow::Result;
 use candle_core::Tensor;
 

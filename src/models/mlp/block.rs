@@ -7,7 +7,7 @@
 //!   output:       logits = α · a_{k−1} · W_k        W_k [H_{k−1}, C] → [B, C]
 //! Values are rounded to bf16 where the tensor path stores them (see `kernels::round`).
 
-use super::matmul::{matmul, Layout};
+use crate::cpu::matmul::{matmul, Layout};
 use crate::config::{Activation, Loss};
 use crate::kernels::loss::{self, N_STATS};
 use crate::kernels::round::round_slice;

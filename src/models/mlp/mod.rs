@@ -1,4 +1,5 @@
-//! The stacked bias-free MLP: every weight is `[R, fan_in, fan_out]` and every layer is one
+//! The stacked bias-free MLP on tensors (what a GPU runs, and the reference of the CPU pass in
+//! `cpu.rs` / `block.rs`): every weight is `[R, fan_in, fan_out]` and every layer is one
 //! batched matmul over the R runs. Forward and backward are written side by side.
 //!
 //! Shapes: R runs, N rows, V table rows, C classes, d embedding width, H_i hidden widths.
@@ -10,48 +11,17 @@
 //! one row each of a `[2p, H₀]` table, a bit string picks the rows of its set bits of W₀
 //! `[n, H₀]` (its 0/1 vector times W₀). Either way the layer is a gather, never a matmul.
 
-use crate::config::{Activation, Input, Loss, Precision, RunConfig};
+pub mod block;
+pub mod cpu;
+
+use super::{compute_dtype, Group, Model, Param, Role};
+use crate::config::{Activation, Input, Precision, RunConfig};
 use crate::data::Examples;
 use crate::kernels::round::Storage;
-use crate::kernels::{activation, gather, loss};
+use crate::kernels::{activation, gather};
 use crate::rng::{Rng, Stream};
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
-
-/// What a parameter is, which decides its optimizer group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// The shared embedding table `[R, p, d]`.
-    Embedding,
-    /// Linear layer `index`; `last` is the output layer.
-    Linear { index: usize, last: bool },
-}
-
-/// How the optimizers treat a parameter, decided by the model that owns it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Group {
-    /// Decayed (and projected by ⊥AdamW) in every run; otherwise only in runs with `all_reg`.
-    pub always_decayed: bool,
-    /// A hidden 2-D matrix whose update Muon orthogonalizes; the others take AdamW at
-    /// `muon_adam_lr` under Muon (Jordan's rule).
-    pub muon: bool,
-}
-
-impl Group {
-    /// Whether a run with `all_reg` decays this parameter.
-    pub fn decayed(self, all_reg: bool) -> bool {
-        self.always_decayed || all_reg
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Param {
-    /// PyTorch-style name: `embedding.weight`, `layers.0.weight`, …
-    pub name: String,
-    pub role: Role,
-    pub group: Group,
-    pub value: Tensor,
-}
+use candle_core::{Device, Tensor};
 
 /// What a row's symbols are, which decides the first layer's table.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -72,9 +42,9 @@ impl Symbols {
     }
 }
 
-/// The shapes and code path shared by every run of a stack.
+/// The shapes and code path shared by every run of an MLP stack.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Arch {
+pub struct MlpArch {
     pub symbols: Symbols,
     pub classes: usize,
     pub input: Input,
@@ -84,10 +54,10 @@ pub struct Arch {
     pub alpha: f64,
 }
 
-impl Arch {
-    pub fn from_config(c: &RunConfig) -> Arch {
+impl MlpArch {
+    pub fn from_config(c: &RunConfig) -> MlpArch {
         let symbols = if c.op.is_bits() { Symbols::Bits { n: c.n_bits() } } else { Symbols::Operands { p: c.p } };
-        Arch { symbols, classes: c.classes(), input: c.input, embed_dim: c.embed_dim, hidden: c.hidden.clone(), activation: c.activation, alpha: c.alpha }
+        MlpArch { symbols, classes: c.classes(), input: c.input, embed_dim: c.embed_dim, hidden: c.hidden.clone(), activation: c.activation, alpha: c.alpha }
     }
 
     /// Rows V of the first layer's table.
@@ -129,28 +99,6 @@ impl Arch {
     }
 }
 
-/// The parameters of a stack of runs.
-#[derive(Clone, Debug)]
-pub struct Model {
-    pub arch: Arch,
-    pub params: Vec<Param>,
-    /// Where values are rounded to bf16 (nowhere in f32 and f64).
-    pub storage: Storage,
-}
-
-/// Groups of runs joined back along the run axis (no copy for a single group).
-fn cat_runs(mut parts: Vec<Tensor>) -> Result<Tensor> {
-    Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? })
-}
-
-/// The dtype tensors live in: bf16 runs compute in f32 on the CPU and round where they store.
-pub fn compute_dtype(precision: Precision) -> DType {
-    match precision {
-        Precision::F64 => DType::F64,
-        Precision::F32 | Precision::Bf16 | Precision::Bf16Mixed => DType::F32,
-    }
-}
-
 /// What the backward pass needs from the forward pass (empty after an evaluation pass).
 pub struct Cache {
     /// act'(z_i) `[R, N, H_i]`, computed with the activation in the forward pass.
@@ -159,10 +107,9 @@ pub struct Cache {
     post: Vec<Tensor>,
 }
 
-impl Model {
-    /// PyTorch's initialization, per run from its own seed: Embedding N(0, 1),
-    /// Linear U(−1/√fan_in, 1/√fan_in).
-    pub fn init(arch: &Arch, seeds: &[u64], precision: Precision, device: &Device) -> Result<Model> {
+/// PyTorch's initialization, per run from its own seed: Embedding N(0, 1),
+/// Linear U(−1/√fan_in, 1/√fan_in). The parameters in the order every gradient list follows.
+pub fn init(arch: &MlpArch, seeds: &[u64], precision: Precision, device: &Device) -> Result<Vec<Param>> {
         let dtype = compute_dtype(precision);
         let storage = Storage::of(precision);
         let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Init)).collect();
@@ -196,34 +143,28 @@ impl Model {
                 value: storage.state(Tensor::from_vec(data, (r, fan_in, fan_out), device)?.to_dtype(dtype)?)?,
             });
         }
-        Ok(Model { arch: arch.clone(), params, storage })
-    }
+        Ok(params)
+}
 
-    pub fn runs(&self) -> usize {
-        self.params[0].value.dims()[0]
-    }
+/// An MLP stack: its shapes and its parameters.
+pub struct Mlp<'a> {
+    pub arch: &'a MlpArch,
+    pub model: &'a Model,
+}
 
-    fn embedding(&self) -> Option<&Tensor> {
-        self.params.iter().find(|p| p.role == Role::Embedding).map(|p| &p.value)
-    }
-
-    /// A weight as the matmuls see it: mixed bf16 rounds the f32 master copy at use.
-    pub(crate) fn compute_copy(&self, weight: &Tensor) -> Result<Tensor> {
-        if self.storage.bf16_compute && !self.storage.bf16_state {
-            self.storage.compute(weight.clone())
-        } else {
-            Ok(weight.clone())
-        }
+impl<'a> Mlp<'a> {
+    fn embedding(&self) -> Option<&'a Tensor> {
+        self.model.params.iter().find(|p| p.role == Role::Embedding).map(|p| &p.value)
     }
 
     /// Weight of Linear layer `index`, `[R, fan_in, fan_out]`.
-    pub fn linear(&self, index: usize) -> &Tensor {
+    pub fn linear(&self, index: usize) -> &'a Tensor {
         let offset = usize::from(self.embedding().is_some());
-        &self.params[offset + index].value
+        &self.model.params[offset + index].value
     }
 
     /// Every Linear weight, first to last.
-    pub fn linear_weights(&self) -> Vec<&Tensor> {
+    pub fn linear_weights(&self) -> Vec<&'a Tensor> {
         (0..self.n_linear()).map(|i| self.linear(i)).collect()
     }
 
@@ -235,11 +176,11 @@ impl Model {
     /// itself; with an embedding, rows 0..p answer operand a and rows p..2p operand b: it is
     /// [E·W₀ₐ ; E·W₀ᵦ], where W₀ₐ, W₀ᵦ are the halves of W₀ that see each operand.
     pub(crate) fn first_table(&self) -> Result<Tensor> {
-        let w0 = self.compute_copy(self.linear(0))?;
+        let w0 = self.model.compute_copy(self.linear(0))?;
         match self.embedding() {
             None => Ok(w0),
             Some(e) => {
-                let e = self.compute_copy(e)?;
+                let e = self.model.compute_copy(e)?;
                 let d = self.arch.embed_dim;
                 let w_a = w0.narrow(1, 0, d)?.contiguous()?; // [R, d, H₀]
                 let w_b = w0.narrow(1, d, d)?.contiguous()?;
@@ -251,7 +192,7 @@ impl Model {
     /// Forward pass on table indices `[R, N, K]` → logits `[R, N, C]`, and with `for_backward` the
     /// cache the backward pass needs.
     pub fn forward(&self, rows: &Tensor, for_backward: bool) -> Result<(Tensor, Cache)> {
-        let store = |t: Tensor| self.storage.compute(t);
+        let store = |t: Tensor| self.model.storage.compute(t);
         let mut z = store(gather::gather_sum(&self.first_table()?, rows)?)?; // z₀ [R, N, H₀]
         let mut cache = Cache { derivative: Vec::new(), post: Vec::new() };
         for index in 1..self.n_linear() {
@@ -262,7 +203,7 @@ impl Model {
             } else {
                 store(activation::forward(self.arch.activation, &z)?)?
             };
-            z = store(a.matmul(&self.compute_copy(self.linear(index))?)?)?; // [R, N, H_i] (or logits [R, N, p])
+            z = store(a.matmul(&self.model.compute_copy(self.linear(index))?)?)?; // [R, N, H_i] (or logits [R, N, p])
             if for_backward {
                 cache.post.push(a);
             }
@@ -279,11 +220,11 @@ impl Model {
     pub fn backward(&self, rows: &Tensor, cache: &Cache, dlogits: &Tensor) -> Result<Vec<Tensor>> {
         let k = self.n_linear() - 1; // index of the output layer
         let mut linear_grads: Vec<Option<Tensor>> = vec![None; k + 1];
-        let store = |t: Tensor| self.storage.compute(t);
+        let store = |t: Tensor| self.model.storage.compute(t);
         let mut dout = if self.arch.alpha != 1.0 { store((dlogits * self.arch.alpha)?)? } else { dlogits.clone() }; // [R, N, out]
         for index in (1..=k).rev() {
             let a_in = &cache.post[index - 1]; // [R, N, H_in]
-            let w = self.compute_copy(self.linear(index))?; // [R, H_in, H_out]
+            let w = self.model.compute_copy(self.linear(index))?; // [R, H_in, H_out]
             linear_grads[index] = Some(store(a_in.t()?.matmul(&dout)?)?); // dW = aᵀ·dout  [R, H_in, H_out]
             let da = store(dout.matmul(&w.t()?)?)?; // da = dout·Wᵀ  [R, N, H_in]
             dout = store((da * &cache.derivative[index - 1])?)?; // dz = da ⊙ act'(z)  [R, N, H_in]
@@ -297,14 +238,14 @@ impl Model {
     /// Every parameter's gradient in the order of `self.params`, from the lookup table's
     /// gradient `[R, V, H₀]` and those of Linear layers 1..=k.
     pub(crate) fn grads_in_order(&self, d_table: &Tensor, later_layers: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let store = |t: Tensor| self.storage.compute(t);
+        let store = |t: Tensor| self.model.storage.compute(t);
         let p = self.arch.embedding_rows();
-        let mut grads = Vec::with_capacity(self.params.len());
+        let mut grads = Vec::with_capacity(self.model.params.len());
         match self.embedding() {
             None => grads.push(store(d_table.clone())?),
             Some(e) => {
                 let d = self.arch.embed_dim;
-                let (e, w0) = (self.compute_copy(e)?, self.compute_copy(self.linear(0))?);
+                let (e, w0) = (self.model.compute_copy(e)?, self.model.compute_copy(self.linear(0))?);
                 let (dt_a, dt_b) = (d_table.narrow(1, 0, p)?, d_table.narrow(1, p, p)?); // [R, p, H₀]
                 let (w_a, w_b) = (w0.narrow(1, 0, d)?, w0.narrow(1, d, d)?); // [R, d, H₀]
                 let e_t = e.t()?; // [R, d, p]
@@ -314,82 +255,5 @@ impl Model {
         }
         grads.extend(later_layers);
         Ok(grads)
-    }
-
-    /// The runs at `start..start + len` as a model of their own (views, no copies).
-    pub fn narrow_runs(&self, start: usize, len: usize) -> Result<Model> {
-        let params = self
-            .params
-            .iter()
-            .map(|p| Ok(Param { value: p.value.narrow(0, start, len)?, ..p.clone() }))
-            .collect::<Result<_>>()?;
-        Ok(Model { arch: self.arch.clone(), params, storage: self.storage })
-    }
-
-    /// Runs per group in a pass over `rows` examples (see [`crate::plan::runs_per_group`]).
-    pub fn runs_per_group(&self, rows: usize) -> usize {
-        crate::plan::runs_per_group(&self.arch, rows)
-    }
-
-    /// Loss statistics `[R, 4]` of the current weights (before the update) and the gradient of
-    /// every parameter: the CPU pass on the CPU, else the tensor ops `group` runs at a time.
-    pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
-        if crate::cpu::applies(self) {
-            crate::cpu::train_pass(self, rows, labels, loss_kind, loss_bf16)
-        } else {
-            self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group)
-        }
-    }
-
-    /// [`Model::train_pass`] with candle ops on `[G, N, H]` tensors, `group` runs at a time.
-    pub fn train_pass_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
-        let runs = self.runs();
-        let mut stats = Vec::new();
-        let mut grads: Vec<Vec<Tensor>> = vec![Vec::new(); self.params.len()];
-        for start in (0..runs).step_by(group.max(1)) {
-            let len = group.min(runs - start);
-            let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
-            let (rows, labels) = (rows.narrow(0, start, len)?, labels.narrow(0, start, len)?);
-            let (logits, cache) = part.forward(&rows, true)?; // [G, N, C]
-            stats.push(loss::stats(loss_kind, &logits, &labels, loss_bf16)?); // [G, 4]
-            let dlogits = self.storage.compute(loss::grad(loss_kind, &logits, &labels)?)?; // [G, N, C]
-            for (all, g) in grads.iter_mut().zip(part.backward(&rows, &cache, &dlogits)?) {
-                all.push(g);
-            }
-        }
-        Ok((cat_runs(stats)?, grads.into_iter().map(cat_runs).collect::<Result<_>>()?))
-    }
-
-    /// Loss statistics `[R, 4]` on `rows` (no backward pass): the CPU pass on the CPU, else the
-    /// tensor ops `group` runs at a time.
-    pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
-        if crate::cpu::applies(self) {
-            crate::cpu::evaluate(self, rows, labels, loss_kind, loss_bf16)
-        } else {
-            self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group)
-        }
-    }
-
-    /// [`Model::evaluate`] with candle ops on `[G, N, H]` tensors, `group` runs at a time.
-    pub fn evaluate_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
-        let runs = self.runs();
-        let mut stats = Vec::new();
-        for start in (0..runs).step_by(group.max(1)) {
-            let len = group.min(runs - start);
-            let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
-            let (logits, _) = part.forward(&rows.narrow(0, start, len)?, false)?;
-            stats.push(loss::stats(loss_kind, &logits, &labels.narrow(0, start, len)?, loss_bf16)?);
-        }
-        cat_runs(stats)
-    }
-
-    /// Per-run L2 norm of every parameter, `[R, n_params]` f64.
-    pub fn param_norms(&self) -> Result<Tensor> {
-        let norms = self
-            .params
-            .iter()
-            .map(|p| Ok(p.value.to_dtype(DType::F64)?.sqr()?.flatten_from(1)?.sum_keepdim(1)?.sqrt()?))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::cat(&norms, 1)?)
     }
 }

@@ -1,0 +1,155 @@
+//! The MLP's training and evaluation passes on the CPU: one task per chunk of one run's rows.
+//!
+//! The tensor path (`Model::train_pass_tensors`) runs each op over a whole `[R, N, H]` tensor,
+//! so every activation streams through main memory several times per layer. Here a task
+//! carries a chunk of one run's rows through the whole network, block by block
+//! ([`block::Net`]): a block's activations stay in the core's cache, the elementwise work
+//! happens in loops over the block, and each matmul is a single-threaded GEMM on one run's
+//! weights while rayon spreads the tasks over the cores.
+//!
+//! Chunks have a fixed size and their partial gradients are summed in a fixed order, so the
+//! arithmetic of a run does not depend on the stack it is in, nor on the number of threads.
+
+use crate::config::Loss;
+use crate::dispatch_real;
+use crate::kernels::loss::N_STATS;
+use crate::kernels::cpu_view;
+use super::block::{Buffers, Grads, Net};
+use super::Mlp;
+use crate::cpu::pool::{self, Pooled};
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+/// Rows of one task: the unit of parallelism, and of the partial gradient sums.
+pub const CHUNK_ROWS: usize = 1024;
+/// Rows carried through the network at once: their activations stay in cache.
+pub const BLOCK_ROWS: usize = 128;
+/// Runs whose chunks are in flight at once: bounds the partial gradients' memory.
+pub const RUNS_PER_WAVE: usize = 64;
+
+/// Loss statistics `[R, 4]` of the current weights on `rows` `[R, N, K]` / `labels` `[R, N]`,
+/// and the gradient of every parameter (see `crate::models::Model::train_pass`).
+pub fn train_pass(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<(Tensor, Vec<Tensor>)> {
+    let inputs = Inputs::new(mlp, rows, labels)?;
+    let (stats, grads) = dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, true))?;
+    let mut grads = grads.into_iter();
+    let d_table = grads.next().ok_or_else(|| anyhow::anyhow!("internal: no table gradient"))?;
+    let later = grads.map(|g| mlp.model.storage.compute(g)).collect::<Result<Vec<_>>>()?;
+    Ok((stats, mlp.grads_in_order(&d_table, later)?))
+}
+
+/// Loss statistics `[R, 4]` of the current weights on `rows` / `labels` (no backward pass).
+pub fn evaluate(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<Tensor> {
+    let inputs = Inputs::new(mlp, rows, labels)?;
+    Ok(dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, false))?.0)
+}
+
+/// The tensors a pass reads, made contiguous once.
+struct Inputs {
+    /// The first layer's lookup table `[R, V, H₀]`.
+    table: Tensor,
+    /// Linear layers 1..=k as the matmuls see them, `[R, H_{i−1}, H_i]`.
+    weights: Vec<Tensor>,
+    rows: Tensor,
+    labels: Tensor,
+}
+
+impl Inputs {
+    fn new(mlp: &Mlp, rows: &Tensor, labels: &Tensor) -> Result<Inputs> {
+        let weights = (1..mlp.n_linear()).map(|i| Ok(mlp.model.compute_copy(mlp.linear(i))?.contiguous()?)).collect::<Result<_>>()?;
+        Ok(Inputs { table: mlp.first_table()?.contiguous()?, weights, rows: rows.contiguous()?, labels: labels.contiguous()? })
+    }
+}
+
+/// Statistics `[R, 4]` and, when `training`, the summed gradients: the table's `[R, V, H₀]`,
+/// then dW_i `[R, H_{i−1}, H_i]` for i = 1..=k.
+fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool) -> Result<(Tensor, Vec<Tensor>)> {
+    let (runs, n, k) = inputs.rows.dims3()?;
+    if n == 0 {
+        bail!("a pass over no rows");
+    }
+    let arch = mlp.arch;
+    let views = [&inputs.table, &inputs.rows, &inputs.labels].into_iter().chain(&inputs.weights).map(cpu_view).collect::<Result<Vec<_>>>()?;
+    let (table, rows, labels) = (views[0].slice::<T>()?, views[1].slice::<u32>()?, views[2].slice::<u32>()?);
+    let weights = views[3..].iter().map(|v| v.slice::<T>()).collect::<Result<Vec<_>>>()?;
+    let table_len = table.len() / runs;
+    let net = |run: usize| Net {
+        classes: arch.classes,
+        row_width: k,
+        hidden: &arch.hidden,
+        activation: arch.activation,
+        alpha: T::from(arch.alpha).unwrap_or_else(T::one),
+        loss,
+        loss_bf16,
+        bf16: mlp.model.storage.bf16_compute,
+        table: &table[run * table_len..][..table_len],
+        weights: weights.iter().map(|w| &w[run * w.len() / runs..][..w.len() / runs]).collect(),
+    };
+    let scale = T::one() / T::from(n).unwrap_or_else(T::one);
+    let chunks_per_run = n.div_ceil(CHUNK_ROWS);
+
+    let mut shapes = vec![(arch.table_rows(), arch.hidden[0])];
+    shapes.extend(arch.linear_shapes().into_iter().skip(1));
+    // The summed gradients of all runs, `[R, rows, cols]` per parameter slot.
+    let mut stacked: Vec<Vec<T>> = if training { shapes.iter().map(|&(r, c)| Vec::with_capacity(runs * r * c)).collect() } else { Vec::new() };
+    let mut means = Vec::with_capacity(runs * N_STATS);
+
+    // Runs a wave at a time, so that the chunks' partial gradients exist for one wave only.
+    for wave_start in (0..runs).step_by(RUNS_PER_WAVE) {
+        let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
+        // One task per (run, chunk), in run-major order.
+        let mut partials: Vec<([f64; N_STATS], Option<Grads<T>>)> = (0..wave_runs * chunks_per_run)
+            .into_par_iter()
+            .map(|task| {
+                let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
+                let net = net(run);
+                let (start, end) = (chunk * CHUNK_ROWS, ((chunk + 1) * CHUNK_ROWS).min(n));
+                let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
+                let mut grads = training.then(|| pool::take(&net.grad_lengths()));
+                let mut sums = [0.0; N_STATS];
+                for block in (start..end).step_by(BLOCK_ROWS) {
+                    let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(end));
+                    let indices = &rows[k * rows_here.start..k * rows_here.end];
+                    net.forward(indices, &mut buf, training);
+                    let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
+                    sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
+                    if let Some(grads) = &mut grads {
+                        net.backward(indices, &mut buf, grads);
+                    }
+                }
+                pool::give_back([buf.into_set()], usize::MAX);
+                (sums, grads)
+            })
+            .collect();
+
+        // Each run's chunks summed in chunk order, into its first chunk.
+        partials.par_chunks_mut(chunks_per_run).for_each(|chunks| {
+            let (first, rest) = chunks.split_first_mut().expect("chunks_per_run ≥ 1");
+            for (chunk_sums, chunk_grads) in rest.iter() {
+                first.0.iter_mut().zip(chunk_sums).for_each(|(s, v)| *s += v);
+                if let (Some(total), Some(part)) = (&mut first.1, chunk_grads) {
+                    for (t, g) in total.iter_mut().zip(part) {
+                        t.iter_mut().zip(g).for_each(|(t, &g)| *t = *t + g);
+                    }
+                }
+            }
+        });
+        for run_chunks in partials.chunks(chunks_per_run) {
+            means.extend(run_chunks[0].0.map(|s| s / n as f64));
+            if let Some(run_grads) = &run_chunks[0].1 {
+                stacked.iter_mut().zip(run_grads).for_each(|(all, g)| all.extend_from_slice(g));
+            }
+        }
+        let keep = wave_runs * chunks_per_run + 2 * rayon::current_num_threads();
+        pool::give_back(partials.into_iter().filter_map(|(_, g)| g), keep);
+    }
+
+    let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
+    let grads = stacked
+        .into_iter()
+        .zip(&shapes)
+        .map(|(values, &(rows_of, cols))| Ok(Tensor::from_vec(values, (runs, rows_of, cols), &Device::Cpu)?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((stats, grads))
+}

@@ -1,0 +1,230 @@
+//! What every model kind offers the rest of the program: its parameters with their roles and
+//! optimizer groups, a training pass (loss statistics and every gradient) and an evaluation
+//! pass over a stack, and its inputs from a task's rows. The trainer, the optimizers,
+//! checkpoints and export see only [`Model`]; each kind's math lives in its own module.
+//!
+//! Every pass has two paths: the kind's CPU pass on the CPU (f32/f64), and candle ops over
+//! whole tensors elsewhere, a group of runs at a time (what a GPU runs, and the reference the
+//! tests compare the CPU pass against).
+
+pub mod mlp;
+
+use crate::config::{Loss, Precision, RunConfig};
+use crate::data::Examples;
+use crate::kernels::loss;
+use crate::kernels::round::Storage;
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use mlp::{Mlp, MlpArch};
+
+/// What a parameter is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The shared embedding table `[R, p, d]`.
+    Embedding,
+    /// Linear layer `index`; `last` is the output layer.
+    Linear { index: usize, last: bool },
+}
+
+/// How the optimizers treat a parameter, decided by the model that owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// Decayed (and projected by ⊥AdamW) in every run; otherwise only in runs with `all_reg`.
+    pub always_decayed: bool,
+    /// A hidden 2-D matrix whose update Muon orthogonalizes; the others take AdamW at
+    /// `muon_adam_lr` under Muon (Jordan's rule).
+    pub muon: bool,
+}
+
+impl Group {
+    /// Whether a run with `all_reg` decays this parameter.
+    pub fn decayed(self, all_reg: bool) -> bool {
+        self.always_decayed || all_reg
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// PyTorch-style name: `embedding.weight`, `layers.0.weight`, …
+    pub name: String,
+    pub role: Role,
+    pub group: Group,
+    pub value: Tensor,
+}
+
+/// The shapes shared by every run of a stack, per model kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arch {
+    Mlp(MlpArch),
+}
+
+impl Arch {
+    pub fn from_config(c: &RunConfig) -> Arch {
+        Arch::Mlp(MlpArch::from_config(c))
+    }
+
+    /// The model's input `[N, K]` (flattened) for the rows of `examples`.
+    pub fn inputs(&self, examples: &Examples) -> Vec<u32> {
+        match self {
+            Arch::Mlp(arch) => arch.table_indices(examples),
+        }
+    }
+
+    /// The widest activation of a row (which sizes the groups of the tensor path).
+    pub fn widest(&self) -> usize {
+        match self {
+            Arch::Mlp(arch) => arch.hidden.iter().copied().max().unwrap_or(1).max(arch.classes),
+        }
+    }
+}
+
+/// The parameters of a stack of runs.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub arch: Arch,
+    pub params: Vec<Param>,
+    /// Where values are rounded to bf16 (nowhere in f32 and f64).
+    pub storage: Storage,
+}
+
+/// What a kind's backward pass needs from its forward pass on the tensor path.
+pub enum Cache {
+    Mlp(mlp::Cache),
+}
+
+/// The dtype tensors live in: bf16 runs compute in f32 on the CPU and round where they store.
+pub fn compute_dtype(precision: Precision) -> DType {
+    match precision {
+        Precision::F64 => DType::F64,
+        Precision::F32 | Precision::Bf16 | Precision::Bf16Mixed => DType::F32,
+    }
+}
+
+/// Groups of runs joined back along the run axis (no copy for a single group).
+fn cat_runs(mut parts: Vec<Tensor>) -> Result<Tensor> {
+    Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? })
+}
+
+impl Model {
+    /// Every run's initial parameters, each from its own seed.
+    pub fn init(arch: &Arch, seeds: &[u64], precision: Precision, device: &Device) -> Result<Model> {
+        let params = match arch {
+            Arch::Mlp(mlp) => mlp::init(mlp, seeds, precision, device)?,
+        };
+        Ok(Model { arch: arch.clone(), params, storage: Storage::of(precision) })
+    }
+
+    pub fn runs(&self) -> usize {
+        self.params[0].value.dims()[0]
+    }
+
+    /// The MLP view of an MLP stack.
+    pub fn mlp(&self) -> Option<Mlp<'_>> {
+        match &self.arch {
+            Arch::Mlp(arch) => Some(Mlp { arch, model: self }),
+        }
+    }
+
+    /// The matrices whose spectral norms bound the Lipschitz constant (`metrics.lipschitz`).
+    pub fn spectral_weights(&self) -> Vec<&Tensor> {
+        match &self.arch {
+            Arch::Mlp(arch) => Mlp { arch, model: self }.linear_weights(),
+        }
+    }
+
+    /// A weight as the matmuls see it: mixed bf16 rounds the f32 master copy at use.
+    pub(crate) fn compute_copy(&self, weight: &Tensor) -> Result<Tensor> {
+        if self.storage.bf16_compute && !self.storage.bf16_state {
+            self.storage.compute(weight.clone())
+        } else {
+            Ok(weight.clone())
+        }
+    }
+
+    /// The runs at `start..start + len` as a model of their own (views, no copies).
+    pub fn narrow_runs(&self, start: usize, len: usize) -> Result<Model> {
+        let params = self.params.iter().map(|p| Ok(Param { value: p.value.narrow(0, start, len)?, ..p.clone() })).collect::<Result<_>>()?;
+        Ok(Model { arch: self.arch.clone(), params, storage: self.storage })
+    }
+
+    /// Runs per group in a pass over `rows` examples (see [`crate::plan::runs_per_group`]).
+    pub fn runs_per_group(&self, rows: usize) -> usize {
+        crate::plan::runs_per_group(&self.arch, rows)
+    }
+
+    /// Forward pass on the tensor path: inputs `[R, N, K]` → logits `[R, N, C]`, and with
+    /// `for_backward` what the backward pass needs.
+    pub fn forward(&self, rows: &Tensor, for_backward: bool) -> Result<(Tensor, Cache)> {
+        match &self.arch {
+            Arch::Mlp(arch) => Mlp { arch, model: self }.forward(rows, for_backward).map(|(logits, cache)| (logits, Cache::Mlp(cache))),
+        }
+    }
+
+    /// Backward pass on the tensor path from d(loss)/d(logits) `[R, N, C]`: one gradient per
+    /// parameter, in the order of `self.params`.
+    pub fn backward(&self, rows: &Tensor, cache: &Cache, dlogits: &Tensor) -> Result<Vec<Tensor>> {
+        match (&self.arch, cache) {
+            (Arch::Mlp(arch), Cache::Mlp(cache)) => Mlp { arch, model: self }.backward(rows, cache, dlogits),
+        }
+    }
+
+    /// Loss statistics `[R, 4]` of the current weights (before the update) and the gradient of
+    /// every parameter: the kind's CPU pass on the CPU, else the tensor ops `group` runs at a time.
+    pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
+        if !crate::kernels::use_cpu_kernel(&self.params[0].value) {
+            return self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group);
+        }
+        match &self.arch {
+            Arch::Mlp(arch) => mlp::cpu::train_pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+        }
+    }
+
+    /// [`Model::train_pass`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
+    pub fn train_pass_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
+        let runs = self.runs();
+        let mut stats = Vec::new();
+        let mut grads: Vec<Vec<Tensor>> = vec![Vec::new(); self.params.len()];
+        for start in (0..runs).step_by(group.max(1)) {
+            let len = group.min(runs - start);
+            let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
+            let (rows, labels) = (rows.narrow(0, start, len)?, labels.narrow(0, start, len)?);
+            let (logits, cache) = part.forward(&rows, true)?; // [G, N, C]
+            stats.push(loss::stats(loss_kind, &logits, &labels, loss_bf16)?); // [G, 4]
+            let dlogits = self.storage.compute(loss::grad(loss_kind, &logits, &labels)?)?; // [G, N, C]
+            for (all, g) in grads.iter_mut().zip(part.backward(&rows, &cache, &dlogits)?) {
+                all.push(g);
+            }
+        }
+        Ok((cat_runs(stats)?, grads.into_iter().map(cat_runs).collect::<Result<_>>()?))
+    }
+
+    /// Loss statistics `[R, 4]` on `rows` (no backward pass): the kind's CPU pass on the CPU,
+    /// else the tensor ops `group` runs at a time.
+    pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+        if !crate::kernels::use_cpu_kernel(&self.params[0].value) {
+            return self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group);
+        }
+        match &self.arch {
+            Arch::Mlp(arch) => mlp::cpu::evaluate(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+        }
+    }
+
+    /// [`Model::evaluate`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
+    pub fn evaluate_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+        let runs = self.runs();
+        let mut stats = Vec::new();
+        for start in (0..runs).step_by(group.max(1)) {
+            let len = group.min(runs - start);
+            let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
+            let (logits, _) = part.forward(&rows.narrow(0, start, len)?, false)?;
+            stats.push(loss::stats(loss_kind, &logits, &labels.narrow(0, start, len)?, loss_bf16)?);
+        }
+        cat_runs(stats)
+    }
+
+    /// Per-run L2 norm of every parameter, `[R, n_params]` f64.
+    pub fn param_norms(&self) -> Result<Tensor> {
+        let norms = self.params.iter().map(|p| Ok(p.value.to_dtype(DType::F64)?.sqr()?.flatten_from(1)?.sum_keepdim(1)?.sqrt()?)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&norms, 1)?)
+    }
+}
