@@ -41,9 +41,13 @@
 //! Modules: [`layers`] (linear, norms, embedding, dropout), [`attention`] (RoPE, softmax,
 //! attention), [`ffn`], [`block`] (a block and the whole pass), [`masks`] (dropout masks).
 
+pub mod attention;
+pub mod block;
+pub mod ffn;
 pub mod layers;
 pub mod masks;
 
+pub use block::Cache;
 pub use masks::{LayerMasks, Masks};
 
 use crate::rng::{Rng, Stream};
