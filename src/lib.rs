@@ -1,7 +1,7 @@
 //! grokstack: train hundreds to thousands of small grokking networks as one stacked model.
 //!
 //! Reading order: `config` (sweep files) → `data` (the task and splits) → `model` (the
-//! stacked MLP, forward and backward) → `kernels` (activations, losses, the gather) → `cpu` (the fast CPU pass) → `optim` → `train`
+//! stacked MLP, forward and backward) → `kernels` (activations, losses, the gather) → `cpu` (the fast CPU pass) → `transformer` (the stacked transformer, tensor path) → `optim` → `train`
 //! (one stack) → `metrics` → `runner` (a whole sweep) → `output` (Parquet) → `checkpoint` (resuming) → `export`.
 
 pub mod bench;
@@ -25,3 +25,4 @@ pub mod runner;
 pub mod state;
 pub mod tasks;
 pub mod train;
+pub mod transformer;

@@ -1,0 +1,398 @@
+//! The stacked transformer on the tensor path: every weight is `[R, ...]` over R runs, every
+//! projection one batched matmul over the stack, and runs never mix. Forward and backward
+//! passes are written side by side, layer by layer, as in llm.c.
+//!
+//! Shapes: R runs, N rows, T positions (tokens per row), V vocabulary, C classes, d model
+//! width, H heads, e = d / H head width, F FFN width. A row's logits are read out at its last
+//! position only.
+//!
+//!   embedding: x₀ = E[tokens] (+ P)                    E [R, V, d], P [R, T, d] → [R, N·T, d]
+//!   pre-norm block:  x ← x + attn(norm1(x));  x ← x + ffn(norm2(x))
+//!   post-norm block: x ← norm1(x + attn(x));  x ← norm2(x + ffn(x))   (nn.TransformerEncoderLayer)
+//!   readout: logits = norm(x[:, last]) · W_u + b_u    (the final norm with pre-norm only) → [R, N, C]
+//!
+//! The last block computes only what the readout needs: the keys and values of every
+//! position, but the query, attention output and FFN of the last position only
+//! ([`Transformer::forward`]); [`Transformer::forward_full`] computes every position of
+//! every block, which the tests compare the shortcut against.
+//!
+//! Matrices are stored `[R, in, out]` (y = x·W), the transpose of PyTorch's `[out, in]`.
+//! Parameters, in this order (`i` = layer):
+//!
+//! | name                               | shape        | role      | present when            |
+//! |------------------------------------|--------------|-----------|-------------------------|
+//! | `embedding.weight`                 | `[R, V, d]`  | Embedding | always                  |
+//! | `position.weight`                  | `[R, T, d]`  | Position  | learned positions       |
+//! | `layers.i.norm1.weight`            | `[R, d]`     | Gain      | norm ≠ none             |
+//! | `layers.i.norm1.bias`              | `[R, d]`     | Bias      | LayerNorm               |
+//! | `layers.i.attn.{q,k,v,o}.weight`   | `[R, d, d]`  | Matrix    | always (q, k, v, o)     |
+//! | `layers.i.attn.{q,k,v,o}.bias`     | `[R, d]`     | Bias      | biases on (after each weight) |
+//! | `layers.i.norm2.weight` / `.bias`  | `[R, d]`     | Gain/Bias | as norm1                |
+//! | `layers.i.ffn.w1.weight` / `.bias` | `[R, d, F]`, `[R, F]` | Matrix/Bias | always / biases on |
+//! | `layers.i.ffn.w3.weight` / `.bias` | `[R, d, F]`, `[R, F]` | Matrix/Bias | SwiGLU           |
+//! | `layers.i.ffn.w2.weight` / `.bias` | `[R, F, d]`, `[R, d]` | Matrix/Bias | always / biases on |
+//! | `norm.weight` / `norm.bias`        | `[R, d]`     | Gain/Bias | pre-norm, as norm1      |
+//! | `unembed.weight` / `unembed.bias`  | `[R, d, C]`, `[R, C]` | Matrix/Bias | always / biases on |
+//!
+//! Initialization as PyTorch's modules, per run from its own seed (so a run's weights do not
+//! depend on its stack): Embedding and positions N(0, 1); Linear weights and biases
+//! U(−1/√fan_in, 1/√fan_in); norm gains 1 and biases 0.
+//!
+//! Modules: [`layers`] (linear, norms, embedding, dropout), [`attention`] (RoPE, softmax,
+//! attention), [`ffn`], [`block`] (a block and the whole pass), [`masks`] (dropout masks).
+
+pub mod attention;
+pub mod block;
+pub mod ffn;
+pub mod layers;
+pub mod masks;
+
+pub use block::Cache;
+pub use masks::{LayerMasks, Masks};
+
+use crate::rng::{Rng, Stream};
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::{DType, Device, Tensor};
+
+/// RoPE's default base θ (as in Qwen and Llama 3).
+pub const DEFAULT_ROPE_BASE: f64 = 1e6;
+/// The norms' ε, added to the mean square (RMSNorm) or the variance (LayerNorm).
+pub const NORM_EPS: f64 = 1e-5;
+
+/// The FFN of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FfnKind {
+    /// w2(silu(w1·x) ⊙ w3·x).
+    SwiGlu,
+    /// w2(relu(w1·x)).
+    Relu,
+    /// w2(gelu(w1·x)), GELU in its erf form.
+    Gelu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormKind {
+    /// x / √(mean(x²) + ε) ⊙ g.
+    Rms,
+    /// (x − mean) / √(var + ε) ⊙ g + b.
+    Layer,
+    /// No norm (and no norm parameters).
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// x + f(norm(x)), and a final norm before the unembedding.
+    Pre,
+    /// norm(x + f(x)), as PyTorch's nn.TransformerEncoderLayer; no final norm.
+    Post,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Position {
+    /// Rotary: adjacent pairs (2i, 2i+1) of each head's queries and keys turn by t·θ_i at
+    /// position t, θ_i = base^(−2i/e).
+    Rope { base: f64 },
+    /// A learned absolute embedding `[T, d]` added to the token embedding.
+    Learned,
+    /// No positional information (the causal mask may still supply some).
+    None,
+}
+
+/// Dropout probabilities (inverted dropout: kept units scale by 1/(1 − p)) at the four places
+/// PyTorch's encoder layer has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Dropout {
+    /// On the attention weights, after the softmax.
+    pub attn_weights: f64,
+    /// On the attention's output, after the o projection.
+    pub attn_out: f64,
+    /// On the FFN's hidden units, before w2.
+    pub ffn_hidden: f64,
+    /// On the FFN's output, after w2.
+    pub ffn_out: f64,
+}
+
+impl Dropout {
+    pub fn any(&self) -> bool {
+        [self.attn_weights, self.attn_out, self.ffn_hidden, self.ffn_out].iter().any(|&p| p > 0.0)
+    }
+}
+
+/// The shapes and kinds shared by every run of a stack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformerArch {
+    pub layers: usize,
+    pub d_model: usize,
+    /// Attention heads; must divide d_model.
+    pub heads: usize,
+    pub vocab: usize,
+    /// Tokens per row (T).
+    pub seq_len: usize,
+    pub classes: usize,
+    pub ffn: FfnKind,
+    /// FFN hidden width F.
+    pub ffn_width: usize,
+    pub norm: NormKind,
+    pub placement: NormPlacement,
+    pub position: Position,
+    /// Position t attends to positions ≤ t only.
+    pub causal: bool,
+    /// Biases in the blocks' Linear layers and the unembedding.
+    pub bias: bool,
+    pub dropout: Dropout,
+}
+
+impl TransformerArch {
+    /// Head width e = d / H.
+    pub fn d_head(&self) -> usize {
+        self.d_model / self.heads
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.layers >= 1, "a transformer needs at least one layer");
+        ensure!(self.d_model >= 1 && self.vocab >= 1 && self.seq_len >= 1 && self.classes >= 1 && self.ffn_width >= 1, "transformer sizes must be positive: {self:?}");
+        ensure!(self.heads >= 1 && self.d_model % self.heads == 0, "heads ({}) must divide d_model ({})", self.heads, self.d_model);
+        if let Position::Rope { base } = self.position {
+            ensure!(self.d_head() % 2 == 0, "RoPE turns pairs of a head's dimensions: d_head ({}) must be even", self.d_head());
+            ensure!(base > 0.0 && base.is_finite(), "RoPE base must be positive, got {base}");
+        }
+        let d = self.dropout;
+        for (p, name) in [(d.attn_weights, "attention weights"), (d.attn_out, "attention output"), (d.ffn_hidden, "FFN hidden"), (d.ffn_out, "FFN output")] {
+            ensure!((0.0..1.0).contains(&p), "dropout on the {name} must be in [0, 1), got {p}");
+        }
+        Ok(())
+    }
+}
+
+/// What a parameter is, which decides its optimizer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The token embedding `[R, V, d]`.
+    Embedding,
+    /// The learned position embedding `[R, T, d]`.
+    Position,
+    /// A Linear layer's weight `[R, in, out]`.
+    Matrix,
+    /// A norm's gain `[R, d]`.
+    Gain,
+    /// A Linear layer's or a LayerNorm's bias `[R, n]`.
+    Bias,
+}
+
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// PyTorch-style name (see the module documentation).
+    pub name: String,
+    pub role: Role,
+    /// `[R, ...]`.
+    pub value: Tensor,
+}
+
+/// Where a Linear layer's parameters sit in the parameter list.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LinearAt {
+    pub weight: usize,
+    pub bias: Option<usize>,
+}
+
+/// Where a norm's parameters sit (a norm of kind none has none, and no `NormAt`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NormAt {
+    pub gain: usize,
+    pub bias: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnAt {
+    pub q: LinearAt,
+    pub k: LinearAt,
+    pub v: LinearAt,
+    pub o: LinearAt,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FfnAt {
+    pub w1: LinearAt,
+    /// SwiGLU's gate projection.
+    pub w3: Option<LinearAt>,
+    pub w2: LinearAt,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayerAt {
+    pub norm1: Option<NormAt>,
+    pub attn: AttnAt,
+    pub norm2: Option<NormAt>,
+    pub ffn: FfnAt,
+}
+
+/// The index of every parameter in the list, so forward and backward look them up by meaning.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub embedding: usize,
+    pub position: Option<usize>,
+    pub layers: Vec<LayerAt>,
+    pub final_norm: Option<NormAt>,
+    pub unembed: LinearAt,
+}
+
+/// How one parameter starts.
+#[derive(Clone, Copy, Debug)]
+enum Init {
+    Normal,
+    /// U(−bound, bound).
+    Uniform(f64),
+    Ones,
+    Zeros,
+}
+
+/// A parameter's name, role, per-run shape and initialization.
+#[derive(Clone, Debug)]
+struct Spec {
+    name: String,
+    role: Role,
+    shape: Vec<usize>,
+    init: Init,
+}
+
+/// The parameter list of an architecture and where each parameter sits in it.
+fn specs(arch: &TransformerArch) -> (Vec<Spec>, Layout) {
+    let mut specs: Vec<Spec> = Vec::new();
+    let mut push = |name: String, role: Role, shape: Vec<usize>, init: Init| {
+        specs.push(Spec { name, role, shape, init });
+        specs.len() - 1
+    };
+    let (d, f, bias) = (arch.d_model, arch.ffn_width, arch.bias);
+    let linear = |push: &mut dyn FnMut(String, Role, Vec<usize>, Init) -> usize, name: &str, fan_in: usize, fan_out: usize| {
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let weight = push(format!("{name}.weight"), Role::Matrix, vec![fan_in, fan_out], Init::Uniform(bound));
+        let bias = bias.then(|| push(format!("{name}.bias"), Role::Bias, vec![fan_out], Init::Uniform(bound)));
+        LinearAt { weight, bias }
+    };
+    let norm = |push: &mut dyn FnMut(String, Role, Vec<usize>, Init) -> usize, name: &str| match arch.norm {
+        NormKind::None => None,
+        kind => {
+            let gain = push(format!("{name}.weight"), Role::Gain, vec![d], Init::Ones);
+            let bias = (kind == NormKind::Layer).then(|| push(format!("{name}.bias"), Role::Bias, vec![d], Init::Zeros));
+            Some(NormAt { gain, bias })
+        }
+    };
+    let embedding = push("embedding.weight".into(), Role::Embedding, vec![arch.vocab, d], Init::Normal);
+    let position = (arch.position == Position::Learned).then(|| push("position.weight".into(), Role::Position, vec![arch.seq_len, d], Init::Normal));
+    let mut layers = Vec::with_capacity(arch.layers);
+    for i in 0..arch.layers {
+        let norm1 = norm(&mut push, &format!("layers.{i}.norm1"));
+        let attn = AttnAt {
+            q: linear(&mut push, &format!("layers.{i}.attn.q"), d, d),
+            k: linear(&mut push, &format!("layers.{i}.attn.k"), d, d),
+            v: linear(&mut push, &format!("layers.{i}.attn.v"), d, d),
+            o: linear(&mut push, &format!("layers.{i}.attn.o"), d, d),
+        };
+        let norm2 = norm(&mut push, &format!("layers.{i}.norm2"));
+        let w1 = linear(&mut push, &format!("layers.{i}.ffn.w1"), d, f);
+        let w3 = (arch.ffn == FfnKind::SwiGlu).then(|| linear(&mut push, &format!("layers.{i}.ffn.w3"), d, f));
+        let w2 = linear(&mut push, &format!("layers.{i}.ffn.w2"), f, d);
+        layers.push(LayerAt { norm1, attn, norm2, ffn: FfnAt { w1, w3, w2 } });
+    }
+    let final_norm = match arch.placement {
+        NormPlacement::Pre => norm(&mut push, "norm"),
+        NormPlacement::Post => None,
+    };
+    let unembed = linear(&mut push, "unembed", d, arch.classes);
+    (specs, Layout { embedding, position, layers, final_norm, unembed })
+}
+
+/// The parameters of a stack of runs.
+#[derive(Clone, Debug)]
+pub struct Transformer {
+    pub arch: TransformerArch,
+    /// In the order of the module documentation's table.
+    pub params: Vec<Param>,
+    pub(crate) layout: Layout,
+}
+
+impl Transformer {
+    /// PyTorch's initialization, each run from its own seed's [`Stream::Init`] generator, in
+    /// `dtype` (f64 or f32).
+    pub fn init(arch: &TransformerArch, seeds: &[u64], dtype: DType, device: &Device) -> Result<Transformer> {
+        arch.validate()?;
+        ensure!(!seeds.is_empty(), "a stack needs at least one run");
+        let (specs, layout) = specs(arch);
+        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Init)).collect();
+        let r = seeds.len();
+        let mut params = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let count: usize = spec.shape.iter().product();
+            // Run by run, each from its own generator: a run draws the same numbers in any stack.
+            let data: Vec<f64> = rngs
+                .iter_mut()
+                .flat_map(|rng| {
+                    (0..count)
+                        .map(|_| match spec.init {
+                            Init::Normal => rng.normal(),
+                            Init::Uniform(bound) => (2.0 * rng.uniform() - 1.0) * bound,
+                            Init::Ones => 1.0,
+                            Init::Zeros => 0.0,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let mut shape = vec![r];
+            shape.extend(&spec.shape);
+            let value = Tensor::from_vec(data, shape, device)?.to_dtype(dtype)?;
+            params.push(Param { name: spec.name, role: spec.role, value });
+        }
+        Ok(Transformer { arch: arch.clone(), params, layout })
+    }
+
+    /// A stack from given parameter values (say, a checkpoint's), checked against the
+    /// architecture's names and shapes.
+    pub fn from_params(arch: &TransformerArch, params: Vec<Param>) -> Result<Transformer> {
+        arch.validate()?;
+        let (specs, layout) = specs(arch);
+        ensure!(params.len() == specs.len(), "expected {} transformer parameters, got {}", specs.len(), params.len());
+        let r = params[0].value.dims().first().copied().context("a parameter has no run axis")?;
+        for (p, spec) in params.iter().zip(&specs) {
+            let mut shape = vec![r];
+            shape.extend(&spec.shape);
+            if p.name != spec.name || p.role != spec.role || p.value.dims() != shape.as_slice() {
+                bail!("parameter {} {:?} {:?} where {} {:?} {shape:?} belongs", p.name, p.role, p.value.dims(), spec.name, spec.role);
+            }
+        }
+        Ok(Transformer { arch: arch.clone(), params, layout })
+    }
+
+    /// The parameter names of an architecture, in order.
+    pub fn param_names(arch: &TransformerArch) -> Vec<String> {
+        specs(arch).0.into_iter().map(|s| s.name).collect()
+    }
+
+    pub fn runs(&self) -> usize {
+        self.params[0].value.dims()[0]
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.params[0].value.dtype()
+    }
+
+    /// Parameter count of one run.
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|p| p.value.elem_count() / self.runs()).sum()
+    }
+
+    /// The runs at `start..start + len` as a stack of their own (views, no copies).
+    pub fn narrow_runs(&self, start: usize, len: usize) -> Result<Transformer> {
+        let params = self
+            .params
+            .iter()
+            .map(|p| Ok(Param { name: p.name.clone(), role: p.role, value: p.value.narrow(0, start, len)? }))
+            .collect::<Result<_>>()?;
+        Ok(Transformer { arch: self.arch.clone(), params, layout: self.layout.clone() })
+    }
+
+    /// A parameter's value by index.
+    pub(crate) fn at(&self, index: usize) -> &Tensor {
+        &self.params[index].value
+    }
+}
