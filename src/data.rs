@@ -50,7 +50,7 @@ impl Examples {
 }
 
 /// Every row of the task of `config` for a run with `seed` (only sparse parity's rows depend
-/// on the seed): pairs (a, b) in row-major order, all 2^bits strings in counting order, or
+/// on the seed): pairs (a, b) in row-major order (from 1 with `task.skip_zero`), all 2^bits strings in counting order, or
 /// sparse parity's strings in the order drawn.
 pub fn all_examples(config: &RunConfig, seed: u64) -> Examples {
     match config.op {
@@ -63,8 +63,9 @@ pub fn all_examples(config: &RunConfig, seed: u64) -> Examples {
         op => {
             let p = config.p as u64;
             let mut examples = Examples::new(2);
-            for a in 0..p {
-                for b in 0..p {
+            let first = u64::from(config.skip_zero);
+            for a in first..p {
+                for b in first..p {
                     if let Some(label) = tasks::binary_label(op, a, b, p) {
                         examples.push(&[a as u32, b as u32], label as u32);
                     }

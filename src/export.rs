@@ -1,11 +1,13 @@
 //! `grokstack export DIR --run ID --out FILE.safetensors`: one run's final weights under
 //! PyTorch's names and layout, with its configuration as metadata.
 //!
-//! The model of a run, as PyTorch would write it (no biases):
+//! The MLP of a run, as PyTorch would write it (no biases):
 //!   x = concat(embedding.weight[a], embedding.weight[b])      (two_hot: concat(onehot(a), onehot(b)))
 //!   x = act(x @ layers.i.weight.T)  for every Linear layer but the last
 //!   logits = alpha · (x @ layers.K.weight.T)
-//! Linear weights are `[out, in]` (our `[in, out]` transposed); the embedding is `[p, d]`.
+//! A transformer's names are listed in `crate::models::transformer`. Every Linear weight is
+//! written `[out, in]` (our `[in, out]` transposed); embeddings (`embedding.weight` `[V, d]`,
+//! `position.weight` `[T, d]`), gains and biases keep their layout.
 
 use crate::config::{Sweep, Value};
 use crate::output::{self, write_atomic, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
@@ -55,8 +57,9 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
     names.sort();
     for name in names {
         let t = stacked[name].get(row).map_err(|e| corrupted(&e))?;
-        // PyTorch's Linear stores [out, in]; the embedding is [p, d] in both.
-        let t = if name.starts_with("layers.") { t.t()?.contiguous()? } else { t };
+        // PyTorch's Linear stores [out, in]; embeddings are [rows, d] in both.
+        let linear = t.rank() == 2 && name.ends_with(".weight") && !matches!(name.as_str(), "embedding.weight" | "position.weight");
+        let t = if linear { t.t()?.contiguous()? } else { t };
         tensors.push((name.clone(), t));
     }
 
@@ -68,7 +71,7 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
         ("setting_id".into(), spec.setting_id.to_string()),
         ("seed".into(), spec.seed.to_string()),
         ("config".into(), serde_json::Value::Object(config).to_string()),
-        ("architecture".into(), "x = concat(embedding.weight[a], embedding.weight[b]) (two_hot: concat(onehot(a), onehot(b))); x = act(x @ layers.i.weight.T) for every layer but the last; logits = alpha * (x @ layers.K.weight.T); no biases".into()),
+        ("architecture".into(), if spec.config.kind == crate::config::ModelKind::Transformer { "the transformer of grokstack's models::transformer (see its parameter table); config holds every model.* key".into() } else { "x = concat(embedding.weight[a], embedding.weight[b]) (two_hot: concat(onehot(a), onehot(b))); x = act(x @ layers.i.weight.T) for every layer but the last; logits = alpha * (x @ layers.K.weight.T); no biases".into() }),
     ]);
     metadata.extend(summary);
     let status = metadata.get("status").cloned().unwrap_or_default();

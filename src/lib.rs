@@ -25,4 +25,3 @@ pub mod runner;
 pub mod state;
 pub mod tasks;
 pub mod train;
-pub mod transformer;

@@ -1,7 +1,8 @@
 //! Grouping runs into stacks, and what each stack will cost: memory and FLOPs.
 
-use crate::config::{Precision, RunConfig, RunSpec, StackKey};
+use crate::config::{ModelKind, Precision, RunConfig, RunSpec, StackKey};
 use crate::models::mlp::MlpArch;
+use crate::models::transformer::TransformerArch;
 use crate::models::Arch;
 
 /// Runs grouped by [`StackKey`], in the order their first run appears in the sweep.
@@ -158,6 +159,24 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 /// the backward pass's three temporaries of the widest layer: da, dz and the next layer's
 /// input) and a test pass (z and a, logits).
 pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
+    match config.kind {
+        ModelKind::Mlp => mlp_stack_bytes(config, runs, pass),
+        ModelKind::Transformer => transformer_stack_bytes(config, runs),
+    }
+}
+
+/// A transformer stack's bytes: its parameters' copies (as the MLP's) and its data, plus the
+/// activations of one group of runs on the tensor path (the only path it has).
+fn transformer_stack_bytes(config: &RunConfig, runs: usize) -> usize {
+    let arch = TransformerArch::from_config(config);
+    let copies = if config.checkpoint_every > 0 { 10 } else { 7 };
+    let data = (config.n_train() + config.n_test()) * (config.row_width() + 1) * 4;
+    let rows = config.n_train().max(config.n_test());
+    let group = runs_per_group(&Arch::from_config(config), rows).min(runs);
+    (copies * arch.param_count() * runs + arch.values_per_row() * rows * group) * bytes_per_value(config.precision) + data * runs
+}
+
+fn mlp_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     let arch = MlpArch::from_config(config);
     let value = bytes_per_value(config.precision);
     let (n_train, n_test) = (config.n_train(), config.n_test());
@@ -188,11 +207,17 @@ pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
 /// Work of one run-epoch as the benchmark counts it: 2·Σ(fan_in·fan_out)·(3·N_train + N_test)
 /// over the Linear layers (the first layer counted as if it were a dense matmul), plus
 /// 2·Σ(fan_in·fan_out)·N_train for the train evaluation a minibatch epoch adds.
+///
+/// A transformer's row costs [`TransformerArch::forward_flops_per_row`] forward and three
+/// times that with its backward pass.
 pub fn flops_per_run_epoch(config: &RunConfig) -> f64 {
-    let weights: usize = MlpArch::from_config(config).linear_shapes().iter().map(|(i, o)| i * o).sum();
     let (n_train, n_test) = (config.n_train(), config.n_test());
     let train_evaluation = if config.batch_size > 0 { n_train } else { 0 };
-    2.0 * weights as f64 * (3 * n_train + n_test + train_evaluation) as f64
+    let forward_per_row = match config.kind {
+        ModelKind::Mlp => 2.0 * MlpArch::from_config(config).linear_shapes().iter().map(|(i, o)| i * o).sum::<usize>() as f64,
+        ModelKind::Transformer => TransformerArch::from_config(config).forward_flops_per_row(),
+    };
+    forward_per_row * (3 * n_train + n_test + train_evaluation) as f64
 }
 
 pub fn human_bytes(bytes: f64) -> String {

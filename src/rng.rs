@@ -19,6 +19,8 @@ pub enum Stream {
     Data = 5,
     /// The order of the train rows in each epoch's minibatches.
     Shuffle = 6,
+    /// Each optimizer step's dropout masks.
+    Dropout = 7,
 }
 
 impl Rng {

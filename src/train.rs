@@ -12,7 +12,7 @@
 use crate::config::{Loss, RunSpec, StackKey};
 use crate::data;
 use crate::metrics::{MetricRows, RunResult, RunTracker};
-use crate::models::{compute_dtype, Arch, Model};
+use crate::models::{compute_dtype, Arch, DropoutDraw, Model};
 use crate::lipschitz::PowerIteration;
 use crate::optim::{self, Optimizer, RunHyper};
 use crate::plan::{pick_runs, run_index};
@@ -114,7 +114,9 @@ impl Stack {
     /// One optimizer step on `batch`; returns its statistics `[R, 4]` before the step.
     fn step_on(&mut self, batch: &Batch) -> Result<Tensor> {
         let group = self.model.runs_per_group(batch.rows.dim(1)?);
-        let (stats, grads) = self.model.train_pass(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group)?; // [R, 4], one per param
+        let seeds: Vec<u64> = self.runs.iter().map(|run| run.seed).collect();
+        let dropout = DropoutDraw { seeds: &seeds, step: self.steps };
+        let (stats, grads) = self.model.train_pass(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group, Some(&dropout))?; // [R, 4], one per param
         self.optimizer.step(&mut self.model, &grads, &self.hyper.lr_scale(self.steps + 1))?;
         if let Some(power) = &mut self.lipschitz {
             power.update(&self.model.spectral_weights())?;

@@ -43,7 +43,7 @@ fn compare(overrides: &[&str], tol: f64) {
     let (rows, labels) = (&stack.train.rows, &stack.train.labels);
     assert!(rows.dim(1).unwrap() > 2 * CHUNK_ROWS, "the test needs several chunks per run");
     let (stats, grads) = grokstack::models::mlp::cpu::train_pass(&stack.model.mlp().unwrap(), rows, labels, loss, loss_bf16).unwrap();
-    let (expected_stats, expected_grads) = stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 2).unwrap();
+    let (expected_stats, expected_grads) = stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 2, None).unwrap();
     let what = overrides.join(" ");
     // Accuracy and the collapse counts are exact; the loss is within the tolerance.
     let (s, e) = (values(&stats), values(&expected_stats));

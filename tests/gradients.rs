@@ -10,7 +10,7 @@ use grokstack::train::Stack;
 
 /// Σ over runs of each run's mean train loss, the scalar the backward pass differentiates.
 fn total_loss(stack: &Stack, loss_kind: Loss) -> f64 {
-    let (logits, _) = stack.model.forward(&stack.train.rows, true).unwrap();
+    let (logits, _) = stack.model.forward(&stack.train.rows, true, None).unwrap();
     let stats = loss::stats(loss_kind, &logits, &stack.train.labels, false).unwrap();
     stats.narrow(1, 0, 1).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
 }
@@ -33,7 +33,7 @@ fn check_with(input: &str, activation: &str, loss_name: &str, alpha: f64, hidden
     );
     let loss_kind = runs[0].config.loss;
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
-    let (logits, cache) = stack.model.forward(&stack.train.rows, true).unwrap();
+    let (logits, cache) = stack.model.forward(&stack.train.rows, true, None).unwrap();
     let dlogits = loss::grad(loss_kind, &logits, &stack.train.labels).unwrap();
     let grads = stack.model.backward(&stack.train.rows, &cache, &dlogits).unwrap();
     assert_eq!(grads.len(), stack.model.params.len());

@@ -55,7 +55,7 @@ fn a_minibatch_epoch_steps_through_a_fresh_shuffle_of_every_train_row() {
         let order = epoch_order(seed, epoch, n_train);
         for batch in order.chunks(16) {
             let (rows, labels) = rows_of(&stack, batch);
-            let (_, grads) = by_hand.train_pass(&rows, &labels, Loss::Softmax, false, 1).unwrap();
+            let (_, grads) = by_hand.train_pass(&rows, &labels, Loss::Softmax, false, 1, None).unwrap();
             for (param, grad) in by_hand.params.iter_mut().zip(grads) {
                 param.value = (&param.value - (grad * 0.5).unwrap()).unwrap();
             }
@@ -126,7 +126,7 @@ fn warmup_scales_the_first_steps_of_every_optimizer() {
         let runs = common::runs(BASE, &["seeds=[1]", "train.batch_size=0", "train.weight_decay=0.0", "train.momentum=0.0", "train.warmup=4", "train.lr=0.1", &format!("train.optimizer={optimizer}")]);
         let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
         let before = params(&stack);
-        let (_, grads) = stack.model.train_pass(&stack.train.rows, &stack.train.labels, Loss::Softmax, false, 1).unwrap();
+        let (_, grads) = stack.model.train_pass(&stack.train.rows, &stack.train.labels, Loss::Softmax, false, 1, None).unwrap();
         stack.step().unwrap();
         for ((after, before), grad) in params(&stack).iter().zip(&before).zip(grads.iter().map(values)) {
             for ((a, b), g) in after.iter().zip(before).zip(grad) {

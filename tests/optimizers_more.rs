@@ -140,7 +140,7 @@ fn one_muon_step_matches_a_hand_computation() {
     let runs = common::runs(common::TINY, &["train.optimizer=muon", "train.dtype=f64", "train.lr=0.02", "train.weight_decay=0.5", "train.muon_momentum=0.9"]);
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
     let before = stack.model.mlp().unwrap().linear(1).clone(); // hidden [5, 4]
-    let (logits, cache) = stack.model.forward(&stack.train.rows, true).unwrap();
+    let (logits, cache) = stack.model.forward(&stack.train.rows, true, None).unwrap();
     let dlogits = grokstack::kernels::loss::grad(grokstack::config::Loss::Softmax, &logits, &stack.train.labels).unwrap();
     let grad = stack.model.backward(&stack.train.rows, &cache, &dlogits).unwrap()[2].clone();
     stack.step().unwrap();
@@ -156,7 +156,7 @@ fn sgd_step_matches_a_hand_computation() {
     let runs = common::runs(common::TINY, &["train.optimizer=sgd", "train.dtype=f64", "train.lr=0.1", "train.weight_decay=0.5", "train.momentum=0.5"]);
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
     let grad_of = |stack: &Stack| {
-        let (logits, cache) = stack.model.forward(&stack.train.rows, true).unwrap();
+        let (logits, cache) = stack.model.forward(&stack.train.rows, true, None).unwrap();
         let d = grokstack::kernels::loss::grad(grokstack::config::Loss::Softmax, &logits, &stack.train.labels).unwrap();
         stack.model.backward(&stack.train.rows, &cache, &d).unwrap()[3].clone() // output layer (decayed)
     };

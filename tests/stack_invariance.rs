@@ -78,9 +78,9 @@ fn passes_over_groups_of_runs_equal_one_pass() {
         let (rows, labels) = (&stack.train.rows, &stack.train.labels);
         let loss = grokstack::config::Loss::Softmax;
         let values = |t: &candle_core::Tensor| -> Vec<f64> { t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap() };
-        let (stats, grads) = stack.model.train_pass_tensors(rows, labels, loss, false, 10).unwrap();
+        let (stats, grads) = stack.model.train_pass_tensors(rows, labels, loss, false, 10, None).unwrap();
         for group in [1, 3, 4] {
-            let (g_stats, g_grads) = stack.model.train_pass_tensors(rows, labels, loss, false, group).unwrap();
+            let (g_stats, g_grads) = stack.model.train_pass_tensors(rows, labels, loss, false, group, None).unwrap();
             assert_eq!(values(&stats), values(&g_stats), "{dtype}: statistics in groups of {group}");
             for (a, b) in grads.iter().zip(&g_grads) {
                 assert_eq!(values(a), values(b), "{dtype}: gradients in groups of {group}");

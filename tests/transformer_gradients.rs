@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use grokstack::config::Loss;
 use grokstack::kernels::loss;
 use grokstack::rng::{Rng, Stream};
-use grokstack::transformer::{Dropout, FfnKind, Masks, NormKind, NormPlacement, Position, Transformer, TransformerArch};
+use grokstack::models::transformer::{Dropout, FfnKind, Masks, NormKind, NormPlacement, Position, Transformer, TransformerArch};
 
 const DROPOUT: Dropout = Dropout { attn_weights: 0.2, attn_out: 0.1, ffn_hidden: 0.3, ffn_out: 0.15 };
 const ROWS: usize = 3;
@@ -39,7 +39,7 @@ fn configurations() -> Vec<(&'static str, TransformerArch)> {
     use FfnKind::*;
     use NormKind::{Layer, None as NoNorm, Rms};
     use NormPlacement::*;
-    let rope = Position::Rope { base: grokstack::transformer::DEFAULT_ROPE_BASE };
+    let rope = Position::Rope { base: grokstack::models::transformer::DEFAULT_ROPE_BASE };
     let rope_small = Position::Rope { base: 10.0 }; // turns far enough for every pair to matter
     vec![
         ("rms/pre/rope/swiglu/causal/h4/L2", arch(Rms, Pre, rope_small, SwiGlu, true, 4, 2, false, 3, false)),
@@ -80,7 +80,7 @@ fn setup(arch: &TransformerArch, seeds: &[u64], dtype: DType) -> Setup {
     let labels: Vec<u32> = data_rngs.iter_mut().flat_map(|rng| (0..ROWS).map(|_| rng.below(arch.classes) as u32).collect::<Vec<_>>()).collect();
     let r = seeds.len();
     let masks = arch.dropout.any().then(|| {
-        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Shuffle)).collect();
+        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Dropout)).collect();
         Masks::sample(arch, &mut rngs, ROWS, dtype, &device).unwrap()
     });
     Setup {
@@ -353,7 +353,7 @@ impl Reference<'_> {
 
     fn norm(&self, name: &str, x: &[f64]) -> Vec<f64> {
         let d = x.len() as f64;
-        let (mean, eps) = (x.iter().sum::<f64>() / d, grokstack::transformer::NORM_EPS);
+        let (mean, eps) = (x.iter().sum::<f64>() / d, grokstack::models::transformer::NORM_EPS);
         let (centered, inv) = match self.arch.norm {
             NormKind::None => return x.to_vec(),
             NormKind::Rms => (x.to_vec(), 1.0 / (x.iter().map(|v| v * v).sum::<f64>() / d + eps).sqrt()),

@@ -113,6 +113,47 @@ impl Op {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModelKind {
+    Mlp,
+    Transformer,
+}
+
+/// How a row of a binary operation becomes a transformer's tokens (op = p, = = p + 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TokenLayout {
+    /// [a, op, b, =]: Tveit et al.'s code, Power et al.
+    AOpBEq,
+    /// [a, b, =]: Nanda et al.
+    ABEq,
+    /// [a, b]: Prieto et al.
+    AB,
+}
+
+/// The transformer's settings (see `crate::models::transformer`), as the sweep gives them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformerConfig {
+    pub layers: usize,
+    pub d_model: usize,
+    pub heads: usize,
+    /// "swiglu", "relu" or "gelu".
+    pub ffn: String,
+    /// 0: 4·d_model.
+    pub ffn_width: usize,
+    /// "rms", "layer" or "none".
+    pub norm: String,
+    pub pre_norm: bool,
+    /// "rope", "learned" or "none".
+    pub positional: String,
+    pub rope_base: f64,
+    pub causal: bool,
+    pub bias: bool,
+    pub tokens: TokenLayout,
+    /// Dropout on the attention weights, the attention output, the FFN hidden units and the
+    /// FFN output.
+    pub dropout: [f64; 4],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Input {
     TwoHot,
     Embedding,
@@ -165,9 +206,13 @@ pub enum Loss {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
+    pub kind: ModelKind,
+    pub transformer: TransformerConfig,
     pub op: Op,
     pub p: usize,
     pub train_fraction: f64,
+    /// Leave out the pairs with a = 0 or b = 0.
+    pub skip_zero: bool,
     /// Bits of a `parity` string.
     pub bits: usize,
     /// Relevant and noise bits, and distinct strings per seed, of `sparse_parity`.
@@ -214,6 +259,9 @@ pub struct RunConfig {
 /// tensors with a leading R axis and may differ inside a stack.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StackKey {
+    pub kind: ModelKind,
+    /// The transformer's settings in a comparable form (empty for an MLP).
+    pub transformer: String,
     /// Rows of the first layer's table, symbols per row and classes: the data's shapes.
     pub table_rows: usize,
     pub row_width: usize,
@@ -278,10 +326,32 @@ impl RunConfig {
             Value::Bool(b) => Ok(*b),
             other => bail!("key `{key}`: expected a boolean, found {other}"),
         };
+        let transformer = TransformerConfig {
+            layers: int("model.layers")?,
+            d_model: int("model.d_model")?,
+            heads: int("model.heads")?,
+            ffn: string("model.ffn")?.to_string(),
+            ffn_width: int("model.ffn_width")?,
+            norm: string("model.norm")?.to_string(),
+            pre_norm: string("model.norm_position")? == "pre",
+            positional: string("model.positional")?.to_string(),
+            rope_base: float("model.rope_base")?,
+            causal: boolean("model.causal")?,
+            bias: boolean("model.bias")?,
+            tokens: match string("model.tokens")? {
+                "a_b_eq" => TokenLayout::ABEq,
+                "a_b" => TokenLayout::AB,
+                _ => TokenLayout::AOpBEq,
+            },
+            dropout: [float("model.dropout_attention")?, float("model.dropout_attention_output")?, float("model.dropout_ffn_hidden")?, float("model.dropout_ffn_output")?],
+        };
         let config = RunConfig {
+            kind: if string("model.kind")? == "transformer" { ModelKind::Transformer } else { ModelKind::Mlp },
+            transformer,
             op: Op::parse(string("task.op")?).context("key `task.op`: unknown operation")?,
             p: int("task.p")?,
             train_fraction: float("task.train_fraction")?,
+            skip_zero: boolean("task.skip_zero")?,
             bits: int("task.bits")?,
             parity_bits: int("task.parity_bits")?,
             noise_bits: int("task.noise_bits")?,
@@ -379,7 +449,12 @@ impl RunConfig {
                 bail!("key `task.samples`: {} distinct strings of {n} bits are more than half of the 2^{n} there are", self.samples);
             }
         }
-        if self.op.is_bits() && self.input == Input::Embedding {
+        if self.skip_zero && (self.op.is_bits() || self.op.is_s5()) {
+            bail!("key `task.skip_zero`: leaves out operands 0 of modular operations; {} has none", self.op_name());
+        }
+        if self.kind == ModelKind::Transformer {
+            self.check_transformer()?;
+        } else if self.op.is_bits() && self.input == Input::Embedding {
             bail!("key `model.input`: a bit task enters the MLP as its 0/1 vector through the first Linear layer; set model.input = \"two_hot\"");
         }
         let n_examples = self.n_examples();
@@ -401,6 +476,42 @@ impl RunConfig {
         Ok(())
     }
 
+    fn check_transformer(&self) -> Result<()> {
+        let t = &self.transformer;
+        if t.d_model % t.heads != 0 {
+            bail!("key `model.heads`: {} heads do not divide model.d_model = {}", t.heads, t.d_model);
+        }
+        if t.positional == "rope" && (t.d_model / t.heads) % 2 != 0 {
+            bail!("key `model.positional`: RoPE rotates pairs, so the head width d_model / heads = {} must be even", t.d_model / t.heads);
+        }
+        if self.lipschitz {
+            bail!("key `metrics.lipschitz`: the product of spectral norms bounds nothing for a transformer (attention is not a product of Linear maps); set it to false");
+        }
+        if !matches!(self.precision, Precision::F32 | Precision::F64) {
+            bail!("key `train.dtype`: the transformer trains in f32 or f64 for now");
+        }
+        if t.layers > MAX_HIDDEN_LAYERS || t.d_model > 1 << 14 {
+            bail!("key `model.layers`/`model.d_model`: more than {MAX_HIDDEN_LAYERS} layers or a width above 16384 are not supported");
+        }
+        Ok(())
+    }
+
+    /// The transformer's tokens per row and its vocabulary: a pair's tokens follow
+    /// `model.tokens` (op = p, = = p + 1, or = = p without op); a bit string's tokens are its
+    /// bits (0, 1) then = (2), except with `a_b`.
+    pub fn token_shape(&self) -> (usize, usize) {
+        let eq = self.transformer.tokens != TokenLayout::AB;
+        if self.op.is_bits() {
+            (self.n_bits() + usize::from(eq), 2 + usize::from(eq))
+        } else {
+            match self.transformer.tokens {
+                TokenLayout::AOpBEq => (4, self.p + 2),
+                TokenLayout::ABEq => (3, self.p + 1),
+                TokenLayout::AB => (2, self.p),
+            }
+        }
+    }
+
     /// The operation's canonical name.
     pub fn op_name(&self) -> &'static str {
         OP_NAMES.iter().find(|(_, op)| *op == self.op).map_or("?", |(name, _)| name)
@@ -417,6 +528,9 @@ impl RunConfig {
     /// Every row of the task: p² pairs (p·(p−1) for div, whose b ≠ 0), 2^bits strings for
     /// parity, `task.samples` strings for sparse parity.
     pub fn n_examples(&self) -> usize {
+        if self.skip_zero {
+            return (self.p - 1) * (self.p - 1);
+        }
         match self.op {
             Op::Div => self.p * (self.p - 1),
             Op::Parity => 1 << self.bits,
@@ -442,9 +556,11 @@ impl RunConfig {
         }
     }
 
-    /// Symbols per row: the operands a, b, or the bits of a string.
+    /// Model inputs per row: the MLP's table indices (a, b or the bits), or the tokens.
     pub fn row_width(&self) -> usize {
-        if self.op.is_bits() {
+        if self.kind == ModelKind::Transformer {
+            self.token_shape().0
+        } else if self.op.is_bits() {
             self.n_bits()
         } else {
             2
@@ -470,16 +586,19 @@ impl RunConfig {
     }
 
     pub fn stack_key(&self) -> StackKey {
+        let mlp = self.kind == ModelKind::Mlp;
         StackKey {
-            table_rows: self.table_rows(),
+            kind: self.kind,
+            transformer: if mlp { String::new() } else { format!("{:?}", self.transformer) },
+            table_rows: if mlp { self.table_rows() } else { self.token_shape().1 },
             row_width: self.row_width(),
             classes: self.classes(),
             n_examples: self.n_examples(),
             n_train: self.n_train(),
             batch_size: self.batch_size,
             input: self.input,
-            embed_dim: if self.input == Input::Embedding { self.embed_dim } else { 0 },
-            hidden: self.hidden.clone(),
+            embed_dim: if mlp && self.input == Input::Embedding { self.embed_dim } else { 0 },
+            hidden: if mlp { self.hidden.clone() } else { Vec::new() },
             activation: self.activation,
             alpha_bits: self.alpha.to_bits(),
             epochs: self.epochs,

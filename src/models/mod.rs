@@ -8,22 +8,33 @@
 //! tests compare the CPU pass against).
 
 pub mod mlp;
+pub mod transformer;
 
-use crate::config::{Loss, Precision, RunConfig};
+use crate::config::{Loss, ModelKind, Precision, RunConfig};
+use crate::rng::{Rng, Stream};
 use crate::data::Examples;
 use crate::kernels::loss;
 use crate::kernels::round::Storage;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use mlp::{Mlp, MlpArch};
+use transformer::{Masks, Tokens, Transformer, TransformerArch};
 
 /// What a parameter is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// The shared embedding table `[R, p, d]`.
+    /// A token embedding table: the MLP's shared `[R, p, d]`, the transformer's `[R, V, d]`.
     Embedding,
-    /// Linear layer `index`; `last` is the output layer.
+    /// MLP Linear layer `index`; `last` is the output layer.
     Linear { index: usize, last: bool },
+    /// The transformer's learned position embedding `[R, T, d]`.
+    Position,
+    /// A transformer Linear layer's weight `[R, in, out]`.
+    Matrix,
+    /// A norm's gain `[R, d]`.
+    Gain,
+    /// A Linear layer's or a LayerNorm's bias `[R, n]`.
+    Bias,
 }
 
 /// How the optimizers treat a parameter, decided by the model that owns it.
@@ -56,26 +67,42 @@ pub struct Param {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arch {
     Mlp(MlpArch),
+    Transformer(TransformerArch, Tokens),
 }
 
 impl Arch {
     pub fn from_config(c: &RunConfig) -> Arch {
-        Arch::Mlp(MlpArch::from_config(c))
+        match c.kind {
+            ModelKind::Mlp => Arch::Mlp(MlpArch::from_config(c)),
+            ModelKind::Transformer => Arch::Transformer(TransformerArch::from_config(c), Tokens::from_config(c)),
+        }
     }
 
-    /// The model's input `[N, K]` (flattened) for the rows of `examples`.
+    /// The model's input `[N, K]` (flattened) for the rows of `examples`: the MLP's table
+    /// indices, or the transformer's tokens.
     pub fn inputs(&self, examples: &Examples) -> Vec<u32> {
         match self {
             Arch::Mlp(arch) => arch.table_indices(examples),
+            Arch::Transformer(_, tokens) => tokens.encode(examples),
         }
     }
 
-    /// The widest activation of a row (which sizes the groups of the tensor path).
+    /// The values of a row's widest activation (which sizes the groups of the tensor path).
     pub fn widest(&self) -> usize {
         match self {
             Arch::Mlp(arch) => arch.hidden.iter().copied().max().unwrap_or(1).max(arch.classes),
+            // The FFN's hidden units of every position, and the attention weights of every head.
+            Arch::Transformer(arch, _) => arch.seq_len * (arch.ffn_width.max(arch.d_model) + arch.heads * arch.seq_len),
         }
     }
+}
+
+/// Where a training pass draws its dropout masks: each run's own stream at this optimizer step.
+pub struct DropoutDraw<'a> {
+    /// The seeds of the stack's runs, in stack order.
+    pub seeds: &'a [u64],
+    /// The optimizer steps taken so far.
+    pub step: usize,
 }
 
 /// The parameters of a stack of runs.
@@ -90,6 +117,7 @@ pub struct Model {
 /// What a kind's backward pass needs from its forward pass on the tensor path.
 pub enum Cache {
     Mlp(mlp::Cache),
+    Transformer(transformer::Cache),
 }
 
 /// The dtype tensors live in: bf16 runs compute in f32 on the CPU and round where they store.
@@ -110,6 +138,7 @@ impl Model {
     pub fn init(arch: &Arch, seeds: &[u64], precision: Precision, device: &Device) -> Result<Model> {
         let params = match arch {
             Arch::Mlp(mlp) => mlp::init(mlp, seeds, precision, device)?,
+            Arch::Transformer(arch, _) => Transformer::init(arch, seeds, compute_dtype(precision), device)?.params,
         };
         Ok(Model { arch: arch.clone(), params, storage: Storage::of(precision) })
     }
@@ -122,13 +151,20 @@ impl Model {
     pub fn mlp(&self) -> Option<Mlp<'_>> {
         match &self.arch {
             Arch::Mlp(arch) => Some(Mlp { arch, model: self }),
+            Arch::Transformer(..) => None,
         }
+    }
+
+    /// The transformer of a transformer stack (its parameters are shared, not copied).
+    fn transformer(&self, arch: &TransformerArch) -> Result<Transformer> {
+        Transformer::from_params(arch, self.params.clone())
     }
 
     /// The matrices whose spectral norms bound the Lipschitz constant (`metrics.lipschitz`).
     pub fn spectral_weights(&self) -> Vec<&Tensor> {
         match &self.arch {
             Arch::Mlp(arch) => Mlp { arch, model: self }.linear_weights(),
+            Arch::Transformer(..) => Vec::new(),
         }
     }
 
@@ -153,10 +189,23 @@ impl Model {
     }
 
     /// Forward pass on the tensor path: inputs `[R, N, K]` → logits `[R, N, C]`, and with
-    /// `for_backward` what the backward pass needs.
-    pub fn forward(&self, rows: &Tensor, for_backward: bool) -> Result<(Tensor, Cache)> {
+    /// `for_backward` what the backward pass needs. `masks`: a training pass's dropout.
+    pub fn forward(&self, rows: &Tensor, for_backward: bool, masks: Option<&Masks>) -> Result<(Tensor, Cache)> {
         match &self.arch {
             Arch::Mlp(arch) => Mlp { arch, model: self }.forward(rows, for_backward).map(|(logits, cache)| (logits, Cache::Mlp(cache))),
+            Arch::Transformer(arch, _) => self.transformer(arch)?.forward(rows, masks).map(|(logits, cache)| (logits, Cache::Transformer(cache))),
+        }
+    }
+
+    /// The dropout masks of runs `start..start + len` for a training pass over `rows` rows
+    /// (none for a model without dropout).
+    fn masks(&self, draw: Option<&DropoutDraw>, start: usize, len: usize, rows: usize) -> Result<Option<Masks>> {
+        match (&self.arch, draw) {
+            (Arch::Transformer(arch, _), Some(draw)) if arch.dropout.any() => {
+                let mut rngs: Vec<Rng> = draw.seeds[start..start + len].iter().map(|&seed| Rng::indexed(seed, Stream::Dropout, draw.step as u64)).collect();
+                Ok(Some(Masks::sample(arch, &mut rngs, rows, self.params[0].value.dtype(), self.params[0].value.device())?))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -165,22 +214,23 @@ impl Model {
     pub fn backward(&self, rows: &Tensor, cache: &Cache, dlogits: &Tensor) -> Result<Vec<Tensor>> {
         match (&self.arch, cache) {
             (Arch::Mlp(arch), Cache::Mlp(cache)) => Mlp { arch, model: self }.backward(rows, cache, dlogits),
+            (Arch::Transformer(arch, _), Cache::Transformer(cache)) => self.transformer(arch)?.backward(rows, cache, dlogits),
+            _ => anyhow::bail!("internal: a cache of another model kind"),
         }
     }
 
     /// Loss statistics `[R, 4]` of the current weights (before the update) and the gradient of
-    /// every parameter: the kind's CPU pass on the CPU, else the tensor ops `group` runs at a time.
-    pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
-        if !crate::kernels::use_cpu_kernel(&self.params[0].value) {
-            return self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group);
-        }
+    /// every parameter: the kind's CPU pass on the CPU, else the tensor ops `group` runs at a
+    /// time. `dropout`: where a model with dropout draws its masks.
+    pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
         match &self.arch {
-            Arch::Mlp(arch) => mlp::cpu::train_pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            Arch::Mlp(arch) if crate::kernels::use_cpu_kernel(&self.params[0].value) => mlp::cpu::train_pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            _ => self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group, dropout),
         }
     }
 
     /// [`Model::train_pass`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
-    pub fn train_pass_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<(Tensor, Vec<Tensor>)> {
+    pub fn train_pass_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
         let runs = self.runs();
         let mut stats = Vec::new();
         let mut grads: Vec<Vec<Tensor>> = vec![Vec::new(); self.params.len()];
@@ -188,7 +238,8 @@ impl Model {
             let len = group.min(runs - start);
             let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
             let (rows, labels) = (rows.narrow(0, start, len)?, labels.narrow(0, start, len)?);
-            let (logits, cache) = part.forward(&rows, true)?; // [G, N, C]
+            let masks = self.masks(dropout, start, len, rows.dim(1)?)?;
+            let (logits, cache) = part.forward(&rows, true, masks.as_ref())?; // [G, N, C]
             stats.push(loss::stats(loss_kind, &logits, &labels, loss_bf16)?); // [G, 4]
             let dlogits = self.storage.compute(loss::grad(loss_kind, &logits, &labels)?)?; // [G, N, C]
             for (all, g) in grads.iter_mut().zip(part.backward(&rows, &cache, &dlogits)?) {
@@ -201,11 +252,9 @@ impl Model {
     /// Loss statistics `[R, 4]` on `rows` (no backward pass): the kind's CPU pass on the CPU,
     /// else the tensor ops `group` runs at a time.
     pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
-        if !crate::kernels::use_cpu_kernel(&self.params[0].value) {
-            return self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group);
-        }
         match &self.arch {
-            Arch::Mlp(arch) => mlp::cpu::evaluate(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            Arch::Mlp(arch) if crate::kernels::use_cpu_kernel(&self.params[0].value) => mlp::cpu::evaluate(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            _ => self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group),
         }
     }
 
@@ -216,7 +265,7 @@ impl Model {
         for start in (0..runs).step_by(group.max(1)) {
             let len = group.min(runs - start);
             let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
-            let (logits, _) = part.forward(&rows.narrow(0, start, len)?, false)?;
+            let (logits, _) = part.forward(&rows.narrow(0, start, len)?, false, None)?;
             stats.push(loss::stats(loss_kind, &logits, &labels.narrow(0, start, len)?, loss_bf16)?);
         }
         cat_runs(stats)

@@ -50,9 +50,45 @@ pub mod masks;
 pub use block::Cache;
 pub use masks::{LayerMasks, Masks};
 
+use crate::config::TokenLayout;
+use crate::data::Examples;
+use crate::models::{Group, Param, Role};
 use crate::rng::{Rng, Stream};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
+
+/// How a task's rows become tokens: operands [a, b] as `layout` says (op = p, = = p + 1; or
+/// = = p without op), a bit string's bits (0, 1) then = (2) unless the layout is [a, b].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tokens {
+    pub layout: TokenLayout,
+    /// The operands' range p; `None` for bit strings.
+    pub modulus: Option<u32>,
+}
+
+impl Tokens {
+    pub fn from_config(c: &crate::config::RunConfig) -> Tokens {
+        Tokens { layout: c.transformer.tokens, modulus: (!c.op.is_bits()).then_some(c.p as u32) }
+    }
+
+    /// The tokens `[N, T]` (flattened) of the rows of `examples`.
+    pub fn encode(&self, examples: &Examples) -> Vec<u32> {
+        let rows = examples.symbols.chunks_exact(examples.width);
+        match self.modulus {
+            None => {
+                let eq = (self.layout != TokenLayout::AB).then_some(2);
+                rows.flat_map(|bits| bits.iter().copied().chain(eq)).collect()
+            }
+            Some(p) => rows
+                .flat_map(|ab| match self.layout {
+                    TokenLayout::AOpBEq => vec![ab[0], p, ab[1], p + 1],
+                    TokenLayout::ABEq => vec![ab[0], ab[1], p],
+                    TokenLayout::AB => vec![ab[0], ab[1]],
+                })
+                .collect(),
+        }
+    }
+}
 
 /// RoPE's default base θ (as in Qwen and Llama 3).
 pub const DEFAULT_ROPE_BASE: f64 = 1e6;
@@ -144,6 +180,64 @@ pub struct TransformerArch {
 }
 
 impl TransformerArch {
+    /// The transformer a run's config describes.
+    pub fn from_config(c: &crate::config::RunConfig) -> TransformerArch {
+        let t = &c.transformer;
+        let (seq_len, vocab) = c.token_shape();
+        TransformerArch {
+            layers: t.layers,
+            d_model: t.d_model,
+            heads: t.heads,
+            vocab,
+            seq_len,
+            classes: c.classes(),
+            ffn: match t.ffn.as_str() {
+                "relu" => FfnKind::Relu,
+                "gelu" => FfnKind::Gelu,
+                _ => FfnKind::SwiGlu,
+            },
+            ffn_width: if t.ffn_width == 0 { 4 * t.d_model } else { t.ffn_width },
+            norm: match t.norm.as_str() {
+                "layer" => NormKind::Layer,
+                "none" => NormKind::None,
+                _ => NormKind::Rms,
+            },
+            placement: if t.pre_norm { NormPlacement::Pre } else { NormPlacement::Post },
+            position: match t.positional.as_str() {
+                "learned" => Position::Learned,
+                "none" => Position::None,
+                _ => Position::Rope { base: t.rope_base },
+            },
+            causal: t.causal,
+            bias: t.bias,
+            dropout: Dropout { attn_weights: t.dropout[0], attn_out: t.dropout[1], ffn_hidden: t.dropout[2], ffn_out: t.dropout[3] },
+        }
+    }
+
+    /// Parameters of one run.
+    pub fn param_count(&self) -> usize {
+        specs(self).0.iter().map(|spec| spec.shape.iter().product::<usize>()).sum()
+    }
+
+    /// FLOPs of one row's forward pass (matmuls only, every position of every block; the last
+    /// block's shortcut does less): per block 8·T·d² (q, k, v, o), 4·T²·d (scores and the
+    /// weighted sum), 2·T·d·F per FFN matrix (3 for SwiGLU, else 2); then 2·d·C to read out.
+    pub fn forward_flops_per_row(&self) -> f64 {
+        let (t, d, f) = (self.seq_len as f64, self.d_model as f64, self.ffn_width as f64);
+        let ffn_matrices = if self.ffn == FfnKind::SwiGlu { 3.0 } else { 2.0 };
+        let block = 8.0 * t * d * d + 4.0 * t * t * d + 2.0 * ffn_matrices * t * d * f;
+        self.layers as f64 * block + 2.0 * d * self.classes as f64
+    }
+
+    /// Values the tensor path keeps per row of a training pass, an upper estimate: per block
+    /// about 14 `[T, d]` tensors (norms, q, k, v, attention output, residuals and their
+    /// gradients), 5 `[T, F]` (FFN hidden units, gates, dropout masks) and 4 `[H, T, T]`
+    /// (scores, weights, mask, their gradient).
+    pub fn values_per_row(&self) -> usize {
+        let (t, d, f, h) = (self.seq_len, self.d_model, self.ffn_width, self.heads);
+        self.layers * t * (14 * d + 5 * f + 4 * h * t) + 3 * self.classes
+    }
+
     /// Head width e = d / H.
     pub fn d_head(&self) -> usize {
         self.d_model / self.heads
@@ -165,28 +259,13 @@ impl TransformerArch {
     }
 }
 
-/// What a parameter is, which decides its optimizer group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// The token embedding `[R, V, d]`.
-    Embedding,
-    /// The learned position embedding `[R, T, d]`.
-    Position,
-    /// A Linear layer's weight `[R, in, out]`.
-    Matrix,
-    /// A norm's gain `[R, d]`.
-    Gain,
-    /// A Linear layer's or a LayerNorm's bias `[R, n]`.
-    Bias,
-}
-
-#[derive(Clone, Debug)]
-pub struct Param {
-    /// PyTorch-style name (see the module documentation).
-    pub name: String,
-    pub role: Role,
-    /// `[R, ...]`.
-    pub value: Tensor,
+/// The optimizer group of a parameter (Tveit's code decays every parameter, which
+/// `all_reg = true` gives): the hidden matrices (q, k, v, o, FFN) are always decayed and are
+/// Muon's; the embeddings, the unembedding, gains and biases are decayed with `all_reg` and
+/// take AdamW under Muon (Jordan's rule).
+fn group_of(role: Role, name: &str) -> Group {
+    let hidden_matrix = role == Role::Matrix && !name.starts_with("unembed");
+    Group { always_decayed: hidden_matrix, muon: hidden_matrix }
 }
 
 /// Where a Linear layer's parameters sit in the parameter list.
@@ -341,7 +420,8 @@ impl Transformer {
             let mut shape = vec![r];
             shape.extend(&spec.shape);
             let value = Tensor::from_vec(data, shape, device)?.to_dtype(dtype)?;
-            params.push(Param { name: spec.name, role: spec.role, value });
+            let group = group_of(spec.role, &spec.name);
+            params.push(Param { name: spec.name, role: spec.role, group, value });
         }
         Ok(Transformer { arch: arch.clone(), params, layout })
     }
@@ -386,7 +466,7 @@ impl Transformer {
         let params = self
             .params
             .iter()
-            .map(|p| Ok(Param { name: p.name.clone(), role: p.role, value: p.value.narrow(0, start, len)? }))
+            .map(|p| Ok(Param { value: p.value.narrow(0, start, len)?, ..p.clone() }))
             .collect::<Result<_>>()?;
         Ok(Transformer { arch: self.arch.clone(), params, layout: self.layout.clone() })
     }
