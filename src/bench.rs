@@ -28,6 +28,32 @@ activation = "gelu"
 checkpoint_every = 0
 "#;
 
+/// The canonical transformer step (`--set model.kind=transformer`): Tveit et al.'s model on
+/// p = 97, [a, op, b, =], 2 layers, d 128, 4 heads, SwiGLU 512, pre-norm RMSNorm, RoPE,
+/// causal, dropout 0.2 on the FFN hidden units, train fraction 0.5, full batch.
+pub const CANONICAL_TRANSFORMER: &str = r#"
+name = "bench-transformer"
+[task]
+op = "add"
+p = 97
+train_fraction = 0.5
+[model]
+kind = "transformer"
+layers = 2
+d_model = 128
+heads = 4
+ffn = "swiglu"
+ffn_width = 512
+norm = "rms"
+norm_position = "pre"
+positional = "rope"
+causal = true
+tokens = "a_op_b_eq"
+dropout_ffn_hidden = 0.2
+[train]
+checkpoint_every = 0
+"#;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchResult {
     pub runs: usize,
@@ -36,18 +62,21 @@ pub struct BenchResult {
     pub epochs_timed: usize,
     pub median_epoch_seconds: f64,
     pub run_epochs_per_second: f64,
-    /// Counted as 2·Σ(fan_in·fan_out)·(3·N_train + N_test) per run-epoch.
+    /// Counted by `plan::flops_per_run_epoch` (the MLP: 2·Σ(fan_in·fan_out)·(3·N_train + N_test)).
     pub effective_gflops: f64,
     pub peak_rss_bytes: u64,
     pub peak_rss_per_run_bytes: f64,
     pub estimated_bytes: u64,
 }
 
-/// The canonical stack of `runs` runs with `overrides` applied (e.g. `train.dtype=f64`).
+/// The canonical stack of `runs` runs with `overrides` applied (e.g. `train.dtype=f64`); the
+/// canonical transformer's when they set `model.kind=transformer`.
 pub fn canonical_runs(runs: usize, overrides: &[String]) -> Result<Vec<RunSpec>> {
     let mut all = overrides.to_vec();
     all.push(format!("seeds={runs}"));
-    Sweep::parse(CANONICAL, "the canonical benchmark sweep", &all)?.runs()
+    let transformer = overrides.iter().any(|o| o.replace([' ', '"'], "") == "model.kind=transformer");
+    let (sweep, name) = if transformer { (CANONICAL_TRANSFORMER, "the canonical transformer benchmark sweep") } else { (CANONICAL, "the canonical benchmark sweep") };
+    Sweep::parse(sweep, name, &all)?.runs()
 }
 
 /// Time `epochs` epochs (after one warm-up epoch) of a stack of `runs` runs, in this process.

@@ -2,7 +2,7 @@
 //! stack's results before the next starts.
 
 use crate::checkpoint::{Checkpoints, Writer};
-use crate::config::{RunSpec, Sweep};
+use crate::config::{ModelKind, RunSpec, Sweep};
 use crate::interrupt;
 use crate::metrics::Status;
 use crate::output::{runs_frame, OutputDir, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
@@ -63,16 +63,21 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass) -> Result<Strin
         let stack_memory = stack_bytes(c, stack.len(), pass);
         let flops = flops_per_run_epoch(c) * c.epochs as f64 * stack.len() as f64;
         total_flops += flops;
+        let model = match c.kind {
+            ModelKind::Mlp => format!("MLP input {:?}, hidden {:?}, {:?}", c.input, c.hidden, c.activation),
+            ModelKind::Transformer => {
+                let t = &c.transformer;
+                let (tokens, vocab) = c.token_shape();
+                format!("transformer {} layer(s), d {}, {} heads, {} FFN, {}-norm {}, {} positions, {} tokens of {vocab}", t.layers, t.d_model, t.heads, t.ffn, if t.pre_norm { "pre" } else { "post" }, t.norm, t.positional, tokens)
+            }
+        };
         out.push_str(&format!(
-            "  stack {i}: R = {}, {} rows ({} train, {} per step), {} classes, input {:?}, hidden {:?}, {:?}, {:?}, {:?}, {} epochs: memory ≈ {}, {:.1} TFLOP\n",
+            "  stack {i}: R = {}, {} rows ({} train, {} per step), {} classes, {model}, {:?}, {:?}, {} epochs: memory ≈ {}, {:.1} TFLOP\n",
             stack.len(),
             c.n_examples(),
             c.n_train(),
             if c.batch_size == 0 { c.n_train() } else { c.batch_size.min(c.n_train()) },
             c.classes(),
-            c.input,
-            c.hidden,
-            c.activation,
             c.optimizer,
             c.precision,
             c.epochs,
@@ -80,7 +85,7 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass) -> Result<Strin
             flops / 1e12
         ));
     }
-    out.push_str(&format!("total: {:.2} TFLOP (the first layer counted as a dense matmul)\n", total_flops / 1e12));
+    out.push_str(&format!("total: {:.2} TFLOP (an MLP's first layer counted as a dense matmul)\n", total_flops / 1e12));
     Ok(out)
 }
 
