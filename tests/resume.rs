@@ -165,8 +165,9 @@ fn killed_during_training_resumes_from_the_last_checkpoint() {
     assert_same_as_reference(&dir);
 }
 
-/// Minibatches (3 steps an epoch, each run in its own fresh order every epoch) and warm-up:
-/// the orders are functions of (seed, epoch), so a resumed sweep draws the same ones.
+/// Minibatches (3 steps an epoch, each run in its own fresh order every epoch), warm-up, and a
+/// transformer with dropout: the orders and masks are functions of (seed, epoch or step), so a
+/// resumed sweep draws the same ones.
 const MINIBATCH_SWEEP: &str = r#"
 name = "resume-minibatch"
 seeds = 3
@@ -177,6 +178,12 @@ train_fraction = 0.5
 [model]
 embed_dim = 8
 hidden = [16]
+d_model = 8
+heads = 2
+layers = 1
+ffn_width = 16
+dropout_ffn_hidden = 0.2
+dropout_attention = 0.1
 [train]
 epochs = 20
 lr = 0.01
@@ -187,6 +194,7 @@ log_every = 2
 checkpoint_every = 4
 [grid]
 "train.optimizer" = ["adamw", "muon"]
+"model.kind" = ["mlp", "transformer"]
 "#;
 
 #[test]
@@ -196,7 +204,7 @@ fn a_minibatch_sweep_killed_mid_training_resumes_to_the_same_files() {
     let reference = common::temp_path("resume-minibatch-reference");
     finish_sweep(&sweep, &reference, false);
     let dir = common::temp_path("resume-minibatch");
-    kill_sweep_at(&sweep, &dir, false, "step#30"); // stack 1, epoch 10: its checkpoint is at 8
+    kill_sweep_at(&sweep, &dir, false, "step#30"); // stack 1 (the transformer), epoch 10: its checkpoint is at 8
     assert_eq!(manifest_step(&dir, 1), 8, "checkpoints every 4 epochs");
     finish_sweep(&sweep, &dir, true);
     assert_same_files(&reference, &dir);
