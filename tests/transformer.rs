@@ -93,3 +93,40 @@ fn transformer_settings_are_checked() {
     refused(&["model.positional=rope", "model.d_model=6", "model.heads=2"], "model.positional");
     refused(&["task.op=parity", "task.skip_zero=true"], "task.skip_zero");
 }
+
+#[test]
+fn a_diverging_run_changes_no_other_run_of_its_stack() {
+    let runs = |lr: &str| common::runs(SMALL, &["seeds=[0, 1, 2]", &format!("train.lr={lr}")]);
+    let calm = runs("0.01");
+    let mut wild = runs("0.01");
+    wild[1].config = common::runs(SMALL, &["train.lr=1e200"])[0].config.clone();
+    let (_, expected) = Stack::new(calm, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
+    let (results, got) = Stack::new(wild, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
+    assert_eq!(results[1].status.as_str(), "diverged", "lr 1e200 diverges");
+    for run in [0, 2] {
+        let (a, b): (Vec<_>, Vec<_>) = (expected.iter().filter(|r| r.run_id == run).collect(), got.iter().filter(|r| r.run_id == run).collect());
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(b) {
+            assert_eq!(row_values(a), row_values(b), "run {run} epoch {}: a diverging neighbour changed it", a.epoch);
+        }
+    }
+}
+
+#[test]
+fn export_writes_pytorch_names_and_layouts() {
+    let toml = format!("name = \"tf-export\"\nseeds = 1\n{SMALL}");
+    let (dir, _) = common::train_sweep("tf-export", &toml, &[]);
+    let out = dir.join("run0.safetensors");
+    let exported = grokstack::export::export_run(&dir, 0, &out).unwrap();
+    let shapes: std::collections::HashMap<String, Vec<usize>> = exported.tensors.into_iter().collect();
+    // p = 7 and [a, b, =]: vocabulary 8, 3 positions; d 8, FFN 12, 7 classes.
+    assert_eq!(shapes["embedding.weight"], [8, 8]);
+    assert_eq!(shapes["position.weight"], [3, 8]);
+    assert_eq!(shapes["layers.0.attn.q.weight"], [8, 8]);
+    assert_eq!(shapes["layers.1.ffn.w1.weight"], [12, 8], "Linear weights are [out, in]");
+    assert_eq!(shapes["layers.1.ffn.w2.weight"], [8, 12]);
+    assert_eq!(shapes["layers.0.norm1.weight"], [8]);
+    assert_eq!(shapes["layers.0.norm1.bias"], [8]);
+    assert_eq!(shapes["unembed.weight"], [7, 8]);
+    assert_eq!(shapes["unembed.bias"], [7]);
+}
