@@ -232,6 +232,7 @@ impl Model {
     pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
         match &self.arch {
             Arch::Mlp(arch) if crate::kernels::use_cpu_kernel(&self.params[0].value) => mlp::cpu::train_pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            Arch::Transformer(arch, _) if crate::kernels::use_cpu_kernel(&self.params[0].value) => transformer::cpu::train_pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, dropout),
             _ => self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group, dropout),
         }
     }
@@ -261,6 +262,7 @@ impl Model {
     pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
         match &self.arch {
             Arch::Mlp(arch) if crate::kernels::use_cpu_kernel(&self.params[0].value) => mlp::cpu::evaluate(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            Arch::Transformer(arch, _) if crate::kernels::use_cpu_kernel(&self.params[0].value) => transformer::cpu::evaluate(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16),
             _ => self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group),
         }
     }
