@@ -58,7 +58,12 @@ impl RunMasks {
     pub fn draw(arch: &TransformerArch, rng: &mut Rng, rows: usize) -> RunMasks {
         let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
         let p = arch.dropout;
-        let mut draw = |prob: f64, units: usize| (prob > 0.0).then(|| (0..units).map(|_| u8::from(rng.uniform() >= prob)).collect::<Vec<u8>>());
+        let mut draw = |prob: f64, units: usize| {
+            // uniform() is k·2⁻⁵³ for the top 53 bits k of a draw, exactly, so uniform() ≥ p
+            // exactly when k ≥ ⌈p·2⁵³⌉: the same test on integers, without the conversion.
+            let threshold = (prob * (1u64 << 53) as f64).ceil() as u64;
+            (prob > 0.0).then(|| (0..units).map(|_| u8::from(rng.next_u64() >> 11 >= threshold)).collect::<Vec<u8>>())
+        };
         let layers = (0..arch.layers)
             .map(|_| RunLayerMasks {
                 attn_weights: draw(p.attn_weights, rows * h * t * t),
