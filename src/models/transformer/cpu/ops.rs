@@ -154,6 +154,7 @@ crate::avx2_twin! {
     /// Backward of [`norm_forward`] over rows of dy `[M, d]`: dg += Σ dy ⊙ x̂, db += Σ dy (with
     /// a bias), and dx = s·(dx̂ − x̂·mean(dx̂ ⊙ x̂)) with dx̂ = dy ⊙ g, LayerNorm also subtracting
     /// mean(dx̂); written over dx `[M, d]`, or added to it with `accumulate`.
+    #[allow(clippy::too_many_arguments)]
     pub fn norm_backward<T>(kind: NormKind, dy: &[T], xhat: &[T], inv: &[T], gain: &[T], dgain: &mut [T], dbias: Option<&mut [T]>, dx: &mut [T], accumulate: bool) = norm_backward_loop;
 }
 
@@ -208,6 +209,7 @@ impl<T: Real> RopeTable<T> {
 }
 
 crate::avx2_twin! {
+    #[allow(clippy::too_many_arguments)]
     fn rope_turn<T>(x: &mut [T], cos: &[T], sin: &[T], half: usize, t: usize, tq: usize, d: usize, inverse: bool) = rope_loop;
 }
 
@@ -332,6 +334,7 @@ crate::avx2_twin! {
     /// Backward of [`attention_forward`] from dmerged `[B, T', d]`: dv = keptᵀ·dmerged, and
     /// through the dropout and the softmax ds = probs ⊙ (dp − Σ_j dp_j·probs_j)/√e, dq = ds·k,
     /// dk = dsᵀ·q, per head. Written over dq `[B, T', d]`, dk and dv `[B, T, d]`; `scratch` `[T]`.
+    #[allow(clippy::too_many_arguments)]
     pub fn attention_backward<T>(shape: AttnShape<T>, dmerged: &[T], q: &[T], k: &[T], v: &[T], probs: &[T], mask: Option<(&[u8], T)>, dq: &mut [T], dk: &mut [T], dv: &mut [T], scratch: &mut [T]) = attention_backward_loop;
 }
 
