@@ -25,7 +25,8 @@ pub fn group_into_stacks(runs: Vec<RunSpec>) -> Vec<Vec<RunSpec>> {
 /// Which pass trains a stack: their activations take memory differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
-    /// The CPU pass (`crate::models::mlp::cpu`): block buffers per thread, partial gradients per chunk.
+    /// The CPU pass (`crate::models::mlp::cpu`, `crate::models::transformer::cpu`): block
+    /// buffers per thread, partial gradients per chunk.
     Cpu,
     /// Tensor ops on groups of runs (other devices).
     Tensors,
@@ -161,19 +162,37 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     match config.kind {
         ModelKind::Mlp => mlp_stack_bytes(config, runs, pass),
-        ModelKind::Transformer => transformer_stack_bytes(config, runs),
+        ModelKind::Transformer => transformer_stack_bytes(config, runs, pass),
     }
 }
 
-/// A transformer stack's bytes: its parameters' copies (as the MLP's) and its data, plus the
-/// activations of one group of runs on the tensor path (the only path it has).
-fn transformer_stack_bytes(config: &RunConfig, runs: usize) -> usize {
+/// A transformer stack's bytes: its parameters' copies (as the MLP's) and its data, plus what
+/// a pass holds. The CPU pass (`crate::models::transformer::cpu`): the partial gradients of
+/// every chunk of the train rows and the dropout masks (a byte per unit) of one wave of runs;
+/// its block buffers do not grow with the stack and are left out, as the MLP's. The tensor
+/// path: the activations of one group of runs.
+fn transformer_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
+    use crate::models::transformer::cpu::{CHUNK_ROWS, RUNS_PER_WAVE};
     let arch = TransformerArch::from_config(config);
+    let value = bytes_per_value(config.precision);
     let copies = if config.checkpoint_every > 0 { 10 } else { 7 };
     let data = (config.n_train() + config.n_test()) * (config.row_width() + 1) * 4;
-    let rows = config.n_train().max(config.n_test());
-    let group = runs_per_group(&Arch::from_config(config), rows).min(runs);
-    (copies * arch.param_count() * runs + arch.values_per_row() * rows * group) * bytes_per_value(config.precision) + data * runs
+    let activations = match pass {
+        Pass::Cpu => {
+            let n = config.n_train();
+            let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
+            let p = arch.dropout;
+            let mask_units: usize = [(p.attn_weights, h * t * t), (p.attn_out, t * d), (p.ffn_hidden, t * f), (p.ffn_out, t * d)].iter().filter(|(prob, _)| *prob > 0.0).map(|(_, units)| units).sum();
+            let wave = runs.min(RUNS_PER_WAVE);
+            (n.div_ceil(CHUNK_ROWS) * arch.param_count() * value + arch.layers * n * mask_units) * wave
+        }
+        Pass::Tensors => {
+            let rows = config.n_train().max(config.n_test());
+            let group = runs_per_group(&Arch::from_config(config), rows).min(runs);
+            arch.values_per_row() * rows * group * value
+        }
+    };
+    copies * arch.param_count() * runs * value + activations + data * runs
 }
 
 fn mlp_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {

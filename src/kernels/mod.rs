@@ -120,6 +120,7 @@ macro_rules! avx2_twin {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn twin<T: $crate::kernels::Real>($($arg: $ty),*) $(-> $ret)? {
                     $body::<T>($($arg),*)
                 }

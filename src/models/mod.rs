@@ -105,6 +105,13 @@ pub struct DropoutDraw<'a> {
     pub step: usize,
 }
 
+impl DropoutDraw<'_> {
+    /// The generator of the masks of the run at stack position `run`: both passes draw from it.
+    pub fn rng(&self, run: usize) -> Rng {
+        Rng::indexed(self.seeds[run], Stream::Dropout, self.step as u64)
+    }
+}
+
 /// The parameters of a stack of runs.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -202,7 +209,7 @@ impl Model {
     fn masks(&self, draw: Option<&DropoutDraw>, start: usize, len: usize, rows: usize) -> Result<Option<Masks>> {
         match (&self.arch, draw) {
             (Arch::Transformer(arch, _), Some(draw)) if arch.dropout.any() => {
-                let mut rngs: Vec<Rng> = draw.seeds[start..start + len].iter().map(|&seed| Rng::indexed(seed, Stream::Dropout, draw.step as u64)).collect();
+                let mut rngs: Vec<Rng> = (start..start + len).map(|run| draw.rng(run)).collect();
                 Ok(Some(Masks::sample(arch, &mut rngs, rows, self.params[0].value.dtype(), self.params[0].value.device())?))
             }
             _ => Ok(None),
@@ -225,6 +232,7 @@ impl Model {
     pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
         match &self.arch {
             Arch::Mlp(arch) if crate::kernels::use_cpu_kernel(&self.params[0].value) => mlp::cpu::train_pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            Arch::Transformer(arch, _) if crate::kernels::use_cpu_kernel(&self.params[0].value) => transformer::cpu::train_pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, dropout),
             _ => self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group, dropout),
         }
     }
@@ -254,6 +262,7 @@ impl Model {
     pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
         match &self.arch {
             Arch::Mlp(arch) if crate::kernels::use_cpu_kernel(&self.params[0].value) => mlp::cpu::evaluate(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            Arch::Transformer(arch, _) if crate::kernels::use_cpu_kernel(&self.params[0].value) => transformer::cpu::evaluate(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16),
             _ => self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group),
         }
     }

@@ -29,30 +29,78 @@ pub struct Masks {
     pub layers: Vec<LayerMasks>,
 }
 
-impl Masks {
-    /// Keep masks for `rows` rows of every run, unit kept with probability 1 − p; run r's from
-    /// `rngs[r]` alone, so a run's masks do not depend on its stack.
-    pub fn sample(arch: &TransformerArch, rngs: &mut [Rng], rows: usize, dtype: DType, device: &Device) -> Result<Masks> {
+/// One run's keep masks (1 = kept) of one block for `rows` rows; `None` where that dropout's
+/// probability is 0. Shapes as [`LayerMasks`] without the run axis.
+#[derive(Clone, Debug, Default)]
+pub struct RunLayerMasks {
+    /// `[N, H, T, T]`.
+    pub attn_weights: Option<Vec<u8>>,
+    /// `[N, T, d]`.
+    pub attn_out: Option<Vec<u8>>,
+    /// `[N, T, F]`.
+    pub ffn_hidden: Option<Vec<u8>>,
+    /// `[N, T, d]`.
+    pub ffn_out: Option<Vec<u8>>,
+}
+
+/// One run's keep masks of every block.
+#[derive(Clone, Debug, Default)]
+pub struct RunMasks {
+    pub layers: Vec<RunLayerMasks>,
+}
+
+impl RunMasks {
+    /// The masks of one run for `rows` rows from its generator, unit kept when a uniform draw
+    /// is ≥ p: block by block, and in each block the attention weights, the attention output,
+    /// the FFN hidden units and the FFN output, each unit in row-major order. The one place
+    /// masks are drawn: [`Masks::sample`] builds its tensors from these, and the CPU pass
+    /// reads them as they are.
+    pub fn draw(arch: &TransformerArch, rng: &mut Rng, rows: usize) -> RunMasks {
         let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
         let p = arch.dropout;
+        let mut draw = |prob: f64, units: usize| {
+            // uniform() is k·2⁻⁵³ for the top 53 bits k of a draw, exactly, so uniform() ≥ p
+            // exactly when k ≥ ⌈p·2⁵³⌉: the same test on integers, without the conversion.
+            let threshold = (prob * (1u64 << 53) as f64).ceil() as u64;
+            (prob > 0.0).then(|| (0..units).map(|_| u8::from(rng.next_u64() >> 11 >= threshold)).collect::<Vec<u8>>())
+        };
+        let layers = (0..arch.layers)
+            .map(|_| RunLayerMasks {
+                attn_weights: draw(p.attn_weights, rows * h * t * t),
+                attn_out: draw(p.attn_out, rows * t * d),
+                ffn_hidden: draw(p.ffn_hidden, rows * t * f),
+                ffn_out: draw(p.ffn_out, rows * t * d),
+            })
+            .collect();
+        RunMasks { layers }
+    }
+}
+
+impl Masks {
+    /// Keep masks for `rows` rows of every run, unit kept with probability 1 − p; run r's from
+    /// `rngs[r]` alone (by [`RunMasks::draw`], what the CPU pass reads), so a run's masks do
+    /// not depend on its stack.
+    pub fn sample(arch: &TransformerArch, rngs: &mut [Rng], rows: usize, dtype: DType, device: &Device) -> Result<Masks> {
+        let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
         let r = rngs.len();
-        let mut draw = |prob: f64, shape: &[usize]| -> Result<Option<Tensor>> {
-            if prob == 0.0 {
+        let runs: Vec<RunMasks> = rngs.iter_mut().map(|rng| RunMasks::draw(arch, rng, rows)).collect();
+        // One kind of one layer, every run's units one after another: `[R, shape...]`.
+        let stack = |pick: &dyn Fn(&RunLayerMasks) -> &Option<Vec<u8>>, layer: usize, shape: &[usize]| -> Result<Option<Tensor>> {
+            if pick(&runs[0].layers[layer]).is_none() {
                 return Ok(None);
             }
-            let per_run: usize = shape.iter().product();
-            let data: Vec<f64> = rngs.iter_mut().flat_map(|rng| (0..per_run).map(|_| f64::from(u8::from(rng.uniform() >= prob))).collect::<Vec<_>>()).collect();
+            let data: Vec<u8> = runs.iter().flat_map(|run| pick(&run.layers[layer]).as_deref().unwrap_or_default().iter().copied()).collect();
             let mut full = vec![r];
             full.extend(shape);
             Ok(Some(Tensor::from_vec(data, full, device)?.to_dtype(dtype)?))
         };
         let layers = (0..arch.layers)
-            .map(|_| {
+            .map(|l| {
                 Ok(LayerMasks {
-                    attn_weights: draw(p.attn_weights, &[rows, h, t, t])?,
-                    attn_out: draw(p.attn_out, &[rows, t, d])?,
-                    ffn_hidden: draw(p.ffn_hidden, &[rows, t, f])?,
-                    ffn_out: draw(p.ffn_out, &[rows, t, d])?,
+                    attn_weights: stack(&|m| &m.attn_weights, l, &[rows, h, t, t])?,
+                    attn_out: stack(&|m| &m.attn_out, l, &[rows, t, d])?,
+                    ffn_hidden: stack(&|m| &m.ffn_hidden, l, &[rows, t, f])?,
+                    ffn_out: stack(&|m| &m.ffn_out, l, &[rows, t, d])?,
                 })
             })
             .collect::<Result<_>>()?;

@@ -39,16 +39,19 @@
 //! U(−1/√fan_in, 1/√fan_in); norm gains 1 and biases 0.
 //!
 //! Modules: [`layers`] (linear, norms, embedding, dropout), [`attention`] (RoPE, softmax,
-//! attention), [`ffn`], [`block`] (a block and the whole pass), [`masks`] (dropout masks).
+//! attention), [`ffn`], [`block`] (a block and the whole pass), [`masks`] (dropout masks);
+//! [`cpu`] is the fast CPU pass, one block of one run's rows at a time, which the tensor path
+//! here is the reference of.
 
 pub mod attention;
 pub mod block;
+pub mod cpu;
 pub mod ffn;
 pub mod layers;
 pub mod masks;
 
 pub use block::Cache;
-pub use masks::{LayerMasks, Masks};
+pub use masks::{LayerMasks, Masks, RunLayerMasks, RunMasks};
 
 use crate::config::TokenLayout;
 use crate::data::Examples;
