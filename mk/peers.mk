@@ -4,6 +4,7 @@
 #
 #   make bench-peers                       # R = 1,16,64, 5 epochs, all cores
 #   make bench-peers PEERS_THREADS=2
+#   make bench-peers-transformer           # the transformer epoch's PyTorch peer alone
 
 PEERS_VENV ?= .venv-peers
 PEERS_PY := $(PEERS_VENV)/bin/python
@@ -14,8 +15,12 @@ PEERS_THREADS ?= $(shell nproc)
 PEERS_RESULTS ?= bench/results
 PEERS_GROK_CMD = $(BIN) bench --runs $(PEERS_RUNS) --epochs $(PEERS_EPOCHS) --json $(PEERS_RESULTS)/grokstack-cpu.json
 PEERS_TORCH_CMD = $(PEERS_PY) bench/peers/torch_stacked.py --runs $(PEERS_RUNS) --epochs $(PEERS_EPOCHS) --threads $(PEERS_THREADS) --json $(PEERS_RESULTS)/torch-cpu.json
+# The canonical transformer epoch's peer (bench/peers/torch_transformer.py); flags of its own
+# go in PEERS_TRANSFORMER_FLAGS, e.g. "--grad autograd".
+PEERS_TRANSFORMER_FLAGS ?=
+PEERS_TORCH_TRANSFORMER_CMD = $(PEERS_PY) bench/peers/torch_transformer.py --runs $(PEERS_RUNS) --epochs $(PEERS_EPOCHS) --threads $(PEERS_THREADS) $(PEERS_TRANSFORMER_FLAGS) --json $(PEERS_RESULTS)/torch-transformer-cpu.json
 
-.PHONY: bench-peers peers-venv
+.PHONY: bench-peers bench-peers-transformer peers-venv
 
 # The venv is built once; the stamp records that the pinned list installed and imports.
 # --no-deps: see bench/peers/requirements-cpu.txt for why the dependency list is explicit.
@@ -33,3 +38,7 @@ bench-peers: build $(PEERS_VENV)/.installed
 	$(PEERS_TORCH_CMD)
 	$(PEERS_PY) bench/peers/compare.py $(PEERS_RESULTS)/grokstack-cpu.json $(PEERS_RESULTS)/torch-cpu.json BENCHMARKS.md \
 		--command "RAYON_NUM_THREADS=$(PEERS_THREADS) $(PEERS_GROK_CMD)" --command "$(PEERS_TORCH_CMD)"
+
+bench-peers-transformer: $(PEERS_VENV)/.installed
+	mkdir -p $(PEERS_RESULTS)
+	$(PEERS_TORCH_TRANSFORMER_CMD)

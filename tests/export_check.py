@@ -20,76 +20,7 @@ except ImportError as error:
     print(f"skipped: {error}")
     sys.exit(77)
 
-MASK = (1 << 64) - 1
-
-
-def rotl(x, k):
-    return ((x << k) | (x >> (64 - k))) & MASK
-
-
-class Rng:
-    """grokstack's src/rng.rs: xoshiro256** seeded through SplitMix64, one stream per use."""
-
-    SPLIT = 1
-
-    def __init__(self, seed, stream):
-        mix = (seed ^ (stream * 0xA0761D6478BD642F)) & MASK
-        self.s = []
-        for _ in range(4):
-            mix = (mix + 0x9E3779B97F4A7C15) & MASK
-            z = mix
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-            self.s.append(z ^ (z >> 31))
-
-    def next_u64(self):
-        s = self.s
-        result = (rotl((s[1] * 5) & MASK, 7) * 9) & MASK
-        t = (s[1] << 17) & MASK
-        s[2] ^= s[0]
-        s[3] ^= s[1]
-        s[1] ^= s[2]
-        s[0] ^= s[3]
-        s[2] ^= t
-        s[3] = rotl(s[3], 45)
-        return result
-
-    def below(self, n):
-        while True:
-            product = self.next_u64() * n
-            if product & MASK >= ((-n) & MASK) % n:
-                return product >> 64
-
-    def shuffle(self, items):
-        for i in range(len(items) - 1, 0, -1):
-            j = self.below(i + 1)
-            items[i], items[j] = items[j], items[i]
-
-
-def examples(op, p):
-    rows = []
-    for a in range(p):
-        for b in range(p):
-            if op == "add":
-                label = (a + b) % p
-            elif op == "sub":
-                label = (a + p - b) % p
-            elif op == "mul":
-                label = (a * b) % p
-            else:  # div: a * b^-1, b != 0
-                if b == 0:
-                    continue
-                label = (a * pow(b, p - 2, p)) % p
-            rows.append((a, b, label))
-    return rows
-
-
-def test_split(config, seed):
-    rows = examples(config["task.op"], config["task.p"])
-    order = list(range(len(rows)))
-    Rng(seed, Rng.SPLIT).shuffle(order)
-    n_train = math.floor(config["task.train_fraction"] * len(rows))
-    return np.array([rows[i] for i in order[n_train:]], dtype=np.int64)
+from grokstack_data import split  # tests/, the script's own directory
 
 
 def activation(name, z):
@@ -124,7 +55,7 @@ def main(path):
         meta = f.metadata()
     weights = load_file(path)
     config = json.loads(meta["config"])
-    test = test_split(config, int(meta["seed"]))
+    test = np.array(split(config, int(meta["seed"]))[1], dtype=np.int64)
     predicted = logits(weights, config, test[:, 0], test[:, 1]).argmax(axis=1)
     correct = int((predicted == test[:, 2]).sum())
     expected = float(meta["final_test_acc"])

@@ -223,20 +223,25 @@ def run_single(args):
             logits, _ = fwd(params, test, args.first_layer)
             return loss_and_accuracy(logits, test.labels)[:2]
 
+    time_epochs(epoch, runs, args.epochs, args.dtype, FLOPS_PER_RUN_EPOCH)
+
+
+def time_epochs(epoch, runs, epochs, dtype, flops_per_run_epoch):
+    """Time `epochs` calls of `epoch` after one warm-up call; print the child's JSON line."""
     epoch()  # warm-up: first-touch allocations, thread pool start (and compilation)
     times = []
-    for _ in range(args.epochs):
+    for _ in range(epochs):
         start = time.perf_counter()
         epoch()
         times.append(time.perf_counter() - start)  # CPU ops are synchronous: no sync needed
     median = statistics.median(times)
     print(json.dumps({
         "runs": runs,
-        "dtype": args.dtype,
-        "epochs_timed": args.epochs,
+        "dtype": dtype,
+        "epochs_timed": epochs,
         "median_epoch_seconds": median,
         "run_epochs_per_second": runs / median,
-        "effective_gflops": FLOPS_PER_RUN_EPOCH * runs / median / 1e9,
+        "effective_gflops": flops_per_run_epoch * runs / median / 1e9,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # KiB on Linux
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -244,7 +249,8 @@ def run_single(args):
 
 
 # ---------------------------------------------------------------------------------------
-# The parent: one child per R, then the table and the JSON.
+# The parent: one child per R, then the table and the JSON (bench/peers/torch_transformer.py
+# uses these too).
 # ---------------------------------------------------------------------------------------
 
 def human_bytes(n):
@@ -254,37 +260,48 @@ def human_bytes(n):
         n /= 1024
 
 
+def measure(script, runs, threads, passthrough):
+    """Each stack size R of `runs` timed by `script --single R` in a fresh child process, so
+    that its peak RSS is its own: the children's JSON lines, parsed."""
+    # OpenMP reads its thread count at start-up; set it for the child as well as set_num_threads.
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    results = []
+    for r in [int(x) for x in runs.split(",") if x]:
+        out = subprocess.run([sys.executable, os.path.abspath(script), "--single", str(r)] + passthrough,
+                             env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"R = {r} failed:\n{out.stderr}")
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def report(results, title, json_path, settings):
+    """Print the results as a table under `title`; write them with `settings` to `json_path`."""
+    print(f"{title}\n")
+    print("| R | median epoch (s) | run-epochs/s | effective GFLOP/s | peak RSS |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['runs']} | {r['median_epoch_seconds']:.3f} | {r['run_epochs_per_second']:.2f} "
+              f"| {r['effective_gflops']:.1f} | {human_bytes(r['peak_rss_bytes'])} |")
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        keep = ["runs", "dtype", "median_epoch_seconds", "run_epochs_per_second", "effective_gflops", "peak_rss_bytes"]
+        doc = {"results": [{k: r[k] for k in keep} for r in results], "torch_version": torch.__version__, **settings}
+        with open(json_path, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+
+
 def main():
     args = parse_args()
     if args.single is not None:
         return run_single(args)
     passthrough = ["--epochs", str(args.epochs), "--threads", str(args.threads), "--dtype", args.dtype,
                    "--grad", args.grad, "--first-layer", args.first_layer] + (["--compile"] if args.compile else [])
-    # OpenMP reads its thread count at start-up; set it for the child as well as set_num_threads.
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    results = []
-    for r in [int(x) for x in args.runs.split(",") if x]:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--single", str(r)] + passthrough,
-                             env=env, capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit(f"R = {r} failed:\n{out.stderr}")
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"PyTorch {torch.__version__}, {args.threads} threads, {args.dtype}, "
-          f"grad = {args.grad}, first layer = {args.first_layer}\n")
-    print("| R | median epoch (s) | run-epochs/s | effective GFLOP/s | peak RSS |")
-    print("|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['runs']} | {r['median_epoch_seconds']:.3f} | {r['run_epochs_per_second']:.2f} "
-              f"| {r['effective_gflops']:.1f} | {human_bytes(r['peak_rss_bytes'])} |")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        keep = ["runs", "dtype", "median_epoch_seconds", "run_epochs_per_second", "effective_gflops", "peak_rss_bytes"]
-        doc = {"results": [{k: r[k] for k in keep} for r in results],
-               "torch_version": torch.__version__, "threads": args.threads,
-               "grad": args.grad, "first_layer": args.first_layer, "dtype": args.dtype}
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+    results = measure(__file__, args.runs, args.threads, passthrough)
+    report(results, f"PyTorch {torch.__version__}, {args.threads} threads, {args.dtype}, "
+                    f"grad = {args.grad}, first layer = {args.first_layer}", args.json,
+           {"threads": args.threads, "grad": args.grad, "first_layer": args.first_layer, "dtype": args.dtype})
 
 
 if __name__ == "__main__":
