@@ -25,7 +25,7 @@ use crate::kernels::cpu_view;
 use crate::kernels::loss::N_STATS;
 use crate::models::DropoutDraw;
 use anyhow::{bail, ensure, Result};
-use block::{BlockMasks, Buffers, Grads, Net};
+use block::{BlockMasks, Buffers, Net};
 use candle_core::{Device, Tensor};
 use ops::RopeTable;
 use rayon::prelude::*;
@@ -98,7 +98,7 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
         let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
         let masks: Vec<Option<RunMasks>> = (wave_start..wave_start + wave_runs).into_par_iter().map(|run| draw.map(|draw| RunMasks::draw(arch, &mut draw.rng(run), n))).collect();
         // One task per (run, chunk), in run-major order.
-        let mut partials: Vec<([f64; N_STATS], Option<Grads<T>>)> = (0..wave_runs * chunks_per_run)
+        let partials: Vec<crate::cpu::Partial<T>> = (0..wave_runs * chunks_per_run)
             .into_par_iter()
             .map(|task| {
                 let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
@@ -128,26 +128,7 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
             .collect();
         drop(masks);
 
-        // Each run's chunks summed in chunk order, into its first chunk.
-        partials.par_chunks_mut(chunks_per_run).for_each(|chunks| {
-            let (first, rest) = chunks.split_first_mut().expect("chunks_per_run ≥ 1");
-            for (chunk_sums, chunk_grads) in rest.iter() {
-                first.0.iter_mut().zip(chunk_sums).for_each(|(s, v)| *s += v);
-                if let (Some(total), Some(part)) = (&mut first.1, chunk_grads) {
-                    for (t, g) in total.iter_mut().zip(part) {
-                        t.iter_mut().zip(g).for_each(|(t, &g)| *t = *t + g);
-                    }
-                }
-            }
-        });
-        for run_chunks in partials.chunks(chunks_per_run) {
-            means.extend(run_chunks[0].0.map(|s| s / n as f64));
-            if let Some(run_grads) = &run_chunks[0].1 {
-                stacked.iter_mut().zip(run_grads).for_each(|(all, g)| all.extend_from_slice(g));
-            }
-        }
-        let keep = wave_runs * chunks_per_run + 2 * rayon::current_num_threads();
-        pool::give_back(partials.into_iter().filter_map(|(_, g)| g), keep);
+        crate::cpu::reduce_wave(partials, chunks_per_run, n, &mut means, &mut stacked);
     }
 
     let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
