@@ -62,6 +62,7 @@ struct Setup {
     tokens: Tensor,
     labels: Tensor,
     masks: Option<Masks>,
+    loss: Loss,
 }
 
 /// candle's CPU matmul hands every GEMM to rayon unless RAYON_NUM_THREADS is 1 (it reads the
@@ -88,14 +89,15 @@ fn setup(arch: &TransformerArch, seeds: &[u64], dtype: DType) -> Setup {
         tokens: Tensor::from_vec(tokens, (r, ROWS, arch.seq_len), &device).unwrap(),
         labels: Tensor::from_vec(labels, (r, ROWS), &device).unwrap(),
         masks,
+        loss: Loss::Softmax,
     }
 }
 
 impl Setup {
-    /// Σ over runs of each run's mean cross-entropy: the scalar the backward pass differentiates.
+    /// Σ over runs of each run's mean loss: the scalar the backward pass differentiates.
     fn loss(&self) -> f64 {
         let (logits, _) = self.model.forward(&self.tokens, self.masks.as_ref()).unwrap();
-        let stats = loss::stats(Loss::Softmax, &logits, &self.labels, false).unwrap();
+        let stats = loss::stats(self.loss, &logits, &self.labels, false).unwrap();
         stats.narrow(1, 0, 1).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
     }
 
@@ -103,7 +105,7 @@ impl Setup {
     fn logits_and_grads(&self, full: bool) -> (Tensor, Vec<Tensor>) {
         let masks = self.masks.as_ref();
         let (logits, cache) = if full { self.model.forward_full(&self.tokens, masks) } else { self.model.forward(&self.tokens, masks) }.unwrap();
-        let dlogits = loss::grad(Loss::Softmax, &logits, &self.labels).unwrap();
+        let dlogits = loss::grad(self.loss, &logits, &self.labels).unwrap();
         let grads = self.model.backward(&self.tokens, &cache, &dlogits).unwrap();
         (logits, grads)
     }
@@ -123,8 +125,9 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Central differences (step 1e-6) of the loss at every entry of small tensors and 20 random
 /// entries of larger ones, against the backward pass.
-fn check_finite_differences(name: &str, arch: &TransformerArch) {
+fn check_finite_differences(name: &str, arch: &TransformerArch, loss: Loss) {
     let mut s = setup(arch, &[3, 17], DType::F64);
+    s.loss = loss;
     let (_, grads) = s.logits_and_grads(false);
     assert_eq!(grads.len(), s.model.params.len());
     let mut pick = Rng::new(99, Stream::Synthetic);
@@ -167,8 +170,10 @@ fn check_finite_differences(name: &str, arch: &TransformerArch) {
 
 #[test]
 fn every_parameter_matches_finite_differences() {
-    for (name, arch) in configurations() {
-        check_finite_differences(name, &arch);
+    // The losses alternate over the configurations, so that each loss meets several options.
+    let losses = [Loss::Softmax, Loss::StableMax, Loss::Sparsemax];
+    for (i, (name, arch)) in configurations().into_iter().enumerate() {
+        check_finite_differences(name, &arch, losses[i % losses.len()]);
     }
 }
 
@@ -185,6 +190,7 @@ fn a_run_of_a_stack_matches_the_run_alone() {
                 tokens: stack.tokens.narrow(0, r, 1).unwrap(),
                 labels: stack.labels.narrow(0, r, 1).unwrap(),
                 masks: stack.masks.as_ref().map(|m| m.narrow_runs(r, 1).unwrap()),
+                loss: Loss::Softmax,
             };
             for (a, b) in alone.model.params.iter().zip(&stack.model.params) {
                 assert_eq!(values(&a.value), values(&b.value.narrow(0, r, 1).unwrap()), "{name}: run {r}: {} init depends on the stack", a.name);
