@@ -160,13 +160,24 @@ pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
 /// the backward pass's three temporaries of the widest layer: da, dz and the next layer's
 /// input) and a test pass (z and a, logits).
 pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
-    match config.kind {
+    let data = (config.n_train() + config.n_test()) * (config.row_width() + 1) * 4;
+    let model = match config.kind {
         ModelKind::Mlp => mlp_stack_bytes(config, runs, pass),
         ModelKind::Transformer => transformer_stack_bytes(config, runs, pass),
-    }
+    };
+    model + data * runs
 }
 
-/// A transformer stack's bytes: its parameters' copies (as the MLP's) and its data, plus what
+/// Copies of the parameters a run holds during the update: the weights, their gradients, two
+/// optimizer moments and the new weights and moments (7; bf16 rounds the new gradients,
+/// weights and moments into copies of their own: 9), and 3 more for the snapshot a checkpoint
+/// is written from (weights and two moments).
+fn param_copies(config: &RunConfig) -> usize {
+    let update = if config.precision == Precision::F32 || config.precision == Precision::F64 { 7 } else { 9 };
+    update + if config.checkpoint_every > 0 { 3 } else { 0 }
+}
+
+/// A transformer stack's bytes besides its data: its parameters' copies (as the MLP's), plus what
 /// a pass holds. The CPU pass (`crate::models::transformer::cpu`): the partial gradients of
 /// every chunk of the train rows and the dropout masks (a byte per unit) of one wave of runs;
 /// its block buffers do not grow with the stack and are left out, as the MLP's. The tensor
@@ -175,8 +186,6 @@ fn transformer_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize
     use crate::models::transformer::cpu::{CHUNK_ROWS, RUNS_PER_WAVE};
     let arch = TransformerArch::from_config(config);
     let value = bytes_per_value(config.precision);
-    let copies = if config.checkpoint_every > 0 { 10 } else { 7 };
-    let data = (config.n_train() + config.n_test()) * (config.row_width() + 1) * 4;
     let activations = match pass {
         Pass::Cpu => {
             let n = config.n_train();
@@ -192,7 +201,7 @@ fn transformer_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize
             arch.values_per_row() * rows * group * value
         }
     };
-    copies * arch.param_count() * runs * value + activations + data * runs
+    param_copies(config) * arch.param_count() * runs * value + activations
 }
 
 fn mlp_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
@@ -202,13 +211,7 @@ fn mlp_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
     let (hidden_sum, classes): (usize, usize) = (arch.hidden.iter().sum(), arch.classes);
     let widest = arch.hidden.iter().copied().max().unwrap_or(0).max(classes);
     let table = arch.table_rows() * arch.hidden[0];
-    // bf16 rounds the new gradients, weights and moments into copies of their own.
-    let mut copies = if config.precision == Precision::F32 || config.precision == Precision::F64 { 7 } else { 9 };
-    if config.checkpoint_every > 0 {
-        copies += 3; // the snapshot a checkpoint writes from: weights and two moments
-    }
-    let params = copies * arch.param_count() + table;
-    let data = (n_train + n_test) * (config.row_width() + 1) * 4;
+    let params = param_copies(config) * arch.param_count() + table;
     let activations = match pass {
         Pass::Cpu => {
             let later_layers: usize = arch.linear_shapes().iter().skip(1).map(|(i, o)| i * o).sum();
@@ -220,7 +223,7 @@ fn mlp_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
             train.max(test)
         }
     };
-    (activations + params * runs) * value + data * runs
+    (activations + params * runs) * value
 }
 
 /// Work of one run-epoch as the benchmark counts it: 2·Σ(fan_in·fan_out)·(3·N_train + N_test)

@@ -299,7 +299,7 @@ fn parameter_names_follow_pytorch() {
     let mut swapped = model.params.clone();
     swapped.swap(4, 6);
     assert!(Transformer::from_params(&a, swapped).is_err());
-    assert_eq!(model.param_count(), 5 * 8 + 3 * 8 + 3 * (8 + 8) + 4 * (64 + 8) + 2 * (8 * 12 + 12) + (12 * 8 + 8) + (8 * 5 + 5)); // 3 LayerNorms
+    assert_eq!(a.param_count(), 5 * 8 + 3 * 8 + 3 * (8 + 8) + 4 * (64 + 8) + 2 * (8 * 12 + 12) + (12 * 8 + 8) + (8 * 5 + 5)); // 3 LayerNorms
 }
 
 #[test]

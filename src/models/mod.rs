@@ -190,6 +190,11 @@ impl Model {
         Ok(Model { arch: self.arch.clone(), params, storage: self.storage })
     }
 
+    /// Whether the passes take the kind's CPU pass: the tensors are f32 or f64 on the CPU.
+    fn on_cpu_pass(&self) -> bool {
+        crate::kernels::use_cpu_kernel(&self.params[0].value)
+    }
+
     /// Runs per group in a pass over `rows` examples (see [`crate::plan::runs_per_group`]).
     pub fn runs_per_group(&self, rows: usize) -> usize {
         crate::plan::runs_per_group(&self.arch, rows)
@@ -230,10 +235,12 @@ impl Model {
     /// every parameter: the kind's CPU pass on the CPU, else the tensor ops `group` runs at a
     /// time. `dropout`: where a model with dropout draws its masks.
     pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
+        if !self.on_cpu_pass() {
+            return self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group, dropout);
+        }
         match &self.arch {
-            Arch::Mlp(arch) if crate::kernels::use_cpu_kernel(&self.params[0].value) => mlp::cpu::train_pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
-            Arch::Transformer(arch, _) if crate::kernels::use_cpu_kernel(&self.params[0].value) => transformer::cpu::train_pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, dropout),
-            _ => self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group, dropout),
+            Arch::Mlp(arch) => mlp::cpu::train_pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            Arch::Transformer(arch, _) => transformer::cpu::train_pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, dropout),
         }
     }
 
@@ -260,10 +267,12 @@ impl Model {
     /// Loss statistics `[R, 4]` on `rows` (no backward pass): the kind's CPU pass on the CPU,
     /// else the tensor ops `group` runs at a time.
     pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+        if !self.on_cpu_pass() {
+            return self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group);
+        }
         match &self.arch {
-            Arch::Mlp(arch) if crate::kernels::use_cpu_kernel(&self.params[0].value) => mlp::cpu::evaluate(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
-            Arch::Transformer(arch, _) if crate::kernels::use_cpu_kernel(&self.params[0].value) => transformer::cpu::evaluate(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16),
-            _ => self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group),
+            Arch::Mlp(arch) => mlp::cpu::evaluate(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
+            Arch::Transformer(arch, _) => transformer::cpu::evaluate(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16),
         }
     }
 

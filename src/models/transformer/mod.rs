@@ -459,21 +459,6 @@ impl Transformer {
         self.params[0].value.dtype()
     }
 
-    /// Parameter count of one run.
-    pub fn param_count(&self) -> usize {
-        self.params.iter().map(|p| p.value.elem_count() / self.runs()).sum()
-    }
-
-    /// The runs at `start..start + len` as a stack of their own (views, no copies).
-    pub fn narrow_runs(&self, start: usize, len: usize) -> Result<Transformer> {
-        let params = self
-            .params
-            .iter()
-            .map(|p| Ok(Param { value: p.value.narrow(0, start, len)?, ..p.clone() }))
-            .collect::<Result<_>>()?;
-        Ok(Transformer { arch: self.arch.clone(), params, layout: self.layout.clone() })
-    }
-
     /// A parameter's value by index.
     pub(crate) fn at(&self, index: usize) -> &Tensor {
         &self.params[index].value
