@@ -79,3 +79,16 @@ cuda: $(CUDA_VENV)/.installed $(CUDA_LINK_DIR)/.done
 	cp $(BIN) $(CUDA_BIN)
 	@echo "built $(BIN) with CUDA, CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) (copy: $(CUDA_BIN)); it loads:"
 	@readelf -d $(BIN) | sed -n 's/.*(NEEDED).*\[\(.*\)\]/  \1/p'
+
+# The device check's bundle (issue 17, bench/gpu/check.sh): the CUDA binary and the GPU-vs-CPU
+# test binary (tests/cuda.rs), stripped and xz-compressed into $(GPU_BUNDLE)/ (git-ignored), so
+# that both fit in what one call to the device machine carries (64 MiB). Builds only those two,
+# with the flags of `make cuda`, so its compiled crates are reused.
+GPU_BUNDLE ?= .gpu
+.PHONY: gpu-bundle
+gpu-bundle: $(CUDA_VENV)/.installed $(CUDA_LINK_DIR)/.done
+	$(CUDA_ENV) $(CARGO) build --release --workspace --features grokstack/cuda --bin grokstack --test cuda \
+		--message-format=json-render-diagnostics > target/gpu-bundle.jsonl
+	mkdir -p $(GPU_BUNDLE)
+	python3 mk/gpu-bundle.py target/gpu-bundle.jsonl $(GPU_BUNDLE)
+	ls -la $(GPU_BUNDLE)

@@ -7,7 +7,9 @@ use crate::config::{RunSpec, Sweep};
 use crate::plan::{flops_per_run_epoch, stack_bytes, Pass};
 use crate::train::Stack;
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use crate::config::Precision;
+use crate::models::compute_dtype;
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -109,19 +111,40 @@ pub fn bench_one(runs: usize, epochs: usize, overrides: &[String], device: &Devi
     })
 }
 
-/// GFLOP/s of one large square f32 matmul (n × n), the machine's GEMM rate for comparison.
-pub fn gemm_gflops(n: usize, repeats: usize, device: &Device) -> Result<f64> {
-    let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    a.matmul(&b)?;
-    let mut times = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
-        let start = Instant::now();
+/// The GEMM rate the benchmark compares with: one large square matmul on random operands
+/// (zeros run faster on some GPUs), median of 5.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GemmReference {
+    pub dtype: String,
+    pub n: usize,
+    pub gflops: f64,
+}
+
+impl GemmReference {
+    /// The reference for the canonical stack with `overrides` on `device`: a GEMM in the model's
+    /// compute dtype, 2048³ on the CPU; on a GPU 8192³, and a bf16 model is held against the
+    /// bf16 tensor-core rate (its matmuls run on the TF32 tensor cores, see `Stack::new`).
+    pub fn measure(overrides: &[String], device: &Device) -> Result<GemmReference> {
+        let precision = canonical_runs(1, overrides)?[0].config.precision;
+        let (n, dtype) = match (device.is_cuda(), precision) {
+            (false, p) => (2048, compute_dtype(p)),
+            (true, Precision::Bf16 | Precision::Bf16Mixed) => (8192, DType::BF16),
+            (true, p) => (8192, compute_dtype(p)),
+        };
+        let a = Tensor::randn(0f32, 1.0, (n, n), device)?.to_dtype(dtype)?;
+        let b = Tensor::randn(0f32, 1.0, (n, n), device)?.to_dtype(dtype)?;
         a.matmul(&b)?;
         device.synchronize()?;
-        times.push(start.elapsed().as_secs_f64());
+        let mut times = Vec::with_capacity(5);
+        for _ in 0..5 {
+            let start = Instant::now();
+            a.matmul(&b)?;
+            device.synchronize()?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        let gflops = 2.0 * (n as f64).powi(3) / median(&mut times) / 1e9;
+        Ok(GemmReference { dtype: format!("{dtype:?}").to_lowercase(), n, gflops })
     }
-    Ok(2.0 * (n as f64).powi(3) / median(&mut times) / 1e9)
 }
 
 /// Run `bench_one` for each stack size in a child process (`grokstack bench --single`).
@@ -165,7 +188,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-pub fn format_table(results: &[BenchResult], gemm: Option<f64>) -> String {
+pub fn format_table(results: &[BenchResult], gemm: Option<&GemmReference>) -> String {
     let mut out = String::from("| R | dtype | median epoch (s) | run-epochs/s | effective GFLOP/s | peak RSS | peak RSS per run | estimate |\n|---|---|---|---|---|---|---|---|\n");
     for r in results {
         out.push_str(&format!(
@@ -181,7 +204,7 @@ pub fn format_table(results: &[BenchResult], gemm: Option<f64>) -> String {
         ));
     }
     if let Some(g) = gemm {
-        out.push_str(&format!("\nsquare f32 GEMM (candle, 2048³): {g:.1} GFLOP/s\n"));
+        out.push_str(&format!("\nsquare {} GEMM (candle, {}³): {:.1} GFLOP/s\n", g.dtype, g.n, g.gflops));
     }
     out
 }

@@ -116,10 +116,10 @@ fn run(cli: Cli) -> Result<i32> {
                 return Ok(0);
             }
             let results = bench::bench_in_children(&runs, epochs, &overrides, &device)?;
-            let gemm = if no_gemm { None } else { Some(bench::gemm_gflops(2048, 5, &runner::parse_device(&device)?)?) };
-            print!("{}", bench::format_table(&results, gemm));
+            let gemm = if no_gemm { None } else { Some(bench::GemmReference::measure(&overrides, &runner::parse_device(&device)?)?) };
+            print!("{}", bench::format_table(&results, gemm.as_ref()));
             if let Some(path) = json {
-                let doc = serde_json::json!({ "results": results, "gemm_gflops": gemm });
+                let doc = serde_json::json!({ "results": results, "gemm": gemm });
                 std::fs::write(&path, serde_json::to_string_pretty(&doc)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
             }
             Ok(0)

@@ -134,12 +134,14 @@ fn bytes_per_value(precision: Precision) -> usize {
     }
 }
 
-/// How many runs one pass over `rows` examples takes at a time: enough that each
-/// activation tensor `[G, N, H]` holds about 16 M values (64 MB in f32). Larger tensors only
-/// stream through memory more slowly, so a big stack is processed group by group, which also
-/// keeps its activation memory from growing with R.
+/// How many runs one pass of the tensor path over `rows` examples takes at a time: enough that
+/// each activation tensor `[G, N, H]` holds about 256 M values (1 GiB in f32). The tensor path
+/// is what a GPU runs: each op is one kernel launch over the group, and at this size a launch
+/// (microseconds) is small against the pass over memory (about half a millisecond on an H200).
+/// A big stack is processed group by group, which keeps its activation memory (a few GiB) from
+/// growing with R.
 pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
-    const VALUES_PER_TENSOR: usize = 16 << 20;
+    const VALUES_PER_TENSOR: usize = 256 << 20;
     (VALUES_PER_TENSOR / (rows * arch.widest()).max(1)).max(1)
 }
 

@@ -9,7 +9,7 @@
 //! fresh order every epoch, ceil(N_train / B) steps of B rows (the last one partial), and a
 //! logged epoch is measured after its last step on the whole train and test sets.
 
-use crate::config::{Loss, RunSpec, StackKey};
+use crate::config::{Loss, Precision, RunSpec, StackKey};
 use crate::data;
 use crate::metrics::{MetricRows, RunResult, RunTracker};
 use crate::models::{compute_dtype, Arch, DropoutDraw, Model};
@@ -79,6 +79,11 @@ impl Stack {
         let test: Vec<&data::Examples> = splits.iter().map(|s| &s.test).collect();
         let seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
         let arch = Arch::from_config(&first);
+        // A pure-bf16 model's matmul operands are bf16 values held in f32, which TF32 holds
+        // exactly: on a GPU cuBLAS may then use its TF32 tensor cores (exact products, f32
+        // accumulation, as a bf16 GEMM on tensor cores). Every other precision keeps exact f32
+        // GEMMs. The switch is process-wide; stacks train one after another.
+        candle_core::cuda::set_gemm_reduced_precision_f32(first.precision == Precision::Bf16);
         let model = Model::init(&arch, &seeds, first.precision, device)?;
         let dtype = compute_dtype(first.precision);
         let hyper = RunHyper::from_configs(runs.iter().map(|r| &r.config));

@@ -79,8 +79,9 @@ def main():
         f"- PyTorch {torch.get('torch_version', '?')}, {torch.get('threads', '?')} threads, "
         f"backward = {torch.get('grad', '?')}, first layer = {torch.get('first_layer', '?')}",
     ]
-    if grok.get("gemm_gflops") is not None:
-        details.append(f"- grokstack's square f32 GEMM on this machine: {grok['gemm_gflops']:.1f} GFLOP/s")
+    gemm = grok.get("gemm")
+    if gemm is not None:
+        details.append(f"- grokstack's square {gemm['dtype']} GEMM ({gemm['n']}³) on this machine: {gemm['gflops']:.1f} GFLOP/s")
     details.append("- Ratio > 1: grokstack trains more run-epochs per second than PyTorch. An epoch is one "
                    "full-batch train step (forward, backward, AdamW) plus the test-set evaluation; "
                    "GFLOP/s counts 2·Σ(fan_in·fan_out)·(3·N_train + N_test) per run-epoch.")

@@ -70,17 +70,18 @@ pub fn gather_sum(table: &Tensor, rows: &Tensor) -> Result<Tensor> {
     Ok(sum.reshape((r, n, h))?)
 }
 
-/// Backward of [`gather_sum`]: d_table[r, rows[r,n,k], :] += dz[r, n, :].
+/// Backward of [`gather_sum`]: d_table[r, v, :] = Σ over (n, k) with rows[r,n,k] = v of
+/// dz[r, n, :], as one batched matmul countsᵀ·dz, where counts[r, n, v] is how many of row n's
+/// K indices are v (indices ≥ V count nowhere). Not candle's index_add: its CUDA kernel gives
+/// each of only H threads all R·N indices to walk in turn, which made this one op most of a
+/// GPU epoch. The counts are small integers, exact in every dtype, so each product is exact.
 /// dz `[R, N, H]`, rows `[R, N, K]` → `[R, V, H]`.
 pub fn scatter_sum(dz: &Tensor, rows: &Tensor, v: usize) -> Result<Tensor> {
-    let (r, n, h) = expect_rank3(dz, "scatter gradient")?;
-    let (_, _, k) = expect_rank3(rows, "rows")?;
-    let src = dz.reshape((r * n, h))?;
-    let mut table = Tensor::zeros((r * (v + 1), h), dz.dtype(), dz.device())?;
-    for slot in 0..k {
-        table = table.index_add(&flat_rows(rows, v, slot)?, &src, 0)?;
-    }
-    Ok(table.reshape((r, v + 1, h))?.narrow(1, 0, v)?)
+    expect_rank3(dz, "scatter gradient")?;
+    expect_rank3(rows, "rows")?;
+    let values = Tensor::arange(0u32, v as u32, rows.device())?.reshape((1, 1, 1, v))?;
+    let counts = rows.unsqueeze(3)?.broadcast_eq(&values)?.to_dtype(dz.dtype())?.sum(2)?; // [R, N, V]
+    Ok(counts.t()?.matmul(dz)?) // [R, V, N]·[R, N, H] → [R, V, H]
 }
 
 /// Global row indices into the tables padded to V + 1 rows and flattened to `[R·(V+1), H]`:
