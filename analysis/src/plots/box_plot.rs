@@ -58,6 +58,7 @@ impl Figure for BoxPlot<'_> {
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(0)
+            .y_label_formatter(&|v| if *v < 0.0 { String::new() } else { format_number(*v) })
             .y_desc("grok epoch")
             .label_style(font(12.0))
             .axis_desc_style(font(13.0))
