@@ -87,7 +87,7 @@ impl Stack {
         let model = Model::init(&arch, &seeds, first.precision, device)?;
         let dtype = compute_dtype(first.precision);
         let hyper = RunHyper::from_configs(runs.iter().map(|r| &r.config));
-        let optimizer = optim::build(first.optimizer, &model, &hyper, first.ns_steps)?;
+        let optimizer = optim::build(&first, &model, &hyper)?;
         let lipschitz = if first.lipschitz {
             let fan_ins: Vec<usize> = model.spectral_weights().iter().map(|w| w.dim(1)).collect::<candle_core::Result<_>>()?;
             Some(PowerIteration::new(&seeds, &fan_ins, first.power_iters, dtype, device)?)

@@ -37,42 +37,6 @@ fn orthogonal_gradient_is_orthogonal_per_run_and_keeps_the_norm() {
     assert_eq!(p[2], g[2], "an unmasked run keeps its gradient");
 }
 
-fn singular_values(m: &[Vec<f64>]) -> Vec<f64> {
-    // Eigenvalues of MᵀM by Jacobi rotations, an independent check of Newton–Schulz.
-    let (rows, cols) = (m.len(), m[0].len());
-    let mut a = vec![vec![0.0; cols]; cols];
-    for i in 0..cols {
-        for j in 0..cols {
-            a[i][j] = (0..rows).map(|k| m[k][i] * m[k][j]).sum();
-        }
-    }
-    for _ in 0..100 {
-        for p in 0..cols {
-            for q in p + 1..cols {
-                if a[p][q].abs() < 1e-15 {
-                    continue;
-                }
-                let theta = 0.5 * (2.0 * a[p][q]).atan2(a[q][q] - a[p][p]);
-                let (c, s) = (theta.cos(), theta.sin());
-                for k in 0..cols {
-                    let (akp, akq) = (a[k][p], a[k][q]);
-                    a[k][p] = c * akp - s * akq;
-                    a[k][q] = s * akp + c * akq;
-                }
-                for k in 0..cols {
-                    let (apk, aqk) = (a[p][k], a[q][k]);
-                    a[p][k] = c * apk - s * aqk;
-                    a[q][k] = s * apk + c * aqk;
-                }
-            }
-        }
-    }
-    let mut s: Vec<f64> = (0..cols).map(|i| a[i][i].max(0.0).sqrt()).collect();
-    s.sort_by(|x, y| y.total_cmp(x));
-    s.truncate(rows.min(cols));
-    s
-}
-
 #[test]
 fn newton_schulz_puts_singular_values_in_the_quintic_band() {
     for (m, n) in [(6, 10), (8, 8), (12, 5)] {
@@ -85,7 +49,7 @@ fn newton_schulz_puts_singular_values_in_the_quintic_band() {
         assert_eq!(o.dims(), &[3, m, n]);
         let o: Vec<Vec<Vec<f64>>> = o.to_vec3().unwrap();
         for (run, matrix) in o.iter().enumerate() {
-            for s in singular_values(matrix) {
+            for s in common::singular_values(matrix) {
                 assert!((0.6..=1.25).contains(&s), "{m}x{n} run {run}: singular value {s}");
             }
         }
@@ -184,7 +148,7 @@ fn rows_of(rows: &[MetricRow], run_id: usize) -> Vec<Vec<f64>> {
 
 #[test]
 fn every_optimizer_is_stack_invariant_with_the_lipschitz_bound() {
-    for optimizer in ["adamw", "ortho_adamw", "sgd", "muon"] {
+    for optimizer in ["adamw", "ortho_adamw", "sgd", "muon", "scion"] {
         let sets = [format!("train.optimizer={optimizer}"), "train.dtype=f64".into(), "metrics.lipschitz=true".into(), "train.epochs=6".into()];
         let sets: Vec<&str> = sets.iter().map(|s| s.as_str()).collect();
         let mut target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.02"]].concat()).remove(0);

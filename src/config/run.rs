@@ -172,6 +172,7 @@ pub enum Optimizer {
     OrthoAdamW,
     Sgd,
     Muon,
+    Scion,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -244,6 +245,12 @@ pub struct RunConfig {
     pub muon_momentum: f64,
     pub muon_adam_lr: f64,
     pub ns_steps: usize,
+    pub scion_momentum: f64,
+    pub scion_radius: f64,
+    pub scion_sign_radius: f64,
+    pub scion_constrained: bool,
+    /// Scion's Polar Express rounds every op to bf16.
+    pub polar_bf16: bool,
     pub reference_ortho_defaults: bool,
     pub precision: Precision,
     pub loss: Loss,
@@ -281,6 +288,7 @@ pub struct StackKey {
     pub epochs: usize,
     pub optimizer: Optimizer,
     pub ns_steps: usize,
+    pub polar_bf16: bool,
     pub precision: Precision,
     pub loss: Loss,
     /// The loss and softmax sums are kept in bf16.
@@ -382,6 +390,7 @@ impl RunConfig {
                 "ortho_adamw" => Optimizer::OrthoAdamW,
                 "sgd" => Optimizer::Sgd,
                 "muon" => Optimizer::Muon,
+                "scion" => Optimizer::Scion,
                 _ => Optimizer::AdamW,
             },
             lr: float("train.lr")?,
@@ -394,6 +403,11 @@ impl RunConfig {
             muon_momentum: float("train.muon_momentum")?,
             muon_adam_lr: float("train.muon_adam_lr")?,
             ns_steps: int("train.ns_steps")?,
+            scion_momentum: float("train.scion_momentum")?,
+            scion_radius: float("train.scion_radius")?,
+            scion_sign_radius: float("train.scion_sign_radius")?,
+            scion_constrained: boolean("train.scion_constrained")?,
+            polar_bf16: string("train.polar_dtype")? == "bf16",
             reference_ortho_defaults: boolean("train.reference_ortho_defaults")?,
             precision: match string("train.dtype")? {
                 "f64" => Precision::F64,
@@ -488,6 +502,9 @@ impl RunConfig {
         }
         if t.positional == "rope" && (t.d_model / t.heads) % 2 != 0 {
             bail!("key `model.positional`: RoPE rotates pairs, so the head width d_model / heads = {} must be even", t.d_model / t.heads);
+        }
+        if self.optimizer == Optimizer::Scion {
+            bail!("key `train.optimizer`: scion's groups (Spectral, Sign, ColNorm) are set for the MLP's layers; the transformer's norms, biases and attention have none yet, so use another optimizer or model.kind = \"mlp\"");
         }
         if self.lipschitz {
             bail!("key `metrics.lipschitz`: the product of spectral norms bounds nothing for a transformer (attention is not a product of Linear maps); set it to false");
@@ -609,6 +626,7 @@ impl RunConfig {
             epochs: self.epochs,
             optimizer: self.optimizer,
             ns_steps: self.ns_steps,
+            polar_bf16: self.polar_bf16,
             precision: self.precision,
             loss: self.loss,
             loss_bf16: self.loss_bf16,

@@ -58,7 +58,7 @@ const UNIT_OPEN: Kind = Kind::Float { low: 0.0, high: 1.0, open_low: true, open_
 const UNIT_HALF_OPEN: Kind = Kind::Float { low: 0.0, high: 1.0, open_low: false, open_high: true };
 
 /// The optimizers, losses, dtypes... that are implemented; the parser rejects anything else.
-pub const OPTIMIZERS: &[&str] = &["adamw", "ortho_adamw", "sgd", "muon"];
+pub const OPTIMIZERS: &[&str] = &["adamw", "ortho_adamw", "sgd", "muon", "scion"];
 pub const DTYPES: &[&str] = &["f32", "f64", "bf16", "bf16_mixed"];
 
 pub static SCHEMA: &[KeySpec] = &[
@@ -104,7 +104,12 @@ pub static SCHEMA: &[KeySpec] = &[
     KeySpec { key: "train.momentum", kind: UNIT_HALF_OPEN, default: || Value::Float(0.9), help: "SGD momentum" },
     KeySpec { key: "train.muon_momentum", kind: UNIT_HALF_OPEN, default: || Value::Float(0.95), help: "Muon's Nesterov momentum" },
     KeySpec { key: "train.muon_adam_lr", kind: NON_NEGATIVE, default: || Value::Float(0.01), help: "AdamW learning rate of the embedding and output layer under Muon" },
-    KeySpec { key: "train.ns_steps", kind: Kind::Int { min: 1 }, default: || Value::Int(5), help: "Muon's Newton–Schulz iterations" },
+    KeySpec { key: "train.ns_steps", kind: Kind::Int { min: 1 }, default: || Value::Int(5), help: "Muon's Newton–Schulz iterations, Scion's Polar Express steps" },
+    KeySpec { key: "train.scion_momentum", kind: Kind::Float { low: 0.0, high: 1.0, open_low: true, open_high: false }, default: || Value::Float(0.1), help: "Scion's momentum in its convention: d ← (1 − m)·d + m·g (1: no averaging)" },
+    KeySpec { key: "train.scion_radius", kind: POSITIVE, default: || Value::Float(1.0), help: "Scion's radius of the hidden (Spectral) and embedding (ColNorm) groups" },
+    KeySpec { key: "train.scion_sign_radius", kind: POSITIVE, default: || Value::Float(20.0), help: "Scion's radius of the output layer (Sign)" },
+    KeySpec { key: "train.scion_constrained", kind: Kind::Bool, default: || Value::Bool(false), help: "Scion's constrained step W ← (1 − lr)·W − lr·radius·lmo(d) on the hidden and output layers (the embedding too with all_reg)" },
+    KeySpec { key: "train.polar_dtype", kind: Kind::Choice(&["bf16", "f32"]), default: || Value::Str("bf16".into()), help: "Scion's Polar Express precision: every op rounded to bf16 (the fork's) or the run's dtype" },
     KeySpec { key: "train.reference_ortho_defaults", kind: Kind::Bool, default: || Value::Bool(false), help: "⊥AdamW with the reference code's (0.9, 0.999) and 1e-8" },
     KeySpec { key: "train.all_reg", kind: Kind::Bool, default: || Value::Bool(false), help: "decay the embedding (or first layer) too" },
     KeySpec { key: "train.dtype", kind: Kind::Choice(DTYPES), default: || Value::Str("f32".into()), help: "storage and compute precision" },

@@ -4,6 +4,8 @@
 pub mod adamw;
 pub mod muon;
 pub mod orthogonal;
+pub mod polar_express;
+pub mod scion;
 pub mod sgd;
 
 use crate::config::{Optimizer as Kind, RunConfig};
@@ -26,6 +28,11 @@ pub struct RunHyper {
     pub muon_adam_lr: Vec<f64>,
     /// Optimizer steps of linear learning-rate warm-up (0: none).
     pub warmup: Vec<usize>,
+    /// Scion's momentum m (d ← (1 − m)·d + m·g), radii and constrained steps.
+    pub scion_momentum: Vec<f64>,
+    pub scion_radius: Vec<f64>,
+    pub scion_sign_radius: Vec<f64>,
+    pub scion_constrained: Vec<bool>,
 }
 
 impl RunHyper {
@@ -42,6 +49,10 @@ impl RunHyper {
             muon_momentum: column(|c| c.muon_momentum),
             muon_adam_lr: column(|c| c.muon_adam_lr),
             warmup: configs.clone().map(|c| c.warmup).collect(),
+            scion_momentum: column(|c| c.scion_momentum),
+            scion_radius: column(|c| c.scion_radius),
+            scion_sign_radius: column(|c| c.scion_sign_radius),
+            scion_constrained: configs.clone().map(|c| c.scion_constrained).collect(),
         }
     }
 
@@ -59,6 +70,10 @@ impl RunHyper {
             muon_momentum: pick(&self.muon_momentum),
             muon_adam_lr: pick(&self.muon_adam_lr),
             warmup: crate::plan::pick_runs(&self.warmup, positions),
+            scion_momentum: pick(&self.scion_momentum),
+            scion_radius: pick(&self.scion_radius),
+            scion_sign_radius: pick(&self.scion_sign_radius),
+            scion_constrained: crate::plan::pick_runs(&self.scion_constrained, positions),
         }
     }
 
@@ -133,12 +148,14 @@ pub fn select_state(state: &mut [Option<Tensor>], index: &Tensor) -> Result<()> 
     Ok(())
 }
 
-/// The optimizer the runs' config names.
-pub fn build(kind: Kind, model: &Model, hyper: &RunHyper, ns_steps: usize) -> Result<Box<dyn Optimizer>> {
-    Ok(match kind {
+/// The optimizer the runs' config names (`config`: any run of the stack, for the settings
+/// every run of a stack shares).
+pub fn build(config: &RunConfig, model: &Model, hyper: &RunHyper) -> Result<Box<dyn Optimizer>> {
+    Ok(match config.optimizer {
         Kind::AdamW => Box::new(adamw::AdamW::new(model, hyper)?),
         Kind::OrthoAdamW => Box::new(adamw::AdamW::orthogonal(model, hyper)?),
         Kind::Sgd => Box::new(sgd::Sgd::new(model, hyper)),
-        Kind::Muon => Box::new(muon::Muon::new(model, hyper, ns_steps)?),
+        Kind::Muon => Box::new(muon::Muon::new(model, hyper, config.ns_steps)?),
+        Kind::Scion => Box::new(scion::Scion::new(model, hyper, config.ns_steps, config.polar_bf16)?),
     })
 }

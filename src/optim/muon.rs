@@ -17,38 +17,71 @@ use rayon::prelude::*;
 /// The quintic's coefficients (a, b, c).
 pub const NS_COEFFICIENTS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
 
-/// Newton–Schulz orthogonalization of each matrix of `x` `[R, m, n]`, on X/‖X‖_F, transposed
-/// so that rows ≤ cols. The singular values of the result lie near 1 (roughly 0.7–1.2).
-/// On the CPU each run's matrix is one task with single-threaded GEMMs (as in the CPU pass),
-/// elsewhere the batched tensor ops of [`newton_schulz_tensors`].
-pub fn newton_schulz(x: &Tensor, steps: usize) -> Result<Tensor> {
-    if crate::kernels::use_cpu_kernel(x) {
-        crate::dispatch_real!(x, newton_schulz_cpu(x, steps))
-    } else {
-        newton_schulz_tensors(x, steps)
+/// An odd-polynomial iteration X ← a·X + (b·A + c·A²)·X with A = X·Xᵀ, on X/(‖X‖_F + eps):
+/// Muon's Newton–Schulz quintic and Polar Express are both one of these.
+#[derive(Clone, Debug)]
+pub struct Iteration {
+    /// (a, b, c) of each step, in order.
+    pub coefficients: Vec<(f64, f64, f64)>,
+    /// Added to the Frobenius norm before dividing by it.
+    pub eps: f64,
+    /// Round every op's result to bf16 (PyTorch's ops on bf16 tensors, f32 accumulation).
+    pub bf16: bool,
+}
+
+impl Iteration {
+    /// Muon's: `steps` of the quintic, eps 1e-7, in the input's precision.
+    pub fn newton_schulz(steps: usize) -> Iteration {
+        Iteration { coefficients: vec![NS_COEFFICIENTS; steps], eps: 1e-7, bf16: false }
     }
 }
 
-fn newton_schulz_cpu<T: Real + 'static>(x: &Tensor, steps: usize) -> Result<Tensor> {
+/// Newton–Schulz orthogonalization of each matrix of `x` `[R, m, n]`, on X/‖X‖_F, transposed
+/// so that rows ≤ cols. The singular values of the result lie near 1 (roughly 0.7–1.2).
+pub fn newton_schulz(x: &Tensor, steps: usize) -> Result<Tensor> {
+    orthogonalize(x, &Iteration::newton_schulz(steps))
+}
+
+/// [`newton_schulz`] with batched candle ops (any device).
+pub fn newton_schulz_tensors(x: &Tensor, steps: usize) -> Result<Tensor> {
+    orthogonalize_tensors(x, &Iteration::newton_schulz(steps))
+}
+
+/// `iteration` on each matrix of `x` `[R, m, n]`, transposed so that rows ≤ cols. On the CPU
+/// each run's matrix is one task with single-threaded GEMMs (as in the CPU pass), elsewhere
+/// the batched tensor ops of [`orthogonalize_tensors`].
+pub fn orthogonalize(x: &Tensor, iteration: &Iteration) -> Result<Tensor> {
+    if crate::kernels::use_cpu_kernel(x) {
+        crate::dispatch_real!(x, orthogonalize_cpu(x, iteration))
+    } else {
+        orthogonalize_tensors(x, iteration)
+    }
+}
+
+fn orthogonalize_cpu<T: Real + 'static>(x: &Tensor, iteration: &Iteration) -> Result<Tensor> {
     let (runs, m, n) = x.dims3()?;
     let transposed = m > n;
     let (rows, cols) = (m.min(n), m.max(n));
     let x = if transposed { x.t()?.contiguous()? } else { x.contiguous()? }; // [R, rows, cols]
     let input: Vec<T> = x.flatten_all()?.to_vec1()?;
-    let (a, b, c) = NS_COEFFICIENTS;
-    let (a, b, c) = (T::from(a).unwrap_or_else(T::nan), T::from(b).unwrap_or_else(T::nan), T::from(c).unwrap_or_else(T::nan));
-    let epsilon = T::from(1e-7).unwrap_or_else(T::zero);
+    let real = |v: f64| T::from(v).unwrap_or_else(T::nan);
+    let coefficients: Vec<(T, T, T)> = iteration.coefficients.iter().map(|&(a, b, c)| (real(a), real(b), real(c))).collect();
+    let epsilon = T::from(iteration.eps).unwrap_or_else(T::zero);
+    let round = |v: T| if iteration.bf16 { v.round_bf16() } else { v };
+    let round_all = |values: &mut [T]| values.iter_mut().for_each(|v| *v = round(*v));
     let mut output = vec![T::zero(); input.len()];
     output.par_chunks_mut(rows * cols).zip(input.par_chunks(rows * cols)).for_each(|(out, one_run)| {
-        let norm = one_run.iter().map(|&v| v * v).sum::<T>().sqrt() + epsilon;
-        let mut x: Vec<T> = one_run.iter().map(|&v| v / norm).collect(); // [rows, cols]
+        let one_run: Vec<T> = one_run.iter().map(|&v| round(v)).collect();
+        let norm = round(round(one_run.iter().map(|&v| v * v).sum::<T>().sqrt()) + epsilon);
+        let mut x: Vec<T> = one_run.iter().map(|&v| round(v / norm)).collect(); // [rows, cols]
         let (mut gram, mut poly, mut next) = (vec![T::zero(); rows * rows], vec![T::zero(); rows * rows], vec![T::zero(); rows * cols]);
-        for _ in 0..steps {
+        for &(a, b, c) in &coefficients {
             matmul(&mut gram, &x, Layout::Plain, &x, Layout::Transposed, (rows, cols, rows), false); // A = X·Xᵀ
+            round_all(&mut gram);
             matmul(&mut poly, &gram, Layout::Plain, &gram, Layout::Plain, (rows, rows, rows), false); // A²
-            poly.iter_mut().zip(&gram).for_each(|(p, &g)| *p = b * g + c * *p); // B = b·A + c·A²
+            poly.iter_mut().zip(&gram).for_each(|(p, &g)| *p = round(round(b * g) + round(c * round(*p)))); // B = b·A + c·A²
             matmul(&mut next, &poly, Layout::Plain, &x, Layout::Plain, (rows, rows, cols), false); // B·X
-            next.iter_mut().zip(&x).for_each(|(y, &v)| *y = a * v + *y); // X = a·X + B·X
+            next.iter_mut().zip(&x).for_each(|(y, &v)| *y = round(round(a * v) + round(*y))); // X = a·X + B·X
             std::mem::swap(&mut x, &mut next);
         }
         out.copy_from_slice(&x);
@@ -57,18 +90,18 @@ fn newton_schulz_cpu<T: Real + 'static>(x: &Tensor, steps: usize) -> Result<Tens
     Ok(if transposed { result.t()?.contiguous()? } else { result })
 }
 
-/// [`newton_schulz`] with batched candle ops (any device).
-pub fn newton_schulz_tensors(x: &Tensor, steps: usize) -> Result<Tensor> {
+/// [`orthogonalize`] with batched candle ops (any device).
+pub fn orthogonalize_tensors(x: &Tensor, iteration: &Iteration) -> Result<Tensor> {
+    let round = |t: Tensor| if iteration.bf16 { crate::kernels::round::round_bf16(&t) } else { Ok(t) };
     let (_, m, n) = x.dims3()?;
     let transposed = m > n;
-    let mut x = if transposed { x.t()?.contiguous()? } else { x.contiguous()? };
-    let norm = x.sqr()?.flatten_from(1)?.sum_keepdim(D::Minus1)?.sqrt()?.unsqueeze(2)?; // [R, 1, 1]
-    x = x.broadcast_div(&(norm + 1e-7)?)?;
-    let (a, b, c) = NS_COEFFICIENTS;
-    for _ in 0..steps {
-        let gram = x.matmul(&x.t()?)?; // A = X·Xᵀ [R, rows, rows]
-        let poly = ((&gram * b)? + (gram.matmul(&gram)? * c)?)?; // B = b·A + c·A²
-        x = ((&x * a)? + poly.matmul(&x)?)?; // X = a·X + B·X
+    let mut x = round(if transposed { x.t()?.contiguous()? } else { x.contiguous()? })?;
+    let norm = round((round(x.sqr()?.flatten_from(1)?.sum_keepdim(D::Minus1)?.sqrt()?.unsqueeze(2)?)? + iteration.eps)?)?; // [R, 1, 1]
+    x = round(x.broadcast_div(&norm)?)?;
+    for &(a, b, c) in &iteration.coefficients {
+        let gram = round(x.matmul(&x.t()?)?)?; // A = X·Xᵀ [R, rows, rows]
+        let poly = round((round((&gram * b)?)? + round((round(gram.matmul(&gram)?)? * c)?)?)?)?; // B = b·A + c·A²
+        x = round((round((&x * a)?)? + round(poly.matmul(&x)?)?)?)?; // X = a·X + B·X
     }
     Ok(if transposed { x.t()?.contiguous()? } else { x })
 }

@@ -66,3 +66,63 @@ pub fn read_parquet(path: &std::path::Path) -> polars::prelude::DataFrame {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     polars::prelude::ParquetReader::new(file).finish().expect("a readable Parquet file")
 }
+
+/// The singular values (descending, min(rows, cols) of them) and the polar factor U·Vᵀ of
+/// `m` `[rows][cols]`, from Jacobi rotations on MᵀM: an SVD independent of the code under test.
+/// Assumes full rank (U's columns are M·vᵢ/σᵢ).
+pub fn svd(m: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let (rows, cols) = (m.len(), m[0].len());
+    let mut a = vec![vec![0.0; cols]; cols];
+    for i in 0..cols {
+        for j in 0..cols {
+            a[i][j] = (0..rows).map(|k| m[k][i] * m[k][j]).sum();
+        }
+    }
+    let mut v: Vec<Vec<f64>> = (0..cols).map(|i| (0..cols).map(|j| f64::from(u8::from(i == j))).collect()).collect();
+    for _ in 0..100 {
+        for p in 0..cols {
+            for q in p + 1..cols {
+                if a[p][q].abs() < 1e-300 {
+                    continue;
+                }
+                let theta = 0.5 * (2.0 * a[p][q]).atan2(a[q][q] - a[p][p]);
+                let (c, s) = (theta.cos(), theta.sin());
+                for k in 0..cols {
+                    let (akp, akq) = (a[k][p], a[k][q]);
+                    a[k][p] = c * akp - s * akq;
+                    a[k][q] = s * akp + c * akq;
+                }
+                for k in 0..cols {
+                    let (apk, aqk) = (a[p][k], a[q][k]);
+                    a[p][k] = c * apk - s * aqk;
+                    a[q][k] = s * apk + c * aqk;
+                }
+                for row in v.iter_mut() {
+                    let (vp, vq) = (row[p], row[q]);
+                    row[p] = c * vp - s * vq;
+                    row[q] = s * vp + c * vq;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..cols).collect();
+    order.sort_by(|&x, &y| a[y][y].total_cmp(&a[x][x]));
+    order.truncate(rows.min(cols));
+    let sigmas: Vec<f64> = order.iter().map(|&i| a[i][i].max(0.0).sqrt()).collect();
+    let mut polar = vec![vec![0.0; cols]; rows];
+    for (&i, &sigma) in order.iter().zip(&sigmas) {
+        // uᵢ = M·vᵢ/σᵢ; U·Vᵀ = Σᵢ uᵢ·vᵢᵀ.
+        let u: Vec<f64> = (0..rows).map(|r| (0..cols).map(|k| m[r][k] * v[k][i]).sum::<f64>() / sigma).collect();
+        for r in 0..rows {
+            for k in 0..cols {
+                polar[r][k] += u[r] * v[k][i];
+            }
+        }
+    }
+    (sigmas, polar)
+}
+
+/// The singular values of `m`, descending.
+pub fn singular_values(m: &[Vec<f64>]) -> Vec<f64> {
+    svd(m).0
+}
