@@ -175,6 +175,16 @@ pub enum Optimizer {
     Scion,
 }
 
+/// The projection of every Linear weight after every step (`train.constraint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Constraint {
+    None,
+    SpectralNormalize,
+    SpectralHardcap,
+    SpectralClippedWd,
+    Stiefel,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Precision {
     F32,
@@ -251,6 +261,10 @@ pub struct RunConfig {
     pub scion_constrained: bool,
     /// Scion's Polar Express rounds every op to bf16.
     pub polar_bf16: bool,
+    pub constraint: Constraint,
+    pub constraint_beta: f64,
+    pub constraint_lambda: f64,
+    pub embed_rms_cap: f64,
     pub reference_ortho_defaults: bool,
     pub precision: Precision,
     pub loss: Loss,
@@ -289,6 +303,7 @@ pub struct StackKey {
     pub optimizer: Optimizer,
     pub ns_steps: usize,
     pub polar_bf16: bool,
+    pub constraint: Constraint,
     pub precision: Precision,
     pub loss: Loss,
     /// The loss and softmax sums are kept in bf16.
@@ -408,6 +423,16 @@ impl RunConfig {
             scion_sign_radius: float("train.scion_sign_radius")?,
             scion_constrained: boolean("train.scion_constrained")?,
             polar_bf16: string("train.polar_dtype")? == "bf16",
+            constraint: match string("train.constraint")? {
+                "spectral_normalize" => Constraint::SpectralNormalize,
+                "spectral_hardcap" => Constraint::SpectralHardcap,
+                "spectral_clipped_wd" => Constraint::SpectralClippedWd,
+                "stiefel" => Constraint::Stiefel,
+                _ => Constraint::None,
+            },
+            constraint_beta: float("train.constraint_beta")?,
+            constraint_lambda: float("train.constraint_lambda")?,
+            embed_rms_cap: float("train.embed_rms_cap")?,
             reference_ortho_defaults: boolean("train.reference_ortho_defaults")?,
             precision: match string("train.dtype")? {
                 "f64" => Precision::F64,
@@ -473,6 +498,8 @@ impl RunConfig {
         }
         if self.kind == ModelKind::Transformer {
             self.check_transformer()?;
+        } else if self.embed_rms_cap > 0.0 && self.input == Input::TwoHot {
+            bail!("key `train.embed_rms_cap`: model.input = \"two_hot\" has no embedding to cap; set it to 0 or model.input = \"embedding\"");
         } else if self.op.is_bits() && self.input == Input::Embedding {
             bail!("key `model.input`: a bit task enters the MLP as its 0/1 vector through the first Linear layer; set model.input = \"two_hot\"");
         }
@@ -502,6 +529,9 @@ impl RunConfig {
         }
         if t.positional == "rope" && (t.d_model / t.heads) % 2 != 0 {
             bail!("key `model.positional`: RoPE rotates pairs, so the head width d_model / heads = {} must be even", t.d_model / t.heads);
+        }
+        if self.constraint != Constraint::None {
+            bail!("key `train.constraint`: the spectral constraints project the MLP's Linear layers; the transformer's are not wired to them yet, so set it to \"none\" or model.kind = \"mlp\"");
         }
         if self.optimizer == Optimizer::Scion {
             bail!("key `train.optimizer`: scion's groups (Spectral, Sign, ColNorm) are set for the MLP's layers; the transformer's norms, biases and attention have none yet, so use another optimizer or model.kind = \"mlp\"");
@@ -627,6 +657,7 @@ impl RunConfig {
             optimizer: self.optimizer,
             ns_steps: self.ns_steps,
             polar_bf16: self.polar_bf16,
+            constraint: self.constraint,
             precision: self.precision,
             loss: self.loss,
             loss_bf16: self.loss_bf16,

@@ -2,13 +2,14 @@
 //! every update is computed per run, so runs in one stack never see each other.
 
 pub mod adamw;
+pub mod constraints;
 pub mod muon;
 pub mod orthogonal;
 pub mod polar_express;
 pub mod scion;
 pub mod sgd;
 
-use crate::config::{Optimizer as Kind, RunConfig};
+use crate::config::{Constraint, Optimizer as Kind, RunConfig};
 use crate::models::{Group, Model};
 use crate::state::{restore_like, State, StateDict};
 use anyhow::Result;
@@ -33,6 +34,10 @@ pub struct RunHyper {
     pub scion_radius: Vec<f64>,
     pub scion_sign_radius: Vec<f64>,
     pub scion_constrained: Vec<bool>,
+    /// The weight constraints' β and λ, and the embedding vectors' RMS cap (0: none).
+    pub constraint_beta: Vec<f64>,
+    pub constraint_lambda: Vec<f64>,
+    pub embed_rms_cap: Vec<f64>,
 }
 
 impl RunHyper {
@@ -53,6 +58,9 @@ impl RunHyper {
             scion_radius: column(|c| c.scion_radius),
             scion_sign_radius: column(|c| c.scion_sign_radius),
             scion_constrained: configs.clone().map(|c| c.scion_constrained).collect(),
+            constraint_beta: column(|c| c.constraint_beta),
+            constraint_lambda: column(|c| c.constraint_lambda),
+            embed_rms_cap: column(|c| c.embed_rms_cap),
         }
     }
 
@@ -74,6 +82,9 @@ impl RunHyper {
             scion_radius: pick(&self.scion_radius),
             scion_sign_radius: pick(&self.scion_sign_radius),
             scion_constrained: crate::plan::pick_runs(&self.scion_constrained, positions),
+            constraint_beta: pick(&self.constraint_beta),
+            constraint_lambda: pick(&self.constraint_lambda),
+            embed_rms_cap: pick(&self.embed_rms_cap),
         }
     }
 
@@ -148,14 +159,19 @@ pub fn select_state(state: &mut [Option<Tensor>], index: &Tensor) -> Result<()> 
     Ok(())
 }
 
-/// The optimizer the runs' config names (`config`: any run of the stack, for the settings
-/// every run of a stack shares).
+/// The optimizer the runs' config names, followed by their weight constraints if they have any
+/// (`config`: any run of the stack, for the settings every run of a stack shares).
 pub fn build(config: &RunConfig, model: &Model, hyper: &RunHyper) -> Result<Box<dyn Optimizer>> {
-    Ok(match config.optimizer {
+    let optimizer: Box<dyn Optimizer> = match config.optimizer {
         Kind::AdamW => Box::new(adamw::AdamW::new(model, hyper)?),
         Kind::OrthoAdamW => Box::new(adamw::AdamW::orthogonal(model, hyper)?),
         Kind::Sgd => Box::new(sgd::Sgd::new(model, hyper)),
         Kind::Muon => Box::new(muon::Muon::new(model, hyper, config.ns_steps)?),
         Kind::Scion => Box::new(scion::Scion::new(model, hyper, config.ns_steps, config.polar_bf16)?),
+    };
+    Ok(if config.constraint == Constraint::None && hyper.embed_rms_cap.iter().all(|&c| c == 0.0) {
+        optimizer
+    } else {
+        Box::new(constraints::Constrained::new(optimizer, config.constraint, hyper))
     })
 }

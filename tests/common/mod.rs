@@ -126,3 +126,31 @@ pub fn svd(m: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
 pub fn singular_values(m: &[Vec<f64>]) -> Vec<f64> {
     svd(m).0
 }
+
+/// Q from Gram–Schmidt on a random n×n matrix.
+pub fn orthogonal(n: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = grokstack::rng::Rng::new(seed, grokstack::rng::Stream::Synthetic);
+    let mut q: Vec<Vec<f64>> = Vec::new();
+    while q.len() < n {
+        let mut v: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        for u in &q {
+            let d: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
+            v.iter_mut().zip(u).for_each(|(a, b)| *a -= d * b);
+        }
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        q.push(v.iter().map(|a| a / norm).collect());
+    }
+    q
+}
+
+/// W = U·diag(s)·Vᵀ of shape [m, n] (min(m, n) singular values s).
+pub fn with_singular_values(m: usize, n: usize, s: &[f64], seed: u64) -> Vec<f64> {
+    let (u, v) = (orthogonal(m, seed), orthogonal(n, seed + 100));
+    let mut w = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            w[i * n + j] = s.iter().enumerate().map(|(k, sk)| u[k][i] * sk * v[k][j]).sum();
+        }
+    }
+    w
+}
