@@ -1,5 +1,7 @@
 //! The Lipschitz upper bound: the product of the Linear layers' spectral norms, each from a
 //! batched power iteration that is warm-started from the previous epoch's vector.
+//! `metrics.lipschitz_norm = "rms"` measures each layer as a map between RMS-normed spaces
+//! instead (Cesista's and Scion's view): its spectral norm times √(fan_in/fan_out).
 //!
 //! With the weight stored as W `[R, in, out]` (the transpose of PyTorch's M = Wᵀ), one
 //! iteration is  u = M·v = vᵀ·W,  x = Mᵀ·u = u·Wᵀ,  σ ≈ ‖x‖ / ‖u‖,  v ← x / ‖x‖.
@@ -14,22 +16,26 @@ pub struct PowerIteration {
     vectors: Vec<Tensor>,
     /// The latest estimate per layer, `[R]` (f64 on the device).
     sigmas: Vec<Tensor>,
+    /// Per layer, the factor from the spectral norm to the reported one (1 for l2).
+    scales: Vec<f64>,
     iterations: usize,
 }
 
 impl PowerIteration {
-    /// Start vectors N(0, 1) from each run's own seed, one per layer of `fan_ins`.
-    pub fn new(seeds: &[u64], fan_ins: &[usize], iterations: usize, dtype: DType, device: &Device) -> Result<PowerIteration> {
+    /// Start vectors N(0, 1) from each run's own seed, one per layer of `shapes` (fan_in,
+    /// fan_out); with `rms`, the norms reported are the RMS→RMS ones.
+    pub fn new(seeds: &[u64], shapes: &[(usize, usize)], iterations: usize, rms: bool, dtype: DType, device: &Device) -> Result<PowerIteration> {
         let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::PowerIteration)).collect();
-        let vectors = fan_ins
+        let vectors = shapes
             .iter()
-            .map(|&n| {
+            .map(|&(n, _)| {
                 let data: Vec<f64> = rngs.iter_mut().flat_map(|rng| (0..n).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
                 Ok(Tensor::from_vec(data, (seeds.len(), 1, n), device)?.to_dtype(dtype)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let sigmas = fan_ins.iter().map(|_| Tensor::zeros(seeds.len(), DType::F64, device)).collect::<candle_core::Result<_>>()?;
-        Ok(PowerIteration { vectors, sigmas, iterations })
+        let sigmas = shapes.iter().map(|_| Tensor::zeros(seeds.len(), DType::F64, device)).collect::<candle_core::Result<_>>()?;
+        let scales = shapes.iter().map(|&(fan_in, fan_out)| if rms { (fan_in as f64 / fan_out as f64).sqrt() } else { 1.0 }).collect();
+        Ok(PowerIteration { vectors, sigmas, scales, iterations })
     }
 
     /// Run the iterations on the current weights (one per layer, `[R, in, out]`).
@@ -42,9 +48,10 @@ impl PowerIteration {
         Ok(())
     }
 
-    /// Per-layer spectral norms `[R, layers]` (f64).
+    /// Per-layer norms `[R, layers]` (f64): spectral, or RMS→RMS with `rms`.
     pub fn spectral_norms(&self) -> Result<Tensor> {
-        Ok(Tensor::stack(&self.sigmas, 1)?)
+        let scaled = self.sigmas.iter().zip(&self.scales).map(|(s, &k)| Ok((s * k)?)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&scaled, 1)?)
     }
 
     /// The vectors `power.vector.{layer}` and estimates `power.sigma.{layer}`: warm starts

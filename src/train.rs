@@ -89,8 +89,8 @@ impl Stack {
         let hyper = RunHyper::from_configs(runs.iter().map(|r| &r.config));
         let optimizer = optim::build(&first, &model, &hyper)?;
         let lipschitz = if first.lipschitz {
-            let fan_ins: Vec<usize> = model.spectral_weights().iter().map(|w| w.dim(1)).collect::<candle_core::Result<_>>()?;
-            Some(PowerIteration::new(&seeds, &fan_ins, first.power_iters, dtype, device)?)
+            let shapes: Vec<(usize, usize)> = model.spectral_weights().iter().map(|w| Ok((w.dim(1)?, w.dim(2)?))).collect::<Result<_>>()?;
+            Some(PowerIteration::new(&seeds, &shapes, first.power_iters, first.lipschitz_rms, dtype, device)?)
         } else {
             None
         };

@@ -41,3 +41,24 @@ fn warm_start_converges_in_fewer_iterations() {
     let (warm, cold) = (iterations_to_converge(&warm_vector).unwrap(), iterations_to_converge(&v0).unwrap());
     assert!(warm < cold, "warm start took {warm} iterations, cold start {cold}");
 }
+
+#[test]
+fn the_rms_norm_scales_each_layer_by_the_root_of_fan_in_over_fan_out() {
+    // TINY's layers are [6, 5], [5, 4] and [4, 7] (fan_in, fan_out).
+    let scales = [(6.0f64 / 5.0).sqrt(), (5.0f64 / 4.0).sqrt(), (4.0f64 / 7.0).sqrt()];
+    let train = |norm: &str| {
+        let runs = common::runs(common::TINY, &["metrics.lipschitz=true", &format!("metrics.lipschitz_norm={norm}"), "train.dtype=f64", "seeds=1"]);
+        grokstack::train::Stack::new(runs, &Device::Cpu).unwrap().train(|_, _| {}).unwrap().1
+    };
+    let (l2, rms) = (train("l2"), train("rms"));
+    assert_eq!(l2.len(), rms.len());
+    for (a, b) in l2.iter().zip(&rms) {
+        assert_eq!(a.layer_spectral_norms.len(), 3);
+        for ((sa, sb), k) in a.layer_spectral_norms.iter().zip(&b.layer_spectral_norms).zip(scales) {
+            assert!((sb - sa * k).abs() < 1e-12 * sa, "epoch {}: {sb} vs {sa}·{k}", a.epoch);
+        }
+        let (bound_l2, bound_rms) = (a.lipschitz_bound.unwrap(), b.lipschitz_bound.unwrap());
+        assert!((bound_l2 - a.layer_spectral_norms.iter().product::<f64>()).abs() < 1e-12 * bound_l2);
+        assert!((bound_rms - bound_l2 * scales.iter().product::<f64>()).abs() < 1e-12 * bound_rms, "epoch {}: bound", a.epoch);
+    }
+}

@@ -276,6 +276,8 @@ pub struct RunConfig {
     /// Steps between checkpoints (0: none).
     pub checkpoint_every: usize,
     pub lipschitz: bool,
+    /// The bound's layer norms are RMS→RMS (`metrics.lipschitz_norm = "rms"`).
+    pub lipschitz_rms: bool,
     pub power_iters: usize,
 }
 
@@ -313,6 +315,8 @@ pub struct StackKey {
     pub extra_epochs: usize,
     pub checkpoint_every: usize,
     pub lipschitz: bool,
+    /// The bound's layer norms are RMS→RMS (`metrics.lipschitz_norm = "rms"`).
+    pub lipschitz_rms: bool,
     pub power_iters: usize,
 }
 
@@ -457,6 +461,7 @@ impl RunConfig {
             extra_epochs: int("train.extra_epochs")?,
             checkpoint_every: int("train.checkpoint_every")?,
             lipschitz: boolean("metrics.lipschitz")?,
+            lipschitz_rms: string("metrics.lipschitz_norm")? == "rms",
             power_iters: int("metrics.power_iters")?,
         };
         let mut config = config;
@@ -666,6 +671,7 @@ impl RunConfig {
             extra_epochs: self.extra_epochs,
             checkpoint_every: self.checkpoint_every,
             lipschitz: self.lipschitz,
+            lipschitz_rms: self.lipschitz_rms,
             power_iters: self.power_iters,
         }
     }

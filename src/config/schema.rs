@@ -124,6 +124,7 @@ pub static SCHEMA: &[KeySpec] = &[
     KeySpec { key: "train.checkpoint_every", kind: Kind::Int { min: 0 }, default: || Value::Int(50), help: "write a checkpoint of each stack every this many epochs (0: never); --resume continues from it" },
     KeySpec { key: "train.log_every", kind: Kind::Int { min: 1 }, default: || Value::Int(1), help: "log metrics every this many epochs" },
     KeySpec { key: "metrics.lipschitz", kind: Kind::Bool, default: || Value::Bool(false), help: "track the spectral-norm product bound" },
+    KeySpec { key: "metrics.lipschitz_norm", kind: Kind::Choice(&["l2", "rms"]), default: || Value::Str("l2".into()), help: "the layer norm in the bound: l2 (the spectral norm, the blog's) or rms (spectral norm times √(fan_in/fan_out), Cesista's)" },
     KeySpec { key: "metrics.power_iters", kind: Kind::Int { min: 1 }, default: || Value::Int(10), help: "power iterations per layer per epoch" },
 ];
 
