@@ -11,6 +11,9 @@ pub const OPTIMIZER: &str = "train.optimizer";
 pub const EPOCH_BUDGET: &str = "train.epochs";
 pub const LR: &str = "train.lr";
 pub const WEIGHT_DECAY: &str = "train.weight_decay";
+/// Optional: absent from sweeps written before Scion and the weight constraints.
+pub const SCION_CONSTRAINED: &str = "train.scion_constrained";
+pub const CONSTRAINT: &str = "train.constraint";
 pub const REQUIRED_RUN_COLUMNS: &[&str] = &[
     RUN_ID,
     SETTING_ID,
@@ -47,6 +50,11 @@ pub const Q25_GROK_EPOCH: &str = "q25_grok_epoch";
 pub const Q75_GROK_EPOCH: &str = "q75_grok_epoch";
 pub const MEDIAN_LIPSCHITZ: &str = "median_lipschitz_at_grok";
 pub const QUALIFIED: &str = "qualified";
+/// The optimizer family (see family.rs), and which front a row of pareto.csv is on.
+pub const FAMILY: &str = "family";
+pub const FRONT: &str = "front";
+/// pareto.csv's `front` of the front over every family.
+pub const OVERALL_FRONT: &str = "overall";
 
 pub fn is_config_column(name: &str) -> bool {
     CONFIG_PREFIXES

@@ -6,6 +6,7 @@
 
 mod best;
 mod columns;
+mod family;
 mod grok_rule;
 mod optimizer_comparison;
 mod pareto;
@@ -117,8 +118,9 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     let settings = settings::setting_stats(runs.clone().lazy(), &config)
         .collect()
         .context("aggregating runs into settings")?;
+    let settings = family::with_family(settings)?;
     let varying = settings::varying_columns(&settings, &config)?;
-    let front = pareto::pareto_front(settings.clone().lazy(), &varying)
+    let front = pareto::pareto_fronts(settings.clone().lazy(), &varying)?
         .collect()
         .context("computing the Pareto front")?;
     let best_table = best::best_settings(&settings, &group_keys, &varying)?;

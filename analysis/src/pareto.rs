@@ -1,5 +1,6 @@
-//! The Pareto front of the qualified settings over (median grok epoch, median
-//! Lipschitz bound at the grok epoch), both minimized, per task.
+//! The Pareto fronts of the qualified settings over (median grok epoch, median
+//! Lipschitz bound at the grok epoch), both minimized, per task: the front over
+//! every setting (`overall`) and the front of each optimizer family.
 //!
 //! Tie rule: a setting is dominated when another setting of the same task is
 //! at most as large on both coordinates and strictly smaller on at least one.
@@ -14,37 +15,47 @@ const RIVAL_X: &str = "rival_grok_epoch";
 const RIVAL_Y: &str = "rival_lipschitz";
 const DOMINATED: &str = "dominated";
 
-/// The front's settings, sorted by task and then along the front: `task.op`,
-/// `setting_id`, both coordinates, then the `extra` columns (the sweep's axes).
-pub(crate) fn pareto_front(settings: LazyFrame, extra: &[String]) -> LazyFrame {
+/// The overall front, then each family's front (families in name order): `front`
+/// (`overall` or the family), `task.op`, `family`, `setting_id`, both coordinates,
+/// then the `extra` columns (the sweep's axes); each front sorted by task and then
+/// along the front.
+pub(crate) fn pareto_fronts(settings: LazyFrame, extra: &[String]) -> Result<LazyFrame, PolarsError> {
+    let overall = pareto_front(settings.clone(), extra, &[TASK_OP], lit(OVERALL_FRONT));
+    let families = pareto_front(settings, extra, &[TASK_OP, FAMILY], col(FAMILY))
+        .sort([FAMILY, TASK_OP, MEDIAN_GROK_EPOCH, MEDIAN_LIPSCHITZ, SETTING_ID], SortMultipleOptions::default());
+    concat([overall, families], UnionArgs::default())
+}
+
+/// The front within each group of settings equal on `within` (the task, and the
+/// family for a family's front), sorted by task and then along the front, named
+/// `front` in the first column.
+fn pareto_front(settings: LazyFrame, extra: &[String], within: &[&str], front: Expr) -> LazyFrame {
     let x = || col(MEDIAN_GROK_EPOCH);
     let y = || col(MEDIAN_LIPSCHITZ);
     let candidates = settings.filter(col(QUALIFIED).and(x().is_not_null()).and(y().is_not_null()));
-    let rivals = candidates
-        .clone()
-        .select([col(TASK_OP), x().alias(RIVAL_X), y().alias(RIVAL_Y)]);
+    let keys = || within.iter().map(|k| col(*k)).collect::<Vec<_>>();
+    let mut rival_columns = keys();
+    rival_columns.extend([x().alias(RIVAL_X), y().alias(RIVAL_Y)]);
+    let rivals = candidates.clone().select(rival_columns);
 
-    // Every pair within a task; a few hundred settings make this tiny.
+    // Every pair within a group; a few hundred settings make this tiny.
     let dominates = col(RIVAL_X)
         .lt_eq(x())
         .and(col(RIVAL_Y).lt_eq(y()))
         .and(col(RIVAL_X).lt(x()).or(col(RIVAL_Y).lt(y())));
+    let mut own = vec![col(SETTING_ID), x(), y()];
+    own.extend(keys());
     let dominated = candidates
         .clone()
-        .select([col(SETTING_ID), col(TASK_OP), x(), y()])
-        .join(
-            rivals,
-            [col(TASK_OP)],
-            [col(TASK_OP)],
-            JoinArgs::new(JoinType::Inner),
-        )
+        .select(own)
+        .join(rivals, keys(), keys(), JoinArgs::new(JoinType::Inner))
         .group_by([col(SETTING_ID)])
         .agg([dominates.any(true).alias(DOMINATED)]);
 
     let extra: Vec<&str> = extra
         .iter()
         .map(String::as_str)
-        .filter(|c| *c != TASK_OP)
+        .filter(|c| *c != TASK_OP && *c != FAMILY)
         .collect();
     candidates
         .join(
@@ -55,7 +66,9 @@ pub(crate) fn pareto_front(settings: LazyFrame, extra: &[String]) -> LazyFrame {
         )
         .filter(col(DOMINATED).not())
         .select([
+            front.alias(FRONT),
             col(TASK_OP),
+            col(FAMILY),
             col(SETTING_ID),
             x(),
             y(),

@@ -185,7 +185,11 @@ fn pareto_front_keeps_ties_and_drops_dominated_and_unqualified() {
         progress_json: true,
     });
     analyze(dir.path(), &options(0.95)).unwrap();
-    let front = read_csv(&dir.path().join("analysis/pareto.csv"));
+    let front = read_csv(&dir.path().join("analysis/pareto.csv"))
+        .lazy()
+        .filter(col("front").eq(lit("overall")))
+        .collect()
+        .unwrap();
     let ops: Vec<&str> = front
         .column("task.op")
         .unwrap()
@@ -204,6 +208,75 @@ fn pareto_front_keeps_ties_and_drops_dominated_and_unqualified() {
     // dominate everything but did not qualify. mul: 8 alone.
     assert_eq!(ops, ["add", "add", "add", "add", "add", "mul"]);
     assert_eq!(ids, [6, 0, 3, 1, 5, 8]);
+}
+
+/// (front, task.op, family, setting_id) of every row of pareto.csv, in order.
+fn front_rows(dir: &std::path::Path) -> Vec<(String, String, String, i64)> {
+    let front = read_csv(&dir.join("analysis/pareto.csv"));
+    let text = |name: &str| -> Vec<String> {
+        front.column(name).unwrap().str().unwrap().no_null_iter().map(str::to_string).collect()
+    };
+    let ids: Vec<i64> = front.column("setting_id").unwrap().i64().unwrap().no_null_iter().collect();
+    let (fronts, ops, families) = (text("front"), text("task.op"), text("family"));
+    (0..ids.len())
+        .map(|i| (fronts[i].clone(), ops[i].clone(), families[i].clone(), ids[i]))
+        .collect()
+}
+
+#[test]
+fn each_family_has_its_front_beside_the_overall_one() {
+    let dir = fixture(Options {
+        lipschitz: true,
+        progress_json: true,
+    });
+    // Make setting 4 (20, 8) Muon with the hard cap, dominated overall but alone in its
+    // family, and setting 5 (50, 2) constrained Scion; the rest keep adamw / ortho_adamw
+    // with no constraint.
+    let runs_path = dir.path().join("runs.parquet");
+    let id = || col("setting_id");
+    let mut runs = LazyFrame::scan_parquet(PlRefPath::try_from_path(&runs_path).unwrap(), Default::default())
+        .unwrap()
+        .with_columns([
+            when(id().eq(lit(4)))
+                .then(lit("muon"))
+                .when(id().eq(lit(5)))
+                .then(lit("scion"))
+                .otherwise(col("train.optimizer"))
+                .alias("train.optimizer"),
+            when(id().eq(lit(4))).then(lit("spectral_hardcap")).otherwise(lit("none")).alias("train.constraint"),
+            id().eq(lit(5)).alias("train.scion_constrained"),
+        ])
+        .collect()
+        .unwrap();
+    ParquetWriter::new(fs::File::create(&runs_path).unwrap()).finish(&mut runs).unwrap();
+    analyze(dir.path(), &options(0.95)).unwrap();
+
+    let row = |front: &str, op: &str, family: &str, id: i64| (front.to_string(), op.to_string(), family.to_string(), id);
+    assert_eq!(
+        front_rows(dir.path()),
+        [
+            // Overall, per task along the front: as before, each point naming its family.
+            row("overall", "add", "ortho_adamw", 6),
+            row("overall", "add", "adamw", 0),
+            row("overall", "add", "adamw", 3),
+            row("overall", "add", "adamw", 1),
+            row("overall", "add", "scion_constrained", 5),
+            row("overall", "mul", "adamw", 8),
+            // adamw without 5: 0 and 3 tie at (20, 7), then 1 at (30, 3).
+            row("adamw", "add", "adamw", 0),
+            row("adamw", "add", "adamw", 3),
+            row("adamw", "add", "adamw", 1),
+            row("adamw", "mul", "adamw", 8),
+            row("muon+spectral_hardcap", "add", "muon+spectral_hardcap", 4),
+            // 7 and 9 never qualified.
+            row("ortho_adamw", "add", "ortho_adamw", 6),
+            row("scion_constrained", "add", "scion_constrained", 5),
+        ]
+    );
+    let settings = read_csv(&dir.path().join("analysis/settings.csv"));
+    let families: Vec<&str> = settings.column("family").unwrap().str().unwrap().no_null_iter().collect();
+    assert_eq!(families, ["adamw", "adamw", "adamw", "adamw", "muon+spectral_hardcap", "scion_constrained", "ortho_adamw", "ortho_adamw", "adamw", "ortho_adamw"]);
+    assert!(dir.path().join("analysis/grok_vs_lipschitz.svg").exists());
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Median grok epoch vs median Lipschitz bound of the qualified settings, one
-//! colour per task, with each task's Pareto front ringed and joined.
+//! colour per optimizer family and one marker per task; each family's front per
+//! task joined in its colour, the overall front per task joined in black and
+//! ringed.
 
 use anyhow::Result;
 use plotters::coord::Shift;
@@ -15,15 +17,19 @@ use crate::tables::format_number;
 
 struct Point {
     task: usize,
+    family: usize,
     x: f64,
     y: f64,
 }
 
 struct ParetoScatter {
     tasks: Vec<String>,
+    families: Vec<String>,
     points: Vec<Point>,
-    /// Sorted along each task's front, as pareto.csv is.
+    /// The overall front's points, sorted along each task's front as pareto.csv is.
     front: Vec<Point>,
+    /// Each family's front's points, likewise.
+    family_fronts: Vec<Point>,
     x_label: String,
 }
 
@@ -31,38 +37,57 @@ struct ParetoScatter {
 pub(crate) fn draw(
     stage: &mut Staging,
     settings: &DataFrame,
-    front: &DataFrame,
+    fronts: &DataFrame,
     grok: GrokCriterion,
 ) -> Result<()> {
     let tasks = distinct_strings(settings, TASK_OP)?;
+    let families = distinct_strings(settings, FAMILY)?;
     let qualified = settings
         .clone()
         .lazy()
         .filter(col(QUALIFIED).and(col(MEDIAN_LIPSCHITZ).is_not_null()))
         .collect()?;
+    let front_rows = |overall: bool| {
+        let is_overall = col(FRONT).eq(lit(OVERALL_FRONT));
+        fronts.clone().lazy().filter(if overall { is_overall } else { is_overall.not() }).collect()
+    };
     let figure = ParetoScatter {
-        points: points(&qualified, &tasks)?,
-        front: points(front, &tasks)?,
+        points: points(&qualified, &tasks, &families)?,
+        front: points(&front_rows(true)?, &tasks, &families)?,
+        family_fronts: points(&front_rows(false)?, &tasks, &families)?,
         tasks,
+        families,
         x_label: format!("median epochs ({})", grok.meaning()),
     };
     render(stage, "grok_vs_lipschitz", &figure)
 }
 
-fn points(frame: &DataFrame, tasks: &[String]) -> Result<Vec<Point>> {
+fn points(frame: &DataFrame, tasks: &[String], families: &[String]) -> Result<Vec<Point>> {
     let task = frame.column(TASK_OP)?.str()?;
+    let family = frame.column(FAMILY)?.str()?;
     let x = frame.column(MEDIAN_GROK_EPOCH)?.f64()?;
     let y = frame.column(MEDIAN_LIPSCHITZ)?.f64()?;
+    let index = |names: &[String], value: Option<&str>| names.iter().position(|t| Some(t.as_str()) == value);
     Ok((0..frame.height())
         .filter_map(|i| {
-            let task = tasks.iter().position(|t| Some(t.as_str()) == task.get(i))?;
             Some(Point {
-                task,
+                task: index(tasks, task.get(i))?,
+                family: index(families, family.get(i))?,
                 x: x.get(i)?,
                 y: y.get(i)?,
             })
         })
         .collect())
+}
+
+/// A task's marker at `at` (plot or legend coordinates): circles for the first
+/// task, triangles for the second, crosses after.
+fn marker<DB: DrawingBackend, C: Clone + 'static>(task: usize, at: C, style: ShapeStyle) -> DynElement<'static, DB, C> {
+    match task {
+        0 => Circle::new(at, 4, style).into_dyn(),
+        1 => TriangleMarker::new(at, 6, style).into_dyn(),
+        _ => Cross::new(at, 4, style).into_dyn(),
+    }
 }
 
 impl Figure for ParetoScatter {
@@ -76,7 +101,7 @@ impl Figure for ParetoScatter {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let mut chart = ChartBuilder::on(root)
             .caption(
-                "Qualified settings: median grok epoch vs median Lipschitz bound (ringed: Pareto front per task)",
+                "Qualified settings by optimizer family: median grok epoch vs median Lipschitz bound (black, ringed: overall Pareto front per task)",
                 font(20.0),
             )
             .margin(20)
@@ -103,30 +128,38 @@ impl Figure for ParetoScatter {
             PARETO_RING_COLOUR.1,
             PARETO_RING_COLOUR.2,
         );
-        for (t, task) in self.tasks.iter().enumerate() {
-            let colour = series_colour(t);
-            let front: Vec<(f64, f64)> = self
-                .front
+        let along = |front: &[Point], task: usize, family: Option<usize>| -> Vec<(f64, f64)> {
+            front
                 .iter()
-                .filter(|p| p.task == t)
+                .filter(|p| p.task == task && family.is_none_or(|f| p.family == f))
                 .map(|p| (p.x, p.y))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(
-                    front.iter().copied(),
-                    colour.stroke_width(2),
-                ))
-                .or_plot_error()?;
+                .collect()
+        };
+        for (f, family) in self.families.iter().enumerate() {
+            let colour = series_colour(f);
+            for t in 0..self.tasks.len() {
+                chart
+                    .draw_series(LineSeries::new(along(&self.family_fronts, t, Some(f)), colour.stroke_width(1)))
+                    .or_plot_error()?;
+            }
             chart
                 .draw_series(
                     self.points
                         .iter()
-                        .filter(|p| p.task == t)
-                        .map(|p| Circle::new((p.x, p.y), 4, colour.filled())),
+                        .filter(|p| p.family == f)
+                        .map(|p| marker::<DB, _>(p.task, (p.x, p.y), colour.filled())),
                 )
                 .or_plot_error()?
-                .label(format!("{TASK_OP} = {task}"))
+                .label(family.clone())
                 .legend(move |(x, y)| Circle::new((x, y), 5, colour.filled()));
+        }
+        for (t, task) in self.tasks.iter().enumerate() {
+            let front = along(&self.front, t, None);
+            chart
+                .draw_series(LineSeries::new(front.iter().copied(), BLACK.stroke_width(2)))
+                .or_plot_error()?
+                .label(format!("overall front, {TASK_OP} = {task}"))
+                .legend(move |at| marker::<DB, _>(t, at, BLACK.filled()));
             chart
                 .draw_series(
                     front
