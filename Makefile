@@ -5,7 +5,7 @@ RUNS ?= runs
 # cpu, or cuda / cuda:N with a binary built by `make cuda`.
 DEVICE ?= cpu
 
-.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu muon muon-cpu
+.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu muon muon-cpu pareto pareto-cpu
 
 build:
 	$(CARGO) build --release --workspace
@@ -52,6 +52,14 @@ muon: build
 	$(call sweep,muon,--grok-rule after-train --group-by task.op$(,)train.loss)
 muon-cpu: build
 	$(call sweep,muon-cpu,--grok-rule after-train --group-by task.op$(,)train.loss)
+
+# Both sides of the blog's Pareto plot: tuned AdamW, Muon with Cesista's weight constraints and
+# Scion as the blog's fork runs it (a GPU job; DEVICE=cuda), and its CPU-sized slice; the plot
+# is $(RUNS)/pareto*/analysis/grok_vs_lipschitz.png, the fronts pareto.csv.
+pareto: build
+	$(call sweep,pareto)
+pareto-cpu: build
+	$(call sweep,pareto-cpu)
 
 # The canonical training step at R = 1, 16, 64 (see BENCHMARKS.md).
 bench: build

@@ -147,31 +147,15 @@ fn every_step_ends_inside_the_constraint() {
     }
 }
 
-fn rows_of(rows: &[grokstack::metrics::MetricRow], run_id: usize) -> Vec<Vec<f64>> {
-    rows.iter()
-        .filter(|r| r.run_id == run_id)
-        .map(|r| {
-            let mut v = vec![r.train_loss, r.test_loss, r.test_acc, r.weight_norm];
-            v.extend(&r.layer_weight_norms);
-            v.extend(r.embedding_weight_norm);
-            v
-        })
-        .collect()
-}
-
 #[test]
 fn every_constraint_is_bit_identical_alone_and_in_a_stack_and_finite_in_bf16() {
     for constraint in CONSTRAINTS {
         for dtype in ["bf16", "f32"] {
             let sets = [format!("train.constraint={constraint}"), format!("train.dtype={dtype}"), "train.optimizer=muon".into(), "train.epochs=4".into(), "train.embed_rms_cap=1".into()];
             let sets: Vec<&str> = sets.iter().map(|s| s.as_str()).collect();
-            let mut target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.05"]].concat()).remove(0);
-            target.run_id = 99;
-            let mut stacked = common::runs(common::TINY, &[&sets[..], &["seeds=2", "train.lr=[0.001, 1e3]", "train.constraint_beta=[0.5, 2]", "train.constraint_lambda=0.9", "train.embed_rms_cap=[0, 0.3]"]].concat());
-            stacked.insert(3, target.clone());
-            let (_, alone) = Stack::new(vec![target], &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
-            let (_, together) = Stack::new(stacked, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
-            let (alone, together) = (rows_of(&alone, 99), rows_of(&together, 99));
+            let target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.05"]].concat()).remove(0);
+            let neighbours = common::runs(common::TINY, &[&sets[..], &["seeds=2", "train.lr=[0.001, 1e3]", "train.constraint_beta=[0.5, 2]", "train.constraint_lambda=0.9", "train.embed_rms_cap=[0, 0.3]"]].concat());
+            let (alone, together) = common::alone_and_stacked(target, neighbours, 3);
             assert_eq!(alone.len(), 4);
             assert_eq!(alone, together, "{constraint} {dtype}: alone vs stacked");
             assert!(alone.iter().flatten().all(|v| v.is_finite()), "{constraint} {dtype}: finite");

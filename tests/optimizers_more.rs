@@ -4,7 +4,6 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use grokstack::metrics::MetricRow;
 use grokstack::optim::muon::newton_schulz;
 use grokstack::optim::orthogonal::orthogonal_grad;
 use grokstack::train::Stack;
@@ -135,31 +134,16 @@ fn sgd_step_matches_a_hand_computation() {
     assert!(common::max_rel_diff(&flat(stack.model.mlp().unwrap().linear(2)).concat(), &flat(&p2_hand).concat()) < 1e-12);
 }
 
-fn rows_of(rows: &[MetricRow], run_id: usize) -> Vec<Vec<f64>> {
-    rows.iter()
-        .filter(|r| r.run_id == run_id)
-        .map(|r| {
-            let mut v = vec![r.train_loss, r.test_loss, r.test_acc, r.weight_norm];
-            v.extend(&r.layer_spectral_norms);
-            v
-        })
-        .collect()
-}
-
 #[test]
 fn every_optimizer_is_stack_invariant_with_the_lipschitz_bound() {
     for optimizer in ["adamw", "ortho_adamw", "sgd", "muon", "scion"] {
         let sets = [format!("train.optimizer={optimizer}"), "train.dtype=f64".into(), "metrics.lipschitz=true".into(), "train.epochs=6".into()];
         let sets: Vec<&str> = sets.iter().map(|s| s.as_str()).collect();
-        let mut target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.02"]].concat()).remove(0);
-        target.run_id = 99;
-        let mut stacked = common::runs(common::TINY, &[&sets[..], &["seeds=4", "train.lr=[0.001, 0.05]", "train.all_reg=true"]].concat());
-        stacked.insert(3, target.clone());
-        let (_, alone) = Stack::new(vec![target], &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
-        let (_, together) = Stack::new(stacked, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
-        let (alone, together) = (rows_of(&alone, 99), rows_of(&together, 99));
+        let target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.02"]].concat()).remove(0);
+        let neighbours = common::runs(common::TINY, &[&sets[..], &["seeds=4", "train.lr=[0.001, 0.05]", "train.all_reg=true"]].concat());
+        let (alone, together) = common::alone_and_stacked(target, neighbours, 3);
         assert_eq!(alone.len(), 6);
-        assert_eq!(alone[0].len(), 4 + 3, "spectral norms of 3 layers are logged");
+        assert_eq!(alone[0].len(), 4 + 3 + 1 + 3, "weight norms of 3 layers and the embedding, spectral norms of 3 layers");
         for (a, b) in alone.iter().zip(&together) {
             assert!(common::max_rel_diff(a, b) < 1e-9, "{optimizer}: {a:?} vs {b:?}");
         }

@@ -4,7 +4,6 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use grokstack::metrics::MetricRow;
 use grokstack::optim::muon::{orthogonalize, orthogonalize_tensors, Iteration};
 use grokstack::optim::polar_express::{polar_express, schedule};
 use grokstack::optim::scion::Lmo;
@@ -185,18 +184,6 @@ fn two_scion_steps_match_the_forks_update_per_group() {
     check_two_steps("two_hot");
 }
 
-fn rows_of(rows: &[MetricRow], run_id: usize) -> Vec<Vec<f64>> {
-    rows.iter()
-        .filter(|r| r.run_id == run_id)
-        .map(|r| {
-            let mut v = vec![r.train_loss, r.test_loss, r.test_acc, r.weight_norm];
-            v.extend(&r.layer_weight_norms);
-            v.extend(&r.layer_spectral_norms);
-            v
-        })
-        .collect()
-}
-
 #[test]
 fn a_scion_run_alone_is_bit_identical_inside_a_stack_and_bf16_stays_finite() {
     for dtype in ["bf16", "f32"] {
@@ -204,13 +191,9 @@ fn a_scion_run_alone_is_bit_identical_inside_a_stack_and_bf16_stays_finite() {
         let mut sets: Vec<String> = base.iter().map(|s| s.to_string()).collect();
         sets.push(format!("train.dtype={dtype}"));
         let sets: Vec<&str> = sets.iter().map(|s| s.as_str()).collect();
-        let mut target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.02"]].concat()).remove(0);
-        target.run_id = 99;
-        let mut stacked = common::runs(common::TINY, &[&sets[..], &["seeds=3", "train.lr=[0.001, 0.5]", "train.scion_constrained=[true, false]", "train.all_reg=true"]].concat());
-        stacked.insert(2, target.clone());
-        let (_, alone) = Stack::new(vec![target], &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
-        let (_, together) = Stack::new(stacked, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
-        let (alone, together) = (rows_of(&alone, 99), rows_of(&together, 99));
+        let target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.02"]].concat()).remove(0);
+        let neighbours = common::runs(common::TINY, &[&sets[..], &["seeds=3", "train.lr=[0.001, 0.5]", "train.scion_constrained=[true, false]", "train.all_reg=true"]].concat());
+        let (alone, together) = common::alone_and_stacked(target, neighbours, 2);
         assert_eq!(alone.len(), 5);
         assert_eq!(alone, together, "{dtype}: alone vs stacked");
         assert!(alone.iter().flatten().all(|v| v.is_finite()), "{dtype}: finite metrics");

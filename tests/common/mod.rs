@@ -154,3 +154,29 @@ pub fn with_singular_values(m: usize, n: usize, s: &[f64], seed: u64) -> Vec<f64
     }
     w
 }
+
+/// Per logged epoch of run `run_id`: losses, test accuracy, the weight norms and the spectral
+/// norms (when logged).
+pub fn metric_values(rows: &[grokstack::metrics::MetricRow], run_id: usize) -> Vec<Vec<f64>> {
+    rows.iter()
+        .filter(|r| r.run_id == run_id)
+        .map(|r| {
+            let mut v = vec![r.train_loss, r.test_loss, r.test_acc, r.weight_norm];
+            v.extend(&r.layer_weight_norms);
+            v.extend(r.embedding_weight_norm);
+            v.extend(&r.layer_spectral_norms);
+            v
+        })
+        .collect()
+}
+
+/// `target` trained alone and inserted at `position` among `neighbours` in one stack on the
+/// CPU: its [`metric_values`] both ways.
+pub fn alone_and_stacked(mut target: RunSpec, mut neighbours: Vec<RunSpec>, position: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    use grokstack::train::Stack;
+    target.run_id = 99_999; // distinct from the neighbours' ids
+    neighbours.insert(position, target.clone());
+    let (_, alone) = Stack::new(vec![target], &candle_core::Device::Cpu).expect("a stack").train(|_, _| {}).expect("training");
+    let (_, together) = Stack::new(neighbours, &candle_core::Device::Cpu).expect("a stack").train(|_, _| {}).expect("training");
+    (metric_values(&alone, 99_999), metric_values(&together, 99_999))
+}
