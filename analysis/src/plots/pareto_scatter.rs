@@ -24,7 +24,8 @@ struct Point {
 
 struct ParetoScatter {
     tasks: Vec<String>,
-    families: Vec<String>,
+    /// Per family, its legend label: the name and how many of its settings qualified.
+    labels: Vec<String>,
     points: Vec<Point>,
     /// The overall front's points, sorted along each task's front as pareto.csv is.
     front: Vec<Point>,
@@ -51,12 +52,22 @@ pub(crate) fn draw(
         let is_overall = col(FRONT).eq(lit(OVERALL_FRONT));
         fronts.clone().lazy().filter(if overall { is_overall } else { is_overall.not() }).collect()
     };
+    let family_column = settings.column(FAMILY)?.str()?;
+    let qualified_column = settings.column(QUALIFIED)?.bool()?;
+    let labels = families
+        .iter()
+        .map(|family| {
+            let rows = (0..settings.height()).filter(|&i| family_column.get(i) == Some(family.as_str()));
+            let (total, grokked) = rows.fold((0, 0), |(t, q), i| (t + 1, q + usize::from(qualified_column.get(i) == Some(true))));
+            format!("{family} ({grokked} of {total} settings qualified)")
+        })
+        .collect();
     let figure = ParetoScatter {
+        labels,
         points: points(&qualified, &tasks, &families)?,
         front: points(&front_rows(true)?, &tasks, &families)?,
         family_fronts: points(&front_rows(false)?, &tasks, &families)?,
         tasks,
-        families,
         x_label: format!("median epochs ({})", grok.meaning()),
     };
     render(stage, "grok_vs_lipschitz", &figure)
@@ -101,7 +112,7 @@ impl Figure for ParetoScatter {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let mut chart = ChartBuilder::on(root)
             .caption(
-                "Qualified settings by optimizer family: median grok epoch vs median Lipschitz bound (black, ringed: overall Pareto front per task)",
+                "Qualified settings per optimizer family (black, ringed: the overall front)",
                 font(20.0),
             )
             .margin(20)
@@ -135,7 +146,7 @@ impl Figure for ParetoScatter {
                 .map(|p| (p.x, p.y))
                 .collect()
         };
-        for (f, family) in self.families.iter().enumerate() {
+        for (f, label) in self.labels.iter().enumerate() {
             let colour = series_colour(f);
             for t in 0..self.tasks.len() {
                 chart
@@ -150,7 +161,7 @@ impl Figure for ParetoScatter {
                         .map(|p| marker::<DB, _>(p.task, (p.x, p.y), colour.filled())),
                 )
                 .or_plot_error()?
-                .label(family.clone())
+                .label(label.clone())
                 .legend(move |(x, y)| Circle::new((x, y), 5, colour.filled()));
         }
         for (t, task) in self.tasks.iter().enumerate() {
