@@ -40,6 +40,8 @@ pub enum Status {
     Done,
     Diverged,
     Stopped,
+    /// Never trained: its setting left a sweep with seed waves before the run's wave.
+    Skipped,
 }
 
 impl Status {
@@ -48,6 +50,7 @@ impl Status {
             Status::Done => "done",
             Status::Diverged => "diverged",
             Status::Stopped => "stopped",
+            Status::Skipped => "skipped",
         }
     }
 }
