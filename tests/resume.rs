@@ -436,7 +436,7 @@ fn waves_sweep() -> &'static (PathBuf, PathBuf) {
     static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     FILES.get_or_init(|| {
         let sweep = common::temp_path("resume-waves-sweep").with_extension("toml");
-        std::fs::write(&sweep, format!("{}seed_waves = [1, 1, 2]\n", common::WAVES)).unwrap();
+        std::fs::write(&sweep, format!("{}seed_waves = [1, 1, 2]\n", common::waves_sweep())).unwrap();
         let reference = common::temp_path("resume-waves-reference");
         finish_sweep(&sweep, &reference, false);
         (sweep, reference)

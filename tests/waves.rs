@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{read_parquet, WAVES, WAVES_SET};
+use common::{read_parquet, waves_sweep, WAVES_SET};
 use grokstack::config::Sweep;
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,8 +43,8 @@ fn only_runs(df: &DataFrame, ids: &BTreeSet<i64>) -> DataFrame {
 
 #[test]
 fn waves_train_only_the_standing_settings_and_change_no_run() {
-    let (reference, _) = common::train_sweep("waves-reference", WAVES, &[]);
-    let (waved, sweep) = common::train_sweep("waves", WAVES, &["--set", WAVES_SET]);
+    let (reference, _) = common::train_sweep("waves-reference", &waves_sweep(), &[]);
+    let (waved, sweep) = common::train_sweep("waves", &waves_sweep(), &["--set", WAVES_SET]);
     // About 1.6 MiB a run: chunks of two.
     let chunked = common::temp_path("waves-chunked");
     let out = common::grokstack(&["train", sweep.to_str().unwrap(), "--out", chunked.to_str().unwrap(), "--set", WAVES_SET, "--max-memory", "3500KiB"]);
@@ -105,6 +105,19 @@ fn waves_train_only_the_standing_settings_and_change_no_run() {
     let qualifying_with_waves: BTreeSet<i64> = all_settings.iter().copied().filter(|&s| (0..with_waves.height()).all(|i| waved_settings[i] != Some(s) || waved_grok[i].is_some())).collect();
     assert_eq!(qualifying_with_waves, qualifying);
 
+    // The analysis finds the same qualifying settings, and counts the skipped runs apart.
+    let analysed = |dir: &Path| {
+        let report = grokstack_analysis::analyze(dir, &grokstack_analysis::AnalyzeOptions::default()).unwrap();
+        let csv = CsvReadOptions::default().with_has_header(true).try_into_reader_with_file_path(Some(dir.join("analysis/settings.csv"))).unwrap().finish().unwrap();
+        let qualified: BTreeSet<i64> = ints(&csv, "setting_id").into_iter().zip(csv.column("qualified").unwrap().bool().unwrap().iter()).filter(|(_, q)| *q == Some(true)).map(|(id, _)| id.unwrap()).collect();
+        (report, qualified)
+    };
+    let (report, qualified_by_analysis) = analysed(&waved);
+    assert_eq!(qualified_by_analysis, qualifying);
+    assert_eq!(analysed(&reference).1, qualifying);
+    assert_eq!(report.missing_runs, 0, "skipped runs are not missing");
+    assert!(report.headline.contains(&format!("{} runs skipped by seed waves", skipped.len())), "{}", report.headline);
+
     // Chunks inside each wave (some of them all skipped) change nothing either.
     assert!(runs(&waved).equals_missing(&runs(&chunked)), "chunked waves: runs.parquet differs");
     assert!(waved_metrics.equals_missing(&metrics(&chunked)), "chunked waves: metrics differ");
@@ -126,7 +139,7 @@ fn waves_train_only_the_standing_settings_and_change_no_run() {
 #[test]
 fn dry_run_shows_the_waves_and_the_work() {
     let sweep = common::temp_path("waves-dry").with_extension("toml");
-    std::fs::write(&sweep, WAVES).unwrap();
+    std::fs::write(&sweep, waves_sweep()).unwrap();
     let out = common::grokstack(&["train", sweep.to_str().unwrap(), "--dry-run", "--set", WAVES_SET]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -141,7 +154,8 @@ fn dry_run_shows_the_waves_and_the_work() {
 
 #[test]
 fn bad_seed_waves_are_refused_with_the_key_and_the_file() {
-    let with = |waves: &str| format!("{WAVES}seed_waves = {waves}\n");
+    let plain = waves_sweep();
+    let with = |waves: &str| format!("{plain}seed_waves = {waves}\n");
     for (waves, expected) in [
         ("[1, 1]", "hold 2 seeds, but the sweep has 4"),
         ("[2, 0, 2]", "wave 2 has 0 seeds"),
@@ -153,14 +167,14 @@ fn bad_seed_waves_are_refused_with_the_key_and_the_file() {
         let error = Sweep::parse(&with(waves), "bad.toml", &[]).unwrap_err().to_string();
         assert!(error.contains("bad.toml") && error.contains("train.seed_waves") && error.contains(expected), "{waves}: {error}");
     }
-    let error = Sweep::parse(WAVES, "bad.toml", &["train.seed_waves=[3,3]".into()]).unwrap_err().to_string();
+    let error = Sweep::parse(&plain, "bad.toml", &["train.seed_waves=[3,3]".into()]).unwrap_err().to_string();
     assert!(error.contains("train.seed_waves") && error.contains("hold 6 seeds"), "{error}");
-    let grid = WAVES.replace("[grid]", "[grid]\n\"train.seed_waves\" = [[2, 2], [4]]");
+    let grid = plain.replace("[grid]", "[grid]\n\"train.seed_waves\" = [[2, 2], [4]]");
     let error = Sweep::parse(&grid, "bad.toml", &[]).unwrap_err().to_string();
     assert!(error.contains("bad.toml") && error.contains("train.seed_waves") && error.contains("not a grid axis"), "{error}");
     // One wave of every seed is the default, and reads back as it.
     let one = Sweep::parse(&with("[4]"), "one.toml", &[]).unwrap();
-    assert_eq!(one.to_toml(), Sweep::parse(WAVES, "none.toml", &[]).unwrap().to_toml());
+    assert_eq!(one.to_toml(), Sweep::parse(&plain, "none.toml", &[]).unwrap().to_toml());
     let waved = Sweep::parse(&with("[1, 3]"), "w.toml", &[]).unwrap();
     assert_eq!(Sweep::parse(&waved.to_toml(), "again.toml", &[]).unwrap(), waved, "sweep.toml keeps the waves");
 }
