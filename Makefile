@@ -5,7 +5,7 @@ RUNS ?= runs
 # cpu, or cuda / cuda:N with a binary built by `make cuda`.
 DEVICE ?= cpu
 
-.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu
+.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu muon muon-cpu
 
 build:
 	$(CARGO) build --release --workspace
@@ -45,6 +45,13 @@ tasks-cpu: build
 	$(call sweep,tasks-cpu,--group-by task.op)
 parity-cpu: build
 	$(call sweep,parity-cpu,--group-by task.op)
+
+# Tveit et al.'s AdamW-vs-Muon study on the transformer (a GPU job; DEVICE=cuda) and its
+# CPU-sized design; the report is $(RUNS)/muon*/analysis/study.md.
+muon: build
+	$(call sweep,muon,--grok-rule after-train --group-by task.op$(,)train.loss)
+muon-cpu: build
+	$(call sweep,muon-cpu,--grok-rule after-train --group-by task.op$(,)train.loss)
 
 # The canonical training step at R = 1, 16, 64 (see BENCHMARKS.md).
 bench: build

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 /// Test accuracy at which a run counts as grokked, and as solved.
 pub const GROK_THRESHOLD: f64 = 0.95;
 pub const SOLVE_THRESHOLD: f64 = 1.0;
+/// Train accuracy at which training counts as stabilized near 100% (`stop = "grok_after_train"`,
+/// the analysis's after-train rule).
+pub const TRAINED_THRESHOLD: f64 = 0.99;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricRow {
@@ -162,14 +165,15 @@ impl RunTracker {
     pub fn retiring(&mut self, epoch: usize, stop: Stop, extra_epochs: usize) -> Vec<usize> {
         // A diverged run leaves its stack whatever `stop` says: its NaN weights would only
         // produce NaN, and freezing it is what keeps "stops updating" true for every optimizer.
-        let threshold = match stop {
-            Stop::Never | Stop::Diverged => None,
-            Stop::Grok => Some(GROK_THRESHOLD),
-            Stop::Solve => Some(SOLVE_THRESHOLD),
+        let reached_at = |row: &MetricRow| match stop {
+            Stop::Never | Stop::Diverged => false,
+            Stop::Grok => row.test_acc >= GROK_THRESHOLD,
+            Stop::GrokAfterTrain => row.test_acc >= GROK_THRESHOLD && row.train_acc >= TRAINED_THRESHOLD,
+            Stop::Solve => row.test_acc >= SOLVE_THRESHOLD,
         };
         let mut retiring = Vec::new();
         for (position, &slot) in self.active.iter().enumerate() {
-            let reached = threshold.and_then(|t| self.rows[slot].iter().find(|r| r.test_acc >= t)).map(|r| r.epoch);
+            let reached = self.rows[slot].iter().find(|r| reached_at(r)).map(|r| r.epoch);
             if self.diverged_at[slot].is_some() {
                 retiring.push(position);
             } else if reached.is_some_and(|e| epoch >= e.saturating_add(extra_epochs)) {

@@ -262,7 +262,7 @@ fn grid_axes_keep_their_order_through_the_resolved_sweep() {
     let again = Sweep::parse(&sweep.to_toml(), "resolved", &[]).unwrap();
     assert_eq!(sweep, again);
     let lipschitz = Sweep::parse(include_str!("../sweeps/lipschitz.toml"), "lipschitz.toml", &[]).unwrap();
-    let axes: Vec<&str> = lipschitz.grid.iter().map(|(k, _)| *k).collect();
+    let axes: Vec<&str> = lipschitz.grid.iter().map(|axis| axis.name.as_str()).collect();
     assert_eq!(axes, ["task.op", "model.activation", "train.lr", "train.weight_decay"], "the file's order");
 }
 

@@ -49,6 +49,33 @@ fn retiring_at_grok_changes_no_result() {
     assert!(full_results.iter().filter(|r| r.grok_epoch.is_some()).count() == 2, "the fixture needs two grokking runs");
 }
 
+/// `stop = "grok_after_train"` retires a run only after the first logged epoch with test
+/// accuracy ≥ 0.95 and train accuracy ≥ 0.99 (the analysis's after-train rule), never earlier.
+#[test]
+fn retiring_after_train_waits_for_both_accuracies() {
+    let train = |stop: &str| {
+        let runs = common::runs(GROKKING, &[&format!("train.stop={stop}"), "train.extra_epochs=10"]);
+        Stack::new(runs, &Device::Cpu).unwrap().train(|_, _| {}).unwrap()
+    };
+    let (full_results, full_rows) = train("none");
+    let (retired_results, retired_rows) = train("grok_after_train");
+    let mut retired = 0;
+    for (full, after) in full_results.iter().zip(&retired_results) {
+        let (full_rows, after_rows) = (rows_of(&full_rows, full.run_id), rows_of(&retired_rows, full.run_id));
+        assert_eq!(&full_rows[..after_rows.len()], &after_rows[..], "run {}: metrics up to retirement are identical", full.run_id);
+        match full_rows.iter().find(|r| r.test_acc >= 0.95 && r.train_acc >= 0.99) {
+            Some(grokked) => {
+                retired += 1;
+                assert_eq!(after.status, Status::Stopped);
+                let last = after_rows.last().unwrap().epoch;
+                assert_eq!(last, (grokked.epoch + 10).div_ceil(5) * 5, "run {}: rows end at {last}", full.run_id);
+            }
+            None => assert_eq!(after.status, Status::Done, "run {} never met both", full.run_id),
+        }
+    }
+    assert_eq!(retired, 2, "the fixture's two grokking runs retire");
+}
+
 #[test]
 fn memory_chunks_give_the_same_results_as_one_stack() {
     let sweep = common::temp_path("chunks").with_extension("toml");

@@ -13,6 +13,7 @@ mod per_run;
 mod plots;
 mod settings;
 mod staging;
+mod study;
 pub mod student_t;
 mod summary;
 mod sweep_dir;
@@ -153,6 +154,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     if let Some(ttest) = comparison {
         stage.write("ttest.md", ttest.as_bytes())?;
     }
+    study::write(&mut stage, &runs, grok)?;
     let has_lipschitz =
         settings.column(columns::MEDIAN_LIPSCHITZ)?.null_count() < settings.height();
     if has_lipschitz {
@@ -164,7 +166,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     {
         plots::lr_wd_heatmap::draw(&mut stage, &settings, &varying, grok)?;
     }
-    stage.commit(OUTPUT_FILES)?;
+    stage.commit(&[OUTPUT_FILES, study::OUTPUT_FILES].concat())?;
 
     Ok(AnalysisReport {
         headline,

@@ -95,3 +95,32 @@ fn degenerate_samples_have_no_test() {
     assert!(welch_t_test(&one, &summary(&[1.0, 2.0, 3.0])).is_none());
     assert!(welch_t_test(&constant, &constant).is_none());
 }
+
+/// Student's pooled-variance test and Welch's on the same samples. Expected values: SciPy
+/// 1.17.1, scipy.stats.ttest_ind(a, b, equal_var=True) and (..., equal_var=False).
+#[test]
+fn student_and_welch_on_grok_epoch_like_samples() {
+    use grokstack_analysis::welch::student_t_test;
+    let a = [120.0, 95.0, 143.0, 160.0, 101.0, 133.0, 150.0, 88.0];
+    let b = [80.0, 102.0, 77.0, 95.0, 110.0, 69.0, 90.0];
+    let student = student_t_test(&summary(&a), &summary(&b)).unwrap();
+    close(student.t, 3.0338240670967616, 1e-10);
+    close(student.df, 13.0, 0.0);
+    close(student.p_two_sided, 0.00959396970252059, 1e-10);
+    let welch = welch_t_test(&summary(&a), &summary(&b)).unwrap();
+    close(welch.t, 3.1554839092154823, 1e-10);
+    close(welch.df, 11.012004720325889, 1e-9);
+    close(welch.p_two_sided, 0.009140767869650929, 1e-10);
+    assert!(student_t_test(&summary(&a[..1]), &summary(&b)).is_none(), "one value has no variance");
+}
+
+/// The smallest two-sided p that |t| = 5.0175 allows (the normal limit, df → ∞), which the
+/// study report quotes against the paper's p ≈ 6.33e-8. SciPy: 2·scipy.stats.norm.sf(5.0175).
+#[test]
+fn the_papers_t_allows_no_p_below_its_normal_limit() {
+    // The incomplete beta function's series is good to about 1e-4 relative at df = 1e12.
+    close(two_sided_p(5.0175, 1e12), 5.23482015871521e-07, 1e-10);
+    for df in [10.0, 100.0, 1000.0] {
+        assert!(two_sided_p(5.0175, df) > 5.23482015871521e-07, "df {df}");
+    }
+}

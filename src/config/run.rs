@@ -193,6 +193,10 @@ pub enum Stop {
     Diverged,
     /// Diverged, or `extra_epochs` after test accuracy first reaches 0.95.
     Grok,
+    /// Diverged, or `extra_epochs` after the first epoch with test accuracy ≥ 0.95 and train
+    /// accuracy ≥ 0.99 (the analysis's after-train grok rule, Tveit et al.'s definition), so
+    /// that retiring never cuts a run before its grok epoch by that rule.
+    GrokAfterTrain,
     /// Diverged, or `extra_epochs` after test accuracy first reaches 1.0.
     Solve,
 }
@@ -407,6 +411,7 @@ impl RunConfig {
             stop: match string("train.stop")? {
                 "none" => Stop::Never,
                 "grok" => Stop::Grok,
+                "grok_after_train" => Stop::GrokAfterTrain,
                 "solve" => Stop::Solve,
                 _ => Stop::Diverged,
             },

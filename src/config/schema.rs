@@ -110,7 +110,7 @@ pub static SCHEMA: &[KeySpec] = &[
     KeySpec { key: "train.dtype", kind: Kind::Choice(DTYPES), default: || Value::Str("f32".into()), help: "storage and compute precision" },
     KeySpec { key: "train.loss_dtype", kind: Kind::Choice(&["auto", "f32", "bf16"]), default: || Value::Str("auto".into()), help: "dtype of the loss: auto is bf16 for pure bf16 runs, else the run's dtype" },
     KeySpec { key: "train.loss", kind: Kind::Choice(&["softmax", "stablemax", "sparsemax"]), default: || Value::Str("softmax".into()), help: "cross-entropy flavour" },
-    KeySpec { key: "train.stop", kind: Kind::Choice(&["none", "diverged", "grok", "solve"]), default: || Value::Str("diverged".into()), help: "retire a run once it groks / solves (grok, solve); a diverged run (NaN/inf) always stops, whatever this says" },
+    KeySpec { key: "train.stop", kind: Kind::Choice(&["none", "diverged", "grok", "grok_after_train", "solve"]), default: || Value::Str("diverged".into()), help: "retire a run once it groks (test accuracy ≥ 0.95; grok_after_train: with train accuracy ≥ 0.99 at the same epoch) / solves (solve); a diverged run (NaN/inf) always stops, whatever this says" },
     KeySpec { key: "train.extra_epochs", kind: Kind::Int { min: 0 }, default: || Value::Int(0), help: "epochs to keep training after the grok/solve epoch before retiring" },
     KeySpec { key: "train.checkpoint_every", kind: Kind::Int { min: 0 }, default: || Value::Int(50), help: "write a checkpoint of each stack every this many epochs (0: never); --resume continues from it" },
     KeySpec { key: "train.log_every", kind: Kind::Int { min: 1 }, default: || Value::Int(1), help: "log metrics every this many epochs" },

@@ -21,11 +21,35 @@ pub struct Sweep {
     pub seeds: Vec<u64>,
     /// Every schema key's value before the grid is applied.
     pub base: BTreeMap<&'static str, Value>,
-    /// Grid axes in file order: (key, values). The first axis varies slowest.
-    pub grid: Vec<(&'static str, Vec<Value>)>,
+    /// Grid axes in file order. The first axis varies slowest.
+    pub grid: Vec<Axis>,
     /// `train.seed_waves`: seeds per wave, summing to the seeds; empty for one wave of all
     /// seeds (a single wave is stored so too, so that both write the same sweep.toml).
     pub seed_waves: Vec<usize>,
+}
+
+/// One grid axis: a key and its values, or a linked axis, whose every case sets several keys
+/// together (each task with its own train fraction, each optimizer with its own learning rates):
+///
+/// ```toml
+/// [grid]
+/// "train.loss" = ["softmax", "stablemax"]
+/// task = [{ "task.op" = "gcd", "task.train_fraction" = 0.5 }, { "task.op" = "add", "task.train_fraction" = 0.8 }]
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Axis {
+    /// The key, or a linked axis's own name (any name that is not a key).
+    pub name: String,
+    /// The keys every case sets, in the order of the first case.
+    pub keys: Vec<&'static str>,
+    /// One value per key for each case.
+    pub cases: Vec<Vec<Value>>,
+}
+
+impl Axis {
+    fn is_linked(&self) -> bool {
+        self.keys.len() != 1 || self.keys[0] != self.name
+    }
 }
 
 /// One run of the sweep: its ids, seed and every resolved key.
@@ -124,26 +148,41 @@ impl Sweep {
         Ok(())
     }
 
-    fn set_axis(&mut self, dotted: &str, raw: &toml::Value) -> Result<(), String> {
-        if dotted == "seeds" {
+    fn set_axis(&mut self, name: &str, raw: &toml::Value) -> Result<(), String> {
+        if name == "seeds" {
             return Err("seeds are not a grid axis; set the top-level `seeds`".into());
         }
-        if dotted == SEED_WAVES_KEY {
+        if name == SEED_WAVES_KEY {
             return Err(format!("seed waves are not a grid axis; set `seed_waves` in [train] (e.g. `--set '{SEED_WAVES_KEY}=[8,16,40]'`)"));
         }
-        let spec = spec(dotted).ok_or_else(|| "unknown key".to_string())?;
         let items = raw.as_array().ok_or_else(|| "a grid axis must be a list of values".to_string())?;
         if items.is_empty() {
             return Err("a grid axis needs at least one value".into());
         }
-        let values = items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| check_value(spec, item).map_err(|e| format!("value {}: {e}", i + 1)))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.grid.retain(|(k, _)| *k != spec.key);
-        self.grid.push((spec.key, values));
+        let axis = match spec(name) {
+            Some(spec) => {
+                let cases = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| check_value(spec, item).map(|v| vec![v]).map_err(|e| format!("value {}: {e}", i + 1)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Axis { name: spec.key.to_string(), keys: vec![spec.key], cases }
+            }
+            None if items.iter().all(|item| item.is_table()) => linked_axis(name, items)?,
+            None => return Err("unknown key (a linked axis is a list of tables of keys)".into()),
+        };
+        self.grid.retain(|other| other.name != axis.name);
+        if let Some((key, other)) = axis.keys.iter().find_map(|k| self.grid.iter().find(|o| o.keys.contains(k)).map(|o| (k, o))) {
+            return Err(format!("key `{key}` is also set by the grid axis `{}`", other.name));
+        }
+        self.grid.push(axis);
         Ok(())
+    }
+
+    /// The linked grid axis that sets `key`, if any: a single value or a plain axis for that key
+    /// would contradict it.
+    fn linked_axis_of(&self, key: &str) -> Option<&Axis> {
+        self.grid.iter().find(|axis| axis.is_linked() && axis.keys.contains(&key))
     }
 
     /// `KEY=VALUE`: VALUE is TOML (a bare word counts as a string). A list makes the key a grid
@@ -165,6 +204,9 @@ impl Sweep {
             return Ok(());
         }
         let spec = spec(key).ok_or_else(|| anyhow!("unknown key `{key}`"))?;
+        if let Some(axis) = self.linked_axis_of(spec.key) {
+            bail!("key `{key}` is set by the grid's linked axis `{}`; change that axis in the sweep file", axis.name);
+        }
         let is_list_of_values = match &raw {
             toml::Value::Array(items) => match spec.kind {
                 super::schema::Kind::IntList { .. } => items.iter().all(|i| i.is_array()),
@@ -175,14 +217,14 @@ impl Sweep {
         if is_list_of_values {
             self.set_axis(key, &raw).map_err(|e| anyhow!("key `{key}`: {e}"))
         } else {
-            self.grid.retain(|(k, _)| *k != spec.key);
+            self.grid.retain(|axis| axis.name != spec.key);
             self.set_base(key, &raw).map_err(|e| anyhow!("key `{key}`: {e}"))
         }
     }
 
     pub fn setting_count(&self) -> usize {
         // Saturating: many long axes must be refused as too many runs, not wrap around.
-        self.grid.iter().fold(1usize, |count, (_, v)| count.saturating_mul(v.len()))
+        self.grid.iter().fold(1usize, |count, axis| count.saturating_mul(axis.cases.len()))
     }
 
     pub fn run_count(&self) -> usize {
@@ -202,9 +244,12 @@ impl Sweep {
     fn setting_values(&self, setting_id: usize) -> BTreeMap<&'static str, Value> {
         let mut values = self.base.clone();
         let mut rest = setting_id;
-        for (key, axis) in self.grid.iter().rev() {
-            values.insert(key, axis[rest % axis.len()].clone());
-            rest /= axis.len();
+        for axis in self.grid.iter().rev() {
+            let case = &axis.cases[rest % axis.cases.len()];
+            for (key, value) in axis.keys.iter().zip(case) {
+                values.insert(key, value.clone());
+            }
+            rest /= axis.cases.len();
         }
         // S5's operations work on its 120 elements whatever task.p says, so that a grid over
         // task.op can mix them with operations mod p.
@@ -252,13 +297,49 @@ impl Sweep {
         }
         if !self.grid.is_empty() {
             out.push_str("\n[grid]\n");
-            for (key, values) in &self.grid {
-                let items: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-                out.push_str(&format!("\"{key}\" = [{}]\n", items.join(", ")));
+            for axis in &self.grid {
+                let items: Vec<String> = axis
+                    .cases
+                    .iter()
+                    .map(|case| match axis.is_linked() {
+                        false => case[0].to_string(),
+                        true => {
+                            let pairs: Vec<String> = axis.keys.iter().zip(case).map(|(k, v)| format!("\"{k}\" = {v}")).collect();
+                            format!("{{ {} }}", pairs.join(", "))
+                        }
+                    })
+                    .collect();
+                out.push_str(&format!("{} = [{}]\n", toml::Value::String(axis.name.clone()), items.join(", ")));
             }
         }
         out
     }
+}
+
+/// A linked axis `name` from its cases, tables of dotted keys that must all set the same keys.
+fn linked_axis(name: &str, items: &[toml::Value]) -> Result<Axis, String> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    let mut cases = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let table = item.as_table().ok_or_else(|| format!("case {}: expected a table of keys", i + 1))?;
+        let mut case = Vec::with_capacity(table.len());
+        let mut case_keys = Vec::with_capacity(table.len());
+        for (dotted, raw) in table {
+            let spec = spec(dotted).ok_or_else(|| format!("case {}: unknown key `{dotted}`", i + 1))?;
+            case.push(check_value(spec, raw).map_err(|e| format!("case {}: key `{dotted}`: {e}", i + 1))?);
+            case_keys.push(spec.key);
+        }
+        if i == 0 {
+            if case_keys.is_empty() {
+                return Err("case 1 sets no key".into());
+            }
+            keys = case_keys;
+        } else if case_keys != keys {
+            return Err(format!("case {} sets the keys [{}], case 1 [{}]: every case must set the same keys", i + 1, case_keys.join(", "), keys.join(", ")));
+        }
+        cases.push(case);
+    }
+    Ok(Axis { name: name.to_string(), keys, cases })
 }
 
 fn parse_toml_value(text: &str) -> toml::Value {

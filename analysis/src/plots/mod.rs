@@ -1,6 +1,7 @@
 //! Plots, each drawn once per backend so the PNG and the SVG show the same thing.
 
 pub(crate) mod accuracy_curves;
+pub(crate) mod box_plot;
 pub(crate) mod lr_wd_heatmap;
 pub(crate) mod pareto_scatter;
 
