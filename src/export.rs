@@ -10,6 +10,7 @@
 //! `position.weight` `[T, d]`), gains and biases keep their layout.
 
 use crate::config::{Sweep, Value};
+use crate::metrics::Status;
 use crate::output::{self, write_atomic, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -42,6 +43,9 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
         .map_err(|e| anyhow!("{} is corrupted: {e}", plan_path.display()))?;
     let part = plan.parts.iter().position(|ids| ids.contains(&run_id)).with_context(|| format!("{} does not list run {run_id}", plan_path.display()))?;
     let weights_path = dir.join(output::WEIGHTS_DIR).join(output::part_name(part, "safetensors"));
+    if run_status(&dir.join(RUNS_FILE), run_id)?.as_deref() == Some(Status::Skipped.as_str()) {
+        bail!("run {run_id} was skipped by seed waves (its setting could no longer qualify) and has no weights");
+    }
     if !weights_path.exists() {
         bail!("run {run_id} has not finished yet: {} does not exist (continue the sweep with `grokstack train ... --resume`)", weights_path.display());
     }
@@ -81,11 +85,26 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
     Ok(Exported { path: out.to_path_buf(), tensors: tensors.iter().map(|(n, t)| (n.clone(), t.dims().to_vec())).collect(), status, final_test_acc })
 }
 
+/// The row of run `run_id` in runs.parquet (`df`, read from `path`), if it has finished.
+fn find_row(df: &DataFrame, path: &Path, run_id: usize) -> Result<Option<usize>> {
+    let ids: Vec<Option<i64>> = df.column("run_id").and_then(|c| Ok(c.i64()?.iter().collect())).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(ids.into_iter().position(|id| id == Some(run_id as i64)))
+}
+
+/// The run's status in runs.parquet; None while it has not finished.
+fn run_status(path: &Path, run_id: usize) -> Result<Option<String>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let df = output::read_parquet(path)?;
+    let Some(row) = find_row(&df, path, run_id)? else { return Ok(None) };
+    Ok(df.column("status").and_then(|c| Ok(c.str()?.get(row).map(str::to_string))).map_err(|e| anyhow!("{}: {e}", path.display()))?)
+}
+
 /// The run's row of runs.parquet as metadata strings (floats written to round-trip).
 fn run_summary(path: &Path, run_id: usize) -> Result<Vec<(String, String)>> {
     let df = output::read_parquet(path)?;
-    let ids: Vec<Option<i64>> = df.column("run_id").and_then(|c| Ok(c.i64()?.iter().collect())).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let row = ids.into_iter().position(|id| id == Some(run_id as i64)).with_context(|| format!("{} has no row for run {run_id}", path.display()))?;
+    let row = find_row(&df, path, run_id)?.with_context(|| format!("{} has no row for run {run_id}", path.display()))?;
     let mut out = Vec::new();
     for name in ["status", "epochs_trained", "grok_epoch", "solve_epoch", "final_train_acc", "final_test_acc", "final_train_loss", "final_test_loss"] {
         let value = df.column(name).and_then(|c| c.get(row)).map_err(|e| anyhow!("{}: column {name}: {e}", path.display()))?;

@@ -25,3 +25,4 @@ pub mod runner;
 pub mod state;
 pub mod tasks;
 pub mod train;
+pub mod waves;

@@ -75,12 +75,18 @@ fn run(cli: Cli) -> Result<i32> {
                 return Ok(EXIT_INTERRUPTED);
             }
             let earlier = if summary.finished_before > 0 { format!(" ({} finished before)", summary.finished_before) } else { String::new() };
+            let outcomes = &summary.outcomes;
+            let skipped = if outcomes.skipped > 0 {
+                format!("; {} runs skipped by seed waves, saving up to {} run-epochs", outcomes.skipped, outcomes.skipped_run_epochs)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "trained {} runs{earlier} in {:.1} s: {} grokked, {} diverged{checkpoints} → {}",
-                summary.runs,
+                "trained {} runs{earlier} in {:.1} s: {} grokked, {} diverged{skipped}{checkpoints} → {}",
+                summary.runs - outcomes.skipped,
                 summary.seconds,
-                summary.grokked,
-                summary.diverged,
+                outcomes.grokked,
+                outcomes.diverged,
                 out.display()
             );
             Ok(0)

@@ -43,6 +43,8 @@ pub enum Status {
     Done,
     Diverged,
     Stopped,
+    /// Never trained: its setting left a sweep with seed waves before the run's wave.
+    Skipped,
 }
 
 impl Status {
@@ -51,6 +53,7 @@ impl Status {
             Status::Done => "done",
             Status::Diverged => "diverged",
             Status::Stopped => "stopped",
+            Status::Skipped => "skipped",
         }
     }
 }

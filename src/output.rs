@@ -30,12 +30,17 @@ pub const PROGRESS_FILE: &str = "progress.json";
 /// Held (flock) by the process writing the directory, so two cannot write it at once.
 pub const LOCK_FILE: &str = ".lock";
 
-/// The stacks of a sweep as planned when it started: part `i` trains the runs `parts[i]`.
+/// The stacks of a sweep as planned when it started: part `i` trains the runs `parts[i]`
+/// (those of its runs whose setting is still standing, with seed waves).
 /// Kept in the directory, so a resumed sweep has the same parts whatever memory it finds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub format: u32,
     pub parts: Vec<Vec<usize>>,
+    /// `train.seed_waves` when the sweep started (empty: one wave). Absent from the plans of
+    /// sweeps without waves, as in directories written before waves existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_waves: Vec<usize>,
 }
 
 pub struct OutputDir {
@@ -68,6 +73,14 @@ impl OutputDir {
         let resuming = existing.exists();
         if resuming {
             let previous = fs::read_to_string(&existing).with_context(|| format!("cannot read {}", existing.display()))?;
+            // A sweep that differs only in its waves gets its own message: the waves decide
+            // which runs exist as trained or skipped, so they cannot change halfway.
+            if let Ok(started) = Sweep::parse(&previous, &existing.display().to_string(), &[]) {
+                let same_but_waves = Sweep { seed_waves: sweep.seed_waves.clone(), ..started.clone() };
+                if started.seed_waves != sweep.seed_waves && same_but_waves.to_toml() == sweep.to_toml() {
+                    bail!("{}", different_waves(root, &started.seed_waves, &sweep.seed_waves));
+                }
+            }
             if previous != sweep.to_toml() {
                 bail!("{} already holds a different sweep ({}); choose a new --out directory", root.display(), existing.display());
             }
@@ -88,11 +101,16 @@ impl OutputDir {
         write_atomic(&self.root.join(SWEEP_FILE), |f| Ok(f.write_all(sweep.to_toml().as_bytes())?))
     }
 
-    /// The plan of a sweep being resumed, checked to cover runs 0..total_runs once each.
-    pub fn read_plan(&self, total_runs: usize) -> Result<Plan> {
+    /// The plan of a sweep being resumed, checked to cover the sweep's runs once each and to
+    /// have been made for its seed waves.
+    pub fn read_plan(&self, sweep: &Sweep) -> Result<Plan> {
+        let total_runs = sweep.run_count();
         let path = self.root.join(PLAN_FILE);
         let text = fs::read_to_string(&path).with_context(|| format!("cannot read {} (needed to resume)", path.display()))?;
         let plan: Plan = serde_json::from_str(&text).map_err(|e| anyhow!("{} is corrupted: {e}", path.display()))?;
+        if plan.seed_waves != sweep.seed_waves {
+            bail!("{}", different_waves(&self.root, &plan.seed_waves, &sweep.seed_waves));
+        }
         let mut seen = vec![false; total_runs];
         for &id in plan.parts.iter().flatten() {
             if id >= total_runs || std::mem::replace(&mut seen[id], true) {
@@ -190,6 +208,17 @@ impl OutputDir {
     }
 }
 
+/// The refusal of a resume with other seed waves than the sweep in `root` started with.
+fn different_waves(root: &Path, started: &[usize], asked: &[usize]) -> String {
+    let describe = |waves: &[usize]| if waves.is_empty() { "one wave of all seeds".to_string() } else { format!("train.seed_waves = {waves:?}") };
+    format!(
+        "{} was started with {}, this command asks for {}; the waves decide which runs are trained and which skipped, so a sweep resumes only with the waves it started with (or choose a new --out directory)",
+        root.display(),
+        describe(started),
+        describe(asked)
+    )
+}
+
 /// Read a whole Parquet file; errors name it.
 pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -255,8 +284,10 @@ fn metrics_frame(rows: &[MetricRow], max_layers: usize) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
-/// One row per run: its ids, every resolved key, and its summary.
-pub fn runs_frame(runs: &[(&RunSpec, &RunResult)]) -> Result<DataFrame> {
+/// One row per run: its ids, every resolved key, and its summary; with `skip_reasons` (a
+/// sweep with seed waves), a `skip_reason` column after `status`: why a skipped run was not
+/// trained, null for the others.
+pub fn runs_frame(runs: &[(&RunSpec, &RunResult)], skip_reasons: Option<&[Option<String>]>) -> Result<DataFrame> {
     let mut columns = vec![
         Column::new("run_id".into(), runs.iter().map(|(s, _)| s.run_id as i64).collect::<Vec<i64>>()),
         Column::new("setting_id".into(), runs.iter().map(|(s, _)| s.setting_id as i64).collect::<Vec<i64>>()),
@@ -278,6 +309,11 @@ pub fn runs_frame(runs: &[(&RunSpec, &RunResult)]) -> Result<DataFrame> {
     let float = |f: fn(&RunResult) -> f64| runs.iter().map(|(_, r)| f(r)).collect::<Vec<f64>>();
     columns.extend([
         Column::new("status".into(), runs.iter().map(|(_, r)| r.status.as_str()).collect::<Vec<&str>>()),
+    ]);
+    if let Some(reasons) = skip_reasons {
+        columns.push(Column::new("skip_reason".into(), reasons.to_vec()));
+    }
+    columns.extend([
         Column::new("epochs_trained".into(), runs.iter().map(|(_, r)| r.epochs_trained as i64).collect::<Vec<i64>>()),
         Column::new("grok_epoch".into(), opt_int(|r| r.grok_epoch)),
         Column::new("solve_epoch".into(), opt_int(|r| r.solve_epoch)),

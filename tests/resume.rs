@@ -429,3 +429,47 @@ fn damaged_checkpoints_and_parts_are_refused_with_their_names() {
     finish(&dir, true);
     assert_same_as_reference(&dir);
 }
+
+/// The seed-wave sweep of tests/common (three waves, one stack each; settings leave in waves
+/// 1 and 2), and the same sweep trained without interruption.
+fn waves_sweep() -> &'static (PathBuf, PathBuf) {
+    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let sweep = common::temp_path("resume-waves-sweep").with_extension("toml");
+        std::fs::write(&sweep, format!("{}seed_waves = [1, 1, 2]\n", common::waves_sweep())).unwrap();
+        let reference = common::temp_path("resume-waves-reference");
+        finish_sweep(&sweep, &reference, false);
+        (sweep, reference)
+    })
+}
+
+#[test]
+fn a_sweep_with_seed_waves_killed_in_wave_1_and_between_waves_resumes_to_the_same_files() {
+    let (sweep, reference) = waves_sweep();
+    let dir = common::temp_path("resume-waves-1");
+    kill_sweep_at(sweep, &dir, false, "step#30"); // wave 1, epoch 30: its checkpoint is at 20
+    assert_eq!(manifest_step(&dir, 0), 20);
+    // Resumed, then killed as wave 1's results are committed: wave 2 is not decided yet.
+    kill_sweep_at(sweep, &dir, true, "write:runs.parquet#1");
+    assert!(!dir.join("runs.parquet").exists());
+    let out = finish_sweep(sweep, &dir, true);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wave 1/3 stack 1 from epoch 140"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_same_files(reference, &dir);
+}
+
+#[test]
+fn a_sweep_with_seed_waves_killed_in_waves_2_and_3_keeps_the_earlier_waves() {
+    let (sweep, reference) = waves_sweep();
+    let dir = common::temp_path("resume-waves-2");
+    // Killed while writing wave 2's checkpoint at epoch 40: the one at 20 stays.
+    kill_sweep_at(sweep, &dir, false, "write:part-00001.json#2");
+    assert_eq!(manifest_step(&dir, 1), 20);
+    let wave_1 = std::fs::read(dir.join("metrics.parquet/part-00000.parquet")).unwrap();
+    kill_sweep_at(sweep, &dir, true, "write:part-00002.json#2");
+    assert_eq!(manifest_step(&dir, 2), 20);
+    assert_eq!(std::fs::read(dir.join("metrics.parquet/part-00000.parquet")).unwrap(), wave_1, "wave 1 is not trained again");
+    let out = finish_sweep(sweep, &dir, true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(2 of 3 stacks); wave 3/3 stack 3 from epoch 20"), "{stderr}");
+    assert_same_files(reference, &dir);
+}

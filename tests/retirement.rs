@@ -3,31 +3,10 @@
 
 mod common;
 
-use common::read_parquet as read;
+use common::{read_parquet as read, GROKKING};
 use candle_core::Device;
 use grokstack::metrics::{MetricRow, Status};
 use grokstack::train::Stack;
-
-/// Two weight decays: wd 3 groks around epoch 115, wd 0.3 not within the budget.
-const GROKKING: &str = r#"
-seeds = 2
-[task]
-p = 47
-train_fraction = 0.6
-[model]
-embed_dim = 32
-hidden = [128, 128]
-[train]
-epochs = 150
-lr = 0.01
-all_reg = true
-log_every = 5
-[metrics]
-lipschitz = true
-power_iters = 3
-[grid]
-"train.weight_decay" = [3.0, 0.3]
-"#;
 
 fn rows_of(rows: &[MetricRow], run_id: usize) -> Vec<&MetricRow> {
     rows.iter().filter(|r| r.run_id == run_id).collect()

@@ -27,6 +27,8 @@ pub const REQUIRED_RUN_COLUMNS: &[&str] = &[
 pub const CONFIG_PREFIXES: &[&str] = &["task.", "model.", "train.", "metrics."];
 pub const DEFAULT_GROUP_KEYS: &[&str] = &["model.hidden", "model.input"];
 pub const STATUS_DIVERGED: &str = "diverged";
+/// Never trained: a sweep with seed waves dropped its setting before the run's wave.
+pub const STATUS_SKIPPED: &str = "skipped";
 
 // metrics.parquet parts
 pub const EPOCH: &str = "epoch";
@@ -45,6 +47,9 @@ pub const SEEDS: &str = "seeds";
 pub const GROKKED_SEEDS: &str = "grokked_seeds";
 pub const GROKKED_FRACTION: &str = "grokked_fraction";
 pub const DIVERGED_SEEDS: &str = "diverged_seeds";
+pub const SKIPPED_SEEDS: &str = "skipped_seeds";
+/// Some seeds were skipped: the statistics are over the seeds that trained.
+pub const PARTIAL: &str = "partial";
 pub const MEDIAN_GROK_EPOCH: &str = "median_grok_epoch";
 pub const Q25_GROK_EPOCH: &str = "q25_grok_epoch";
 pub const Q75_GROK_EPOCH: &str = "q75_grok_epoch";

@@ -113,9 +113,10 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         Some(total) => total,
         None => sweep.listed_runs()?,
     };
-    let missing_runs = planned.saturating_sub(runs.height());
+    let skipped_runs = sweep.skipped_runs()?;
+    let missing_runs = planned.saturating_sub(runs.height() + skipped_runs);
 
-    let settings = settings::setting_stats(runs.clone().lazy(), &config)
+    let settings = settings::setting_stats(runs.clone().lazy(), sweep.runs()?, &config)
         .collect()
         .context("aggregating runs into settings")?;
     let settings = family::with_family(settings)?;
@@ -135,6 +136,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         config: &config,
         varying: &varying,
         missing_runs,
+        skipped_runs,
     };
     let headline = summary.headline()?;
 

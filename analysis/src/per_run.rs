@@ -12,7 +12,8 @@ use crate::grok_rule::GrokCriterion;
 /// `diverged`.
 ///
 /// Runs listed in runs.parquet but without any metric rows are left out: they
-/// count as missing, not as runs that failed to grok.
+/// count as missing, not as runs that failed to grok (or, with status `skipped`,
+/// as skipped: see `crate::settings::setting_stats`).
 pub(crate) fn run_outcomes(
     runs: LazyFrame,
     metrics: LazyFrame,

@@ -3,17 +3,22 @@
 
 use anyhow::{Context, Result};
 use polars::prelude::{
-    col, cols, len, lit, DataFrame, DataType, Expr, LazyFrame, QuantileMethod, SortMultipleOptions,
+    col, cols, len, lit, DataFrame, DataType, Expr, JoinArgs, JoinType, LazyFrame,
+    QuantileMethod, SortMultipleOptions,
 };
 
 use crate::columns::*;
 
 /// One row per setting, sorted by `setting_id`: its configuration columns, then
-/// `seeds`, `grokked_seeds`, `grokked_fraction`, `diverged_seeds`, the median
-/// and quartiles (linear interpolation, as numpy's default) of the grok epochs
-/// of the seeds that grokked, their median Lipschitz bound at the grok epoch,
-/// and `qualified`: every seed grokked within the epoch budget.
-pub(crate) fn setting_stats(runs: LazyFrame, config: &[String]) -> LazyFrame {
+/// `seeds` (that trained), `grokked_seeds`, `grokked_fraction`, `diverged_seeds`,
+/// `skipped_seeds` (never trained, seed waves) and `partial` (some were), the
+/// median and quartiles (linear interpolation, as numpy's default) of the grok
+/// epochs of the seeds that grokked, their median Lipschitz bound at the grok
+/// epoch, and `qualified`: every seed trained and grokked within the epoch budget.
+///
+/// `runs` are the trained runs ([`crate::per_run::run_outcomes`]), `listed` every
+/// row of runs.parquet, where the skipped runs are.
+pub(crate) fn setting_stats(runs: LazyFrame, listed: LazyFrame, config: &[String]) -> LazyFrame {
     let grok = || col(GROK_EPOCH).cast(DataType::Float64);
     let mut aggregates: Vec<Expr> = config.iter().map(|c| col(c.as_str()).first()).collect();
     aggregates.extend([
@@ -36,13 +41,30 @@ pub(crate) fn setting_stats(runs: LazyFrame, config: &[String]) -> LazyFrame {
             .alias(Q75_GROK_EPOCH),
         col(LIPSCHITZ_AT_GROK).median().alias(MEDIAN_LIPSCHITZ),
     ]);
+    let skipped = listed
+        .filter(col(STATUS).eq(lit(STATUS_SKIPPED)))
+        .group_by([col(SETTING_ID)])
+        .agg([len().cast(DataType::Int64).alias(SKIPPED_SEEDS)]);
     runs.group_by([col(SETTING_ID)])
         .agg(aggregates)
+        .join(
+            skipped,
+            [col(SETTING_ID)],
+            [col(SETTING_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
         .with_columns([
             (col(GROKKED_SEEDS).cast(DataType::Float64) / col(SEEDS).cast(DataType::Float64))
                 .alias(GROKKED_FRACTION),
-            col(GROKKED_SEEDS).eq(col(SEEDS)).alias(QUALIFIED),
+            col(SKIPPED_SEEDS).fill_null(lit(0i64)).alias(SKIPPED_SEEDS),
+            col(SKIPPED_SEEDS).is_not_null().alias(PARTIAL),
         ])
+        .with_column(
+            col(GROKKED_SEEDS)
+                .eq(col(SEEDS))
+                .and(col(PARTIAL).not())
+                .alias(QUALIFIED),
+        )
         .select([
             col(SETTING_ID),
             cols(config.iter().map(String::as_str)).as_expr(),
@@ -50,6 +72,8 @@ pub(crate) fn setting_stats(runs: LazyFrame, config: &[String]) -> LazyFrame {
             col(GROKKED_SEEDS),
             col(GROKKED_FRACTION),
             col(DIVERGED_SEEDS),
+            col(SKIPPED_SEEDS),
+            col(PARTIAL),
             col(MEDIAN_GROK_EPOCH),
             col(Q25_GROK_EPOCH),
             col(Q75_GROK_EPOCH),

@@ -18,6 +18,7 @@ pub(crate) struct Summary<'a> {
     pub config: &'a [String],
     pub varying: &'a [String],
     pub missing_runs: usize,
+    pub skipped_runs: usize,
 }
 
 impl Summary<'_> {
@@ -32,10 +33,19 @@ impl Summary<'_> {
                 self.missing_runs
             )
         };
+        let skipped = if self.skipped_runs == 0 {
+            String::new()
+        } else {
+            let partial = self.settings.column(PARTIAL)?.bool()?.num_trues();
+            format!(
+                "\n{} runs skipped by seed waves: {partial} settings had a seed that did not grok and trained no more seeds; their statistics are over the runs that trained (`partial`).",
+                self.skipped_runs
+            )
+        };
         let mut text = format!(
             "grokstack analysis of {} ({})\n\
-             {} runs in {} settings; {missing}; {diverged} runs diverged.\n\
-             {qualified} of {} settings qualified (every seed grokked within its epoch budget).",
+             {} runs in {} settings; {missing}; {diverged} runs diverged.{skipped}\n\
+             {qualified} of {} settings qualified (every seed trained and grokked within its epoch budget).",
             self.dir.display(),
             self.grok.meaning(),
             self.runs.height(),
@@ -143,6 +153,9 @@ impl Summary<'_> {
         if has_lipschitz {
             shown.push(MEDIAN_LIPSCHITZ);
         }
+        if self.skipped_runs > 0 {
+            shown.extend([SKIPPED_SEEDS, PARTIAL]);
+        }
         shown.push(QUALIFIED);
         let table = self
             .settings
@@ -151,7 +164,7 @@ impl Summary<'_> {
         Ok(format!(
             "# Settings\n\n{headline}\n\n\
              Epochs are medians and quartiles over the seeds that grokked; \
-             `qualified`: all seeds did. Every configuration column is in settings.csv.\n\n\
+             `qualified`: all seeds trained and did. Every configuration column is in settings.csv.\n\n\
              Same in every setting: {constant}\n\n{}",
             markdown_table(&table)?
         ))

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use polars::prelude::{len, LazyFrame, PlRefPath, ScanArgsParquet, Schema};
+use polars::prelude::{col, len, lit, LazyFrame, PlRefPath, ScanArgsParquet, Schema};
 
 use crate::columns;
 
@@ -98,11 +98,24 @@ impl SweepDir {
 
     /// Rows of runs.parquet, i.e. runs the trainer has finished.
     pub fn listed_runs(&self) -> Result<usize> {
-        let counted = self
+        self.count(self.runs()?, "the rows")
+    }
+
+    /// Rows of runs.parquet with status `skipped`: runs a sweep with seed waves
+    /// never trained.
+    pub fn skipped_runs(&self) -> Result<usize> {
+        let skipped = self
             .runs()?
+            .filter(col(columns::STATUS).eq(lit(columns::STATUS_SKIPPED)));
+        self.count(skipped, "the skipped runs")
+    }
+
+    /// The number of rows of a query over runs.parquet.
+    fn count(&self, rows: LazyFrame, what: &str) -> Result<usize> {
+        let counted = rows
             .select([len()])
             .collect()
-            .with_context(|| format!("counting the rows of {}", self.runs_file.display()))?;
+            .with_context(|| format!("counting {what} of {}", self.runs_file.display()))?;
         let rows = counted.columns()[0].get(0)?.extract::<u64>().unwrap_or(0);
         Ok(rows as usize)
     }

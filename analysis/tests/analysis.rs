@@ -36,13 +36,18 @@ fn value(settings: &DataFrame, id: i64, column: &str) -> Option<f64> {
 }
 
 fn qualified(settings: &DataFrame, id: i64) -> bool {
+    flag(settings, id, "qualified")
+}
+
+/// (setting_id, boolean column) of settings.csv.
+fn flag(settings: &DataFrame, id: i64, column: &str) -> bool {
     let row = settings
         .clone()
         .lazy()
         .filter(col("setting_id").eq(lit(id)))
         .collect()
         .unwrap();
-    row.column("qualified")
+    row.column(column)
         .unwrap()
         .bool()
         .unwrap()
@@ -433,4 +438,39 @@ fn one_optimizer_writes_no_ttest_and_removes_a_stale_one() {
         .unwrap();
     analyze(dir.path(), &options(0.95)).unwrap();
     assert!(!dir.path().join("analysis/ttest.md").exists());
+}
+
+#[test]
+fn skipped_runs_leave_their_settings_partial_and_unqualified() {
+    let dir = fixture_with_skipped_runs();
+    let report = analyze(dir.path(), &options(0.95)).unwrap();
+    let settings = read_csv(&dir.path().join("analysis/settings.csv"));
+    for &(id, _) in SKIPPED {
+        assert!(flag(&settings, id, "partial"), "setting {id}");
+        assert!(!qualified(&settings, id), "setting {id}");
+    }
+    assert_eq!(value(&settings, 9, "skipped_seeds"), Some(2.0));
+    // Statistics over the runs that trained: setting 5's three seeds grokked at 50.
+    assert_eq!(value(&settings, 5, "seeds"), Some(3.0));
+    assert_eq!(value(&settings, 5, "skipped_seeds"), Some(1.0));
+    assert_eq!(value(&settings, 5, "grokked_fraction"), Some(1.0));
+    assert_eq!(value(&settings, 5, "median_grok_epoch"), Some(50.0));
+    assert_eq!(value(&settings, 0, "skipped_seeds"), Some(0.0));
+    assert!(!flag(&settings, 0, "partial") && qualified(&settings, 0));
+
+    // Skipped runs are neither missing nor analysed as runs that failed to grok.
+    assert_eq!(report.missing_runs, TOTAL_RUNS - ANALYSED_RUNS);
+    let partial = SKIPPED.iter().map(|s| s.0).collect::<std::collections::BTreeSet<_>>().len();
+    assert!(
+        report.headline.contains(&format!("{} runs skipped by seed waves: {partial} settings", SKIPPED.len())),
+        "{}",
+        report.headline
+    );
+    assert!(report.headline.contains("6 of 10 settings qualified"), "{}", report.headline);
+    // An unqualified setting leaves the Pareto front: setting 5 was on it.
+    let front = read_csv(&dir.path().join("analysis/pareto.csv"));
+    let ids: Vec<i64> = front.column("setting_id").unwrap().i64().unwrap().iter().flatten().collect();
+    assert!(!ids.contains(&5), "{ids:?}");
+    let markdown = fs::read_to_string(dir.path().join("analysis/settings.md")).unwrap();
+    assert!(markdown.contains("skipped_seeds") && markdown.contains("partial"), "{markdown}");
 }

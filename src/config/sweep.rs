@@ -10,6 +10,9 @@ use std::path::Path;
 const SECTIONS: &[&str] = &["task", "model", "train", "metrics"];
 /// More runs than any grid of the papers (8,960) by far; listing them takes ~2 KiB each.
 pub const MAX_RUNS: usize = 1_000_000;
+/// Seeds per wave (`crate::waves`): a property of the sweep, not of a run, so it is neither in
+/// the schema's per-run table nor a grid axis.
+pub const SEED_WAVES_KEY: &str = "train.seed_waves";
 
 /// A sweep with every default filled in: the base setting, the grid axes and the seeds.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +23,9 @@ pub struct Sweep {
     pub base: BTreeMap<&'static str, Value>,
     /// Grid axes in file order. The first axis varies slowest.
     pub grid: Vec<Axis>,
+    /// `train.seed_waves`: seeds per wave, summing to the seeds; empty for one wave of all
+    /// seeds (a single wave is stored so too, so that both write the same sweep.toml).
+    pub seed_waves: Vec<usize>,
 }
 
 /// One grid axis: a key and its values, or a linked axis, whose every case sets several keys
@@ -73,6 +79,7 @@ impl Sweep {
             seeds: vec![0],
             base: SCHEMA.iter().map(|s| (s.key, (s.default)())).collect(),
             grid: Vec::new(),
+            seed_waves: Vec::new(),
         };
         for (key, value) in &table {
             match key.as_str() {
@@ -95,6 +102,10 @@ impl Sweep {
                         .ok_or_else(|| anyhow!("{source}: `{section}` must be a table ([{section}])"))?;
                     for (name, raw) in entries {
                         let dotted = format!("{section}.{name}");
+                        if dotted == SEED_WAVES_KEY {
+                            sweep.seed_waves = parse_seed_waves(raw).map_err(|e| anyhow!("{source}: key `{SEED_WAVES_KEY}`: {e}"))?;
+                            continue;
+                        }
                         sweep.set_base(&dotted, raw).map_err(|e| anyhow!("{source}: key `{dotted}`: {e}"))?;
                     }
                 }
@@ -109,6 +120,13 @@ impl Sweep {
         }
         if sweep.seeds.is_empty() {
             bail!("{source}: key `seeds`: no seeds");
+        }
+        let in_waves: usize = sweep.seed_waves.iter().sum();
+        if !sweep.seed_waves.is_empty() && in_waves != sweep.seeds.len() {
+            bail!("{source}: key `{SEED_WAVES_KEY}`: the waves {:?} hold {in_waves} seeds, but the sweep has {} (key `seeds`); they must add up to all of them", sweep.seed_waves, sweep.seeds.len());
+        }
+        if sweep.seed_waves.len() == 1 {
+            sweep.seed_waves.clear();
         }
         let count = sweep.run_count();
         if count > MAX_RUNS {
@@ -133,6 +151,9 @@ impl Sweep {
     fn set_axis(&mut self, name: &str, raw: &toml::Value) -> Result<(), String> {
         if name == "seeds" {
             return Err("seeds are not a grid axis; set the top-level `seeds`".into());
+        }
+        if name == SEED_WAVES_KEY {
+            return Err(format!("seed waves are not a grid axis; set `seed_waves` in [train] (e.g. `--set '{SEED_WAVES_KEY}=[8,16,40]'`)"));
         }
         let items = raw.as_array().ok_or_else(|| "a grid axis must be a list of values".to_string())?;
         if items.is_empty() {
@@ -174,6 +195,10 @@ impl Sweep {
             self.seeds = parse_seeds(&raw).map_err(|e| anyhow!("key `seeds`: {e}"))?;
             return Ok(());
         }
+        if key == SEED_WAVES_KEY {
+            self.seed_waves = parse_seed_waves(&raw).map_err(|e| anyhow!("key `{key}`: {e}"))?;
+            return Ok(());
+        }
         if key == "name" {
             self.name = text.trim_matches('"').to_string();
             return Ok(());
@@ -204,6 +229,15 @@ impl Sweep {
 
     pub fn run_count(&self) -> usize {
         self.setting_count().saturating_mul(self.seeds.len())
+    }
+
+    /// Seeds per wave: `train.seed_waves`, or one wave of every seed.
+    pub fn waves(&self) -> Vec<usize> {
+        if self.seed_waves.is_empty() {
+            vec![self.seeds.len()]
+        } else {
+            self.seed_waves.clone()
+        }
     }
 
     /// Every key's value in setting `setting_id` (< [`Sweep::setting_count`]).
@@ -256,6 +290,9 @@ impl Sweep {
                 if let Some(name) = key.strip_prefix(section).and_then(|k| k.strip_prefix('.')) {
                     out.push_str(&format!("{name} = {value}\n"));
                 }
+            }
+            if *section == "train" && !self.seed_waves.is_empty() {
+                out.push_str(&format!("seed_waves = {}\n", Value::IntList(self.seed_waves.iter().map(|&n| n as i64).collect())));
             }
         }
         if !self.grid.is_empty() {
@@ -310,6 +347,26 @@ fn parse_toml_value(text: &str) -> toml::Value {
         Ok(mut table) => table.remove("v").unwrap_or(toml::Value::String(text.into())),
         Err(_) => toml::Value::String(text.to_string()),
     }
+}
+
+/// `seed_waves = [8, 16, 40]`: a non-empty list of seed counts, each at least 1 (their sum is
+/// checked against the seeds once the whole sweep is read).
+fn parse_seed_waves(value: &toml::Value) -> Result<Vec<usize>, String> {
+    let toml::Value::Array(items) = value else {
+        return Err(format!("expected a list of seed counts such as [8, 16, 40], found {}", value.type_str()));
+    };
+    if items.is_empty() {
+        return Err("the list is empty; leave the key out for one wave of all seeds".into());
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            toml::Value::Integer(n) if *n >= 1 && *n <= MAX_RUNS as i64 => Ok(*n as usize),
+            toml::Value::Integer(n) => Err(format!("wave {} has {n} seeds; every wave needs at least 1 (and at most {MAX_RUNS})", i + 1)),
+            other => Err(format!("wave {}: expected a seed count (an integer), found {}", i + 1, other.type_str())),
+        })
+        .collect()
 }
 
 /// `seeds = 4` means seeds 0..4; `seeds = [3, 7]` lists them.

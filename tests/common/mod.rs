@@ -180,3 +180,40 @@ pub fn alone_and_stacked(mut target: RunSpec, mut neighbours: Vec<RunSpec>, posi
     let (_, together) = Stack::new(neighbours, &candle_core::Device::Cpu).expect("a stack").train(|_, _| {}).expect("training");
     (metric_values(&alone, 99_999), metric_values(&together, 99_999))
 }
+
+/// Two weight decays on p = 47: wd 3 groks around epoch 115, wd 0.3 not within the budget
+/// (tests/retirement.rs). `[train]` comes last, so that a test can append keys to it.
+pub const GROKKING: &str = r#"
+seeds = 2
+[task]
+p = 47
+train_fraction = 0.6
+[model]
+embed_dim = 32
+hidden = [128, 128]
+[metrics]
+lipschitz = true
+power_iters = 3
+[grid]
+"train.weight_decay" = [3.0, 0.3]
+[train]
+epochs = 150
+lr = 0.01
+all_reg = true
+log_every = 5
+"#;
+
+/// A sweep for seed waves (tests/waves.rs, tests/resume.rs), [`GROKKING`] with a third weight
+/// decay and four seeds: on this machine weight decay 3 groks with every seed within its 150
+/// epochs, 0.3 with none, and 2.2 with seed 1 but not seed 0; the seeds are listed with seed 1
+/// first, so that with [`WAVES_SET`] the setting 2.2 fails in wave 2. The tests derive what
+/// each wave must train from a sweep without waves, and check that the fixture still has
+/// settings of all three kinds. `[train]` comes last, so that a test can append
+/// `seed_waves = [...]` to it.
+pub fn waves_sweep() -> String {
+    let sweep = GROKKING.replace("seeds = 2", "name = \"waves\"\nseeds = [1, 0, 2, 3]").replace("[3.0, 0.3]", "[3.0, 2.2, 0.3]");
+    sweep + "checkpoint_every = 20\nstop = \"grok\"\n"
+}
+
+/// The waves the tests give [`waves_sweep`].
+pub const WAVES_SET: &str = "train.seed_waves=[1,1,2]";

@@ -156,7 +156,30 @@ pub fn fixture(options: Options) -> tempfile::TempDir {
     dir
 }
 
+/// Runs of a sweep with seed waves that were never trained (status `skipped`,
+/// no metrics), as (setting, seed): the fourth seeds of settings 2 and 9, whose
+/// earlier seeds did not all grok, and of setting 5, whose three trained seeds
+/// all grok (a seed that failed at the trainer's threshold may reach a lower
+/// --threshold): none of the three may qualify.
+pub const SKIPPED: &[(i64, i64)] = &[(2, 3), (5, 3), (9, 3), (9, 4)];
+
+/// The fixture with the [`SKIPPED`] runs listed too (Lipschitz bound on,
+/// progress.json counting them).
+pub fn fixture_with_skipped_runs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        lipschitz: true,
+        progress_json: true,
+    };
+    write_fixture_with(dir.path(), &options, SKIPPED);
+    dir
+}
+
 pub fn write_fixture(dir: &Path, options: &Options) {
+    write_fixture_with(dir, options, &[]);
+}
+
+fn write_fixture_with(dir: &Path, options: &Options, skipped: &[(i64, i64)]) {
     let mut runs = RunColumns::default();
     let mut metrics = MetricColumns::default();
     let mut run_id = 0i64;
@@ -189,6 +212,10 @@ pub fn write_fixture(dir: &Path, options: &Options) {
     // Listed as finished, but its metrics part is not there yet.
     let s8 = settings().into_iter().find(|s| s.id == 8).unwrap();
     runs.push(run_id, &s8, 3, "done");
+    for (&(setting, seed), id) in skipped.iter().zip(run_id + 1..) {
+        let s = settings().into_iter().find(|s| s.id == setting).unwrap();
+        runs.push(id, &s, seed, "skipped");
+    }
 
     runs.write(&dir.join("runs.parquet"), options.lipschitz);
     fs::create_dir_all(dir.join("metrics.parquet")).unwrap();
@@ -197,8 +224,9 @@ pub fn write_fixture(dir: &Path, options: &Options) {
         fs::write(
             dir.join("progress.json"),
             format!(
-                "{{\"total_runs\": {TOTAL_RUNS}, \"finished_runs\": {}}}",
-                ANALYSED_RUNS + 1
+                "{{\"total_runs\": {}, \"finished_runs\": {}}}",
+                TOTAL_RUNS + skipped.len(),
+                ANALYSED_RUNS + 1 + skipped.len()
             ),
         )
         .unwrap();
