@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-/// Three stacks (the optimizers) of four runs; lr 1e6 diverges within a few epochs, so each
+/// Four stacks (the optimizers) of four runs; lr 1e6 diverges within a few epochs, so each
 /// stack retires two runs early and its checkpoints hold retired weights. Checkpoints every
 /// 10 epochs, metrics every 3 (so a checkpoint often holds an epoch's pending test metrics),
 /// power iteration on (its vectors carry over steps).
@@ -40,7 +40,7 @@ extra_epochs = 5
 lipschitz = true
 power_iters = 2
 [grid]
-"train.optimizer" = ["adamw", "muon", "sgd"]
+"train.optimizer" = ["adamw", "muon", "sgd", "scion"]
 "train.lr" = [0.01, 1e6]
 "#;
 
@@ -240,7 +240,7 @@ fn killed_while_writing_a_metrics_part_keeps_the_finished_stacks() {
     let before = (modified("metrics.parquet/part-00000.parquet"), modified("weights/part-00000.safetensors"));
     let out = finish(&dir, true);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("4 of 12 runs finished (1 of 3 stacks); stack 2 from epoch 50"), "{stderr}");
+    assert!(stderr.contains("4 of 16 runs finished (1 of 4 stacks); stack 2 from epoch 50"), "{stderr}");
     let after = (modified("metrics.parquet/part-00000.parquet"), modified("weights/part-00000.safetensors"));
     assert_eq!(before, after, "a finished stack is not trained (or written) again");
     assert_same_as_reference(&dir);
@@ -338,7 +338,7 @@ fn a_directory_with_a_sweep_is_refused_and_untouched() {
     assert!(before == snapshot(dir), "a refusal changed the directory");
     // Resuming a finished sweep trains nothing and changes no result.
     let out = finish(dir, true);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("12 of 12 runs finished"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("16 of 16 runs finished"));
     assert!(before == snapshot(dir));
     std::fs::remove_dir_all(dir).ok();
 }
