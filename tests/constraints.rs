@@ -175,3 +175,26 @@ fn constraints_are_refused_where_they_cannot_apply_naming_the_key() {
         assert!(message.contains(key) && message.contains("c.toml"), "{message}");
     }
 }
+
+#[test]
+fn a_nan_run_changes_no_other_run_under_any_constraint() {
+    use grokstack::config::Constraint;
+    let w = known(6, 9);
+    let nan_run = Tensor::full(f64::NAN, (1, 6, 9), &Device::Cpu).unwrap();
+    let poisoned = Tensor::cat(&[w.narrow(0, 0, 1).unwrap(), nan_run, w.narrow(0, 2, 1).unwrap()], 0).unwrap();
+    let hyper = hyper_of(3, &[1.0, 1.0, 2.0], &[0.5, 0.5, 0.25], &[1.0, 1.0, 0.5]);
+    let alone = |run: usize, kind: Constraint| -> Vec<Vec<f64>> {
+        let one = hyper_of(1, &[hyper.constraint_beta[run]], &[hyper.constraint_lambda[run]], &[hyper.embed_rms_cap[run]]);
+        matrices(&project(kind, &w.narrow(0, run, 1).unwrap(), &one).unwrap()).remove(0)
+    };
+    for kind in [Constraint::SpectralNormalize, Constraint::SpectralHardcap, Constraint::SpectralClippedWd, Constraint::Stiefel] {
+        let got = matrices(&project(kind, &poisoned, &hyper).unwrap());
+        for run in [0, 2] {
+            assert_eq!(got[run], alone(run, kind), "{kind:?}: run {run} beside a NaN run");
+            assert!(got[run].iter().flatten().all(|v| v.is_finite()), "{kind:?}: run {run} finite");
+        }
+    }
+    let capped = matrices(&cap_rms(&poisoned, &hyper.embed_rms_cap).unwrap());
+    assert_eq!(capped[0], matrices(&cap_rms(&w.narrow(0, 0, 1).unwrap(), &[1.0]).unwrap())[0]);
+    assert_eq!(capped[2], matrices(&cap_rms(&w.narrow(0, 2, 1).unwrap(), &[0.5]).unwrap())[0]);
+}

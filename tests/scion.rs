@@ -207,3 +207,17 @@ fn scion_is_refused_for_the_transformer_naming_the_key() {
     let message = format!("{err:#}");
     assert!(message.contains("train.optimizer") && message.contains("scion.toml"), "{message}");
 }
+
+#[test]
+fn a_nan_run_changes_no_other_run_of_polar_express() {
+    let x = random(3, 8, 5, 11).to_dtype(DType::F32).unwrap();
+    let nan_run = Tensor::full(f32::NAN, (1, 8, 5), &Device::Cpu).unwrap();
+    let poisoned = Tensor::cat(&[x.narrow(0, 0, 1).unwrap(), nan_run, x.narrow(0, 2, 1).unwrap()], 0).unwrap();
+    for bf16 in [true, false] {
+        let got = values3(&polar_express(&poisoned, 5, bf16).unwrap());
+        for run in [0, 2] {
+            let alone = values3(&polar_express(&x.narrow(0, run, 1).unwrap(), 5, bf16).unwrap()).remove(0);
+            assert_eq!(got[run], alone, "bf16 {bf16}: run {run} beside a NaN run");
+        }
+    }
+}
