@@ -1,5 +1,6 @@
-//! The GPU against the CPU: the same small stacks trained on both, every optimizer, the three
-//! losses, f32 and bf16, the MLP and the transformer (with dropout and minibatches). On the CPU
+//! The GPU against the CPU: the same small stacks trained on both, every optimizer (Scion and
+//! the weight constraints too), the three losses, f32 and bf16, the MLP and the transformer
+//! (with dropout and minibatches). On the CPU
 //! a stack runs the kind's CPU pass, on the GPU candle's tensor ops, so this checks the CUDA
 //! kernels against an independent implementation. Skipped, saying why, where no CUDA device can
 //! be opened (every CPU-only build, and CI).
@@ -58,6 +59,9 @@ const CASES: &[Case] = &[
     Case { name: "mlp minibatch f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.batch_size=64", "train.warmup=3"], epochs: 5, loss_rel: 1e-4 },
     Case { name: "mlp adamw bf16", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.dtype=bf16", "train.all_reg=true"], epochs: 5, loss_rel: 3e-2 },
     Case { name: "mlp muon bf16", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.dtype=bf16", "train.optimizer=muon", "model.hidden=[16, 16]"], epochs: 5, loss_rel: 3e-2 },
+    Case { name: "mlp scion f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.optimizer=scion", "train.polar_dtype=f32", "model.hidden=[16, 16]"], epochs: 10, loss_rel: 1e-4 },
+    Case { name: "mlp scion constrained bf16", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.dtype=bf16", "train.optimizer=scion", "train.scion_constrained=true", "model.hidden=[16, 16]"], epochs: 5, loss_rel: 3e-2 },
+    Case { name: "mlp muon hardcap f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.optimizer=muon", "train.constraint=spectral_hardcap", "train.embed_rms_cap=1", "model.hidden=[16, 16]"], epochs: 10, loss_rel: 1e-4 },
     Case { name: "transformer adamw f32", toml: TRANSFORMER, overrides: &[], epochs: 10, loss_rel: 1e-4 },
     Case { name: "transformer muon f32", toml: TRANSFORMER, overrides: &["train.optimizer=muon", "train.lr=0.02"], epochs: 10, loss_rel: 1e-4 },
     Case { name: "transformer minibatch f32", toml: TRANSFORMER, overrides: &["train.batch_size=50", "train.loss=stablemax"], epochs: 4, loss_rel: 1e-4 },
@@ -112,6 +116,17 @@ fn gpu_and_cpu_agree_on_small_stacks() {
         }
     }
     assert!(failures.is_empty(), "the GPU disagrees with the CPU on: {failures:?}");
+}
+
+/// The cases are valid sweeps, also where no GPU can run them (a bad key would only show on
+/// the device machine, in its few minutes).
+#[test]
+fn every_case_is_a_valid_sweep() {
+    for case in CASES {
+        let runs = common::runs(case.toml, case.overrides);
+        let key = runs[0].config.stack_key();
+        assert!(runs.iter().all(|r| r.config.stack_key() == key), "{}: one stack", case.name);
+    }
 }
 
 #[test]
