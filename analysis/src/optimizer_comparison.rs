@@ -3,59 +3,29 @@
 //! baseline optimizer.
 
 use anyhow::{Context, Result};
-use polars::prelude::{col, len, DataType, LazyFrame, SortMultipleOptions};
+use polars::prelude::LazyFrame;
 
 use crate::best::baseline_optimizer;
-use crate::columns::*;
+use crate::columns::OPTIMIZER;
 use crate::grok_rule::GrokCriterion;
+use crate::study;
 use crate::tables::markdown_from_cells;
 use crate::welch::{welch_t_test, SampleSummary};
 
-const RUNS: &str = "runs";
-const GROKKED: &str = "grokked";
-const MEAN: &str = "mean";
-const VARIANCE: &str = "variance";
-
 /// ttest.md, or None when the sweep ran a single optimizer.
 pub(crate) fn compare_optimizers(runs: LazyFrame, grok: GrokCriterion) -> Result<Option<String>> {
-    let epochs = || col(GROK_EPOCH).cast(DataType::Float64);
-    let samples = runs
-        .group_by([col(OPTIMIZER)])
-        .agg([
-            len().cast(DataType::Int64).alias(RUNS),
-            epochs().count().cast(DataType::Int64).alias(GROKKED),
-            epochs().mean().alias(MEAN),
-            epochs().var(1).alias(VARIANCE),
-        ])
-        .sort([OPTIMIZER], SortMultipleOptions::default())
+    let samples = study::epoch_summary(runs, &[OPTIMIZER])
         .collect()
         .context("summarising grok epochs per optimizer")?;
     if samples.height() < 2 {
         return Ok(None);
     }
-    let names = samples.column(OPTIMIZER)?.str()?;
-    let optimizers: Vec<String> = names
-        .iter()
-        .map(|n| n.unwrap_or("(none)").to_string())
+    let summaries: Vec<(String, usize, SampleSummary)> = study::rows(&samples, &[OPTIMIZER])?
+        .into_iter()
+        .map(|row| (row.keys[0].clone(), row.runs, row.sample))
         .collect();
+    let optimizers: Vec<String> = summaries.iter().map(|(name, _, _)| name.clone()).collect();
     let baseline = baseline_optimizer(&optimizers);
-
-    let number = |name: &str, i: usize| -> Result<Option<f64>> {
-        Ok(samples.column(name)?.get(i)?.extract::<f64>())
-    };
-    let mut summaries = Vec::new();
-    for i in 0..samples.height() {
-        let summary = SampleSummary {
-            n: number(GROKKED, i)?.unwrap_or(0.0) as usize,
-            mean: number(MEAN, i)?.unwrap_or(f64::NAN),
-            variance: number(VARIANCE, i)?.unwrap_or(f64::NAN),
-        };
-        summaries.push((
-            optimizers[i].clone(),
-            number(RUNS, i)?.unwrap_or(0.0) as usize,
-            summary,
-        ));
-    }
     let baseline_summary = summaries
         .iter()
         .find(|(name, _, _)| *name == baseline)

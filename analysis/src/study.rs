@@ -104,18 +104,21 @@ pub(crate) fn tuned_learning_rates(runs: LazyFrame) -> LazyFrame {
         .sort([OPTIMIZER, TASK_OP], SortMultipleOptions::default())
 }
 
-/// The runs at each optimizer's tuned learning rate for their task.
-fn at_tuned_setting(runs: LazyFrame) -> LazyFrame {
-    let chosen = tuned_learning_rates(runs.clone()).select([col(OPTIMIZER), col(TASK_OP), col(LR)]);
+/// The runs at each optimizer's tuned learning rate for their task (`chosen`: the rows of
+/// [`tuned_learning_rates`]).
+fn at_tuned_setting(runs: LazyFrame, chosen: LazyFrame) -> LazyFrame {
+    let chosen = chosen.select([col(OPTIMIZER), col(TASK_OP), col(LR)]);
     runs.join(chosen, [col(OPTIMIZER), col(TASK_OP), col(LR)], [col(OPTIMIZER), col(TASK_OP), col(LR)], JoinArgs::new(JoinType::Inner))
 }
 
-/// One row of a summary, read out.
+/// One row of an [`epoch_summary`], read out.
 #[derive(Clone, Debug)]
-struct Row {
-    keys: Vec<String>,
-    runs: usize,
-    sample: SampleSummary,
+pub(crate) struct Row {
+    /// The group's values of the summary's `by` columns, as table cells.
+    pub keys: Vec<String>,
+    pub runs: usize,
+    /// Over the grokked runs: their count, mean and variance.
+    pub sample: SampleSummary,
     median: Option<f64>,
     q25: Option<f64>,
     q75: Option<f64>,
@@ -124,7 +127,7 @@ struct Row {
     median_all: f64,
 }
 
-fn rows(summary: &DataFrame, by: &[&str]) -> Result<Vec<Row>> {
+pub(crate) fn rows(summary: &DataFrame, by: &[&str]) -> Result<Vec<Row>> {
     let number = |name: &str, i: usize| -> Result<Option<f64>> { Ok(summary.column(name)?.get(i)?.extract::<f64>()) };
     let mut out = Vec::with_capacity(summary.height());
     for i in 0..summary.height() {
@@ -267,20 +270,20 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) 
     if optimizers.len() < 2 {
         return Ok(false);
     }
-    let lazy = || runs.clone().lazy();
     let collect = |frame: LazyFrame, what: &str| Context::with_context(frame.collect(), || format!("the study: {what}"));
+    // The runs of each comparison, selected once; every table below summarizes one of them.
+    let tuned_lr = collect(tuned_learning_rates(runs.clone().lazy()), "the tuned learning rates")?;
+    let paper = collect(at_paper_setting(runs.clone().lazy()), "the paper's setting")?;
+    let tuned = collect(at_tuned_setting(runs.clone().lazy(), tuned_lr.clone().lazy()), "the tuned setting")?;
+    let summary = |runs: &DataFrame, by: &[&str], what: &str| collect(epoch_summary(runs.clone().lazy(), by), what);
 
-    let paper_by_optimizer = collect(epoch_summary(at_paper_setting(lazy()), &[OPTIMIZER]), "the paper's comparison")?;
-    let tuned_lr = collect(tuned_learning_rates(lazy()), "the tuned learning rates")?;
-    let tuned_by_optimizer = collect(epoch_summary(at_tuned_setting(lazy()), &[OPTIMIZER]), "the tuned comparison")?;
-    let paper_tasks = collect(epoch_summary(at_paper_setting(lazy()), &[TASK_OP, OPTIMIZER]), "per task")?;
-    let tuned_tasks = collect(epoch_summary(at_tuned_setting(lazy()), &[TASK_OP, OPTIMIZER]), "per task, tuned")?;
+    let paper_by_optimizer = summary(&paper, &[OPTIMIZER], "the paper's comparison")?;
+    let tuned_by_optimizer = summary(&tuned, &[OPTIMIZER], "the tuned comparison")?;
+    let paper_tasks = summary(&paper, &[TASK_OP, OPTIMIZER], "per task")?;
+    let tuned_tasks = summary(&tuned, &[TASK_OP, OPTIMIZER], "per task, tuned")?;
     // Outputs of grokstack before train.loss existed have no such column: one output function.
     let losses = if runs.column(LOSS).is_ok() {
-        Some((
-            collect(epoch_summary(at_paper_setting(lazy()), &[LOSS, OPTIMIZER]), "per output function")?,
-            collect(epoch_summary(at_tuned_setting(lazy()), &[LOSS, OPTIMIZER]), "per output function, tuned")?,
-        ))
+        Some((summary(&paper, &[LOSS, OPTIMIZER], "per output function")?, summary(&tuned, &[LOSS, OPTIMIZER], "per output function, tuned")?))
     } else {
         None
     };
