@@ -38,6 +38,16 @@ pub enum Command {
         /// from their last checkpoint.
         #[arg(long)]
         resume: bool,
+        /// Train shard K of N (0-based) into DIR/shards/K-of-N/, or `slurm`: K and N from the
+        /// Slurm array's SLURM_ARRAY_TASK_ID, _MIN and _COUNT. Combine them with `merge`.
+        #[arg(long, value_name = "K/N|slurm")]
+        shard: Option<String>,
+    },
+    /// Combine the shards in DIR/shards/ into DIR's ordinary layout; lists missing and
+    /// duplicated runs (exit status 2 when there are any, after writing what is there).
+    Merge {
+        /// The --out DIR the shards were trained into.
+        dir: PathBuf,
     },
     /// Write one run's final weights as safetensors under PyTorch's names and layout.
     Export {

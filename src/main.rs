@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use clap::Parser;
 use grokstack::cli::{Cli, Command};
-use grokstack::{bench, config::Sweep, export, interrupt, runner};
+use grokstack::{bench, config::Sweep, export, interrupt, merge, runner, shard::Shard};
 
 // Activation tensors of hundreds of MB are allocated and freed every step. glibc returns
 // them to the kernel (munmap) and faults them back in, zeroed, on the next step; jemalloc
@@ -36,11 +36,14 @@ fn main() {
 
 /// Exit code of an interrupted sweep (as a shell reports a process ended by SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code of a merge that wrote what the shards have, with runs missing or duplicated.
+const EXIT_INCOMPLETE_MERGE: i32 = 2;
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Train { sweep: sweep_path, out, overrides, device, dry_run, max_memory, resume } => {
+        Command::Train { sweep: sweep_path, out, overrides, device, dry_run, max_memory, resume, shard: shard_text } => {
             let sweep = Sweep::load(&sweep_path, &overrides)?;
+            let shard = shard_text.as_deref().map(|text| Shard::parse(text, |name| std::env::var(name).ok())).transpose()?;
             // A dry run plans a GPU sweep even where the GPU cannot be opened (on RAM's budget).
             let opened = if dry_run { runner::parse_device(&device).ok() } else { Some(runner::parse_device(&device)?) };
             let max_memory = match max_memory {
@@ -49,13 +52,13 @@ fn run(cli: Cli) -> Result<i32> {
             };
             if dry_run {
                 let pass = if device == "cpu" { grokstack::plan::Pass::Cpu } else { grokstack::plan::Pass::Tensors };
-                print!("{}", runner::describe_plan(&sweep, max_memory, pass)?);
+                print!("{}", runner::describe_plan(&sweep, max_memory, pass, shard)?);
                 return Ok(0);
             }
             let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required (or use --dry-run)"))?;
             let device = opened.ok_or_else(|| anyhow::anyhow!("internal: no device"))?;
             interrupt::install();
-            let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume })?;
+            let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume, shard })?;
             let checkpoints = if summary.checkpoints > 0 {
                 format!(
                     "; {} checkpoint(s), training waited {:.2} s for them ({:.2}% of the time)",
@@ -66,9 +69,10 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 String::new()
             };
+            let shard_arg = shard_text.map_or(String::new(), |text| format!(" --shard {text}"));
             if summary.interrupted {
                 eprintln!(
-                    "interrupted; continue with --resume: grokstack train {} --out {} --resume{checkpoints}",
+                    "interrupted; continue with --resume: grokstack train {} --out {}{shard_arg} --resume{checkpoints}",
                     sweep_path.display(),
                     out.display()
                 );
@@ -87,9 +91,25 @@ fn run(cli: Cli) -> Result<i32> {
                 summary.seconds,
                 outcomes.grokked,
                 outcomes.diverged,
-                out.display()
+                shard.map_or(out.clone(), |s| s.dir(&out)).display()
             );
             Ok(0)
+        }
+        Command::Merge { dir } => {
+            let report = merge::merge(&dir)?;
+            for line in report.missing.iter().chain(&report.duplicated) {
+                eprintln!("{line}");
+            }
+            println!(
+                "merged {} of {} runs from {} shard folder(s) into {} ({} parts){}",
+                report.runs,
+                report.total_runs,
+                report.shards,
+                dir.display(),
+                report.parts,
+                if report.complete() { String::new() } else { format!("; {} group(s) of runs missing, {} duplicated (listed above)", report.missing.len(), report.duplicated.len()) }
+            );
+            Ok(if report.complete() { 0 } else { EXIT_INCOMPLETE_MERGE })
         }
         Command::Export { dir, run, out } => {
             let exported = export::export_run(&dir, run, &out)?;
@@ -107,6 +127,9 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{}", report.headline);
             if report.missing_runs > 0 {
                 println!("{} run(s) of the sweep are not finished yet and are left out.", report.missing_runs);
+            }
+            for line in &report.unfinished_shards {
+                println!("{line}");
             }
             println!("wrote {}", report.out_dir.display());
             Ok(0)

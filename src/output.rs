@@ -41,6 +41,9 @@ pub struct Plan {
     /// sweeps without waves, as in directories written before waves existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seed_waves: Vec<usize>,
+    /// The shard folders a `grokstack merge` combined (empty: the sweep was trained here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
 }
 
 pub struct OutputDir {
@@ -48,6 +51,8 @@ pub struct OutputDir {
     /// The largest number of Linear layers in the sweep: every part gets that many
     /// `layer{i}_*` columns, so all parts share one schema.
     max_layers: usize,
+    /// The runs of the whole sweep (a shard's directory holds some of them).
+    sweep_runs: usize,
     /// Holds the directory's lock until dropped.
     _lock: File,
 }
@@ -69,21 +74,8 @@ impl OutputDir {
         if root.exists() && !root.is_dir() {
             bail!("--out {}: exists and is not a directory", root.display());
         }
-        let existing = root.join(SWEEP_FILE);
-        let resuming = existing.exists();
+        let resuming = holds_sweep(root, sweep)?;
         if resuming {
-            let previous = fs::read_to_string(&existing).with_context(|| format!("cannot read {}", existing.display()))?;
-            // A sweep that differs only in its waves gets its own message: the waves decide
-            // which runs exist as trained or skipped, so they cannot change halfway.
-            if let Ok(started) = Sweep::parse(&previous, &existing.display().to_string(), &[]) {
-                let same_but_waves = Sweep { seed_waves: sweep.seed_waves.clone(), ..started.clone() };
-                if started.seed_waves != sweep.seed_waves && same_but_waves.to_toml() == sweep.to_toml() {
-                    bail!("{}", different_waves(root, &started.seed_waves, &sweep.seed_waves));
-                }
-            }
-            if previous != sweep.to_toml() {
-                bail!("{} already holds a different sweep ({}); choose a new --out directory", root.display(), existing.display());
-            }
             if !resume {
                 bail!("{} already holds this sweep; continue it with --resume, or choose a new --out directory", root.display());
             }
@@ -91,7 +83,7 @@ impl OutputDir {
         fs::create_dir_all(root.join(METRICS_DIR)).with_context(|| format!("cannot create output directory {}", root.display()))?;
         let lock = lock(&root.join(LOCK_FILE))?;
         let max_layers = sweep.runs()?.iter().map(|r| r.config.hidden.len() + 1).max().unwrap_or(1);
-        Ok((OutputDir { root: root.to_path_buf(), max_layers, _lock: lock }, resuming))
+        Ok((OutputDir { root: root.to_path_buf(), max_layers, sweep_runs: sweep.run_count(), _lock: lock }, resuming))
     }
 
     /// Write the plan, then `sweep.toml`, which marks the directory as holding the sweep.
@@ -101,24 +93,28 @@ impl OutputDir {
         write_atomic(&self.root.join(SWEEP_FILE), |f| Ok(f.write_all(sweep.to_toml().as_bytes())?))
     }
 
-    /// The plan of a sweep being resumed, checked to cover the sweep's runs once each and to
-    /// have been made for its seed waves.
-    pub fn read_plan(&self, sweep: &Sweep) -> Result<Plan> {
-        let total_runs = sweep.run_count();
+    /// The plan of a sweep being resumed, checked to cover `run_ids` (the sweep's runs, or a
+    /// shard's) once each and to have been made for its seed waves.
+    pub fn read_plan(&self, sweep: &Sweep, run_ids: &[usize]) -> Result<Plan> {
         let path = self.root.join(PLAN_FILE);
         let text = fs::read_to_string(&path).with_context(|| format!("cannot read {} (needed to resume)", path.display()))?;
         let plan: Plan = serde_json::from_str(&text).map_err(|e| anyhow!("{} is corrupted: {e}", path.display()))?;
         if plan.seed_waves != sweep.seed_waves {
             bail!("{}", different_waves(&self.root, &plan.seed_waves, &sweep.seed_waves));
         }
-        let mut seen = vec![false; total_runs];
+        // Per run of the sweep: None if not expected here, else whether the plan lists it.
+        let mut seen: Vec<Option<bool>> = vec![None; sweep.run_count()];
+        for &id in run_ids {
+            seen[id] = Some(false);
+        }
         for &id in plan.parts.iter().flatten() {
-            if id >= total_runs || std::mem::replace(&mut seen[id], true) {
+            if seen.get(id).copied().flatten() != Some(false) {
                 bail!("{} is corrupted: run {id} is listed twice or is not in the sweep", path.display());
             }
+            seen[id] = Some(true);
         }
-        if plan.format != 1 || seen.iter().any(|s| !s) || plan.parts.iter().any(|p| p.is_empty()) {
-            bail!("{} is corrupted: its parts do not cover the sweep's {total_runs} runs", path.display());
+        if plan.format != 1 || seen.contains(&Some(false)) || plan.parts.iter().any(|p| p.is_empty()) {
+            bail!("{} is corrupted: its parts do not cover the {} runs to train here", path.display(), run_ids.len());
         }
         Ok(plan)
     }
@@ -137,11 +133,7 @@ impl OutputDir {
 
     /// One stack's metric rows as part `index`.
     pub fn write_metrics_part(&self, index: usize, rows: &[MetricRow]) -> Result<()> {
-        let mut df = metrics_frame(rows, self.max_layers)?;
-        write_atomic(&self.metrics_part_path(index), |f| {
-            ParquetWriter::new(f).finish(&mut df)?;
-            Ok(())
-        })
+        write_parquet(&self.metrics_part_path(index), &mut metrics_frame(rows, self.max_layers)?)
     }
 
     /// One stack's final weights as part `index`: a tensor `[R, ...]` per parameter (the
@@ -172,10 +164,7 @@ impl OutputDir {
         // One chunk per column, whether the frame was built at once or appended to after a
         // resume, so both write the same file.
         runs.rechunk_mut_par();
-        write_atomic(&self.root.join(RUNS_FILE), |f| {
-            ParquetWriter::new(f).finish(runs)?;
-            Ok(())
-        })
+        write_parquet(&self.root.join(RUNS_FILE), runs)
     }
 
     /// A finished stack's parts must be readable: a resumed sweep will not train it again.
@@ -202,10 +191,35 @@ impl OutputDir {
         Ok(())
     }
 
+    /// `total_runs`: the runs of this directory; a shard's (fewer than the sweep's) also says
+    /// the sweep's, so that the analysis of a sharded directory knows what is missing.
     pub fn write_progress(&self, total_runs: usize, finished_runs: usize) -> Result<()> {
-        let json = format!("{{\"total_runs\": {total_runs}, \"finished_runs\": {finished_runs}}}\n");
+        let sweep_runs = if total_runs != self.sweep_runs { format!(", \"sweep_total_runs\": {}", self.sweep_runs) } else { String::new() };
+        let json = format!("{{\"total_runs\": {total_runs}, \"finished_runs\": {finished_runs}{sweep_runs}}}\n");
         write_atomic(&self.root.join(PROGRESS_FILE), |f| Ok(f.write_all(json.as_bytes())?))
     }
+}
+
+/// Whether `root` holds `sweep` (its `sweep.toml`), or none; a directory that holds a different
+/// sweep is an error naming its `sweep.toml`.
+pub fn holds_sweep(root: &Path, sweep: &Sweep) -> Result<bool> {
+    let existing = root.join(SWEEP_FILE);
+    if !existing.exists() {
+        return Ok(false);
+    }
+    let previous = fs::read_to_string(&existing).with_context(|| format!("cannot read {}", existing.display()))?;
+    // A sweep that differs only in its waves gets its own message: the waves decide
+    // which runs exist as trained or skipped, so they cannot change halfway.
+    if let Ok(started) = Sweep::parse(&previous, &existing.display().to_string(), &[]) {
+        let same_but_waves = Sweep { seed_waves: sweep.seed_waves.clone(), ..started.clone() };
+        if started.seed_waves != sweep.seed_waves && same_but_waves.to_toml() == sweep.to_toml() {
+            bail!("{}", different_waves(root, &started.seed_waves, &sweep.seed_waves));
+        }
+    }
+    if previous != sweep.to_toml() {
+        bail!("{} already holds a different sweep ({}); choose a new --out directory", root.display(), existing.display());
+    }
+    Ok(true)
 }
 
 /// The refusal of a resume with other seed waves than the sweep in `root` started with.
@@ -223,6 +237,14 @@ fn different_waves(root: &Path, started: &[usize], asked: &[usize]) -> String {
 pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     ParquetReader::new(file).finish().map_err(|e| anyhow!("{} is not a readable Parquet file (truncated or corrupted?): {e}", path.display()))
+}
+
+/// Write `df` as the Parquet file `path`, atomically.
+pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
+    write_atomic(path, |f| {
+        ParquetWriter::new(f).finish(df)?;
+        Ok(())
+    })
 }
 
 /// Take the directory's lock, or say who holds it.

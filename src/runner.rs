@@ -5,7 +5,8 @@ use crate::checkpoint::{Checkpoints, Writer};
 use crate::config::{ModelKind, RunSpec, Sweep};
 use crate::interrupt;
 use crate::metrics::Status;
-use crate::output::{runs_frame, OutputDir, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
+use crate::output::{holds_sweep, runs_frame, OutputDir, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
+use crate::shard::{self, Shard};
 use crate::plan::{chunk_to_fit, flops_per_run_epoch, group_into_stacks, human_bytes, stack_bytes, Pass};
 use crate::train::{Control, Outcome, Stack, Training};
 use crate::waves::{skipped_result, Departures, Waves};
@@ -42,20 +43,27 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
-/// The stacks of `sweep`, wave after wave, split into chunks that fit in `max_memory` bytes.
-pub fn plan_chunks(sweep: &Sweep, max_memory: u64, device: &Device) -> Result<Vec<Vec<RunSpec>>> {
-    Ok(plan_waves(sweep, max_memory, Pass::on(device))?.into_iter().flatten().collect())
+/// The stacks of `runs` (of `sweep`), wave after wave, split into chunks that fit in
+/// `max_memory` bytes.
+pub fn plan_chunks(sweep: &Sweep, runs: Vec<RunSpec>, max_memory: u64, device: &Device) -> Result<Vec<Vec<RunSpec>>> {
+    Ok(plan_waves(sweep, runs, max_memory, Pass::on(device))?.into_iter().flatten().collect())
 }
 
 /// Per wave, its runs grouped into stacks and split into chunks. A later wave is planned as
 /// if every setting were still standing; its parts train the runs of those that are.
-fn plan_waves(sweep: &Sweep, max_memory: u64, pass: Pass) -> Result<Vec<Vec<Vec<RunSpec>>>> {
-    Waves::of(sweep).split(sweep.runs()?).into_iter().map(|runs| chunk_to_fit(group_into_stacks(runs), max_memory, pass)).collect()
+fn plan_waves(sweep: &Sweep, runs: Vec<RunSpec>, max_memory: u64, pass: Pass) -> Result<Vec<Vec<Vec<RunSpec>>>> {
+    Waves::of(sweep).split(runs).into_iter().map(|runs| chunk_to_fit(group_into_stacks(runs), max_memory, pass)).collect()
 }
 
-/// What `--dry-run` prints: runs, waves, stacks, memory and FLOPs.
-pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass) -> Result<String> {
+/// What `--dry-run` prints: runs, waves, stacks, memory and FLOPs; with a shard, the work of
+/// every shard, then the plan of this one.
+pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass, shard: Option<Shard>) -> Result<String> {
     let mut out = format!("sweep `{}`: {} runs = {} settings × {} seeds\n", sweep.name, sweep.run_count(), sweep.setting_count(), sweep.seeds.len());
+    let runs = shard::runs_of(sweep, shard)?;
+    if let Some(shard) = shard {
+        out.push_str(&shard::describe(sweep, shard.count)?);
+        out.push_str(&format!("shard {}: {} runs = {} settings × {} seeds\n", shard.name(), runs.len(), runs.len() / sweep.seeds.len(), sweep.seeds.len()));
+    }
     let waves = Waves::of(sweep);
     if waves.count() > 1 {
         out.push_str(&format!(
@@ -63,7 +71,7 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass) -> Result<Strin
             sweep.seed_waves, sweep.seed_waves[0]
         ));
     }
-    let planned = plan_waves(sweep, max_memory, pass)?;
+    let planned = plan_waves(sweep, runs, max_memory, pass)?;
     out.push_str(&format!("{} stack(s) within --max-memory {}:\n", planned.iter().map(Vec::len).sum::<usize>(), human_bytes(max_memory as f64)));
     // Per wave: (run-epochs, FLOPs) if every run trains its whole budget.
     let mut work = Vec::new();
@@ -145,35 +153,53 @@ pub struct TrainOptions {
     pub max_memory: u64,
     /// Continue the sweep already in the directory.
     pub resume: bool,
+    /// Train only this shard, into `out/shards/K-of-N/`.
+    pub shard: Option<Shard>,
 }
 
 /// Train every run of `sweep` into `out`, in stacks of at most `max_memory` bytes.
 pub fn train_sweep(sweep: &Sweep, out: &Path, device: &Device, max_memory: u64) -> Result<SweepSummary> {
-    train_sweep_with(sweep, out, device, &TrainOptions { max_memory, resume: false })
+    train_sweep_with(sweep, out, device, &TrainOptions { max_memory, resume: false, shard: None })
 }
 
 /// Train `sweep` into `out`, or continue it there (`options.resume`): stacks whose runs are
 /// in runs.parquet are done and skipped, the others start from their checkpoint or their
 /// first epoch. The result files are the same as those of a sweep never interrupted.
+/// A shard (`options.shard`) is trained the same way into its own directory in `out`, which
+/// gets the sweep's `sweep.toml` (and must hold no other sweep).
 pub fn train_sweep_with(sweep: &Sweep, out: &Path, device: &Device, options: &TrainOptions) -> Result<SweepSummary> {
+    let root = match options.shard {
+        Some(shard) => {
+            holds_sweep(out, sweep)?;
+            shard.dir(out)
+        }
+        None => out.to_path_buf(),
+    };
+    let sweep_dir = out;
+    let out = root.as_path();
     let all_runs = sweep.runs()?;
-    let total_runs = all_runs.len();
+    let own_runs = shard::runs_of(sweep, options.shard)?;
+    let own_ids: Vec<usize> = own_runs.iter().map(|r| r.run_id).collect();
+    let total_runs = own_runs.len();
     let waves = Waves::of(sweep);
     // A new sweep is planned before its directory is made, so a plan that fails (a run too
     // large for --max-memory) leaves nothing behind; a resumed one keeps the plan it had.
     let new_plan = if out.join(SWEEP_FILE).exists() {
         None
     } else {
-        let parts = plan_chunks(sweep, options.max_memory, device)?.iter().map(|c| c.iter().map(|r| r.run_id).collect()).collect();
-        Some(Plan { format: 1, parts, seed_waves: sweep.seed_waves.clone() })
+        let parts = plan_chunks(sweep, own_runs, options.max_memory, device)?.iter().map(|c| c.iter().map(|r| r.run_id).collect()).collect();
+        Some(Plan { format: 1, parts, seed_waves: sweep.seed_waves.clone(), merged_from: Vec::new() })
     };
+    if options.shard.is_some() {
+        shard::write_sweep_file(sweep_dir, sweep)?;
+    }
     let (output, existing) = OutputDir::open(out, sweep, options.resume)?;
     let plan = match new_plan {
         Some(plan) if !existing => {
             output.start(sweep, &plan)?;
             plan
         }
-        _ => output.read_plan(sweep)?,
+        _ => output.read_plan(sweep, &own_ids)?,
     };
     let plan_path = out.join(PLAN_FILE);
     let stacks: Vec<Vec<RunSpec>> = plan.parts.iter().map(|ids| ids.iter().map(|&id| all_runs[id].clone()).collect()).collect();
@@ -368,7 +394,7 @@ pub fn train_sweep_with(sweep: &Sweep, out: &Path, device: &Device, options: &Tr
 }
 
 /// The run ids listed in a runs.parquet frame (with `status`, only the runs of that status).
-fn listed_run_ids(frame: Option<&DataFrame>, status: Option<Status>) -> Result<HashSet<usize>> {
+pub(crate) fn listed_run_ids(frame: Option<&DataFrame>, status: Option<Status>) -> Result<HashSet<usize>> {
     let Some(df) = frame else { return Ok(HashSet::new()) };
     let ids = df.column("run_id")?.i64()?;
     let statuses = df.column("status")?.str()?;

@@ -124,8 +124,8 @@ fn check_parse(text: &str, overrides: &[String]) {
             if sweep.run_count() <= 64 {
                 let runs = sweep.runs().expect("a parsed sweep lists its runs");
                 assert_eq!(runs.len(), sweep.run_count());
-                let _ = runner::describe_plan(&sweep, 8 << 30, grokstack::plan::Pass::Cpu);
-                let _ = runner::plan_chunks(&sweep, 1 << 20, &candle_core::Device::Cpu);
+                let _ = runner::describe_plan(&sweep, 8 << 30, grokstack::plan::Pass::Cpu, None);
+                let _ = runner::plan_chunks(&sweep, runs, 1 << 20, &candle_core::Device::Cpu);
             }
         }
     }

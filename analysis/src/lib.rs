@@ -74,6 +74,8 @@ pub struct AnalysisReport {
     pub headline: String,
     /// Runs of the sweep that have no results yet (from progress.json's `total_runs`).
     pub missing_runs: usize,
+    /// A sharded directory's unfinished shards, one line each (empty otherwise).
+    pub unfinished_shards: Vec<String>,
     /// `DIR/analysis`.
     pub out_dir: PathBuf,
 }
@@ -109,7 +111,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
             sweep.runs_file().display()
         );
     }
-    let planned = match sweep.planned_runs()? {
+    let planned = match sweep.planned_runs() {
         Some(total) => total,
         None => sweep.listed_runs()?,
     };
@@ -173,6 +175,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     Ok(AnalysisReport {
         headline,
         missing_runs,
+        unfinished_shards: sweep.shard_notes().to_vec(),
         out_dir,
     })
 }

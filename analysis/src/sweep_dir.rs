@@ -1,5 +1,9 @@
 //! The trainer's output directory as analysis sees it: where runs.parquet,
 //! the metrics parts and progress.json are, checked before anything is read.
+//!
+//! A directory trained in shards (`grokstack train --shard K/N`) and not merged
+//! yet has no runs.parquet of its own: its runs and metric parts are those of
+//! every `shards/K-of-N/` folder, read together.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,13 +14,29 @@ use polars::prelude::{col, len, lit, LazyFrame, PlRefPath, ScanArgsParquet, Sche
 use crate::columns;
 
 pub(crate) struct SweepDir {
-    root: PathBuf,
-    runs_file: PathBuf,
-    /// `metrics.parquet`, a folder of parts or (from other writers) one file.
+    /// runs.parquet, or the pattern of the shards' files, for messages.
+    runs_location: PathBuf,
+    runs_files: Vec<PathBuf>,
+    /// `metrics.parquet`, a folder of parts or (from other writers) one file;
+    /// the pattern of the shards' folders for a sharded directory.
     metrics_location: PathBuf,
     metric_parts: Vec<PathBuf>,
     run_columns: Vec<String>,
     metrics_have_lipschitz: bool,
+    /// The sweep's runs, from progress.json (None when absent).
+    planned_runs: Option<usize>,
+    /// A sharded directory's shards that are not finished, one line each.
+    shard_notes: Vec<String>,
+}
+
+/// What the files of the directory are.
+struct Files {
+    runs_location: PathBuf,
+    runs_files: Vec<PathBuf>,
+    metrics_location: PathBuf,
+    metric_parts: Vec<PathBuf>,
+    planned_runs: Option<usize>,
+    shard_notes: Vec<String>,
 }
 
 impl SweepDir {
@@ -29,20 +49,40 @@ impl SweepDir {
             );
         }
         let runs_file = root.join("runs.parquet");
-        if !runs_file.is_file() {
-            bail!(
-                "{} not found: is {} a grokstack output directory, and has a stack finished yet?",
-                runs_file.display(),
-                root.display()
-            );
-        }
-        let metrics_location = root.join("metrics.parquet");
-        let metric_parts = list_metric_parts(&metrics_location)?;
+        let shards = root.join(SHARDS_DIR);
+        let files = if !runs_file.is_file() && shards.is_dir() {
+            sharded_files(&shards)?
+        } else {
+            if !runs_file.is_file() {
+                bail!(
+                    "{} not found: is {} a grokstack output directory, and has a stack finished yet?",
+                    runs_file.display(),
+                    root.display()
+                );
+            }
+            let metrics_location = root.join("metrics.parquet");
+            Files {
+                metric_parts: list_metric_parts(&metrics_location)?,
+                metrics_location,
+                runs_location: runs_file.clone(),
+                runs_files: vec![runs_file],
+                planned_runs: read_progress(root)?.map(|p| p.1),
+                shard_notes: Vec::new(),
+            }
+        };
+        let Files {
+            runs_location,
+            runs_files,
+            metrics_location,
+            metric_parts,
+            planned_runs,
+            shard_notes,
+        } = files;
 
-        let run_schema = scan(&runs_file)?
+        let run_schema = scan_many(&runs_files)?
             .collect_schema()
-            .with_context(|| format!("reading the schema of {}", runs_file.display()))?;
-        require_columns(&run_schema, columns::REQUIRED_RUN_COLUMNS, &runs_file)?;
+            .with_context(|| format!("reading the schema of {}", runs_files[0].display()))?;
+        require_columns(&run_schema, columns::REQUIRED_RUN_COLUMNS, &runs_files[0])?;
         let metric_schema = scan_many(&metric_parts)?
             .collect_schema()
             .with_context(|| format!("reading the schema of {}", metric_parts[0].display()))?;
@@ -53,30 +93,32 @@ impl SweepDir {
         )?;
 
         Ok(Self {
-            root: root.to_path_buf(),
-            runs_file,
+            runs_location,
+            runs_files,
             metrics_location,
             metric_parts,
             run_columns: run_schema.iter_names().map(|n| n.to_string()).collect(),
             metrics_have_lipschitz: metric_schema.contains(columns::LIPSCHITZ_BOUND),
+            planned_runs,
+            shard_notes,
         })
     }
 
     pub fn runs_file(&self) -> &Path {
-        &self.runs_file
+        &self.runs_location
     }
 
     /// For error messages about queries that read both inputs.
     pub fn describe_inputs(&self) -> String {
         format!(
             "{} and {}",
-            self.runs_file.display(),
+            self.runs_location.display(),
             self.metrics_location.display()
         )
     }
 
     pub fn runs(&self) -> Result<LazyFrame> {
-        scan(&self.runs_file)
+        scan_many(&self.runs_files)
     }
 
     pub fn metrics(&self) -> Result<LazyFrame> {
@@ -115,32 +157,117 @@ impl SweepDir {
         let counted = rows
             .select([len()])
             .collect()
-            .with_context(|| format!("counting {what} of {}", self.runs_file.display()))?;
+            .with_context(|| format!("counting {what} of {}", self.runs_location.display()))?;
         let rows = counted.columns()[0].get(0)?.extract::<u64>().unwrap_or(0);
         Ok(rows as usize)
     }
 
-    /// `total_runs` from progress.json; None when the file is absent.
-    pub fn planned_runs(&self) -> Result<Option<usize>> {
-        let path = self.root.join("progress.json");
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let progress: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        let total = progress
-            .get("total_runs")
-            .and_then(|v| v.as_u64())
-            .with_context(|| {
-                format!(
-                    "{} has no non-negative integer `total_runs`",
-                    path.display()
-                )
-            })?;
-        Ok(Some(total as usize))
+    /// The sweep's runs from progress.json (a shard's names the whole sweep's);
+    /// None when there is none.
+    pub fn planned_runs(&self) -> Option<usize> {
+        self.planned_runs
     }
+
+    /// The shards of a sharded directory that are not finished, one line each.
+    pub fn shard_notes(&self) -> &[String] {
+        &self.shard_notes
+    }
+}
+
+/// The folder of a sharded directory that holds `K-of-N` shard folders (the
+/// trainer's `shard::SHARDS_DIR`).
+const SHARDS_DIR: &str = "shards";
+
+/// A shard directory's progress.json: (the sweep's runs, this folder's runs,
+/// those finished). A shard's `sweep_total_runs` is the whole sweep's.
+fn read_progress(dir: &Path) -> Result<Option<(usize, usize, usize)>> {
+    let path = dir.join("progress.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let progress: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let count = |key: &str| -> Result<Option<usize>> {
+        match progress.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).with_context(|| {
+                format!("{}: `{key}` is not a non-negative integer", path.display())
+            }),
+        }
+    };
+    let total = count("total_runs")?
+        .with_context(|| format!("{} has no `total_runs`", path.display()))?;
+    let finished = count("finished_runs")?.unwrap_or(0);
+    Ok(Some((count("sweep_total_runs")?.unwrap_or(total), total, finished)))
+}
+
+/// The runs files and metric parts of every shard folder in `shards` that has
+/// finished a stack, and what the others lack. Shards of one N only: shards of
+/// two N overlap, which `grokstack merge` sorts out and reports.
+fn sharded_files(shards: &Path) -> Result<Files> {
+    let mut found: Vec<(usize, usize, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(shards).with_context(|| format!("listing {}", shards.display()))? {
+        let path = entry.with_context(|| format!("listing {}", shards.display()))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parsed = name.split_once("-of-").and_then(|(k, n)| Some((k.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+        match parsed {
+            Some((k, n)) if path.is_dir() && k < n => found.push((n, k, path)),
+            _ if path.is_dir() && !name.starts_with('.') => bail!(
+                "{} is not a shard folder (expected K-of-N, 0 <= K < N)",
+                path.display()
+            ),
+            _ => {}
+        }
+    }
+    found.sort();
+    let counts: Vec<usize> = found.iter().map(|f| f.0).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let count = match counts.as_slice() {
+        [] => bail!("{} holds no shard folders (K-of-N)", shards.display()),
+        [count] => *count,
+        _ => bail!(
+            "{} holds shards of different counts N {counts:?}, which overlap: combine them with `grokstack merge`, which reports the runs listed twice, and analyze the merged directory",
+            shards.display()
+        ),
+    };
+    let (mut runs_files, mut metric_parts, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut planned_runs = None;
+    for k in 0..count {
+        let name = format!("{k}-of-{count}");
+        let Some((_, _, dir)) = found.iter().find(|f| f.1 == k) else {
+            notes.push(format!("{SHARDS_DIR}/{name}: not started"));
+            continue;
+        };
+        let progress = read_progress(dir)?;
+        if let Some((sweep_runs, total, finished)) = progress {
+            planned_runs = Some(sweep_runs);
+            if finished < total {
+                notes.push(format!("{SHARDS_DIR}/{name}: {finished} of {total} runs finished"));
+            }
+        } else {
+            notes.push(format!("{SHARDS_DIR}/{name}: no stack finished yet"));
+        }
+        let runs_file = dir.join("runs.parquet");
+        if runs_file.is_file() {
+            runs_files.push(runs_file);
+            let metrics = dir.join("metrics.parquet");
+            // A shard whose finished parts were all skipped (seed waves) has no metrics.
+            if metrics.is_dir() && fs::read_dir(&metrics).map(|mut e| e.next().is_some()).unwrap_or(false) {
+                metric_parts.extend(list_metric_parts(&metrics)?);
+            }
+        }
+    }
+    if runs_files.is_empty() || metric_parts.is_empty() {
+        bail!("no shard in {} has finished a stack yet", shards.display());
+    }
+    Ok(Files {
+        runs_location: shards.join("*").join("runs.parquet"),
+        runs_files,
+        metrics_location: shards.join("*").join("metrics.parquet"),
+        metric_parts,
+        planned_runs,
+        shard_notes: notes,
+    })
 }
 
 /// The parquet files of `metrics.parquet`: every `*.parquet` in the folder, in
@@ -176,11 +303,6 @@ fn list_metric_parts(location: &Path) -> Result<Vec<PathBuf>> {
 
 fn pl_path(path: &Path) -> Result<PlRefPath> {
     PlRefPath::try_from_path(path).with_context(|| format!("unusable path {}", path.display()))
-}
-
-fn scan(file: &Path) -> Result<LazyFrame> {
-    LazyFrame::scan_parquet(pl_path(file)?, ScanArgsParquet::default())
-        .with_context(|| format!("opening {}", file.display()))
 }
 
 fn scan_many(files: &[PathBuf]) -> Result<LazyFrame> {
