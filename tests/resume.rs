@@ -10,7 +10,7 @@
 mod common;
 
 use polars::prelude::*;
-use std::collections::BTreeMap;
+use common::snapshot;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -108,23 +108,6 @@ fn reference() -> &'static Path {
         finish(&dir, false);
         dir
     })
-}
-
-/// Every file under `dir` (relative path → bytes), the lock file left out.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else if path.file_name().unwrap() != ".lock" {
-                out.insert(path.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 fn frame(bytes: &[u8]) -> DataFrame {

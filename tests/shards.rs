@@ -5,42 +5,27 @@
 
 mod common;
 
-use common::{grokstack, read_parquet, temp_path};
+use common::{grokstack, metrics, read_parquet, runs_by_id, snapshot, temp_path};
 use grokstack::config::Sweep;
 use grokstack::shard::{self, Shard};
-use polars::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// 12 settings of unequal work (three widths × two epoch budgets × two learning rates), 2 seeds.
-const SWEEP: &str = r#"
-name = "shards"
-seeds = 2
-[task]
-op = "add"
-p = 7
-train_fraction = 0.5
-[model]
-input = "embedding"
-embed_dim = 3
-[train]
-lr = 0.01
-weight_decay = 1.0
-[grid]
-"model.hidden" = [[5, 4], [12, 12], [8]]
-"train.epochs" = [4, 9]
-"train.lr" = [0.01, 0.03]
-"#;
+/// 12 settings of unequal work (three widths × two epoch budgets × two learning rates) of
+/// [`common::TINY`], 2 seeds.
+fn sweep_text() -> String {
+    format!("{}\n[grid]\n\"model.hidden\" = [[5, 4], [12, 12], [8]]\n\"train.epochs\" = [4, 9]\n\"train.lr\" = [0.01, 0.03]\n", common::TINY)
+}
 
 fn sweep(text: &str) -> Sweep {
     Sweep::parse(text, "shards.toml", &[]).unwrap()
 }
 
-/// The sweep file of [`SWEEP`] and a fresh output directory next to it.
+/// The sweep file of [`sweep_text`] and a fresh output directory next to it.
 fn fixture(name: &str) -> (PathBuf, PathBuf) {
     let dir = temp_path(name);
     let file = dir.with_extension("toml");
-    std::fs::write(&file, SWEEP).unwrap();
+    std::fs::write(&file, sweep_text()).unwrap();
     (dir, file)
 }
 
@@ -59,37 +44,10 @@ fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn sorted(df: DataFrame, by: &[&str]) -> DataFrame {
-    df.sort(by.iter().map(|s| s.to_string()).collect::<Vec<_>>(), SortMultipleOptions::default()).unwrap()
-}
-
-/// Every metrics part of `dir`, by run and epoch.
-fn metrics(dir: &Path) -> DataFrame {
-    let parts = std::fs::read_dir(dir.join("metrics.parquet")).unwrap().map(|e| read_parquet(&e.unwrap().path()));
-    sorted(parts.reduce(|a, b| a.vstack(&b).unwrap()).unwrap(), &["run_id", "epoch"])
-}
-
-/// Every file under `dir`, by relative path.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                out.insert(path.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 #[test]
 fn shards_are_disjoint_covering_deterministic_and_balanced() {
     let lipschitz = sweep(include_str!("../sweeps/lipschitz.toml"));
-    for (s, counts) in [(sweep(SWEEP), (1..=12).collect::<Vec<usize>>()), (lipschitz, vec![2, 3, 8, 16])] {
+    for (s, counts) in [(sweep(&sweep_text()), (1..=12).collect::<Vec<usize>>()), (lipschitz, vec![2, 3, 8, 16])] {
         let runs = s.runs().unwrap();
         let work = shard::setting_work(&runs);
         let largest = work.iter().copied().fold(0.0, f64::max);
@@ -121,7 +79,7 @@ fn shards_are_disjoint_covering_deterministic_and_balanced() {
     let lipschitz = sweep(include_str!("../sweeps/lipschitz.toml"));
     let summary = shard::describe(&lipschitz, 8).unwrap();
     assert!(summary.contains("balance: the largest shard has 1.029 × the mean work"), "{summary}");
-    let refused = shard::runs_of(&sweep(SWEEP), Some(Shard { index: 0, count: 13 })).unwrap_err();
+    let refused = shard::runs_of(&sweep(&sweep_text()), Some(Shard { index: 0, count: 13 })).unwrap_err();
     assert!(format!("{refused:#}").contains("12 setting(s), fewer than the 13 shards"), "{refused:#}");
 }
 
@@ -170,7 +128,7 @@ fn the_dry_run_shows_every_shard_and_this_shards_stacks() {
     let out = grokstack(&["train", file.to_str().unwrap(), "--dry-run", "--shard", "1/3"]);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
-    let s = sweep(SWEEP);
+    let s = sweep(&sweep_text());
     for index in 0..3 {
         let runs = shard::runs_of(&s, Some(Shard { index, count: 3 })).unwrap().len();
         assert!(printed.contains(&format!("shard {index}-of-3: {} settings, {runs} runs", runs / 2)), "{printed}");
@@ -209,7 +167,7 @@ fn merged_shards_are_the_single_process_sweep() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("merged 24 of 24 runs from 3 shard folder(s)"), "{}", text(&out));
     let merged = read_parquet(&dir.join("runs.parquet"));
-    assert!(merged.equals_missing(&sorted(read_parquet(&reference.join("runs.parquet")), &["run_id"])), "runs.parquet differs from the single-process sweep:\n{merged}");
+    assert!(merged.equals_missing(&runs_by_id(&reference)), "runs.parquet differs from the single-process sweep:\n{merged}");
     assert!(metrics(&dir).equals_missing(&metrics(&reference)), "the metrics differ from the single-process sweep");
     assert_eq!(std::fs::read(dir.join("progress.json")).unwrap(), std::fs::read(reference.join("progress.json")).unwrap());
 
@@ -244,7 +202,7 @@ fn missing_and_duplicated_runs_are_reported() {
     let (dir, file) = fixture("merge-missing");
     train_ok(&file, &dir, &["--shard", "0/3"]);
     train_ok(&file, &dir, &["--shard", "2/3"]);
-    let s = sweep(SWEEP);
+    let s = sweep(&sweep_text());
     let absent = shard::runs_of(&s, Some(Shard { index: 1, count: 3 })).unwrap();
 
     // Analysis of the unmerged shards counts what shard 1 of 3 would add.
@@ -327,6 +285,6 @@ fn shards_keep_seed_waves() {
     let out = grokstack(&["merge", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let merged = read_parquet(&dir.join("runs.parquet"));
-    assert!(merged.equals_missing(&sorted(read_parquet(&reference.join("runs.parquet")), &["run_id"])), "{merged}");
+    assert!(merged.equals_missing(&runs_by_id(&reference)), "{merged}");
     assert!(metrics(&dir).equals_missing(&metrics(&reference)));
 }

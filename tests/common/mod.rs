@@ -67,6 +67,40 @@ pub fn read_parquet(path: &std::path::Path) -> polars::prelude::DataFrame {
     polars::prelude::ParquetReader::new(file).finish().expect("a readable Parquet file")
 }
 
+/// `df` sorted by the columns `by`.
+pub fn sorted(df: polars::prelude::DataFrame, by: &[&str]) -> polars::prelude::DataFrame {
+    df.sort(by.iter().map(|s| s.to_string()).collect::<Vec<_>>(), polars::prelude::SortMultipleOptions::default()).expect("sortable columns")
+}
+
+/// The output directory `dir`'s runs.parquet, by run id.
+pub fn runs_by_id(dir: &std::path::Path) -> polars::prelude::DataFrame {
+    sorted(read_parquet(&dir.join("runs.parquet")), &["run_id"])
+}
+
+/// Every metrics part of the output directory `dir`, by run and epoch.
+pub fn metrics(dir: &std::path::Path) -> polars::prelude::DataFrame {
+    let parts = std::fs::read_dir(dir.join("metrics.parquet")).expect("a metrics folder").map(|e| read_parquet(&e.expect("a metrics part").path()));
+    sorted(parts.reduce(|a, b| a.vstack(&b).expect("parts of one schema")).expect("a metrics part"), &["run_id", "epoch"])
+}
+
+/// Every file under `dir` (relative path → bytes), the lock file left out.
+pub fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    use std::path::{Path, PathBuf};
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).expect("a readable folder") {
+            let path = entry.expect("a folder entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.file_name().is_some_and(|n| n != ".lock") {
+                out.insert(path.strip_prefix(root).expect("under root").to_path_buf(), std::fs::read(&path).expect("a readable file"));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
 /// The singular values (descending, min(rows, cols) of them) and the polar factor U·Vᵀ of
 /// `m` `[rows][cols]`, from Jacobi rotations on MᵀM: an SVD independent of the code under test.
 /// Assumes full rank (U's columns are M·vᵢ/σᵢ).
