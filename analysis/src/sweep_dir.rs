@@ -196,10 +196,14 @@ fn read_progress(dir: &Path) -> Result<Option<(usize, usize, usize)>> {
             }),
         }
     };
-    let total = count("total_runs")?
-        .with_context(|| format!("{} has no `total_runs`", path.display()))?;
+    let total =
+        count("total_runs")?.with_context(|| format!("{} has no `total_runs`", path.display()))?;
     let finished = count("finished_runs")?.unwrap_or(0);
-    Ok(Some((count("sweep_total_runs")?.unwrap_or(total), total, finished)))
+    Ok(Some((
+        count("sweep_total_runs")?.unwrap_or(total),
+        total,
+        finished,
+    )))
 }
 
 /// The runs files and metric parts of every shard folder in `shards` that has
@@ -208,9 +212,16 @@ fn read_progress(dir: &Path) -> Result<Option<(usize, usize, usize)>> {
 fn sharded_files(shards: &Path) -> Result<Files> {
     let mut found: Vec<(usize, usize, PathBuf)> = Vec::new();
     for entry in fs::read_dir(shards).with_context(|| format!("listing {}", shards.display()))? {
-        let path = entry.with_context(|| format!("listing {}", shards.display()))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let parsed = name.split_once("-of-").and_then(|(k, n)| Some((k.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+        let path = entry
+            .with_context(|| format!("listing {}", shards.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parsed = name
+            .split_once("-of-")
+            .and_then(|(k, n)| Some((k.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
         match parsed {
             Some((k, n)) if path.is_dir() && k < n => found.push((n, k, path)),
             _ if path.is_dir() && !name.starts_with('.') => bail!(
@@ -221,7 +232,12 @@ fn sharded_files(shards: &Path) -> Result<Files> {
         }
     }
     found.sort();
-    let counts: Vec<usize> = found.iter().map(|f| f.0).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let counts: Vec<usize> = found
+        .iter()
+        .map(|f| f.0)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let count = match counts.as_slice() {
         [] => bail!("{} holds no shard folders (K-of-N)", shards.display()),
         [count] => *count,
@@ -242,7 +258,9 @@ fn sharded_files(shards: &Path) -> Result<Files> {
         if let Some((sweep_runs, total, finished)) = progress {
             planned_runs = Some(sweep_runs);
             if finished < total {
-                notes.push(format!("{SHARDS_DIR}/{name}: {finished} of {total} runs finished"));
+                notes.push(format!(
+                    "{SHARDS_DIR}/{name}: {finished} of {total} runs finished"
+                ));
             }
         } else {
             notes.push(format!("{SHARDS_DIR}/{name}: no stack finished yet"));
@@ -252,8 +270,8 @@ fn sharded_files(shards: &Path) -> Result<Files> {
             runs_files.push(runs_file);
             let metrics = dir.join("metrics.parquet");
             // A shard whose finished parts were all skipped (seed waves) has no metrics.
-            if metrics.is_dir() && fs::read_dir(&metrics).map(|mut e| e.next().is_some()).unwrap_or(false) {
-                metric_parts.extend(list_metric_parts(&metrics)?);
+            if metrics.is_dir() {
+                metric_parts.extend(parquet_files(&metrics)?);
             }
         }
     }
@@ -283,19 +301,23 @@ fn list_metric_parts(location: &Path) -> Result<Vec<PathBuf>> {
             location.display()
         );
     }
+    let parts = parquet_files(location)?;
+    if parts.is_empty() {
+        bail!("{} holds no .parquet parts yet", location.display());
+    }
+    Ok(parts)
+}
+
+/// The `*.parquet` files of the folder `dir`, in name order.
+fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut parts = Vec::new();
-    for entry in
-        fs::read_dir(location).with_context(|| format!("listing {}", location.display()))?
-    {
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let path = entry
-            .with_context(|| format!("listing {}", location.display()))?
+            .with_context(|| format!("listing {}", dir.display()))?
             .path();
         if path.is_file() && path.extension().is_some_and(|e| e == "parquet") {
             parts.push(path);
         }
-    }
-    if parts.is_empty() {
-        bail!("{} holds no .parquet parts yet", location.display());
     }
     parts.sort();
     Ok(parts)
