@@ -22,6 +22,7 @@ pub mod output;
 pub mod plan;
 pub mod rng;
 pub mod runner;
+pub mod slurm;
 pub mod state;
 pub mod tasks;
 pub mod train;
