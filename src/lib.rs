@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod disk;
 pub mod export;
 pub mod faults;
 pub mod interrupt;

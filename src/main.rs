@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use clap::Parser;
 use grokstack::cli::{Cli, Command};
-use grokstack::{bench, config::Sweep, export, interrupt, runner, slurm};
+use grokstack::{bench, config::Sweep, disk, export, interrupt, runner, slurm};
 
 // Activation tensors of hundreds of MB are allocated and freed every step. glibc returns
 // them to the kernel (munmap) and faults them back in, zeroed, on the next step; jemalloc
@@ -55,7 +55,13 @@ fn run(cli: Cli) -> Result<i32> {
             let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required (or use --dry-run)"))?;
             let device = opened.ok_or_else(|| anyhow::anyhow!("internal: no device"))?;
             interrupt::install();
-            let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume })?;
+            let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume }).map_err(|error| {
+                if disk::is_full(&error) {
+                    anyhow::anyhow!("{error:#}\nfree some space, then continue with: grokstack train {} --out {} --resume", sweep_path.display(), out.display())
+                } else {
+                    error
+                }
+            })?;
             let checkpoints = if summary.checkpoints > 0 {
                 format!(
                     "; {} checkpoint(s), training waited {:.2} s for them ({:.2}% of the time)",
