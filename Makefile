@@ -70,3 +70,4 @@ bench: build
 
 include mk/peers.mk
 include mk/cuda.mk
+include mk/slurm.mk

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{grokstack, metrics, read_parquet, runs_by_id, snapshot, temp_path};
+use common::{grokstack, read_metrics as metrics, read_parquet, read_runs, snapshot, temp_path};
 use grokstack::config::Sweep;
 use grokstack::shard::{self, Shard};
 use std::collections::BTreeSet;
@@ -167,7 +167,7 @@ fn merged_shards_are_the_single_process_sweep() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("merged 24 of 24 runs from 3 shard folder(s)"), "{}", text(&out));
     let merged = read_parquet(&dir.join("runs.parquet"));
-    assert!(merged.equals_missing(&runs_by_id(&reference)), "runs.parquet differs from the single-process sweep:\n{merged}");
+    assert!(merged.equals_missing(&read_runs(&reference)), "runs.parquet differs from the single-process sweep:\n{merged}");
     assert!(metrics(&dir).equals_missing(&metrics(&reference)), "the metrics differ from the single-process sweep");
     assert_eq!(std::fs::read(dir.join("progress.json")).unwrap(), std::fs::read(reference.join("progress.json")).unwrap());
 
@@ -285,6 +285,6 @@ fn shards_keep_seed_waves() {
     let out = grokstack(&["merge", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let merged = read_parquet(&dir.join("runs.parquet"));
-    assert!(merged.equals_missing(&runs_by_id(&reference)), "{merged}");
+    assert!(merged.equals_missing(&read_runs(&reference)), "{merged}");
     assert!(metrics(&dir).equals_missing(&metrics(&reference)));
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{metrics, runs_by_id as runs, waves_sweep, WAVES_SET};
+use common::{read_metrics as metrics, read_runs as runs, waves_sweep, WAVES_SET};
 use grokstack::config::Sweep;
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
