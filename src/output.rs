@@ -109,7 +109,7 @@ impl OutputDir {
         }
         for &id in plan.parts.iter().flatten() {
             if seen.get(id).copied().flatten() != Some(false) {
-                bail!("{} is corrupted: run {id} is listed twice or is not in the sweep", path.display());
+                bail!("{} is corrupted: run {id} is listed twice or is not one of the runs to train here", path.display());
             }
             seen[id] = Some(true);
         }

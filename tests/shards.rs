@@ -236,6 +236,12 @@ fn missing_and_duplicated_runs_are_reported() {
     let merged_metrics = metrics(&dir);
     let keys: Vec<(i64, i64)> = merged_metrics.column("run_id").unwrap().i64().unwrap().into_no_null_iter().zip(merged_metrics.column("epoch").unwrap().i64().unwrap().into_no_null_iter()).collect();
     assert!(keys.windows(2).all(|w| w[0] != w[1]), "no metric row twice");
+    // Parts of which another shard has some runs keep their weights: every merged run exports.
+    for id in ids {
+        let path = dir.join("run.safetensors");
+        let out = grokstack(&["export", dir.to_str().unwrap(), "--run", &id.to_string(), "--out", path.to_str().unwrap()]);
+        assert!(out.status.success(), "run {id}: {}", text(&out));
+    }
 
     // Unmerged shards of two N are refused by the analysis.
     std::fs::remove_file(dir.join("runs.parquet")).unwrap();
@@ -286,5 +292,29 @@ fn shards_keep_seed_waves() {
     assert!(out.status.success(), "{}", text(&out));
     let merged = read_parquet(&dir.join("runs.parquet"));
     assert!(merged.equals_missing(&read_runs(&reference)), "{merged}");
+    assert!(metrics(&dir).equals_missing(&metrics(&reference)));
+}
+
+/// A shard is an ordinary output directory: one that stopped (here at a full disk while its
+/// second stack commits) says how to continue, and `--resume` finishes it to the same merge.
+#[test]
+fn a_stopped_shard_resumes_with_its_shard_argument() {
+    let (reference, file) = fixture("resume-reference");
+    train_ok(&file, &reference, &[]);
+    let (dir, _) = fixture("resume-sharded");
+    train_ok(&file, &dir, &["--shard", "0/2"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grokstack"))
+        .args(["train", file.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--shard", "1/2"])
+        .env("GROKSTACK_FAULT", "fail:write:runs.parquet#2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && text(&out).contains(&format!("--out {} --shard 1/2 --resume", dir.display())), "{}", text(&out));
+    let out = grokstack(&["merge", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "shard 1 is unfinished: {}", text(&out));
+    assert!(text(&out).contains("shards/1-of-2 (unfinished: 2 of "), "{}", text(&out));
+    train_ok(&file, &dir, &["--shard", "1/2", "--resume"]);
+    let out = grokstack(&["merge", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(read_runs(&dir).equals_missing(&read_runs(&reference)));
     assert!(metrics(&dir).equals_missing(&metrics(&reference)));
 }
