@@ -59,24 +59,55 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
     let text = fs::read_to_string(&sweep_path).with_context(|| format!("{} holds no sweep: cannot read {} (train shards into it with `grokstack train SWEEP --out {} --shard K/N`)", dir.display(), sweep_path.display(), dir.display()))?;
     let sweep = Sweep::parse(&text, &sweep_path.display().to_string(), &[])?;
     let found = find_shards(dir, &text)?;
-    // Trained results in DIR itself are never replaced: only a previous merge's.
-    let plan_path = dir.join(PLAN_FILE);
-    if plan_path.exists() {
-        let previous: Plan = serde_json::from_str(&fs::read_to_string(&plan_path).with_context(|| format!("cannot read {}", plan_path.display()))?).map_err(|e| anyhow!("{} is corrupted: {e}", plan_path.display()))?;
-        if previous.merged_from.is_empty() {
-            bail!("{} holds a sweep trained there, not a merge of its shards ({}); merge into a directory of shards only", dir.display(), plan_path.display());
-        }
+    refuse_trained_results(dir)?;
+    let (owner, doubled) = owners(&found, sweep.run_count())?;
+    if owner.is_empty() {
+        bail!("nothing to merge: no shard in {} has finished a stack yet ({})", dir.join(SHARDS_DIR).display(), found.iter().map(Found::label).collect::<Vec<_>>().join(", "));
     }
+    let duplicated = doubled.iter().map(|((a, b), ids)| format!("{} listed by both {} and {} (taken from {})", runs_text(ids), found[*a].label(), found[*b].label(), found[*a].label())).collect();
+    let missing = describe_missing(&sweep, &found, &owner)?;
 
-    // Who has each run: the first shard (by N, then K) that lists it.
+    let (output, _) = OutputDir::open(dir, &sweep, true)?;
+    let parts = write_parts(&output, &found, &owner, &Waves::of(&sweep))?;
+    let plan = Plan { format: 1, parts, seed_waves: sweep.seed_waves.clone(), merged_from: found.iter().map(Found::label).collect() };
+    output.start(&sweep, &plan)?;
+    let mut runs = merged_runs(&found, &owner, dir)?;
+    output.write_progress(sweep.run_count(), runs.height())?;
+    output.write_runs(&mut runs)?; // the commit point, as in a trained directory
+    for folder in [output::METRICS_DIR, output::WEIGHTS_DIR] {
+        remove_parts_after(&dir.join(folder), plan.parts.len())?;
+    }
+    output.remove_stale_temporaries()?;
+    Ok(MergeReport { shards: found.len(), runs: runs.height(), total_runs: sweep.run_count(), parts: plan.parts.len(), missing, duplicated })
+}
+
+/// Results trained in `dir` itself are never replaced, only a previous merge's.
+fn refuse_trained_results(dir: &Path) -> Result<()> {
+    let path = dir.join(PLAN_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let previous: Plan = serde_json::from_str(&fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?).map_err(|e| anyhow!("{} is corrupted: {e}", path.display()))?;
+    if previous.merged_from.is_empty() {
+        bail!("{} holds a sweep trained there, not a merge of its shards ({}); merge into a directory of shards only", dir.display(), path.display());
+    }
+    Ok(())
+}
+
+/// Per pair of shards (indices into the shards found), the runs both list.
+type Doubled = BTreeMap<(usize, usize), Vec<usize>>;
+
+/// Per run listed by some shard, the first shard (by N, then K; an index into `found`) that
+/// lists it; and per pair of shards, the runs the second lists too.
+fn owners(found: &[Found], run_count: usize) -> Result<(BTreeMap<usize, usize>, Doubled)> {
     let mut owner: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut doubled: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    let mut doubled = Doubled::new();
     for (index, shard) in found.iter().enumerate() {
         let mut ids: Vec<usize> = shard.listed.iter().copied().collect();
         ids.sort_unstable();
         for id in ids {
-            if id >= sweep.run_count() {
-                bail!("{} lists run {id}, but the sweep has {} runs", shard.dir.join(RUNS_FILE).display(), sweep.run_count());
+            if id >= run_count {
+                bail!("{} lists run {id}, but the sweep has {run_count} runs", shard.dir.join(RUNS_FILE).display());
             }
             match owner.get(&id) {
                 Some(&first) => doubled.entry((first, index)).or_default().push(id),
@@ -86,20 +117,18 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
             }
         }
     }
-    if owner.is_empty() {
-        bail!("nothing to merge: no shard in {} has finished a stack yet ({})", dir.join(SHARDS_DIR).display(), found.iter().map(Found::label).collect::<Vec<_>>().join(", "));
-    }
-    let duplicated = doubled.iter().map(|((a, b), ids)| format!("{} listed by both {} and {} (taken from {})", runs_text(ids), found[*a].label(), found[*b].label(), found[*a].label())).collect();
-    let missing = describe_missing(&sweep, &found, &owner)?;
+    Ok((owner, doubled))
+}
 
-    let (output, _) = OutputDir::open(dir, &sweep, true)?;
-    // The parts of every shard that hold runs it owns, the waves in order (as a trained
-    // directory's plan has them) and else by shard and part.
-    let waves = Waves::of(&sweep);
+/// Copy the finished parts of every shard that hold runs it owns into `output`, the waves in
+/// order (as a trained directory's plan has them), else by shard and part; a part with runs
+/// another shard owns keeps only its own metric rows. Returns the merged plan's parts.
+fn write_parts(output: &OutputDir, found: &[Found], owner: &BTreeMap<usize, usize>, waves: &Waves) -> Result<Vec<Vec<usize>>> {
     let mut parts: Vec<(usize, usize, Vec<usize>)> = Vec::new();
     for (index, shard) in found.iter().enumerate() {
         let Some(plan) = &shard.plan else { continue };
         for (part, ids) in plan.parts.iter().enumerate() {
+            // Empty for a part not finished: its runs are not in runs.parquet.
             let own: Vec<usize> = ids.iter().copied().filter(|id| owner.get(id) == Some(&index)).collect();
             if !own.is_empty() {
                 parts.push((index, part, own));
@@ -107,28 +136,30 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
         }
     }
     parts.sort_by_key(|(_, _, ids)| waves.of_run(ids[0]));
-    let weights_dir = dir.join(output::WEIGHTS_DIR);
+    let weights_dir = output.root().join(output::WEIGHTS_DIR);
     fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
     for (merged, (index, part, own)) in parts.iter().enumerate() {
-        let from = &found[*index].dir;
+        let shard = &found[*index];
         // A part whose runs were all skipped (seed waves) has no metrics or weights.
-        let metrics = from.join(output::METRICS_DIR).join(output::part_name(*part, "parquet"));
+        let metrics = shard.dir.join(output::METRICS_DIR).join(output::part_name(*part, "parquet"));
         if metrics.exists() {
-            let all_own = found[*index].plan.as_ref().is_some_and(|p| p.parts[*part].len() == own.len());
+            let all_own = shard.plan.as_ref().is_some_and(|p| p.parts[*part].len() == own.len());
             if all_own {
                 copy(&metrics, &output.metrics_part_path(merged))?;
             } else {
                 write_parquet(&output.metrics_part_path(merged), &mut only_runs(read_parquet(&metrics)?, own, &metrics)?)?;
             }
         }
-        let weights = from.join(output::WEIGHTS_DIR).join(output::part_name(*part, "safetensors"));
+        let weights = shard.dir.join(output::WEIGHTS_DIR).join(output::part_name(*part, "safetensors"));
         if weights.exists() {
             copy(&weights, &output.weights_part_path(merged))?;
         }
     }
-    let plan = Plan { format: 1, parts: parts.iter().map(|(_, _, ids)| ids.clone()).collect(), seed_waves: sweep.seed_waves.clone(), merged_from: found.iter().map(Found::label).collect() };
-    output.start(&sweep, &plan)?;
+    Ok(parts.into_iter().map(|(_, _, ids)| ids).collect())
+}
 
+/// The rows of the shards' runs.parquet files, each run from its owner, sorted by run id.
+fn merged_runs(found: &[Found], owner: &BTreeMap<usize, usize>, dir: &Path) -> Result<DataFrame> {
     let mut frames = found.iter().enumerate().filter_map(|(index, shard)| {
         let own: Vec<usize> = shard.listed.iter().copied().filter(|id| owner[id] == index).collect();
         shard.runs.clone().map(|df| only_runs(df, &own, &shard.dir.join(RUNS_FILE)))
@@ -137,13 +168,7 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
     for frame in frames {
         runs.vstack_mut(&frame?).with_context(|| format!("the runs.parquet files of the shards in {} have different columns", dir.display()))?;
     }
-    let mut runs = runs.sort(["run_id"], SortMultipleOptions::default())?;
-    output.write_progress(sweep.run_count(), runs.height())?;
-    output.write_runs(&mut runs)?;
-    remove_parts_after(&dir.join(output::METRICS_DIR), parts.len())?;
-    remove_parts_after(&weights_dir, parts.len())?;
-    output.remove_stale_temporaries()?;
-    Ok(MergeReport { shards: found.len(), runs: runs.height(), total_runs: sweep.run_count(), parts: parts.len(), missing, duplicated })
+    Ok(runs.sort(["run_id"], SortMultipleOptions::default())?)
 }
 
 /// The shard folders of `dir`, ordered by N then K, each checked to hold the sweep `text`.
