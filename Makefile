@@ -10,9 +10,11 @@ DEVICE ?= cpu
 build:
 	$(CARGO) build --release --workspace
 
-# The whole test suite, built once in release mode (the same build as `make quick`).
+# The whole test suite, built once in release mode (the same build as `make quick`), then the
+# Python package's tests against its wheel.
 test:
 	$(CARGO) test --release --workspace
+	$(MAKE) python-test
 
 # Train sweeps/NAME.toml into $(RUNS)/NAME (replacing an earlier run of the same target),
 # then analyze it. $(2) holds extra `grokstack analyze` flags.
@@ -70,3 +72,4 @@ bench: build
 
 include mk/peers.mk
 include mk/cuda.mk
+include mk/python.mk
