@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -18,7 +19,7 @@ BIN_ENV = "GROKSTACK_BIN"
 
 class GrokstackError(RuntimeError):
     """A `grokstack` command failed. The message is the CLI's own (`error: ...`), so a bad key is
-    named exactly as on the command line; `args`, `returncode` and `stderr` hold the rest."""
+    named exactly as on the command line; `command`, `returncode` and `stderr` hold the rest."""
 
     def __init__(self, message: str, command: Sequence[str] = (), returncode: int = 1, stderr: str = ""):
         super().__init__(message)
@@ -58,19 +59,36 @@ def run(args: Sequence[object], echo_stdout: bool = True) -> str:
     file descriptors. Returns its stdout; raises GrokstackError with the CLI's error message if
     it fails."""
     command = [find_binary(), *map(str, args)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Its own session: a terminal's Ctrl-C reaches only Python, which passes it on exactly once
+    # (the CLI checkpoints on the first SIGINT and quits at once on a second).
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     stdout: List[bytes] = []
     stderr: List[bytes] = []
-    pump = threading.Thread(target=_forward, args=(child.stdout, sys.stdout if echo_stdout else None, stdout), daemon=True)
-    pump.start()
-    try:
-        _forward(child.stderr, sys.stderr, stderr)
+    pumps = [
+        threading.Thread(target=_forward, args=(child.stdout, sys.stdout if echo_stdout else None, stdout), daemon=True),
+        threading.Thread(target=_forward, args=(child.stderr, sys.stderr, stderr), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    interrupted = False
+    while True:
+        # Waiting in short slices: the OS may hand SIGINT to any thread, and Python raises
+        # KeyboardInterrupt only once the main thread runs again, which a blocking read or
+        # wait would put off until the child ends.
+        try:
+            returncode = child.wait(timeout=0.1)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            # Ctrl-C, or a notebook's interrupt: the CLI checkpoints, says how to resume and
+            # stops; its last words are still forwarded.
+            child.send_signal(signal.SIGINT)
+            interrupted = True
+    for pump in pumps:
         pump.join()
-        returncode = child.wait()
-    except KeyboardInterrupt:
-        # The CLI checkpoints on SIGINT (the terminal sent it too); wait for it to finish that.
-        child.wait()
-        raise
+    if interrupted:
+        raise KeyboardInterrupt
     err = b"".join(stderr).decode(errors="replace")
     if returncode != 0:
         raise GrokstackError(_error_message(err, returncode), command, returncode, err)
