@@ -18,8 +18,9 @@ BIN_ENV = "GROKSTACK_BIN"
 
 
 class GrokstackError(RuntimeError):
-    """A `grokstack` command failed. The message is the CLI's own (`error: ...`), so a bad key is
-    named exactly as on the command line; `command`, `returncode` and `stderr` hold the rest."""
+    """A `grokstack` command failed. The message is the CLI's own error (less its `error: `), so
+    a bad key is named exactly as on the command line; `command`, `returncode` and `stderr` (all
+    the CLI wrote there) hold the rest."""
 
     def __init__(self, message: str, command: Sequence[str] = (), returncode: int = 1, stderr: str = ""):
         super().__init__(message)
