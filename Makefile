@@ -72,4 +72,5 @@ bench: build
 
 include mk/peers.mk
 include mk/cuda.mk
+include mk/slurm.mk
 include mk/python.mk
