@@ -10,8 +10,9 @@ DEVICE ?= cpu
 build:
 	$(CARGO) build --release --workspace
 
-# The whole test suite, built once in release mode (the same build as `make quick`).
-test:
+# The whole test suite, built once in release mode (the same build as `make quick`), and the
+# browser test of report.html (mk/report.mk).
+test: report-test
 	$(CARGO) test --release --workspace
 
 # Train sweeps/NAME.toml into $(RUNS)/NAME (replacing an earlier run of the same target),
@@ -70,3 +71,4 @@ bench: build
 
 include mk/peers.mk
 include mk/cuda.mk
+include mk/report.mk
