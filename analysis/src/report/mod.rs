@@ -30,6 +30,7 @@ enum Section {
         header: Vec<String>,
         rows: Vec<Vec<String>>,
     },
+    /// A Markdown file, turned into HTML when the page is rendered.
     Document {
         file: String,
         markdown: String,
