@@ -71,4 +71,5 @@ bench: build
 
 include mk/peers.mk
 include mk/cuda.mk
+include mk/slurm.mk
 include mk/report.mk

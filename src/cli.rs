@@ -66,6 +66,46 @@ pub enum Command {
         #[arg(long, default_value_t = GrokRule::First, value_parser = grok_rule_parser())]
         grok_rule: GrokRule,
     },
+    /// Write a Slurm job array that trains the sweep in N shards (one per task), and submit it.
+    Slurm {
+        /// The sweep file (TOML).
+        sweep: PathBuf,
+        /// Output directory, shared by the tasks (on a filesystem every node sees).
+        #[arg(long)]
+        out: PathBuf,
+        /// Override a key, as for `train`; the resolved sweep is written to DIR/sweep.toml.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Number of shards, one array task each.
+        #[arg(long)]
+        shards: usize,
+        /// GPUs per task: 0 or 1 (a task trains on one device).
+        #[arg(long)]
+        gpus_per_task: Option<u32>,
+        /// CPU cores per task (the CPU pass uses as many threads).
+        #[arg(long)]
+        cpus_per_task: Option<u32>,
+        /// Memory per task, e.g. `16G`.
+        #[arg(long)]
+        mem: Option<String>,
+        /// Time limit per task, e.g. `2:00:00`; the task checkpoints 2 minutes before it.
+        #[arg(long)]
+        time: Option<String>,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Run at most K tasks at once.
+        #[arg(long, value_name = "K")]
+        max_parallel: Option<usize>,
+        /// Another #SBATCH line, e.g. `--extra '--account=abc'` (repeatable).
+        #[arg(long, value_name = "SBATCH LINE", allow_hyphen_values = true)]
+        extra: Vec<String>,
+        /// --device of every task (default: cuda with --gpus-per-task 1, else cpu).
+        #[arg(long)]
+        device: Option<String>,
+        /// Submit the script with sbatch and print the job id.
+        #[arg(long)]
+        submit: bool,
+    },
     /// Measure the canonical training step at several stack sizes.
     Bench {
         /// Stack sizes (runs per stack).

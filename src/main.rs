@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use clap::Parser;
 use grokstack::cli::{Cli, Command};
-use grokstack::{bench, config::Sweep, export, interrupt, runner};
+use grokstack::{bench, config::Sweep, disk, export, interrupt, runner, slurm};
 
 // Activation tensors of hundreds of MB are allocated and freed every step. glibc returns
 // them to the kernel (munmap) and faults them back in, zeroed, on the next step; jemalloc
@@ -55,7 +55,13 @@ fn run(cli: Cli) -> Result<i32> {
             let out = out.ok_or_else(|| anyhow::anyhow!("--out DIR is required (or use --dry-run)"))?;
             let device = opened.ok_or_else(|| anyhow::anyhow!("internal: no device"))?;
             interrupt::install();
-            let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume })?;
+            let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume }).map_err(|error| {
+                if disk::is_full(&error) {
+                    anyhow::anyhow!("{error:#}\nfree some space, then continue with: grokstack train {} --out {} --resume", sweep_path.display(), out.display())
+                } else {
+                    error
+                }
+            })?;
             let checkpoints = if summary.checkpoints > 0 {
                 format!(
                     "; {} checkpoint(s), training waited {:.2} s for them ({:.2}% of the time)",
@@ -109,6 +115,19 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("{} run(s) of the sweep are not finished yet and are left out.", report.missing_runs);
             }
             println!("wrote {}", report.out_dir.display());
+            Ok(0)
+        }
+        Command::Slurm { sweep, out, overrides, shards, gpus_per_task, cpus_per_task, mem, time, partition, max_parallel, extra, device, submit } => {
+            let sweep = Sweep::load(&sweep, &overrides)?;
+            let resources = slurm::Resources { gpus_per_task, cpus_per_task, mem, time, partition, max_parallel, extra };
+            let script = slurm::prepare(slurm::Request { sweep: &sweep, out: &out, shards, device, resources })?;
+            println!("wrote {} ({shards} tasks)", script.display());
+            if submit {
+                let job = slurm::submit(&script)?;
+                println!("submitted job array {job}: watch it with `squeue -j {job}`, then `grokstack merge {}`", out.display());
+            } else {
+                println!("submit it with `sbatch {}`", script.display());
+            }
             Ok(0)
         }
         Command::Bench { runs, epochs, overrides, device, json, no_gemm, single } => {

@@ -255,7 +255,7 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    result.map_err(|error| crate::disk::write_error(path, error))
 }
 
 fn metrics_frame(rows: &[MetricRow], max_layers: usize) -> Result<DataFrame> {
