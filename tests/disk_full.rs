@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{grokstack, read_parquet, temp_path};
-use polars::prelude::*;
+use common::{grokstack, read_metrics, read_runs, temp_path};
 use std::path::{Path, PathBuf};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
@@ -84,16 +83,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-fn metrics(dir: &Path) -> DataFrame {
-    let mut parts: Vec<_> = std::fs::read_dir(dir.join("metrics.parquet")).unwrap().map(|e| e.unwrap().path()).collect();
-    parts.sort();
-    let mut all = read_parquet(&parts[0]);
-    for part in &parts[1..] {
-        all.vstack_mut(&read_parquet(part)).unwrap();
-    }
-    all
-}
-
 /// Fill the tmpfs to `left` bytes, train until the disk is full, check the failure, free the
 /// space and resume; the result must equal `reference`, a sweep trained on a roomy disk.
 /// `left` is given the reference directory, to size the space by the files it holds.
@@ -122,9 +111,8 @@ fn full_then_resume(fs: &Tmpfs, left: impl Fn(&Path) -> u64, overrides: &[&str],
     std::fs::remove_file(ballast).unwrap();
     let resumed = train(&dir, overrides, true);
     assert!(resumed.status.success(), "resume after freeing space: {}", String::from_utf8_lossy(&resumed.stderr));
-    let (ours, theirs) = (read_parquet(&dir.join("runs.parquet")), read_parquet(&reference.join("runs.parquet")));
-    assert!(ours.equals_missing(&theirs), "runs.parquet after the resume differs:\n{ours}\n{theirs}");
-    assert!(metrics(&dir).equals_missing(&metrics(&reference)), "metrics after the resume differ");
+    assert!(read_runs(&dir).equals_missing(&read_runs(&reference)), "runs.parquet after the resume differs");
+    assert!(read_metrics(&dir).equals_missing(&read_metrics(&reference)), "metrics after the resume differ");
     assert_eq!(std::fs::read(dir.join("weights/part-00000.safetensors")).unwrap(), std::fs::read(reference.join("weights/part-00000.safetensors")).unwrap());
     std::fs::remove_dir_all(&reference).ok();
 }

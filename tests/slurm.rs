@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{grokstack, read_parquet, temp_path};
-use polars::prelude::*;
+use common::{grokstack, read_metrics, read_runs, temp_path};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -30,21 +29,6 @@ fn wait_for(job: &str, limit: Duration) -> Vec<String> {
     }
     let shown = slurm("scontrol", &["show", "job", job]);
     shown.split_whitespace().filter_map(|w| w.strip_prefix("JobState=")).map(str::to_string).collect()
-}
-
-/// Rows sorted the same way, so that frames from different writers compare.
-fn sorted(frame: DataFrame, by: &[&str]) -> DataFrame {
-    frame.sort(by.iter().map(|s| s.to_string()).collect::<Vec<_>>(), SortMultipleOptions::default()).expect("sort")
-}
-
-fn metrics(dir: &Path) -> DataFrame {
-    let mut parts: Vec<_> = std::fs::read_dir(dir.join("metrics.parquet")).unwrap().map(|e| e.unwrap().path()).collect();
-    parts.sort();
-    let mut all = read_parquet(&parts[0]);
-    for part in &parts[1..] {
-        all.vstack_mut(&read_parquet(part)).unwrap();
-    }
-    sorted(all, &["run_id", "epoch"])
 }
 
 #[test]
@@ -96,8 +80,7 @@ fn a_job_array_with_a_cancelled_task_merges_into_the_single_process_result() {
 
     let merge = grokstack(&["merge", sharded.to_str().unwrap()]);
     assert!(merge.status.success(), "merge: {}{}", String::from_utf8_lossy(&merge.stdout), String::from_utf8_lossy(&merge.stderr));
-    let (ours, theirs) = (read_parquet(&sharded.join("runs.parquet")), read_parquet(&single.join("runs.parquet")));
-    assert!(sorted(ours, &["run_id"]).equals_missing(&sorted(theirs, &["run_id"])), "merged runs.parquet differs from the single-process run");
-    assert!(metrics(&sharded).equals_missing(&metrics(&single)), "merged metrics differ from the single-process run");
+    assert!(read_runs(&sharded).equals_missing(&read_runs(&single)), "merged runs.parquet differs from the single-process run");
+    assert!(read_metrics(&sharded).equals_missing(&read_metrics(&single)), "merged metrics differ from the single-process run");
     std::fs::remove_dir_all(&root).ok();
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{read_parquet, waves_sweep, WAVES_SET};
+use common::{read_metrics as metrics, read_runs as runs, waves_sweep, WAVES_SET};
 use grokstack::config::Sweep;
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,19 +14,6 @@ const SEEDS: usize = 4;
 /// The waves of [`WAVES_SET`], as seed positions.
 const WAVE_OF_POSITION: [usize; SEEDS] = [0, 1, 2, 2];
 
-fn sorted(df: DataFrame, by: &[&str]) -> DataFrame {
-    df.sort(by.iter().map(|s| s.to_string()).collect::<Vec<_>>(), SortMultipleOptions::default()).unwrap()
-}
-
-fn runs(dir: &Path) -> DataFrame {
-    sorted(read_parquet(&dir.join("runs.parquet")), &["run_id"])
-}
-
-/// Every metrics part of `dir`, by run and epoch.
-fn metrics(dir: &Path) -> DataFrame {
-    let parts = std::fs::read_dir(dir.join("metrics.parquet")).unwrap().map(|e| read_parquet(&e.unwrap().path()));
-    sorted(parts.reduce(|a, b| a.vstack(&b).unwrap()).unwrap(), &["run_id", "epoch"])
-}
 
 fn ints(df: &DataFrame, name: &str) -> Vec<Option<i64>> {
     df.column(name).unwrap().i64().unwrap().iter().collect()

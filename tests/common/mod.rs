@@ -67,6 +67,22 @@ pub fn read_parquet(path: &std::path::Path) -> polars::prelude::DataFrame {
     polars::prelude::ParquetReader::new(file).finish().expect("a readable Parquet file")
 }
 
+/// `df` sorted by the columns `by`, so that frames from different writers compare.
+pub fn sorted(df: polars::prelude::DataFrame, by: &[&str]) -> polars::prelude::DataFrame {
+    df.sort(by.iter().map(|s| s.to_string()).collect::<Vec<_>>(), polars::prelude::SortMultipleOptions::default()).expect("sort")
+}
+
+/// An output directory's runs.parquet, by run.
+pub fn read_runs(dir: &std::path::Path) -> polars::prelude::DataFrame {
+    sorted(read_parquet(&dir.join("runs.parquet")), &["run_id"])
+}
+
+/// Every metrics part of an output directory, by run and epoch.
+pub fn read_metrics(dir: &std::path::Path) -> polars::prelude::DataFrame {
+    let parts = std::fs::read_dir(dir.join("metrics.parquet")).expect("a metrics.parquet folder").map(|e| read_parquet(&e.expect("a directory entry").path()));
+    sorted(parts.reduce(|a, b| a.vstack(&b).expect("parts of one schema")).expect("at least one metrics part"), &["run_id", "epoch"])
+}
+
 /// The singular values (descending, min(rows, cols) of them) and the polar factor U·Vᵀ of
 /// `m` `[rows][cols]`, from Jacobi rotations on MᵀM: an SVD independent of the code under test.
 /// Assumes full rank (U's columns are M·vᵢ/σᵢ).
