@@ -10,9 +10,10 @@ DEVICE ?= cpu
 build:
 	$(CARGO) build --release --workspace
 
-# The whole test suite, built once in release mode (the same build as `make quick`), then the
-# Python package's tests against its wheel.
-test:
+# The whole test suite, built once in release mode (the same build as `make quick`), the
+# browser test of report.html (mk/report.mk) and the Python package's tests against its wheel
+# (mk/python.mk).
+test: report-test
 	$(CARGO) test --release --workspace
 	$(MAKE) python-test
 
@@ -73,4 +74,5 @@ bench: build
 include mk/peers.mk
 include mk/cuda.mk
 include mk/slurm.mk
+include mk/report.mk
 include mk/python.mk

@@ -114,7 +114,7 @@ fn run(cli: Cli) -> Result<i32> {
             if report.missing_runs > 0 {
                 println!("{} run(s) of the sweep are not finished yet and are left out.", report.missing_runs);
             }
-            println!("wrote {}", report.out_dir.display());
+            println!("wrote {} (the whole analysis on one page: {})", report.out_dir.display(), report.out_dir.join("report.html").display());
             Ok(0)
         }
         Command::Slurm { sweep, out, overrides, shards, gpus_per_task, cpus_per_task, mem, time, partition, max_parallel, extra, device, submit } => {

@@ -110,6 +110,18 @@ impl SweepDir {
         self.count(skipped, "the skipped runs")
     }
 
+    /// The text of `sweep.toml` (the resolved sweep the trainer wrote), None when
+    /// the directory has none.
+    pub fn resolved_sweep(&self) -> Result<Option<String>> {
+        let path = self.root.join("sweep.toml");
+        if !path.exists() {
+            return Ok(None);
+        }
+        fs::read_to_string(&path)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display()))
+    }
+
     /// The number of rows of a query over runs.parquet.
     fn count(&self, rows: LazyFrame, what: &str) -> Result<usize> {
         let counted = rows
