@@ -10,9 +10,12 @@ DEVICE ?= cpu
 build:
 	$(CARGO) build --release --workspace
 
-# The whole test suite, built once in release mode (the same build as `make quick`).
-test:
+# The whole test suite, built once in release mode (the same build as `make quick`), the
+# browser test of report.html (mk/report.mk) and the Python package's tests against its wheel
+# (mk/python.mk).
+test: report-test
 	$(CARGO) test --release --workspace
+	$(MAKE) python-test
 
 # Train sweeps/NAME.toml into $(RUNS)/NAME (replacing an earlier run of the same target),
 # then analyze it. $(2) holds extra `grokstack analyze` flags.
@@ -71,3 +74,5 @@ bench: build
 include mk/peers.mk
 include mk/cuda.mk
 include mk/slurm.mk
+include mk/report.mk
+include mk/python.mk

@@ -137,7 +137,7 @@ fn run(cli: Cli) -> Result<i32> {
             for line in &report.unfinished_shards {
                 println!("{line}");
             }
-            println!("wrote {}", report.out_dir.display());
+            println!("wrote {} (the whole analysis on one page: {})", report.out_dir.display(), report.out_dir.join("report.html").display());
             Ok(0)
         }
         Command::Slurm { sweep, out, overrides, shards, gpus_per_task, cpus_per_task, mem, time, partition, max_parallel, extra, device, submit } => {

@@ -12,6 +12,7 @@ mod optimizer_comparison;
 mod pareto;
 mod per_run;
 mod plots;
+mod report;
 mod settings;
 mod staging;
 mod study;
@@ -47,6 +48,7 @@ const OUTPUT_FILES: &[&str] = &[
     "accuracy_curves.svg",
     "lr_wd_heatmap.png",
     "lr_wd_heatmap.svg",
+    report::FILE,
 ];
 
 pub struct AnalyzeOptions {
@@ -144,19 +146,25 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
 
     let out_dir = dir.join("analysis");
     let mut stage = staging::Staging::create(&out_dir)?;
-    stage.write("settings.csv", &tables::csv_bytes(&settings)?)?;
-    stage.write(
-        "settings.md",
-        summary.settings_markdown(&headline)?.as_bytes(),
+    stage.write_csv(
+        "settings.csv",
+        "one row per setting (runs equal but for the seed): every configuration column, seeds, grokked and diverged seeds, grok-epoch median and quartiles, median Lipschitz bound at the grok epoch, qualified",
+        &settings,
     )?;
-    stage.write("pareto.csv", &tables::csv_bytes(&front)?)?;
-    stage.write("best.csv", &tables::csv_bytes(&best_table.frame)?)?;
-    stage.write(
-        "best.md",
-        best::best_markdown(&best_table, &group_keys, grok)?.as_bytes(),
+    stage.write_markdown("settings.md", &summary.settings_markdown(&headline)?)?;
+    stage.write_csv(
+        "pareto.csv",
+        "per task, the qualified settings on the Pareto front of (median grok epoch, median Lipschitz bound): the overall front, then each family's own",
+        &front,
     )?;
+    stage.write_csv(
+        "best.csv",
+        "per group and optimizer, the qualified setting with the lowest median grok epoch and its difference to the baseline optimizer",
+        &best_table.frame,
+    )?;
+    stage.write_markdown("best.md", &best::best_markdown(&best_table, &group_keys, grok)?)?;
     if let Some(ttest) = comparison {
-        stage.write("ttest.md", ttest.as_bytes())?;
+        stage.write_markdown("ttest.md", &ttest)?;
     }
     study::write(&mut stage, &runs, grok)?;
     let has_lipschitz =
@@ -170,6 +178,18 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     {
         plots::lr_wd_heatmap::draw(&mut stage, &settings, &varying, grok)?;
     }
+    let sweep_toml = sweep.resolved_sweep()?;
+    let page = report::Page {
+        headline: &headline,
+        sweep_toml: sweep_toml.as_deref(),
+        missing_runs,
+        skipped_runs,
+        runs: &runs,
+        varying: &varying,
+    };
+    // Written last: the page shows every other output, as staged.
+    let html = report::render(&page, stage.report_contents())?;
+    stage.write(report::FILE, html.as_bytes())?;
     stage.commit(&[OUTPUT_FILES, study::OUTPUT_FILES].concat())?;
 
     Ok(AnalysisReport {

@@ -1,12 +1,18 @@
 //! Writing the outputs so that a failed analysis never leaves half-written or
 //! mixed old/new files: everything goes to a staging folder inside
 //! `DIR/analysis/` first and is renamed into place only when all of it exists.
+//! The tables, Markdown documents and SVGs are also kept in memory, in the
+//! order they were staged, for report.html (`crate::report`), written last.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use polars::prelude::DataFrame;
+
+use crate::report;
+use crate::tables::csv_bytes;
 
 pub(crate) struct Staging {
     out_dir: PathBuf,
@@ -15,6 +21,7 @@ pub(crate) struct Staging {
     created_out_dir: bool,
     staged: Vec<String>,
     committed: bool,
+    report: report::Contents,
 }
 
 impl Staging {
@@ -33,6 +40,7 @@ impl Staging {
             created_out_dir,
             staged: Vec::new(),
             committed: false,
+            report: report::Contents::default(),
         };
         fs::create_dir(&stage.stage_dir)
             .with_context(|| format!("creating {}", stage.stage_dir.display()))?;
@@ -48,6 +56,29 @@ impl Staging {
     pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path_for(name);
         fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// `frame` as the CSV file `name`; `what` says what its rows are (the report's caption).
+    pub fn write_csv(&mut self, name: &str, what: &str, frame: &DataFrame) -> Result<()> {
+        self.write(name, &csv_bytes(frame)?)?;
+        self.report.add_table(name, what, frame)
+    }
+
+    pub fn write_markdown(&mut self, name: &str, markdown: &str) -> Result<()> {
+        self.write(name, markdown.as_bytes())?;
+        self.report.add_document(name, markdown);
+        Ok(())
+    }
+
+    pub fn write_svg(&mut self, name: &str, svg: &str) -> Result<()> {
+        self.write(name, svg.as_bytes())?;
+        self.report.add_plot(name, svg);
+        Ok(())
+    }
+
+    /// What report.html shows: everything staged through the three writers above.
+    pub fn report_contents(&self) -> &report::Contents {
+        &self.report
     }
 
     /// Moves every staged file into place and removes those of `known_outputs`

@@ -21,7 +21,7 @@ use crate::grok_rule::GrokCriterion;
 use crate::plots::box_plot::{self, BoxStats};
 use crate::staging::Staging;
 use crate::student_t;
-use crate::tables::{csv_bytes, format_number, markdown_from_cells};
+use crate::tables::{format_number, markdown_from_cells};
 use crate::welch::{student_t_test, welch_t_test, SampleSummary, WelchTest};
 
 pub(crate) const LOSS: &str = "train.loss";
@@ -331,13 +331,13 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) 
          extremes, the line is the median (its value printed above), k/n under each box counts the runs that grokked.\n",
     );
 
-    stage.write("study.md", md.as_bytes())?;
-    stage.write("study_paper.csv", &csv_bytes(&paper_by_optimizer)?)?;
-    stage.write("study_tuned.csv", &csv_bytes(&tuned_by_optimizer)?)?;
-    stage.write("study_tuned_lr.csv", &csv_bytes(&tuned_lr)?)?;
-    stage.write("study_tasks.csv", &csv_bytes(&paper_and_tuned(&paper_tasks, &tuned_tasks)?)?)?;
+    stage.write_markdown("study.md", &md)?;
+    stage.write_csv("study_paper.csv", "per optimizer at the paper's learning rate: runs, runs grokked and the grok-epoch statistics of those that did", &paper_by_optimizer)?;
+    stage.write_csv("study_tuned.csv", "per optimizer at its tuned learning rate for each task: runs, runs grokked and their grok-epoch statistics", &tuned_by_optimizer)?;
+    stage.write_csv("study_tuned_lr.csv", "the learning rate each optimizer is tuned to per task, with its runs, runs grokked and mean grok epoch", &tuned_lr)?;
+    stage.write_csv("study_tasks.csv", "per task × optimizer, at the paper's (setting = paper) and the tuned (tuned) learning rates: grok-epoch statistics", &paper_and_tuned(&paper_tasks, &tuned_tasks)?)?;
     if let Some((paper, tuned)) = &losses {
-        stage.write("study_losses.csv", &csv_bytes(&paper_and_tuned(paper, tuned)?)?)?;
+        stage.write_csv("study_losses.csv", "per output function × optimizer, at the paper's and the tuned learning rates: grok-epoch statistics", &paper_and_tuned(paper, tuned)?)?;
     }
 
     let title = |what: &str| format!("Grok epochs {what} at the paper's setting ({})", grok.meaning());

@@ -14,6 +14,7 @@ use polars::prelude::{col, len, lit, LazyFrame, PlRefPath, ScanArgsParquet, Sche
 use crate::columns;
 
 pub(crate) struct SweepDir {
+    root: PathBuf,
     /// runs.parquet, or the pattern of the shards' files, for messages.
     runs_location: PathBuf,
     runs_files: Vec<PathBuf>,
@@ -93,6 +94,7 @@ impl SweepDir {
         )?;
 
         Ok(Self {
+            root: root.to_path_buf(),
             runs_location,
             runs_files,
             metrics_location,
@@ -150,6 +152,18 @@ impl SweepDir {
             .runs()?
             .filter(col(columns::STATUS).eq(lit(columns::STATUS_SKIPPED)));
         self.count(skipped, "the skipped runs")
+    }
+
+    /// The text of `sweep.toml` (the resolved sweep the trainer wrote), None when
+    /// the directory has none.
+    pub fn resolved_sweep(&self) -> Result<Option<String>> {
+        let path = self.root.join("sweep.toml");
+        if !path.exists() {
+            return Ok(None);
+        }
+        fs::read_to_string(&path)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display()))
     }
 
     /// The number of rows of a query over runs.parquet.

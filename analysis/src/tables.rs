@@ -15,6 +15,12 @@ pub(crate) fn csv_bytes(frame: &DataFrame) -> Result<Vec<u8>> {
 
 /// A GitHub-flavoured Markdown table of every column of `frame`.
 pub(crate) fn markdown_table(frame: &DataFrame) -> Result<String> {
+    let (header, rows) = cells(frame)?;
+    Ok(markdown_from_cells(&header, &rows))
+}
+
+/// The column names and every row of `frame` as formatted cells ([`format_value`]).
+pub(crate) fn cells(frame: &DataFrame) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     let header: Vec<String> = frame
         .get_column_names()
         .iter()
@@ -27,10 +33,10 @@ pub(crate) fn markdown_table(frame: &DataFrame) -> Result<String> {
             .iter()
             .map(|c| c.get(i).map(|v| format_value(&v)))
             .collect::<PolarsResult<Vec<_>>>()
-            .context("formatting a table as Markdown")?;
+            .context("formatting the cells of a table")?;
         rows.push(row);
     }
-    Ok(markdown_from_cells(&header, &rows))
+    Ok((header, rows))
 }
 
 pub(crate) fn markdown_from_cells(header: &[String], rows: &[Vec<String>]) -> String {

@@ -67,7 +67,7 @@ pub(crate) fn render(stage: &mut Staging, stem: &str, figure: &impl Figure) -> R
         figure.draw(&root)?;
         root.present().or_plot_error()?;
     }
-    stage.write(&format!("{stem}.svg"), svg.as_bytes())
+    stage.write_svg(&format!("{stem}.svg"), &svg)
 }
 
 fn register_font() -> Result<()> {

@@ -1,0 +1,141 @@
+"""Training, loading and reading sweeps: `train`, `load` and the `Sweep` they return."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import polars as pl
+
+from . import _cli
+from ._cli import GrokstackError
+from ._safetensors import read_safetensors
+from ._toml import dumps, format_value
+
+__all__ = ["Sweep", "train", "load"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Overrides = Union[Mapping[str, Any], Iterable[str]]
+
+_STATISTICS = ("grokked_fraction", "median_grok_epoch", "q25_grok_epoch", "q75_grok_epoch", "median_lipschitz_at_grok")
+_NAME_LINE = re.compile(r'^name\s*=\s*"(.*)"\s*$', re.MULTILINE)
+
+
+class Sweep:
+    """The output directory of `grokstack train` (layout: docs/OUTPUT.md).
+
+    Every attribute reads the files when asked, so a sweep that is still training shows the
+    runs finished so far."""
+
+    def __init__(self, dir: PathLike):
+        self.dir = Path(dir)
+        sweep_file = self.dir / "sweep.toml"
+        if not sweep_file.is_file():
+            raise GrokstackError(f"{self.dir} holds no sweep: {sweep_file} does not exist")
+        # The resolved sweep.toml puts `name` first, before any table; tomllib is 3.11+ only.
+        found = _NAME_LINE.search(sweep_file.read_text().split("\n[", 1)[0])
+        self.name: str = found.group(1) if found else self.dir.name
+
+    @property
+    def runs(self) -> pl.DataFrame:
+        """runs.parquet: one row per finished run (`.to_pandas()` needs the `pandas` extra)."""
+        path = self.dir / "runs.parquet"
+        if not path.is_file():
+            raise GrokstackError(f"{self.dir} has no finished run yet ({path} does not exist)")
+        return pl.read_parquet(path)
+
+    @property
+    def metrics(self) -> pl.LazyFrame:
+        """metrics.parquet: one row per run and logged epoch, lazily over its parts."""
+        parts = self.dir / "metrics.parquet"
+        if not any(parts.glob("*.parquet")):
+            raise GrokstackError(f"{self.dir} has no metrics yet ({parts} holds no part)")
+        return pl.scan_parquet(str(parts / "*.parquet"))
+
+    def analyze(self, threshold: float = 0.95, group_by: Union[str, Sequence[str], None] = None, grok_rule: str = "first") -> "Sweep":
+        """Run `grokstack analyze` (writes DIR/analysis/, prints the headline); returns self, so
+        that `sweep.analyze(threshold=1.0).settings()` reads the table it wrote."""
+        args: List[Any] = ["analyze", self.dir, "--threshold", threshold, "--grok-rule", grok_rule]
+        if group_by:
+            args += ["--group-by", group_by if isinstance(group_by, str) else ",".join(group_by)]
+        _cli.run(args)
+        return self
+
+    def settings(self) -> pl.DataFrame:
+        """analysis/settings.csv: one row per setting (runs equal but for the seed) with its grok
+        statistics; analyzes the sweep with the defaults first if it was never analyzed."""
+        path = self.dir / "analysis" / "settings.csv"
+        if not path.is_file():
+            self.analyze()
+        # Statistics of settings that never grokked are empty cells, which alone would read as
+        # strings.
+        return pl.read_csv(path, schema_overrides={column: pl.Float64 for column in _STATISTICS})
+
+    def export(self, run_id: int) -> Dict[str, np.ndarray]:
+        """One run's final weights under PyTorch's names and `[out, in]` layout, as
+        `grokstack export` writes them (bf16 weights come back as float32)."""
+        with tempfile.TemporaryDirectory(prefix="grokstack-") as tmp:
+            path = Path(tmp) / f"run{run_id}.safetensors"
+            _cli.run(["export", self.dir, "--run", run_id, "--out", path], echo_stdout=False)
+            tensors, _ = read_safetensors(path)
+        return tensors
+
+    def __repr__(self) -> str:
+        progress = self.dir / "progress.json"
+        finished = ""
+        if progress.is_file():
+            counts = json.loads(progress.read_text())
+            finished = f", {counts['finished_runs']}/{counts['total_runs']} runs finished"
+        return f"Sweep({self.name!r}, dir={str(self.dir)!r}{finished})"
+
+
+def train(
+    sweep: Union[PathLike, Mapping[str, Any]],
+    out: PathLike,
+    overrides: Optional[Overrides] = None,
+    device: str = "cpu",
+    resume: bool = False,
+    max_memory: Union[str, int, None] = None,
+) -> Sweep:
+    """Train every run of a sweep into `out` with `grokstack train`, and return it.
+
+    `sweep` is a sweep file's path, or a dict of the same structure (sections as nested dicts,
+    `"grid": {"train.lr": [...]}`), written as TOML to a temporary file. `overrides` are
+    `--set`s: `{"train.lr": [0.01, 0.02], "seeds": 2}` or `["train.lr=[0.01,0.02]"]`.
+    `max_memory` is a size like "8GiB" or bytes. The CLI's progress goes to sys.stderr; a
+    failure (e.g. an unknown key) raises GrokstackError with the CLI's message."""
+    args: List[Any] = ["--out", out, "--device", device]
+    for assignment in _assignments(overrides):
+        args += ["--set", assignment]
+    if resume:
+        args.append("--resume")
+    if max_memory is not None:
+        args += ["--max-memory", max_memory]
+    if isinstance(sweep, Mapping):
+        # Not in `out`: the CLI refuses a directory that holds anything but its own sweep.
+        with tempfile.TemporaryDirectory(prefix="grokstack-") as tmp:
+            path = Path(tmp) / "sweep.toml"
+            path.write_text(dumps(sweep))
+            _cli.run(["train", path, *args])
+    else:
+        _cli.run(["train", sweep, *args])
+    return Sweep(out)
+
+
+def load(dir: PathLike) -> Sweep:
+    """The sweep that `grokstack train` wrote (or is writing) to `dir`."""
+    return Sweep(dir)
+
+
+def _assignments(overrides: Optional[Overrides]) -> List[str]:
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{key}={format_value(value, key)}" for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        raise TypeError("overrides: a dict or a list of 'KEY=VALUE' strings, not one string")
+    return [str(item) for item in overrides]

@@ -1,0 +1,131 @@
+"""train / load / Sweep, against the files and the CLI."""
+import json
+import shutil
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from safetensors.numpy import load_file
+
+import grokstack
+from conftest import TINY
+
+
+def test_the_installed_package_is_tested():
+    assert "site-packages" in grokstack.__file__, grokstack.__file__
+    assert grokstack.__version__ != "unknown"
+
+
+def test_train_from_a_dict(tiny):
+    assert tiny.name == "tiny"
+    runs = tiny.runs
+    assert runs.height == 4
+    assert sorted(runs["train.lr"].unique().to_list()) == [0.01, 0.02]
+    assert set(runs["status"]) <= {"done", "stopped", "diverged"}
+    metrics = tiny.metrics
+    assert isinstance(metrics, pl.LazyFrame)
+    table = metrics.collect()
+    assert {"run_id", "epoch", "train_acc", "test_acc"} <= set(table.columns)
+    assert table.filter(pl.col("run_id") == 0)["epoch"].to_list() == [0, 5, 10, 15, 19]  # and the last
+    assert repr(tiny) == f"Sweep('tiny', dir='{tiny.dir}', 4/4 runs finished)"
+
+
+def test_train_from_a_path_with_overrides(tmp_path):
+    sweep_file = tmp_path / "from_file.toml"
+    sweep_file.write_text(grokstack.toml_dumps({k: v for k, v in TINY.items() if k != "grid"} | {"name": "from_file"}))
+    sweep = grokstack.train(sweep_file, tmp_path / "a", overrides={"train.lr": [0.003, 0.03], "seeds": 1})
+    assert sweep.runs["train.lr"].to_list() == [0.003, 0.03]
+    again = grokstack.train(str(sweep_file), str(tmp_path / "b"), overrides=["train.lr=0.005", "model.activation=\"relu\""], max_memory="1GiB")
+    assert again.runs["train.lr"].to_list() == [0.005, 0.005]
+    assert again.runs["model.activation"].to_list() == ["relu", "relu"]
+
+
+def test_resume_of_a_finished_sweep_keeps_it(tmp_path, tiny):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny.dir, out)
+    before = grokstack.load(out).runs
+    assert grokstack.train(TINY, out, resume=True).runs.equals(before)
+
+
+def test_load(tiny):
+    loaded = grokstack.load(tiny.dir)
+    assert loaded.name == tiny.name and loaded.dir == tiny.dir
+    assert loaded.runs.equals(tiny.runs)
+    with pytest.raises(grokstack.GrokstackError, match="holds no sweep"):
+        grokstack.load(tiny.dir / "nothing")
+
+
+def test_settings_analyzes_first(tmp_path, tiny):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny.dir, out, ignore=shutil.ignore_patterns("analysis"))
+    sweep = grokstack.load(out)
+    settings = sweep.settings()
+    assert (out / "analysis" / "settings.csv").is_file()
+    assert settings.height == 2
+    assert settings["seeds"].to_list() == [2, 2]
+    assert settings["median_grok_epoch"].dtype == pl.Float64  # even when nothing grokked
+    assert sweep.analyze(threshold=1.0, group_by=["model.hidden"], grok_rule="after-train") is sweep
+    assert "after-train" in (out / "analysis" / "settings.md").read_text()
+
+
+def test_to_pandas(tiny):
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    assert len(tiny.runs.to_pandas()) == 4
+
+
+def test_export_equals_the_cli_file(tmp_path, tiny):
+    weights = tiny.export(3)
+    path = tmp_path / "run3.safetensors"
+    subprocess.run(["grokstack", "export", str(tiny.dir), "--run", "3", "--out", str(path)], check=True, capture_output=True)
+    expected = load_file(str(path))
+    assert list(weights) == sorted(expected) == ["embedding.weight", "layers.0.weight", "layers.1.weight"]
+    for name, array in expected.items():
+        assert weights[name].dtype == array.dtype
+        assert weights[name].shape == array.shape
+        np.testing.assert_array_equal(weights[name], array)
+    assert weights["layers.0.weight"].shape == (16, 16) and weights["layers.1.weight"].shape == (13, 16)
+    _, metadata = grokstack.read_safetensors(path)
+    assert metadata["format"] == "grokstack-run-1" and metadata["run_id"] == "3"
+    assert json.loads(metadata["config"])["train.lr"] == 0.02
+
+
+def test_export_of_a_missing_run(tiny):
+    with pytest.raises(grokstack.GrokstackError, match="no run 99"):
+        tiny.export(99)
+
+
+def test_bf16_reads_as_float32(tmp_path):
+    values = np.array([[1.0, -2.5], [0.15625, 2.0**100]], dtype=np.float32)
+    bf16 = (values.view(np.uint32) >> 16).astype("<u2")  # exact: these need no rounding
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]}, "i": {"dtype": "I64", "shape": [1], "data_offsets": [8, 16]}}).encode()
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bf16.tobytes() + struct.pack("<q", -7))
+    tensors, metadata = grokstack.read_safetensors(path)
+    assert tensors["w"].dtype == np.float32 and metadata == {}
+    np.testing.assert_array_equal(tensors["w"], values)
+    assert tensors["i"].tolist() == [-7]
+
+
+def test_a_bad_key_raises_with_the_cli_message(tmp_path):
+    bad = {**TINY, "train": {**TINY["train"], "lrr": 0.1}}
+    with pytest.raises(grokstack.GrokstackError, match=r"key `train\.lrr`: unknown key") as caught:
+        grokstack.train(bad, tmp_path / "bad")
+    assert caught.value.returncode != 0
+    assert not (tmp_path / "bad").exists()
+
+    sweep_file = tmp_path / "ok.toml"
+    sweep_file.write_text(grokstack.toml_dumps(TINY))
+    with pytest.raises(grokstack.GrokstackError) as caught:
+        grokstack.train(sweep_file, tmp_path / "bad", overrides={"train.lrr": 1})
+    cli = subprocess.run(["grokstack", "train", str(sweep_file), "--out", str(tmp_path / "bad"), "--set", "train.lrr=1"], capture_output=True, text=True)
+    assert cli.returncode != 0
+    assert f"error: {caught.value}" == cli.stderr.strip() == "error: --set train.lrr=1: unknown key `train.lrr`"
+
+
+def test_overrides_must_be_a_dict_or_a_list(tmp_path):
+    with pytest.raises(TypeError):
+        grokstack.train(TINY, tmp_path / "x", overrides="train.lr=0.1")
