@@ -11,11 +11,12 @@ build:
 	$(CARGO) build --release --workspace
 
 # The whole test suite, built once in release mode (the same build as `make quick`), the
-# browser test of report.html (mk/report.mk) and the Python package's tests against its wheel
-# (mk/python.mk).
+# browser test of report.html (mk/report.mk), the Python package's tests against its wheel
+# (mk/python.mk) and the job array on a real one-node Slurm (mk/slurm.mk).
 test: report-test
 	$(CARGO) test --release --workspace
 	$(MAKE) python-test
+	$(MAKE) slurm-test
 
 # Train sweeps/NAME.toml into $(RUNS)/NAME (replacing an earlier run of the same target),
 # then analyze it. $(2) holds extra `grokstack analyze` flags.

@@ -102,7 +102,13 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Merge { dir } => {
-            let report = merge::merge(&dir)?;
+            let report = merge::merge(&dir).map_err(|error| {
+                if disk::is_full(&error) {
+                    anyhow::anyhow!("{error:#}\nthe shards are intact; free some space, then merge again: grokstack merge {}", dir.display())
+                } else {
+                    error
+                }
+            })?;
             for line in report.missing.iter().chain(&report.duplicated) {
                 eprintln!("{line}");
             }

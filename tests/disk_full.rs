@@ -2,11 +2,12 @@
 //! with a ballast file to leave a chosen amount of space, and trains there. The write that
 //! does not fit must stop the sweep with a message naming the file and the space left, leave
 //! every file written before intact and no temporary behind, and `--resume` (once the ballast
-//! is gone) must end with exactly what an uninterrupted sweep writes.
+//! is gone) must end with exactly what an uninterrupted sweep writes; a merge that does not fit
+//! leaves the shards as they were and, run again, merges what one process would have trained.
 
 mod common;
 
-use common::{grokstack, read_metrics, read_runs, temp_path};
+use common::{grokstack, read_metrics, read_runs, snapshot, temp_path};
 use std::path::{Path, PathBuf};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
@@ -65,24 +66,6 @@ fn train(out: &Path, overrides: &[&str], resume: bool) -> std::process::Output {
     grokstack(&args)
 }
 
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 /// Fill the tmpfs to `left` bytes, train until the disk is full, check the failure, free the
 /// space and resume; the result must equal `reference`, a sweep trained on a roomy disk.
 /// `left` is given the reference directory, to size the space by the files it holds.
@@ -100,7 +83,7 @@ fn full_then_resume(fs: &Tmpfs, left: impl Fn(&Path) -> u64, overrides: &[&str],
         assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
     }
     let before = snapshot(&dir);
-    assert!(before.iter().all(|(p, _)| !p.to_string_lossy().contains(".tmp-")), "a temporary file was left: {before:?}");
+    assert!(before.keys().all(|p| !p.to_string_lossy().contains(".tmp-")), "a temporary file was left: {:?}", before.keys());
     assert!(dir.join("sweep.toml").is_file() && dir.join("plan.json").is_file());
 
     // Still full: a second attempt fails the same way and changes nothing.
@@ -135,4 +118,43 @@ fn disk_full_during_a_parquet_write() {
         weights.div_ceil(PAGE) * PAGE + 3 * PAGE + 4 * PAGE
     };
     full_then_resume(&fs, left, &["train.epochs=40", "train.checkpoint_every=0", "train.log_every=1"], "metrics.parquet/part-00000.parquet");
+}
+
+#[test]
+fn disk_full_during_a_merge() {
+    let Some(fs) = Tmpfs::mount("disk-full-merge", 24) else { return };
+    let overrides = ["train.epochs=40", "train.checkpoint_every=0"];
+    let reference = temp_path("disk-full-merge-reference");
+    assert!(train(&reference, &overrides, false).status.success());
+    let dir = fs.0.join("sweep");
+    let sweep = quick_sweep();
+    for k in 0..3 {
+        let shard = format!("{k}/3");
+        let mut args = vec!["train", sweep.as_str(), "--out", dir.to_str().unwrap(), "--shard", shard.as_str()];
+        for o in overrides {
+            args.extend(["--set", o]);
+        }
+        let out = grokstack(&args);
+        assert!(out.status.success(), "shard {shard}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let shards = snapshot(&dir.join("shards"));
+
+    // A few pages left: the merged metrics and weights parts do not fit.
+    let ballast = fs.fill_to(8 * 4096);
+    let out = grokstack(&["merge", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "merge on a full disk: {stderr}");
+    for expected in ["cannot write", "no space left on its filesystem", "the shards are intact", "grokstack merge"] {
+        assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
+    }
+    assert_eq!(snapshot(&dir.join("shards")), shards, "a failed merge changed a shard");
+    assert!(!dir.join("runs.parquet").exists(), "a failed merge committed runs.parquet");
+
+    std::fs::remove_file(ballast).unwrap();
+    let out = grokstack(&["merge", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "merge after freeing space: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(snapshot(&dir).keys().all(|p| !p.to_string_lossy().contains(".tmp-")), "a temporary file was left");
+    assert!(read_runs(&dir).equals_missing(&read_runs(&reference)), "the merged runs differ from the single-process sweep");
+    assert!(read_metrics(&dir).equals_missing(&read_metrics(&reference)), "the merged metrics differ from the single-process sweep");
+    std::fs::remove_dir_all(&reference).ok();
 }

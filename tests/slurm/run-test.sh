@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 state=$(mktemp -d /tmp/grokstack-slurm.XXXXXX)
+# munged (user munge) keeps its log and socket below it.
+chmod 755 "$state"
 stop() {
     tests/slurm/cluster.sh stop "$state"
     if pgrep -af "$state" >&2; then
