@@ -5,6 +5,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -21,6 +22,8 @@ __all__ = ["Sweep", "train", "load"]
 PathLike = Union[str, "os.PathLike[str]"]
 Overrides = Union[Mapping[str, Any], Iterable[str]]
 
+#: `grokstack merge`'s exit status when runs are missing or duplicated.
+_INCOMPLETE_MERGE = 2
 _STATISTICS = ("grokked_fraction", "median_grok_epoch", "q25_grok_epoch", "q75_grok_epoch", "median_lipschitz_at_grok")
 _NAME_LINE = re.compile(r'^name\s*=\s*"(.*)"\s*$', re.MULTILINE)
 
@@ -42,19 +45,46 @@ class Sweep:
 
     @property
     def runs(self) -> pl.DataFrame:
-        """runs.parquet: one row per finished run (`.to_pandas()` needs the `pandas` extra)."""
-        path = self.dir / "runs.parquet"
-        if not path.is_file():
-            raise GrokstackError(f"{self.dir} has no finished run yet ({path} does not exist)")
-        return pl.read_parquet(path)
+        """runs.parquet: one row per finished run (`.to_pandas()` needs the `pandas` extra). In a
+        directory of shards not merged yet, every shard's finished runs, by run id."""
+        files = [folder / "runs.parquet" for folder in self._result_folders() if (folder / "runs.parquet").is_file()]
+        if not files:
+            raise GrokstackError(f"{self.dir} has no finished run yet ({self.dir / 'runs.parquet'} does not exist)")
+        if files == [self.dir / "runs.parquet"]:
+            return pl.read_parquet(files[0])
+        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed").sort("run_id")
 
     @property
     def metrics(self) -> pl.LazyFrame:
-        """metrics.parquet: one row per run and logged epoch, lazily over its parts."""
-        parts = self.dir / "metrics.parquet"
-        if not any(parts.glob("*.parquet")):
-            raise GrokstackError(f"{self.dir} has no metrics yet ({parts} holds no part)")
-        return pl.scan_parquet(str(parts / "*.parquet"))
+        """metrics.parquet: one row per run and logged epoch, lazily over its parts (in a
+        directory of shards not merged yet, over every shard's parts)."""
+        parts = [str(p) for folder in self._result_folders() for p in sorted((folder / "metrics.parquet").glob("*.parquet"))]
+        if not parts:
+            raise GrokstackError(f"{self.dir} has no metrics yet ({self.dir / 'metrics.parquet'} holds no part)")
+        return pl.scan_parquet(parts)
+
+    def merge(self) -> "Sweep":
+        """Run `grokstack merge`: the shards in DIR/shards/ written as DIR's own runs.parquet and
+        parts (what `export` reads). Runs still missing or duplicated are a warning, listing
+        them; what is there is merged. Returns self."""
+        try:
+            _cli.run(["merge", self.dir])
+        except GrokstackError as error:
+            if error.returncode != _INCOMPLETE_MERGE:
+                raise
+            warnings.warn(f"{self.dir}: merged what the shards hold; missing or duplicated runs:\n{error.stderr.strip()}", stacklevel=2)
+        return self
+
+    def _result_folders(self) -> List[Path]:
+        """Where results are: DIR itself, or (before a merge) its shards, which must all be of one
+        shard count (shards of two would list runs twice)."""
+        if (self.dir / "runs.parquet").is_file():
+            return [self.dir]
+        shards = sorted(p for p in (self.dir / "shards").glob("*-of-*") if p.is_dir())
+        counts = sorted({p.name.split("-of-")[1] for p in shards})
+        if len(counts) > 1:
+            raise GrokstackError(f"{self.dir / 'shards'} holds shards of {' and '.join(counts)}: merge them first (Sweep.merge())")
+        return shards or [self.dir]
 
     def analyze(self, threshold: float = 0.95, group_by: Union[str, Sequence[str], None] = None, grok_rule: str = "first") -> "Sweep":
         """Run `grokstack analyze` (writes DIR/analysis/, prints the headline); returns self, so
@@ -100,14 +130,17 @@ def train(
     device: str = "cpu",
     resume: bool = False,
     max_memory: Union[str, int, None] = None,
+    shard: Optional[str] = None,
 ) -> Sweep:
     """Train every run of a sweep into `out` with `grokstack train`, and return it.
 
     `sweep` is a sweep file's path, or a dict of the same structure (sections as nested dicts,
     `"grid": {"train.lr": [...]}`), written as TOML to a temporary file. `overrides` are
     `--set`s: `{"train.lr": [0.01, 0.02], "seeds": 2}` or `["train.lr=[0.01,0.02]"]`.
-    `max_memory` is a size like "8GiB" or bytes. The CLI's progress goes to sys.stderr; a
-    failure (e.g. an unknown key) raises GrokstackError with the CLI's message."""
+    `max_memory` is a size like "8GiB" or bytes. `shard="K/N"` trains shard K of N into
+    `out/shards/K-of-N/` (the returned Sweep reads all shards; `merge()` joins them). The CLI's
+    progress goes to sys.stderr; a failure (e.g. an unknown key) raises GrokstackError with the
+    CLI's message."""
     args: List[Any] = ["--out", out, "--device", device]
     for assignment in _assignments(overrides):
         args += ["--set", assignment]
@@ -115,6 +148,8 @@ def train(
         args.append("--resume")
     if max_memory is not None:
         args += ["--max-memory", max_memory]
+    if shard is not None:
+        args += ["--shard", shard]
     if isinstance(sweep, Mapping):
         # Not in `out`: the CLI refuses a directory that holds anything but its own sweep.
         with tempfile.TemporaryDirectory(prefix="grokstack-") as tmp:

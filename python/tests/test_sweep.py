@@ -129,3 +129,30 @@ def test_a_bad_key_raises_with_the_cli_message(tmp_path):
 def test_overrides_must_be_a_dict_or_a_list(tmp_path):
     with pytest.raises(TypeError):
         grokstack.train(TINY, tmp_path / "x", overrides="train.lr=0.1")
+
+
+def test_shards_read_before_and_after_the_merge(tmp_path, tiny):
+    out = tmp_path / "sharded"
+    first = grokstack.train(TINY, out, shard="0/2")
+    assert first.dir == out and first.runs.height == 2  # one setting of two, both seeds
+    with pytest.warns(UserWarning, match="missing"):
+        first.merge()
+    grokstack.train(TINY, out, shard="1/2")
+    sweep = grokstack.load(out).merge()
+    assert (out / "runs.parquet").is_file()
+    assert sweep.runs.equals(tiny.runs.sort("run_id"))
+    assert sweep.metrics.collect().sort("run_id", "epoch").equals(tiny.metrics.collect().sort("run_id", "epoch"))
+    assert sweep.export(3).keys() == tiny.export(3).keys()
+
+
+def test_unmerged_shards_read_as_one_sweep(tmp_path, tiny):
+    out = tmp_path / "unmerged"
+    for k in range(2):
+        grokstack.train(TINY, out, shard=f"{k}/2")
+    sweep = grokstack.load(out)
+    assert not (out / "runs.parquet").exists()
+    assert sweep.runs.equals(tiny.runs.sort("run_id"))
+    assert sweep.metrics.collect().sort("run_id", "epoch").equals(tiny.metrics.collect().sort("run_id", "epoch"))
+    (out / "shards" / "0-of-3").mkdir()
+    with pytest.raises(grokstack.GrokstackError, match="shards of 2 and 3"):
+        sweep.runs
