@@ -209,6 +209,8 @@ fn missing_and_duplicated_runs_are_reported() {
     let report = grokstack_analysis::analyze(&dir, &grokstack_analysis::AnalyzeOptions::default()).unwrap();
     assert_eq!(report.missing_runs, absent.len());
     assert_eq!(report.unfinished_shards, vec!["shards/1-of-3: not started".to_string()]);
+    let page = std::fs::read_to_string(report.out_dir.join("report.html")).unwrap();
+    assert!(page.contains("Unfinished shards") && page.contains("<code>shards/1-of-3: not started</code>"), "report.html names the unfinished shard");
 
     let out = grokstack(&["merge", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -1,7 +1,8 @@
 //! The real-Slurm test (`make slurm-test`, which starts a one-node cluster with
 //! tests/slurm/cluster.sh and points SLURM_CONF at it): the quick sweep as a 3-task job array
-//! submitted by `grokstack slurm --submit`, one task cancelled mid-run and resubmitted, then
-//! merged; the merge must equal the same sweep trained by one process.
+//! submitted by `grokstack slurm --submit`, one task cancelled mid-run and resubmitted, another
+//! requeued mid-run (as a preemption does), then merged; the merge must equal the same sweep
+//! trained by one process.
 
 mod common;
 
@@ -31,9 +32,19 @@ fn wait_for(job: &str, limit: Duration) -> Vec<String> {
     shown.split_whitespace().filter_map(|w| w.strip_prefix("JobState=")).map(str::to_string).collect()
 }
 
+/// Wait until shard `k` has written a checkpoint (it is mid-run).
+fn wait_for_checkpoint(dir: &Path, k: usize) {
+    let checkpoints = dir.join(format!("shards/{k}-of-{SHARDS}/checkpoints"));
+    let start = Instant::now();
+    while !std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json")))) {
+        assert!(start.elapsed() < Duration::from_secs(300), "task {k} wrote no checkpoint in {}", checkpoints.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 #[ignore = "needs a running Slurm: run it with `make slurm-test`"]
-fn a_job_array_with_a_cancelled_task_merges_into_the_single_process_result() {
+fn a_job_array_with_a_cancelled_and_a_requeued_task_merges_into_the_single_process_result() {
     assert!(std::env::var_os("SLURM_CONF").is_some(), "SLURM_CONF is not set: run this test with `make slurm-test`");
     let sweep = Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps/quick.toml");
     let sweep = sweep.to_str().unwrap();
@@ -54,16 +65,25 @@ fn a_job_array_with_a_cancelled_task_merges_into_the_single_process_result() {
 
     // Cancel task 1 once it has written a checkpoint, i.e. mid-run; scancel's SIGTERM makes
     // it checkpoint again and stop.
-    let checkpoints = sharded.join(format!("shards/1-of-{SHARDS}/checkpoints"));
-    let start = Instant::now();
-    while !std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json")))) {
-        assert!(start.elapsed() < Duration::from_secs(300), "task 1 wrote no checkpoint in {}", checkpoints.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_checkpoint(&sharded, 1);
     slurm("scancel", &[&format!("{job}_1")]);
+    // Requeue task 2 mid-run, as a preemption does: SIGTERM, then the same task runs again
+    // (Slurm delays a requeued job; the test lets it start at once) and resumes.
+    wait_for_checkpoint(&sharded, 2);
+    let task2 = format!("{job}_2");
+    slurm("scontrol", &["requeue", &task2]);
+    let start = Instant::now();
+    while slurm("squeue", &["-h", "-j", &task2, "-o", "%T"]) != "PENDING" {
+        assert!(start.elapsed() < Duration::from_secs(60), "the requeued task 2 never became pending");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    slurm("scontrol", &["update", &format!("JobId={task2}"), "StartTime=now"]);
     let states = wait_for(&job, Duration::from_secs(600));
     assert_eq!(states.iter().filter(|s| *s == "CANCELLED").count(), 1, "states of job {job}: {states:?}");
-    assert!(!sharded.join(format!("shards/1-of-{SHARDS}/runs.parquet")).exists() || states.len() == SHARDS, "task 1 finished before it was cancelled");
+    assert_eq!(states.iter().filter(|s| *s == "COMPLETED").count(), 2, "states of job {job}: {states:?}");
+    assert!(!sharded.join(format!("shards/1-of-{SHARDS}/runs.parquet")).exists(), "task 1 finished before it was cancelled");
+    let log = std::fs::read_to_string(sharded.join("slurm/logs/shard-2.log")).unwrap();
+    assert_eq!(log.matches("== shard 2 of 3").count(), 2, "the requeued task ran twice, into one log:\n{log}");
 
     // A merge now reports shard 1's runs as missing.
     let merge = grokstack(&["merge", sharded.to_str().unwrap()]);

@@ -183,6 +183,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         headline: &headline,
         sweep_toml: sweep_toml.as_deref(),
         missing_runs,
+        unfinished_shards: sweep.shard_notes(),
         skipped_runs,
         runs: &runs,
         varying: &varying,

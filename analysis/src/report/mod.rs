@@ -76,6 +76,8 @@ pub(crate) struct Page<'a> {
     /// DIR/sweep.toml, None when the directory has none (older outputs).
     pub sweep_toml: Option<&'a str>,
     pub missing_runs: usize,
+    /// A sharded directory's unfinished shards, one line each (as `analyze` prints them).
+    pub unfinished_shards: &'a [String],
     pub skipped_runs: usize,
     /// Per-run outcomes (with `diverged`) and the columns that tell settings apart.
     pub runs: &'a DataFrame,
@@ -143,6 +145,13 @@ fn runs_section(page: &Page) -> Result<String> {
             page.missing_runs
         )
     });
+    if !page.unfinished_shards.is_empty() {
+        out.push_str("<p>Unfinished shards (train them, or resubmit their array tasks):</p>\n<ul>\n");
+        for shard in page.unfinished_shards {
+            out.push_str(&format!("<li><code>{}</code></li>\n", html::escape(shard)));
+        }
+        out.push_str("</ul>\n");
+    }
     if page.skipped_runs > 0 {
         out.push_str(&format!(
             "<p>{} runs skipped by seed waves (never trained; their settings are <code>partial</code>).</p>\n",
