@@ -2,7 +2,9 @@
 //!
 //! Reading order: `config` (sweep files) → `data` (the task and splits) → `model` (the
 //! stacked MLP, forward and backward) → `kernels` (activations, losses, the gather) → `cpu` (the fast CPU pass) → `transformer` (the stacked transformer, tensor path) → `optim` → `train`
-//! (one stack) → `metrics` → `runner` (a whole sweep) → `output` (Parquet) → `checkpoint` (resuming) → `export`.
+//! (one stack) → `metrics` → `runner` (a whole sweep) → `output` (Parquet) → `checkpoint` (resuming) → `export`;
+//! beyond one machine: `shard` (a sweep split into N) → `slurm` (a job array) → `merge`; `disk`
+//! names a full disk.
 
 pub mod bench;
 pub mod checkpoint;
