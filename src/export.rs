@@ -39,8 +39,7 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
     let spec = runs.get(run_id).with_context(|| format!("the sweep in {} has runs 0 to {}; there is no run {run_id}", dir.display(), runs.len().saturating_sub(1)))?;
 
     let plan_path = dir.join(PLAN_FILE);
-    let plan: Plan = serde_json::from_str(&fs::read_to_string(&plan_path).with_context(|| format!("cannot read {}", plan_path.display()))?)
-        .map_err(|e| anyhow!("{} is corrupted: {e}", plan_path.display()))?;
+    let plan = Plan::read(&plan_path)?;
     let part = plan.parts.iter().position(|ids| ids.contains(&run_id)).with_context(|| format!("{} does not list run {run_id}", plan_path.display()))?;
     let weights_path = dir.join(output::WEIGHTS_DIR).join(output::part_name(part, "safetensors"));
     if run_status(&dir.join(RUNS_FILE), run_id)?.as_deref() == Some(Status::Skipped.as_str()) {

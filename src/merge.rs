@@ -87,7 +87,7 @@ fn refuse_trained_results(dir: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let previous: Plan = serde_json::from_str(&fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?).map_err(|e| anyhow!("{} is corrupted: {e}", path.display()))?;
+    let previous = Plan::read(&path)?;
     if previous.merged_from.is_empty() {
         bail!("{} holds a sweep trained there, not a merge of its shards ({}); merge into a directory of shards only", dir.display(), path.display());
     }
@@ -193,7 +193,7 @@ fn find_shards(dir: &Path, text: &str) -> Result<Vec<Found>> {
         let listed = listed_run_ids(runs.as_ref(), None).with_context(|| format!("{} has no valid run_id and status columns", runs_path.display()))?;
         let plan_path = path.join(PLAN_FILE);
         let plan = match runs {
-            Some(_) => Some(serde_json::from_str::<Plan>(&fs::read_to_string(&plan_path).with_context(|| format!("cannot read {}", plan_path.display()))?).map_err(|e| anyhow!("{} is corrupted: {e}", plan_path.display()))?),
+            Some(_) => Some(Plan::read(&plan_path)?),
             None => None,
         };
         found.push(Found { shard, dir: path, started, plan, runs, listed });

@@ -46,6 +46,14 @@ pub struct Plan {
     pub merged_from: Vec<String>,
 }
 
+impl Plan {
+    /// A plan.json (a trained directory's, a shard's or a merge's), parsed.
+    pub fn read(path: &Path) -> Result<Plan> {
+        let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow!("{} is corrupted: {e}", path.display()))
+    }
+}
+
 pub struct OutputDir {
     root: PathBuf,
     /// The largest number of Linear layers in the sweep: every part gets that many
@@ -97,8 +105,7 @@ impl OutputDir {
     /// shard's) once each and to have been made for its seed waves.
     pub fn read_plan(&self, sweep: &Sweep, run_ids: &[usize]) -> Result<Plan> {
         let path = self.root.join(PLAN_FILE);
-        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {} (needed to resume)", path.display()))?;
-        let plan: Plan = serde_json::from_str(&text).map_err(|e| anyhow!("{} is corrupted: {e}", path.display()))?;
+        let plan = Plan::read(&path).context("resuming needs the sweep's plan")?;
         if plan.seed_waves != sweep.seed_waves {
             bail!("{}", different_waves(&self.root, &plan.seed_waves, &sweep.seed_waves));
         }
