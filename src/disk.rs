@@ -13,6 +13,15 @@ pub fn is_full(error: &anyhow::Error) -> bool {
     })
 }
 
+/// `error`, and for a full disk the command's next step (`hint`) on a line of its own.
+pub fn with_hint(error: anyhow::Error, hint: impl FnOnce() -> String) -> anyhow::Error {
+    if is_full(&error) {
+        anyhow::anyhow!("{error:#}\n{}", hint())
+    } else {
+        error
+    }
+}
+
 /// The error of a failed write of `path`: for a full disk, what is left on its filesystem.
 pub fn write_error(path: &Path, error: anyhow::Error) -> anyhow::Error {
     if !is_full(&error) {
@@ -27,7 +36,7 @@ pub fn write_error(path: &Path, error: anyhow::Error) -> anyhow::Error {
 }
 
 /// Bytes an unprivileged process may still write on the filesystem holding `dir`.
-fn free_bytes(dir: &Path) -> Option<u64> {
+pub fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };

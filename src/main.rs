@@ -60,11 +60,7 @@ fn run(cli: Cli) -> Result<i32> {
             interrupt::install();
             let shard_arg = shard_text.map_or(String::new(), |text| format!(" --shard {text}"));
             let summary = runner::train_sweep_with(&sweep, &out, &device, &runner::TrainOptions { max_memory, resume, shard }).map_err(|error| {
-                if disk::is_full(&error) {
-                    anyhow::anyhow!("{error:#}\nfree some space, then continue with: grokstack train {} --out {}{shard_arg} --resume", sweep_path.display(), out.display())
-                } else {
-                    error
-                }
+                disk::with_hint(error, || format!("free some space, then continue with: grokstack train {} --out {}{shard_arg} --resume", sweep_path.display(), out.display()))
             })?;
             let checkpoints = if summary.checkpoints > 0 {
                 format!(
@@ -102,13 +98,8 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Merge { dir } => {
-            let report = merge::merge(&dir).map_err(|error| {
-                if disk::is_full(&error) {
-                    anyhow::anyhow!("{error:#}\nthe shards are intact; free some space, then merge again: grokstack merge {}", dir.display())
-                } else {
-                    error
-                }
-            })?;
+            let report = merge::merge(&dir)
+                .map_err(|error| disk::with_hint(error, || format!("the shards are intact; free some space, then merge again: grokstack merge {}", dir.display())))?;
             for line in report.missing.iter().chain(&report.duplicated) {
                 eprintln!("{line}");
             }

@@ -27,17 +27,11 @@ impl Tmpfs {
         Some(Tmpfs(dir))
     }
 
-    fn free_bytes(&self) -> u64 {
-        let path = std::ffi::CString::new(self.0.to_str().unwrap()).unwrap();
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stat) }, 0);
-        stat.f_bavail as u64 * stat.f_frsize as u64
-    }
-
     /// Fill the filesystem until `left` bytes are free.
     fn fill_to(&self, left: u64) -> PathBuf {
         let ballast = self.0.join("ballast");
-        let size = self.free_bytes().checked_sub(left).expect("the tmpfs is smaller than what should be left free");
+        let free = grokstack::disk::free_bytes(&self.0).expect("statvfs of the tmpfs");
+        let size = free.checked_sub(left).expect("the tmpfs is smaller than what should be left free");
         std::fs::write(&ballast, vec![1u8; size as usize]).unwrap();
         ballast
     }
