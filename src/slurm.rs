@@ -154,9 +154,9 @@ impl ArrayJob {
         Ok(())
     }
 
-    /// Write the script into `DIR/slurm/` (and make the logs' folder, which Slurm does not).
-    pub fn write(&self) -> Result<PathBuf> {
-        let script = self.script()?;
+    /// Write `script` (this job's [`ArrayJob::script`]) into `DIR/slurm/`, and make the logs'
+    /// folder, which Slurm does not.
+    pub fn write(&self, script: &str) -> Result<PathBuf> {
         let path = Self::script_path(&self.out);
         let logs = self.out.join(SLURM_DIR).join(LOGS_DIR);
         std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
@@ -231,7 +231,7 @@ pub fn prepare(request: Request) -> Result<PathBuf> {
     let binary = std::env::current_exe().context("cannot find this grokstack binary's path")?;
     let device = request.device.unwrap_or_else(|| if request.resources.gpus_per_task.unwrap_or(0) > 0 { "cuda".into() } else { "cpu".into() });
     let job = ArrayJob { name: request.sweep.name.clone(), binary, out: out.clone(), shards: request.shards, device, resources: request.resources };
-    job.script()?;
+    let script = job.script()?;
     let settings = request.sweep.setting_count();
     if request.shards > settings {
         bail!("--shards {}: the sweep has {settings} settings, and a shard holds whole settings (all their seeds)", request.shards);
@@ -246,7 +246,7 @@ pub fn prepare(request: Request) -> Result<PathBuf> {
         );
     }
     crate::shard::write_sweep_file(&out, request.sweep)?;
-    job.write()
+    job.write(&script)
 }
 
 /// The shard counts other than `shards` that `DIR/shards/K-of-N/` folders already use.
