@@ -2,7 +2,7 @@
 //! stack's results before the next starts.
 
 use crate::checkpoint::{Checkpoints, Writer};
-use crate::config::{ModelKind, RunSpec, Sweep};
+use crate::config::{RunSpec, Sweep};
 use crate::interrupt;
 use crate::metrics::Status;
 use crate::output::{holds_sweep, runs_frame, OutputDir, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
@@ -84,14 +84,7 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass, shard: Option<S
             let flops = flops_per_run_epoch(c) * c.epochs as f64 * stack.len() as f64;
             run_epochs += c.epochs * stack.len();
             wave_flops += flops;
-            let model = match c.kind {
-                ModelKind::Mlp => format!("MLP input {:?}, hidden {:?}, {:?}", c.input, c.hidden, c.activation),
-                ModelKind::Transformer => {
-                    let t = &c.transformer;
-                    let (tokens, vocab) = c.token_shape();
-                    format!("transformer {} layer(s), d {}, {} heads, {} FFN, {}-norm {}, {} positions, {} tokens of {vocab}", t.layers, t.d_model, t.heads, t.ffn, if t.pre_norm { "pre" } else { "post" }, t.norm, t.positional, tokens)
-                }
-            };
+            let model = c.arch().describe();
             out.push_str(&format!(
                 "  {}stack {i}: R = {}, {} rows ({} train, {} per step), {} classes, {model}, {:?}, {:?}, {} epochs: memory ≈ {}, {:.1} TFLOP\n",
                 waves.label(wave),

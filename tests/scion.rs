@@ -93,7 +93,7 @@ fn polar_express_on_the_cpu_matches_the_tensor_ops() {
 fn scion_groups_follow_the_fork() {
     for (input, want) in [("embedding", vec![Lmo::ColNorm, Lmo::Spectral, Lmo::Spectral, Lmo::Sign]), ("two_hot", vec![Lmo::ColNorm, Lmo::Spectral, Lmo::Sign])] {
         let runs = common::runs(common::TINY, &[&format!("model.input={input}"), "model.hidden=[5, 4]"]);
-        let model = grokstack::models::Model::init(&grokstack::models::Arch::from_config(&runs[0].config), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
+        let model = grokstack::models::Model::init(&runs[0].config.arch(), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
         let got: Vec<Lmo> = model.params.iter().map(|p| Lmo::of(p).unwrap()).collect();
         assert_eq!(got, want, "{input}");
     }

@@ -20,9 +20,16 @@
 //! the run's row count, and never by the stack's.
 
 use super::{expect_rank3, Real};
-use crate::config::Loss;
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
+
+/// The loss of a run (`train.loss`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Loss {
+    Softmax,
+    StableMax,
+    Sparsemax,
+}
 
 /// Columns of the per-run statistics returned by [`stats`].
 pub const STAT_LOSS: usize = 0;
