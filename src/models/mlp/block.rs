@@ -8,7 +8,8 @@
 //! Values are rounded to bf16 where the tensor path stores them (see `kernels::round`).
 
 use crate::cpu::matmul::{matmul, Layout};
-use crate::config::{Activation, Loss};
+use crate::kernels::activation::Activation;
+use crate::kernels::loss::Loss;
 use crate::kernels::loss::{self, N_STATS};
 use crate::kernels::round::round_slice;
 use crate::kernels::{activation, gather, Real};
