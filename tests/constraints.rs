@@ -170,7 +170,7 @@ fn constraints_are_refused_where_they_cannot_apply_naming_the_key() {
         ("seeds = 1\n[model]\ninput = \"two_hot\"\n[train]\nembed_rms_cap = 1.0\n", "train.embed_rms_cap"),
         ("seeds = 1\n[train]\nconstraint_lambda = 1.5\n", "train.constraint_lambda"),
     ] {
-        let err = grokstack::config::Sweep::parse(toml, "c.toml", &[]).and_then(|s| s.runs()).err().expect("an error");
+        let err = grokstack::config::Sweep::parse(toml, "c.toml", &[]).and_then(|s| s.runs()).expect_err("an error");
         let message = format!("{err:#}");
         assert!(message.contains(key) && message.contains("c.toml"), "{message}");
     }

@@ -203,7 +203,7 @@ fn a_scion_run_alone_is_bit_identical_inside_a_stack_and_bf16_stays_finite() {
 #[test]
 fn scion_is_refused_for_the_transformer_naming_the_key() {
     let toml = "seeds = 1\n[model]\nkind = \"transformer\"\n[train]\noptimizer = \"scion\"\n";
-    let err = grokstack::config::Sweep::parse(toml, "scion.toml", &[]).and_then(|s| s.runs()).err().expect("an error");
+    let err = grokstack::config::Sweep::parse(toml, "scion.toml", &[]).and_then(|s| s.runs()).expect_err("an error");
     let message = format!("{err:#}");
     assert!(message.contains("train.optimizer") && message.contains("scion.toml"), "{message}");
 }

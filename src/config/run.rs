@@ -395,5 +395,5 @@ fn task_shape(op: Op, p: usize, n_bits: usize) -> TaskShape {
 pub const MAX_PARITY_BITS: usize = 20;
 
 pub fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
 }

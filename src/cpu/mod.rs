@@ -27,7 +27,7 @@ fn reduce_wave<T: Pooled>(mut partials: Vec<Partial<T>>, chunks_per_run: usize, 
             first.0.iter_mut().zip(chunk_sums).for_each(|(s, v)| *s += v);
             if let (Some(total), Some(part)) = (&mut first.1, chunk_grads) {
                 for (t, g) in total.iter_mut().zip(part) {
-                    t.iter_mut().zip(g).for_each(|(t, &g)| *t = *t + g);
+                    t.iter_mut().zip(g).for_each(|(t, &g)| *t += g);
                 }
             }
         }

@@ -64,7 +64,7 @@ crate::avx2_twin! {
 #[inline(always)]
 fn backward_loop<T: Real>(da: &mut [T], derivative: &[T]) {
     for (g, &d) in da.iter_mut().zip(derivative) {
-        *g = *g * d;
+        *g *= d;
     }
 }
 

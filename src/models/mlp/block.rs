@@ -120,7 +120,7 @@ impl<T: Real + 'static> Net<'_, T> {
         }
         if self.alpha != T::one() {
             let logits = &mut buf.logits[..b * self.classes];
-            logits.iter_mut().for_each(|x| *x = *x * self.alpha);
+            logits.iter_mut().for_each(|x| *x *= self.alpha);
             self.store(logits);
         }
     }
@@ -137,7 +137,7 @@ impl<T: Real + 'static> Net<'_, T> {
             let dlogits = &mut buf.logits[..labels.len() * self.classes];
             self.store(dlogits);
             if self.alpha != T::one() {
-                dlogits.iter_mut().for_each(|g| *g = *g * self.alpha); // d/dz of α·z
+                dlogits.iter_mut().for_each(|g| *g *= self.alpha); // d/dz of α·z
                 self.store(dlogits);
             }
         }

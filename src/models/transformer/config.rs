@@ -166,10 +166,10 @@ impl TransformerConfig {
     }
 
     fn check(&self, keys: Keys) -> Result<()> {
-        if self.d_model % self.heads != 0 {
+        if !self.d_model.is_multiple_of(self.heads) {
             bail!("key `model.heads`: {} heads do not divide model.d_model = {}", self.heads, self.d_model);
         }
-        if matches!(self.position, Position::Rope { .. }) && (self.d_model / self.heads) % 2 != 0 {
+        if matches!(self.position, Position::Rope { .. }) && !(self.d_model / self.heads).is_multiple_of(2) {
             bail!(
                 "key `model.positional`: RoPE rotates pairs, so the head width d_model / heads = {} must be even",
                 self.d_model / self.heads
