@@ -47,6 +47,7 @@ pub mod attention;
 pub mod block;
 pub mod cpu;
 pub mod ffn;
+pub mod grads;
 pub mod layers;
 pub mod masks;
 
