@@ -3,10 +3,12 @@
 //!
 //! `stacks` plans a new sweep and `dry_run` describes that plan; a sweep's directory is
 //! opened with its plan here, `parts` reads the plan back as runs, `resume` checks what an
-//! earlier process left, `progress` reports, and `commit` writes a part's results.
+//! earlier process left, `part` trains each part, `progress` reports, and `commit` writes a
+//! part's results.
 
 mod commit;
 pub mod dry_run;
+mod part;
 mod parts;
 mod progress;
 mod resume;
@@ -18,14 +20,14 @@ pub use stacks::plan_chunks;
 pub use summary::{Outcomes, SweepSummary};
 
 use crate::checkpoint::{Checkpoints, Writer};
-use crate::config::{RunSpec, Sweep};
+use crate::config::Sweep;
 use crate::interrupt;
 use crate::output::{holds_sweep, OutputDir, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
 use crate::shard::{self, Shard};
-use crate::train::{Control, Outcome, Stack, Trained, Training};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::Device;
 use commit::Commits;
+use part::{run_epochs, PartTrainer};
 use parts::{run_ids, Parts};
 use progress::Progress;
 use std::path::Path;
@@ -63,32 +65,17 @@ pub fn train_sweep_with(sweep: &Sweep, out: &Path, device: &Device, options: &Tr
     }
     let mut commits = Commits::new(&output, &checkpoints, finished, &runs_path, parts.has_waves());
     let left = (0..parts.len()).filter(|&index| !done[index]);
-    let run_epochs = left.clone().map(|index| parts.runs(index)).map(|part| part_run_epochs(part, part.len())).sum();
-    let mut progress = Progress::new(run_epochs, total_runs, finished_before, parts.len());
+    let worst_case = left.clone().map(|index| parts.runs(index)).map(|runs| run_epochs(runs, runs.len())).sum();
+    let mut progress = Progress::new(worst_case, total_runs, finished_before, parts.len());
     progress.write(&output)?;
-    let mut writer = Writer::new(checkpoints.clone());
+    let writer = Writer::new(checkpoints.clone());
+    let mut trainer = PartTrainer { device, parts: &parts, checkpoints: &checkpoints, writer };
     let mut interrupted = false;
     for index in left {
-        if interrupt::requested() {
+        if interrupt::requested() || !trainer.run(index, &mut commits, &mut progress)? {
             interrupted = true;
             break;
         }
-        let part = parts.runs(index);
-        let standing = parts.standing(index, commits.finished())?;
-        let skipped = part.len() - standing.runs.len();
-        progress.skip(part_run_epochs(part, skipped));
-        let trained = if standing.runs.is_empty() {
-            None
-        } else {
-            let Some(trained) = train_part(index, &parts, standing.runs, device, &checkpoints, &mut writer, &progress)?
-            else {
-                interrupted = true;
-                break;
-            };
-            Some(trained)
-        };
-        commits.part(index, part, &standing.skip_reasons, trained, &mut progress)?;
-        progress.part_done(index, &parts.wave_label(index), skipped);
     }
     progress.finish();
     Ok(SweepSummary {
@@ -97,14 +84,9 @@ pub fn train_sweep_with(sweep: &Sweep, out: &Path, device: &Device, options: &Tr
         outcomes: Outcomes::of(commits.finished())?,
         seconds: progress.seconds(),
         interrupted,
-        checkpoints: writer.written,
-        checkpoint_seconds: writer.blocked_seconds,
+        checkpoints: trainer.writer.written,
+        checkpoint_seconds: trainer.writer.blocked_seconds,
     })
-}
-
-/// The run-epochs of `runs` runs of `part` if each trains the part's whole budget.
-fn part_run_epochs(part: &[RunSpec], runs: usize) -> u64 {
-    (runs as u64).saturating_mul(part[0].config.epochs as u64)
 }
 
 /// The directory this process trains into (the sweep's, or its shard's), opened.
@@ -149,38 +131,4 @@ fn open(sweep: &Sweep, out: &Path, device: &Device, options: &TrainOptions) -> R
         _ => output.read_plan(sweep, &own_ids)?,
     };
     Ok(Opened { output, existing, plan, total_runs: own_ids.len() })
-}
-
-/// Train the standing `runs` of part `index` from its checkpoint, or from their first epoch.
-/// None: the sweep was interrupted, after a checkpoint.
-fn train_part(
-    index: usize,
-    parts: &Parts,
-    runs: Vec<RunSpec>,
-    device: &Device,
-    checkpoints: &Checkpoints,
-    writer: &mut Writer,
-    progress: &Progress,
-) -> Result<Option<Trained>> {
-    let (epochs, checkpoint_every) = (parts.runs(index)[0].config.epochs, runs[0].config.checkpoint_every);
-    let ids = run_ids(&runs);
-    let training = match checkpoints.load(index, &ids)? {
-        Some((_, path, state)) => Training::resume(runs, &state, device)
-            .with_context(|| format!("cannot resume part {index} from checkpoint {}", path.display()))?,
-        None => Training::new(Stack::new(runs, device)?),
-    };
-    let mut shown = progress.part(index, parts.wave_label(index), ids.len(), epochs, training.next_step());
-    let mut save = |t: &Training| writer.save(index, t);
-    let control = Control { checkpoint_every, interrupted: &interrupt::requested, checkpoint: &mut save };
-    let outcome = training.run(control, |step, active| shown.step(step, active));
-    // The last checkpoint is on disk (or its error known) before the part's results are
-    // committed, before its checkpoint is removed, and before an interrupted sweep exits.
-    writer.wait()?;
-    match outcome? {
-        Outcome::Interrupted => Ok(None),
-        Outcome::Finished(trained) => {
-            shown.trained();
-            Ok(Some(trained))
-        }
-    }
 }
