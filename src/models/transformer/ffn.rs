@@ -59,7 +59,14 @@ impl Transformer {
     }
 
     /// Backward of [`Transformer::ffn_forward`]: dx `[R, M, d]` from dout `[R, M, d]`.
-    pub(crate) fn ffn_backward(&self, at: &FfnAt, cache: &FfnCache, dout: &Tensor, drop: &BlockDropout, grads: &mut Grads) -> Result<Tensor> {
+    pub(crate) fn ffn_backward(
+        &self,
+        at: &FfnAt,
+        cache: &FfnCache,
+        dout: &Tensor,
+        drop: &BlockDropout,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
         let dout = dropout(dout, drop.ffn_out.as_ref())?; // [R, M, d]
         let dhidden = grads.linear(self, &at.w2, &dout, &cache.hidden)?; // [R, M, F]
         let dhidden = dropout(&dhidden, drop.ffn_hidden.as_ref())?;
