@@ -16,11 +16,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// first epoch touched is reused by all the others instead of being faulted in again.
 #[cfg(target_os = "linux")]
 #[export_name = "_rjem_malloc_conf"]
-pub static MALLOC_CONF: MallocConf = MallocConf(b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0".as_ptr());
+pub static MALLOC_CONF: MallocConf = MallocConf(c"dirty_decay_ms:-1,muzzy_decay_ms:-1".as_ptr());
 
 /// jemalloc reads its options from a `const char *` named `malloc_conf`.
 #[repr(transparent)]
-pub struct MallocConf(*const u8);
+pub struct MallocConf(*const std::ffi::c_char);
 // SAFETY: the pointer is to a static, immutable, NUL-terminated byte string.
 unsafe impl Sync for MallocConf {}
 

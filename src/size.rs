@@ -17,7 +17,7 @@ pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
         _ => anyhow::bail!("--max-memory {text}: unknown unit `{unit}`"),
     };
     let bytes = value * scale as f64;
-    if !(bytes >= 1.0) {
+    if bytes.is_nan() || bytes < 1.0 {
         anyhow::bail!("--max-memory {text}: must be positive");
     }
     Ok(bytes as u64)

@@ -7,12 +7,12 @@
 //! part's results.
 
 mod commit;
-pub mod dry_run;
+mod dry_run;
 mod part;
 mod parts;
 mod progress;
 mod resume;
-pub mod stacks;
+mod stacks;
 mod summary;
 
 pub use dry_run::describe_plan;

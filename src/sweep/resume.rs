@@ -53,8 +53,8 @@ pub fn prepare(
 ) -> Result<()> {
     let skipped_ids = listed_run_ids(finished, runs_path, Some(Status::Skipped.as_str()))?;
     let standing_ids = |index: usize| -> Result<Vec<usize>> { Ok(run_ids(&parts.standing(index, finished)?.runs)) };
-    for index in 0..parts.len() {
-        if done[index] {
+    for (index, &part_done) in done.iter().enumerate() {
+        if part_done {
             // A part whose runs were all skipped wrote no metrics or weights.
             if parts.run_ids(index).iter().any(|id| !skipped_ids.contains(id)) {
                 output.check_finished_part(index)?;
@@ -65,8 +65,8 @@ pub fn prepare(
     }
     output.remove_stale_temporaries()?;
     let mut resumed = Vec::new();
-    for index in 0..parts.len() {
-        if done[index] {
+    for (index, &part_done) in done.iter().enumerate() {
+        if part_done {
             checkpoints.remove(index)?;
         } else if let Some(manifest) = checkpoints.manifest(index, &standing_ids(index)?)? {
             checkpoints.remove_states(index, Some(&manifest.state))?;
