@@ -160,9 +160,9 @@ pub fn format_table(results: &[BenchResult], gemm: Option<&GemmReference>) -> St
             r.median_epoch_seconds,
             r.run_epochs_per_second,
             r.effective_gflops,
-            crate::plan::human_bytes(r.peak_rss_bytes as f64),
-            crate::plan::human_bytes(r.peak_rss_per_run_bytes),
-            crate::plan::human_bytes(r.estimated_bytes as f64),
+            crate::size::human_bytes(r.peak_rss_bytes as f64),
+            crate::size::human_bytes(r.peak_rss_per_run_bytes),
+            crate::size::human_bytes(r.estimated_bytes as f64),
         ));
     }
     if let Some(g) = gemm {

@@ -12,7 +12,7 @@
 //! tensor is read.
 
 use crate::faults;
-use crate::output::write_atomic;
+use crate::files::write_atomic;
 use crate::state::{State, StateDict};
 use crate::train::Training;
 use anyhow::{anyhow, bail, Context, Result};

@@ -29,7 +29,7 @@ pub fn write_error(path: &Path, error: anyhow::Error) -> anyhow::Error {
     }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let free = match free_bytes(dir) {
-        Some(bytes) => format!("{} free", crate::plan::human_bytes(bytes as f64)),
+        Some(bytes) => format!("{} free", crate::size::human_bytes(bytes as f64)),
         None => "free space unknown".to_string(),
     };
     error.context(format!("cannot write {}: no space left on its filesystem ({free} in {}); files written before are intact", path.display(), dir.display()))

@@ -11,7 +11,8 @@
 
 use crate::config::{Sweep, Value};
 use crate::metrics::Status;
-use crate::output::{self, write_atomic, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
+use crate::files::{self, write_atomic};
+use crate::output::{self, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
 use polars::prelude::*;
@@ -95,14 +96,14 @@ fn run_status(path: &Path, run_id: usize) -> Result<Option<String>> {
     if !path.exists() {
         return Ok(None);
     }
-    let df = output::read_parquet(path)?;
+    let df = files::read_parquet(path)?;
     let Some(row) = find_row(&df, path, run_id)? else { return Ok(None) };
     Ok(df.column("status").and_then(|c| Ok(c.str()?.get(row).map(str::to_string))).map_err(|e| anyhow!("{}: {e}", path.display()))?)
 }
 
 /// The run's row of runs.parquet as metadata strings (floats written to round-trip).
 fn run_summary(path: &Path, run_id: usize) -> Result<Vec<(String, String)>> {
-    let df = output::read_parquet(path)?;
+    let df = files::read_parquet(path)?;
     let row = find_row(&df, path, run_id)?.with_context(|| format!("{} has no row for run {run_id}", path.display()))?;
     let mut out = Vec::new();
     for name in ["status", "epochs_trained", "grok_epoch", "solve_epoch", "final_train_acc", "final_test_acc", "final_train_loss", "final_test_loss"] {

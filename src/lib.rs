@@ -2,19 +2,25 @@
 //!
 //! Reading order: `config` (sweep files) → `data` (the task and splits) → `model` (the
 //! stacked MLP, forward and backward) → `kernels` (activations, losses, the gather) → `cpu` (the fast CPU pass) → `transformer` (the stacked transformer, tensor path) → `optim` → `train`
-//! (one stack) → `metrics` → `runner` (a whole sweep) → `output` (Parquet) → `checkpoint` (resuming) → `export`;
-//! beyond one machine: `shard` (a sweep split into N) → `slurm` (a job array) → `merge`; `disk`
-//! names a full disk.
+//! (one stack) → `metrics` → `sweep` (a whole sweep: its plan, resume, progress and the
+//! commit of each part) → `output` (Parquet) → `checkpoint` (resuming) → `export`;
+//! beyond one machine: `shard` (a sweep split into N) → `slurm` (a job array) → `merge`.
+//! `commands` are the binary's commands over all of that. Leaves that depend on nothing above
+//! them: `files` (atomic writes, Parquet), `disk` (a full disk named), `size` (byte sizes),
+//! `runs_file` (runs.parquet read back), `run_axis` (per-run selection), `rng`, `device`.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod device;
 pub mod disk;
 pub mod export;
 pub mod faults;
+pub mod files;
 pub mod interrupt;
 pub mod kernels;
 pub mod lipschitz;
@@ -25,10 +31,13 @@ pub mod optim;
 pub mod output;
 pub mod plan;
 pub mod rng;
-pub mod runner;
+pub mod run_axis;
+pub mod runs_file;
 pub mod shard;
+pub mod size;
 pub mod slurm;
 pub mod state;
+pub mod sweep;
 pub mod tasks;
 pub mod train;
 pub mod waves;

@@ -9,8 +9,9 @@
 //! last, then the parts of the previous merge that this one does not have are removed.
 
 use crate::config::Sweep;
-use crate::output::{self, read_parquet, write_atomic, write_parquet, OutputDir, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
-use crate::runner::listed_run_ids;
+use crate::files::{read_parquet, write_atomic, write_parquet};
+use crate::output::{self, OutputDir, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
+use crate::runs_file;
 use crate::shard::{self, Shard, SHARDS_DIR};
 use crate::waves::Waves;
 use anyhow::{anyhow, bail, Context, Result};
@@ -189,8 +190,8 @@ fn find_shards(dir: &Path, text: &str) -> Result<Vec<Found>> {
             bail!("{} holds a different sweep than {} ({} differs); it is not merged", path.display(), dir.display(), sweep_file.display());
         }
         let runs_path = path.join(RUNS_FILE);
-        let runs = if runs_path.exists() { Some(read_parquet(&runs_path)?) } else { None };
-        let listed = listed_run_ids(runs.as_ref(), None).with_context(|| format!("{} has no valid run_id and status columns", runs_path.display()))?;
+        let runs = runs_file::read(&runs_path)?;
+        let listed = runs_file::listed_run_ids(runs.as_ref(), &runs_path, None)?;
         let plan_path = path.join(PLAN_FILE);
         let plan = match runs {
             Some(_) => Some(Plan::read(&plan_path)?),

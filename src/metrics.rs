@@ -187,7 +187,7 @@ impl RunTracker {
 
     /// Keep the runs at these stack positions (in this order); the others have retired.
     pub fn keep(&mut self, positions: &[usize]) {
-        self.active = crate::plan::pick_runs(&self.active, positions);
+        self.active = crate::run_axis::pick_runs(&self.active, positions);
     }
 
     pub fn active_runs(&self) -> usize {

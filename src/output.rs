@@ -10,7 +10,7 @@
 //! from its checkpoint (or its first epoch).
 
 use crate::config::{RunSpec, Sweep, Value};
-use crate::faults;
+use crate::files::{read_parquet, write_atomic, write_parquet};
 use crate::metrics::{MetricRow, RunResult};
 use crate::train::FinalWeights;
 use anyhow::{anyhow, bail, Context, Result};
@@ -158,11 +158,7 @@ impl OutputDir {
 
     /// The finished runs so far (`runs.parquet`), if any.
     pub fn read_runs(&self) -> Result<Option<DataFrame>> {
-        let path = self.root.join(RUNS_FILE);
-        if !path.exists() {
-            return Ok(None);
-        }
-        read_parquet(&path).map(Some)
+        crate::runs_file::read(&self.root.join(RUNS_FILE))
     }
 
     /// Every finished run so far (replaces the previous runs.parquet).
@@ -239,20 +235,6 @@ fn different_waves(root: &Path, started: &[usize], asked: &[usize]) -> String {
     )
 }
 
-/// Read a whole Parquet file; errors name it.
-pub fn read_parquet(path: &Path) -> Result<DataFrame> {
-    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    ParquetReader::new(file).finish().map_err(|e| anyhow!("{} is not a readable Parquet file (truncated or corrupted?): {e}", path.display()))
-}
-
-/// Write `df` as the Parquet file `path`, atomically.
-pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
-    write_atomic(path, |f| {
-        ParquetWriter::new(f).finish(df)?;
-        Ok(())
-    })
-}
-
 /// Take the directory's lock, or say who holds it.
 fn lock(path: &Path) -> Result<File> {
     let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -266,24 +248,6 @@ fn lock(path: &Path) -> Result<File> {
         }
     }
     Ok(file)
-}
-
-/// Write `path` through a temporary file in the same directory, fsync it, then rename.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let name = path.file_name().context("output path has no file name")?.to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result: Result<()> = (|| {
-        let mut file = File::create(&tmp)?;
-        write(&mut file)?;
-        file.sync_all()?;
-        faults::point(&format!("write:{name}"))?;
-        fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(|error| crate::disk::write_error(path, error))
 }
 
 /// The columns of the parameters' norms in `metrics.parquet`: the union over the sweep's model

@@ -3,6 +3,7 @@
 use crate::config::{Precision, RunConfig, RunSpec, StackKey};
 pub use crate::models::Pass;
 use crate::models::StackSize;
+use crate::size::human_bytes;
 
 /// Runs grouped by [`StackKey`], in the order their first run appears in the sweep.
 pub fn group_into_stacks(runs: Vec<RunSpec>) -> Vec<Vec<RunSpec>> {
@@ -72,38 +73,6 @@ pub fn default_max_memory(device: &candle_core::Device) -> u64 {
     available_kib.map_or(8 << 30, |kib| kib * 1024 / 4 * 3)
 }
 
-/// `512MiB`, `8GiB`, `2.5G`, `1000000` (bytes).
-pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
-    let trimmed = text.trim();
-    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number.parse().map_err(|_| anyhow::anyhow!("--max-memory {text}: expected a size like 8GiB or 512MiB"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1u64,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => anyhow::bail!("--max-memory {text}: unknown unit `{unit}`"),
-    };
-    let bytes = value * scale as f64;
-    if !(bytes >= 1.0) {
-        anyhow::bail!("--max-memory {text}: must be positive");
-    }
-    Ok(bytes as u64)
-}
-
-/// The entries of a per-run vector for the runs at stack `positions` (stack compaction).
-pub fn pick_runs<T: Clone>(values: &[T], positions: &[usize]) -> Vec<T> {
-    positions.iter().map(|&p| values[p].clone()).collect()
-}
-
-/// Stack `positions` as a u32 index tensor, for `index_select` along the run axis.
-pub fn run_index(positions: &[usize], device: &candle_core::Device) -> anyhow::Result<candle_core::Tensor> {
-    let index: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
-    Ok(candle_core::Tensor::from_vec(index, positions.len(), device)?)
-}
-
 fn bytes_per_value(precision: Precision) -> usize {
     // bf16 runs compute in f32 on the CPU and store their bf16 values as f32 (see
     // kernels::round), so only f64 differs.
@@ -147,15 +116,4 @@ pub fn flops_per_run_epoch(config: &RunConfig) -> f64 {
     let (n_train, n_test) = (config.n_train(), config.n_test());
     let train_evaluation = if config.batch_size > 0 { n_train } else { 0 };
     config.arch().forward_flops_per_row() * (3 * n_train + n_test + train_evaluation) as f64
-}
-
-pub fn human_bytes(bytes: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }

@@ -156,5 +156,6 @@ pub fn write_sweep_file(root: &Path, sweep: &Sweep) -> Result<()> {
     }
     std::fs::create_dir_all(root).with_context(|| format!("cannot create output directory {}", root.display()))?;
     let text = sweep.to_toml();
-    crate::output::write_atomic(&root.join(crate::output::SWEEP_FILE), |f| Ok(std::io::Write::write_all(f, text.as_bytes())?))
+    let path = root.join(crate::output::SWEEP_FILE);
+    crate::files::write_atomic(&path, |f| Ok(std::io::Write::write_all(f, text.as_bytes())?))
 }

@@ -3,7 +3,7 @@
 //! queueing, the retries (`--requeue`) and the GPU assignment, grokstack only writes the
 //! batch script and, with `--submit`, hands it to `sbatch`.
 
-use crate::output::write_atomic;
+use crate::files::write_atomic;
 use crate::shard::{Shard, SHARDS_DIR};
 use anyhow::{bail, Context, Result};
 use std::io::Write;

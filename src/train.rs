@@ -15,7 +15,7 @@ use crate::metrics::{MetricRows, RunResult, RunTracker};
 use crate::models::{compute_dtype, Arch, DropoutDraw, Model};
 use crate::lipschitz::PowerIteration;
 use crate::optim::{self, Optimizer, RunHyper};
-use crate::plan::{pick_runs, run_index};
+use crate::run_axis::{pick_runs, run_index};
 use crate::faults;
 use crate::state::{self, State, StateDict};
 use anyhow::{bail, Context, Result};

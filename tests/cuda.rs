@@ -12,7 +12,7 @@ use grokstack::train::Stack;
 
 /// The CUDA device, or the reason there is none.
 fn cuda() -> Result<Device, String> {
-    grokstack::runner::parse_device("cuda").map_err(|e| format!("{e:#}"))
+    grokstack::device::parse_device("cuda").map_err(|e| format!("{e:#}"))
 }
 
 /// A small transformer with dropout at every place and a causal mask with RoPE.

@@ -80,7 +80,7 @@ fn exported_runs_load_in_pytorch_layout_and_reproduce_their_accuracy() {
             let same = t.eq(&ours).unwrap().flatten_all().unwrap().min(0).unwrap().to_scalar::<u8>().unwrap();
             assert_eq!(same, 1, "{name} is our [in, out] weight transposed");
         }
-        let runs = grokstack::output::read_parquet(&dir.join("runs.parquet")).unwrap();
+        let runs = grokstack::files::read_parquet(&dir.join("runs.parquet")).unwrap();
         let acc = runs.column("final_test_acc").unwrap().f64().unwrap().get(run).unwrap();
         assert_eq!(meta["final_test_acc"].parse::<f64>().unwrap(), acc);
         if run == 0 {

@@ -10,10 +10,12 @@ mod common;
 
 use candle_core::Device;
 use clap::Parser;
-use grokstack::cli::{Cli, Command};
+use grokstack::cli::{Cli, Command, TrainArgs};
 use grokstack::config::schema::{Kind, SCHEMA};
 use grokstack::config::Sweep;
-use grokstack::{plan, runner};
+use grokstack::device::parse_device;
+use grokstack::size::parse_bytes;
+use grokstack::sweep::{describe_plan, plan_chunks};
 use proptest::prelude::*;
 
 const CHOICES: &[&str] = &[
@@ -124,8 +126,8 @@ fn check_parse(text: &str, overrides: &[String]) {
             if sweep.run_count() <= 64 {
                 let runs = sweep.runs().expect("a parsed sweep lists its runs");
                 assert_eq!(runs.len(), sweep.run_count());
-                let _ = runner::describe_plan(&sweep, 8 << 30, grokstack::plan::Pass::Cpu, None);
-                let _ = runner::plan_chunks(&sweep, runs, 1 << 20, &candle_core::Device::Cpu);
+                let _ = describe_plan(&sweep, 8 << 30, grokstack::plan::Pass::Cpu, None);
+                let _ = plan_chunks(&sweep, runs, 1 << 20, &candle_core::Device::Cpu);
             }
         }
     }
@@ -197,9 +199,9 @@ proptest! {
     fn command_lines_never_panic(tokens in prop::collection::vec(token(), 0..8)) {
         let args = std::iter::once("grokstack".to_string()).chain(tokens);
         if let Ok(cli) = Cli::try_parse_from(args) {
-            if let Command::Train { overrides, device, max_memory, .. } = cli.command {
-                let _ = plan::parse_bytes(max_memory.as_deref().unwrap_or("1GiB"));
-                if let Ok(Device::Cpu) = runner::parse_device(&device) {
+            if let Command::Train(TrainArgs { overrides, device, max_memory, .. }) = cli.command {
+                let _ = parse_bytes(max_memory.as_deref().unwrap_or("1GiB"));
+                if let Ok(Device::Cpu) = parse_device(&device) {
                     assert_eq!(device, "cpu");
                 }
                 let _ = Sweep::parse(include_str!("../sweeps/quick.toml"), "quick.toml", &overrides);

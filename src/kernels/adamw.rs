@@ -23,7 +23,7 @@ pub struct AdamHyper {
 impl AdamHyper {
     /// The hyperparameters of the runs at `positions`.
     pub fn select(&self, positions: &[usize]) -> AdamHyper {
-        let pick = |v: &[f64]| crate::plan::pick_runs(v, positions);
+        let pick = |v: &[f64]| crate::run_axis::pick_runs(v, positions);
         AdamHyper { lr: pick(&self.lr), weight_decay: pick(&self.weight_decay), beta1: pick(&self.beta1), beta2: pick(&self.beta2), eps: pick(&self.eps) }
     }
 }
@@ -89,7 +89,7 @@ fn step_cpu<T: Real>(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &
 
 pub mod reference {
     use super::*;
-    use crate::optim::per_run;
+    use crate::run_axis::per_run;
 
     pub fn step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper, t: usize, bf16_state: bool) -> Result<(Tensor, Tensor, Tensor)> {
         let stored = |x: Tensor| if bf16_state { crate::kernels::round::reference(&x) } else { Ok(x) };

@@ -131,7 +131,7 @@ impl Optimizer for AdamW {
         }
         if let Some(masks) = &mut self.orthogonalize {
             for mask in masks.iter_mut() {
-                *mask = crate::plan::pick_runs(mask, positions);
+                *mask = crate::run_axis::pick_runs(mask, positions);
             }
         }
         Ok(())

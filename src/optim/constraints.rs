@@ -14,7 +14,8 @@
 
 use super::muon::{orthogonalize, Iteration};
 use super::polar_express::schedule;
-use super::{per_run, Optimizer, RunHyper};
+use super::{Optimizer, RunHyper};
+use crate::run_axis::per_run;
 use crate::config::Constraint;
 use crate::models::{Model, Place};
 use crate::state::{State, StateDict};

@@ -66,22 +66,22 @@ impl RunHyper {
 
     /// The hyperparameters of the runs at `positions`.
     pub fn select(&self, positions: &[usize]) -> RunHyper {
-        let pick = |v: &[f64]| crate::plan::pick_runs(v, positions);
+        let pick = |v: &[f64]| crate::run_axis::pick_runs(v, positions);
         RunHyper {
             lr: pick(&self.lr),
             weight_decay: pick(&self.weight_decay),
             beta1: pick(&self.beta1),
             beta2: pick(&self.beta2),
             eps: pick(&self.eps),
-            all_reg: crate::plan::pick_runs(&self.all_reg, positions),
+            all_reg: crate::run_axis::pick_runs(&self.all_reg, positions),
             momentum: pick(&self.momentum),
             muon_momentum: pick(&self.muon_momentum),
             muon_adam_lr: pick(&self.muon_adam_lr),
-            warmup: crate::plan::pick_runs(&self.warmup, positions),
+            warmup: crate::run_axis::pick_runs(&self.warmup, positions),
             scion_momentum: pick(&self.scion_momentum),
             scion_radius: pick(&self.scion_radius),
             scion_sign_radius: pick(&self.scion_sign_radius),
-            scion_constrained: crate::plan::pick_runs(&self.scion_constrained, positions),
+            scion_constrained: crate::run_axis::pick_runs(&self.scion_constrained, positions),
             constraint_beta: pick(&self.constraint_beta),
             constraint_lambda: pick(&self.constraint_lambda),
             embed_rms_cap: pick(&self.embed_rms_cap),
@@ -103,13 +103,6 @@ impl RunHyper {
     pub fn decay_for(&self, group: Group) -> Vec<f64> {
         self.weight_decay.iter().zip(&self.all_reg).map(|(&wd, &all_reg)| if group.decayed(all_reg) { wd } else { 0.0 }).collect()
     }
-}
-
-/// A per-run scalar as a tensor that broadcasts over a `[R, ...]` parameter.
-pub fn per_run(values: &[f64], like: &Tensor) -> Result<Tensor> {
-    let mut shape = vec![values.len()];
-    shape.resize(like.rank(), 1);
-    Ok(Tensor::from_vec(values.to_vec(), shape, like.device())?.to_dtype(like.dtype())?)
 }
 
 /// values[r] · scale[r] for every run r.

@@ -5,7 +5,8 @@
 //!   b ← μ·b + (1 − μ)·g;   u = (1 − μ)·g + μ·b;   O = NS(u);
 //!   p ← p·(1 − lr·wd) − lr·√max(1, fan_out/fan_in)·O
 
-use super::{adamw::AdamW, load_optional, optional_state, per_run, select_state, Optimizer, RunHyper};
+use super::{adamw::AdamW, load_optional, optional_state, select_state, Optimizer, RunHyper};
+use crate::run_axis::per_run;
 use crate::state::{State, StateDict};
 use crate::cpu::matmul::{matmul, Layout};
 use crate::kernels::Real;

@@ -1,7 +1,8 @@
 //! SGD with per-run momentum (torch.optim.SGD, no dampening) and decoupled weight decay:
 //!   b ← μ·b + g  (b = g at the first step);   p ← p·(1 − lr·wd) − lr·b
 
-use super::{load_optional, optional_state, per_run, select_state, Optimizer, RunHyper};
+use super::{load_optional, optional_state, select_state, Optimizer, RunHyper};
+use crate::run_axis::per_run;
 use crate::state::{self, State, StateDict};
 use crate::models::Model;
 use anyhow::Result;

@@ -7,6 +7,7 @@
 //! all of them; query i sits at position T − T' + i.
 
 use super::layers::{dropout, linear_forward};
+use super::grads::Grads;
 use super::masks::BlockDropout;
 use super::{AttnAt, Transformer};
 use anyhow::Result;
@@ -148,7 +149,16 @@ impl Transformer {
 
     /// Backward of [`Transformer::attention_forward`]: dx `[R, N·T, d]` from dout
     /// `[R, N·tq, d]`; the weights' gradients go to `grads`.
-    pub(crate) fn attention_backward(&self, at: &AttnAt, cache: &AttnCache, dout: &Tensor, n: usize, drop: &BlockDropout, rope: Option<&Rope>, grads: &mut super::block::Grads) -> Result<Tensor> {
+    pub(crate) fn attention_backward(
+        &self,
+        at: &AttnAt,
+        cache: &AttnCache,
+        dout: &Tensor,
+        n: usize,
+        drop: &BlockDropout,
+        rope: Option<&Rope>,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
         let (r, m, _) = cache.key_in.dims3()?;
         let (t, tq, heads) = (m / n, cache.query_in.dims()[1] / n, self.arch.heads);
         let scale = 1.0 / (self.arch.d_head() as f64).sqrt();

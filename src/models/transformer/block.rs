@@ -8,56 +8,12 @@
 
 use super::attention::{AttnCache, Rope};
 use super::ffn::FfnCache;
-use super::layers::{self, last_positions, linear_backward, linear_forward, norm_backward, norm_forward, pad_positions, NormCache};
+use super::grads::Grads;
+use super::layers::{self, last_positions, linear_forward, norm_forward, pad_positions, NormCache};
 use super::masks::{BlockDropout, Masks};
-use super::{LayerAt, LinearAt, NormAt, NormPlacement, Position, Transformer};
-use anyhow::{bail, ensure, Context, Result};
+use super::{LayerAt, NormAt, NormPlacement, Position, Transformer};
+use anyhow::{ensure, Context, Result};
 use candle_core::Tensor;
-
-/// Gradients filled in as the backward pass reaches each parameter, in parameter order.
-pub struct Grads(Vec<Option<Tensor>>);
-
-impl Grads {
-    fn new(count: usize) -> Grads {
-        Grads(vec![None; count])
-    }
-
-    fn put(&mut self, index: usize, grad: Tensor) -> Result<()> {
-        ensure!(self.0[index].is_none(), "internal: parameter {index} got two gradients");
-        self.0[index] = Some(grad);
-        Ok(())
-    }
-
-    /// Backward of a Linear layer with the weights at `at`: stores dW (and db), returns dx.
-    pub(crate) fn linear(&mut self, model: &Transformer, at: &LinearAt, dy: &Tensor, x: &Tensor) -> Result<Tensor> {
-        let (dx, dw, db) = linear_backward(dy, x, model.at(at.weight), at.bias.is_some())?;
-        self.put(at.weight, dw)?;
-        if let (Some(index), Some(db)) = (at.bias, db) {
-            self.put(index, db)?;
-        }
-        Ok(dx)
-    }
-
-    /// Backward of a norm (identity without one): stores dg (and db), returns dx.
-    fn norm(&mut self, model: &Transformer, at: &Option<NormAt>, cache: &Option<NormCache>, dy: &Tensor) -> Result<Tensor> {
-        match (at, cache) {
-            (Some(at), Some(cache)) => {
-                let (dx, dgain, dbias) = norm_backward(model.arch.norm, dy, cache, model.at(at.gain), at.bias.is_some())?;
-                self.put(at.gain, dgain)?;
-                if let (Some(index), Some(db)) = (at.bias, dbias) {
-                    self.put(index, db)?;
-                }
-                Ok(dx)
-            }
-            (None, None) => Ok(dy.clone()),
-            _ => bail!("internal: a norm's cache does not match its parameters"),
-        }
-    }
-
-    fn finish(self, model: &Transformer) -> Result<Vec<Tensor>> {
-        self.0.into_iter().enumerate().map(|(i, g)| g.with_context(|| format!("internal: {} got no gradient", model.params[i].name))).collect()
-    }
-}
 
 /// What one block's backward pass needs.
 pub struct BlockCache {

@@ -4,6 +4,7 @@
 //! with dropout on the hidden units (before w2) and on the output.
 
 use super::layers::{dropout, linear_forward};
+use super::grads::Grads;
 use super::masks::BlockDropout;
 use super::{FfnAt, FfnKind, Transformer};
 use crate::kernels::activation::Activation;
@@ -58,7 +59,14 @@ impl Transformer {
     }
 
     /// Backward of [`Transformer::ffn_forward`]: dx `[R, M, d]` from dout `[R, M, d]`.
-    pub(crate) fn ffn_backward(&self, at: &FfnAt, cache: &FfnCache, dout: &Tensor, drop: &BlockDropout, grads: &mut super::block::Grads) -> Result<Tensor> {
+    pub(crate) fn ffn_backward(
+        &self,
+        at: &FfnAt,
+        cache: &FfnCache,
+        dout: &Tensor,
+        drop: &BlockDropout,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
         let dout = dropout(dout, drop.ffn_out.as_ref())?; // [R, M, d]
         let dhidden = grads.linear(self, &at.w2, &dout, &cache.hidden)?; // [R, M, F]
         let dhidden = dropout(&dhidden, drop.ffn_hidden.as_ref())?;

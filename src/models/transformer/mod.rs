@@ -49,6 +49,7 @@ pub mod config;
 mod cost;
 pub mod cpu;
 pub mod ffn;
+pub mod grads;
 pub mod layers;
 pub mod masks;
 
