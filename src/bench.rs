@@ -13,49 +13,6 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// The canonical step: p = 113, embedding 113, hidden [200, 200], GELU, train_fraction 0.4.
-pub const CANONICAL: &str = r#"
-name = "bench"
-[task]
-op = "add"
-p = 113
-train_fraction = 0.4
-[model]
-input = "embedding"
-embed_dim = 113
-hidden = [200, 200]
-activation = "gelu"
-[train]
-# The benchmark times epochs and writes nothing, so its memory estimate counts no checkpoint.
-checkpoint_every = 0
-"#;
-
-/// The canonical transformer step (`--set model.kind=transformer`): Tveit et al.'s model on
-/// p = 97, [a, op, b, =], 2 layers, d 128, 4 heads, SwiGLU 512, pre-norm RMSNorm, RoPE,
-/// causal, dropout 0.2 on the FFN hidden units, train fraction 0.5, full batch.
-pub const CANONICAL_TRANSFORMER: &str = r#"
-name = "bench-transformer"
-[task]
-op = "add"
-p = 97
-train_fraction = 0.5
-[model]
-kind = "transformer"
-layers = 2
-d_model = 128
-heads = 4
-ffn = "swiglu"
-ffn_width = 512
-norm = "rms"
-norm_position = "pre"
-positional = "rope"
-causal = true
-tokens = "a_op_b_eq"
-dropout_ffn_hidden = 0.2
-[train]
-checkpoint_every = 0
-"#;
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchResult {
     pub runs: usize,
@@ -71,13 +28,18 @@ pub struct BenchResult {
     pub estimated_bytes: u64,
 }
 
-/// The canonical stack of `runs` runs with `overrides` applied (e.g. `train.dtype=f64`); the
-/// canonical transformer's when they set `model.kind=transformer`.
+/// The canonical stack of `runs` runs with `overrides` applied (e.g. `train.dtype=f64`): the
+/// canonical sweep of the model kind they ask for (`model.kind=transformer`; the MLP's by
+/// default), which its folder under `models/` defines.
 pub fn canonical_runs(runs: usize, overrides: &[String]) -> Result<Vec<RunSpec>> {
     let mut all = overrides.to_vec();
     all.push(format!("seeds={runs}"));
-    let transformer = overrides.iter().any(|o| o.replace([' ', '"'], "") == "model.kind=transformer");
-    let (sweep, name) = if transformer { (CANONICAL_TRANSFORMER, "the canonical transformer benchmark sweep") } else { (CANONICAL, "the canonical benchmark sweep") };
+    let (mlp_sweep, mlp_name) = (crate::models::mlp::BENCH_SWEEP, "the canonical benchmark sweep");
+    let specs = Sweep::parse(mlp_sweep, mlp_name, &all)?.runs()?;
+    let (sweep, name) = specs[0].config.model.bench_sweep();
+    if sweep == mlp_sweep {
+        return Ok(specs);
+    }
     Sweep::parse(sweep, name, &all)?.runs()
 }
 

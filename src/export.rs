@@ -75,7 +75,7 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
         ("setting_id".into(), spec.setting_id.to_string()),
         ("seed".into(), spec.seed.to_string()),
         ("config".into(), serde_json::Value::Object(config).to_string()),
-        ("architecture".into(), if spec.config.kind == crate::config::ModelKind::Transformer { "the transformer of grokstack's models::transformer (see its parameter table); config holds every model.* key".into() } else { "x = concat(embedding.weight[a], embedding.weight[b]) (two_hot: concat(onehot(a), onehot(b))); x = act(x @ layers.i.weight.T) for every layer but the last; logits = alpha * (x @ layers.K.weight.T); no biases".into() }),
+        ("architecture".into(), spec.config.arch().export_description().into()),
     ]);
     metadata.extend(summary);
     let status = metadata.get("status").cloned().unwrap_or_default();

@@ -3,7 +3,7 @@
 
 use crate::config::{RunSpec, Stop};
 use crate::kernels::loss::{STAT_ACC, STAT_COLLAPSE, STAT_LOSS, STAT_ZERO_TERMS};
-use crate::models::{Model, Role};
+use crate::models::{Model, Place};
 use crate::state::{self, State, StateDict};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
@@ -29,7 +29,8 @@ pub struct MetricRow {
     pub zero_terms: f64,
     pub lipschitz_bound: Option<f64>,
     pub embedding_weight_norm: Option<f64>,
-    /// L2 norm of each Linear layer, first to last.
+    /// L2 norm of every parameter but the embedding, in the order of the model's
+    /// [`crate::models::Arch::norm_columns`] (the MLP's Linear layers, first to last).
     pub layer_weight_norms: Vec<f64>,
     /// Spectral norm of each Linear layer (empty when the Lipschitz bound is off).
     pub layer_spectral_norms: Vec<f64>,
@@ -103,7 +104,7 @@ impl RunTracker {
     pub fn new(runs: &[RunSpec], model: &Model) -> RunTracker {
         RunTracker {
             run_ids: runs.iter().map(|r| r.run_id).collect(),
-            has_embedding: model.params.iter().any(|p| p.role == Role::Embedding),
+            has_embedding: model.params.iter().any(|p| p.group.place == Place::Embedding),
             active: (0..runs.len()).collect(),
             pending: BTreeMap::new(),
             rows: vec![Vec::new(); runs.len()],

@@ -56,9 +56,8 @@ impl Plan {
 
 pub struct OutputDir {
     root: PathBuf,
-    /// The largest number of Linear layers in the sweep: every part gets that many
-    /// `layer{i}_*` columns, so all parts share one schema.
-    max_layers: usize,
+    /// The per-parameter columns of every metrics part, so that all parts share one schema.
+    columns: ParamColumns,
     /// The runs of the whole sweep (a shard's directory holds some of them).
     sweep_runs: usize,
     /// Holds the directory's lock until dropped.
@@ -90,8 +89,8 @@ impl OutputDir {
         }
         fs::create_dir_all(root.join(METRICS_DIR)).with_context(|| format!("cannot create output directory {}", root.display()))?;
         let lock = lock(&root.join(LOCK_FILE))?;
-        let max_layers = sweep.runs()?.iter().map(|r| r.config.hidden.len() + 1).max().unwrap_or(1);
-        Ok((OutputDir { root: root.to_path_buf(), max_layers, sweep_runs: sweep.run_count(), _lock: lock }, resuming))
+        let columns = ParamColumns::of(&sweep.runs()?);
+        Ok((OutputDir { root: root.to_path_buf(), columns, sweep_runs: sweep.run_count(), _lock: lock }, resuming))
     }
 
     /// Write the plan, then `sweep.toml`, which marks the directory as holding the sweep.
@@ -140,7 +139,7 @@ impl OutputDir {
 
     /// One stack's metric rows as part `index`.
     pub fn write_metrics_part(&self, index: usize, rows: &[MetricRow]) -> Result<()> {
-        write_parquet(&self.metrics_part_path(index), &mut metrics_frame(rows, self.max_layers)?)
+        write_parquet(&self.metrics_part_path(index), &mut metrics_frame(rows, &self.columns)?)
     }
 
     /// One stack's final weights as part `index`: a tensor `[R, ...]` per parameter (the
@@ -251,7 +250,55 @@ fn lock(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-fn metrics_frame(rows: &[MetricRow], max_layers: usize) -> Result<DataFrame> {
+/// The columns of the parameters' norms in `metrics.parquet`: the union over the sweep's model
+/// architectures of their norm columns, then of their spectral-norm columns (each model's own
+/// names: `layer{i}_weight_norm` for the MLP, one per parameter for the transformer), and which
+/// of them each run fills.
+struct ParamColumns {
+    norms: Vec<String>,
+    spectral: Vec<String>,
+    /// Per run id, its architecture's columns as indices into `norms` and `spectral`.
+    of_run: Vec<(Vec<usize>, Vec<usize>)>,
+}
+
+impl ParamColumns {
+    fn of(runs: &[RunSpec]) -> ParamColumns {
+        let mut columns = ParamColumns { norms: Vec::new(), spectral: Vec::new(), of_run: Vec::new() };
+        let mut layouts: Vec<(Vec<String>, Vec<String>, (Vec<usize>, Vec<usize>))> = Vec::new();
+        columns.of_run = vec![(Vec::new(), Vec::new()); runs.iter().map(|r| r.run_id + 1).max().unwrap_or(0)];
+        for run in runs {
+            let arch = run.config.arch();
+            let (norms, spectral) = (arch.norm_columns(), arch.spectral_columns());
+            let known = layouts.iter().find(|(n, s, _)| *n == norms && *s == spectral).map(|(.., at)| at.clone());
+            let at = match known {
+                Some(at) => at,
+                None => {
+                    let at = (union_into(&mut columns.norms, &norms), union_into(&mut columns.spectral, &spectral));
+                    layouts.push((norms, spectral, at.clone()));
+                    at
+                }
+            };
+            columns.of_run[run.run_id] = at;
+        }
+        columns
+    }
+}
+
+/// Add the `names` that `all` lacks to its end; the index of each name in `all`.
+fn union_into(all: &mut Vec<String>, names: &[String]) -> Vec<usize> {
+    names
+        .iter()
+        .map(|name| match all.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                all.push(name.clone());
+                all.len() - 1
+            }
+        })
+        .collect()
+}
+
+fn metrics_frame(rows: &[MetricRow], params: &ParamColumns) -> Result<DataFrame> {
     let float = |name: &str, f: fn(&MetricRow) -> f64| Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>());
     let mut columns = vec![
         Column::new("run_id".into(), rows.iter().map(|r| r.run_id as i64).collect::<Vec<i64>>()),
@@ -266,13 +313,15 @@ fn metrics_frame(rows: &[MetricRow], max_layers: usize) -> Result<DataFrame> {
         Column::new("lipschitz_bound".into(), rows.iter().map(|r| r.lipschitz_bound).collect::<Vec<Option<f64>>>()),
         Column::new("embedding_weight_norm".into(), rows.iter().map(|r| r.embedding_weight_norm).collect::<Vec<Option<f64>>>()),
     ];
-    for layer in 0..max_layers {
-        let norms: Vec<Option<f64>> = rows.iter().map(|r| r.layer_weight_norms.get(layer).copied()).collect();
-        columns.push(Column::new(format!("layer{layer}_weight_norm").into(), norms));
+    // Column `column` of a row: the value its run's architecture logs there, if any.
+    let value = |values: &[f64], at: &[usize], column: usize| at.iter().position(|&c| c == column).and_then(|i| values.get(i).copied());
+    for (column, name) in params.norms.iter().enumerate() {
+        let norms: Vec<Option<f64>> = rows.iter().map(|r| value(&r.layer_weight_norms, &params.of_run[r.run_id].0, column)).collect();
+        columns.push(Column::new(name.into(), norms));
     }
-    for layer in 0..max_layers {
-        let norms: Vec<Option<f64>> = rows.iter().map(|r| r.layer_spectral_norms.get(layer).copied()).collect();
-        columns.push(Column::new(format!("layer{layer}_spectral_norm").into(), norms));
+    for (column, name) in params.spectral.iter().enumerate() {
+        let norms: Vec<Option<f64>> = rows.iter().map(|r| value(&r.layer_spectral_norms, &params.of_run[r.run_id].1, column)).collect();
+        columns.push(Column::new(name.into(), norms));
     }
     Ok(DataFrame::new(rows.len(), columns)?)
 }

@@ -1,9 +1,8 @@
 //! Grouping runs into stacks, and what each stack will cost: memory and FLOPs.
 
-use crate::config::{ModelKind, Precision, RunConfig, RunSpec, StackKey};
-use crate::models::mlp::MlpArch;
-use crate::models::transformer::TransformerArch;
-use crate::models::Arch;
+use crate::config::{Precision, RunConfig, RunSpec, StackKey};
+pub use crate::models::Pass;
+use crate::models::StackSize;
 use crate::size::human_bytes;
 
 /// Runs grouped by [`StackKey`], in the order their first run appears in the sweep.
@@ -23,26 +22,6 @@ pub fn group_into_stacks(runs: Vec<RunSpec>) -> Vec<Vec<RunSpec>> {
     stacks
 }
 
-/// Which pass trains a stack: their activations take memory differently.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pass {
-    /// The CPU pass (`crate::models::mlp::cpu`, `crate::models::transformer::cpu`): block
-    /// buffers per thread, partial gradients per chunk.
-    Cpu,
-    /// Tensor ops on groups of runs (other devices).
-    Tensors,
-}
-
-impl Pass {
-    pub fn on(device: &candle_core::Device) -> Pass {
-        if device.is_cpu() {
-            Pass::Cpu
-        } else {
-            Pass::Tensors
-        }
-    }
-}
-
 /// Split every stack into chunks that fit in `max_bytes`, as evenly as possible.
 pub fn chunk_to_fit(stacks: Vec<Vec<RunSpec>>, max_bytes: u64, pass: Pass) -> anyhow::Result<Vec<Vec<RunSpec>>> {
     let mut chunks = Vec::new();
@@ -51,9 +30,9 @@ pub fn chunk_to_fit(stacks: Vec<Vec<RunSpec>>, max_bytes: u64, pass: Pass) -> an
         let bytes = |runs: usize| stack_bytes(config, runs, pass) as u64;
         if bytes(1) > max_bytes {
             anyhow::bail!(
-                "one run of {} rows with hidden {:?} needs about {}, more than --max-memory {}",
+                "one run of {} rows of the {} needs about {}, more than --max-memory {}",
                 config.n_examples(),
-                config.hidden,
+                config.arch().describe(),
                 human_bytes(bytes(1) as f64),
                 human_bytes(max_bytes as f64)
             );
@@ -103,40 +82,21 @@ fn bytes_per_value(precision: Precision) -> usize {
     }
 }
 
-/// How many runs one pass of the tensor path over `rows` examples takes at a time: enough that
-/// each activation tensor `[G, N, H]` holds about 256 M values (1 GiB in f32). The tensor path
-/// is what a GPU runs: each op is one kernel launch over the group, and at this size a launch
-/// (microseconds) is small against the pass over memory (about half a millisecond on an H200).
-/// A big stack is processed group by group, which keeps its activation memory (a few GiB) from
-/// growing with R.
-pub fn runs_per_group(arch: &Arch, rows: usize) -> usize {
-    const VALUES_PER_TENSOR: usize = 256 << 20;
-    (VALUES_PER_TENSOR / (rows * arch.widest()).max(1)).max(1)
-}
-
-/// Estimated peak bytes of a stack of `runs` runs trained by `pass`.
-///
-/// Every run holds its parameters: during the update the weights, their gradients, two
-/// optimizer moments and the new weights and moments the update writes (7 copies; 9 in bf16,
-/// whose rounding makes copies too; 3 more for the snapshot a checkpoint is written from),
-/// plus the first layer's lookup table and its data (K table indices and a label per row).
-///
-/// The CPU pass adds the partial gradients of each chunk of the train rows (the table's and
-/// every later layer's) of one wave of runs. Its block buffers (about 1 MB per thread for the
-/// canonical model) do not grow with the stack and are left out, so that a plan does not
-/// depend on the machine's core count.
-///
-/// The tensor pass holds activations for one group of runs at a time: the larger of a train
-/// pass (a and act'(z) of every hidden layer; logits, their gradient and the scaled copy; and
-/// the backward pass's three temporaries of the widest layer: da, dz and the next layer's
-/// input) and a test pass (z and a, logits).
+/// Estimated peak bytes of a stack of `runs` runs trained by `pass`: what its model holds
+/// ([`crate::models::Arch::stack_bytes`]: parameters, optimizer state, activations) plus its
+/// data (K model inputs and a label per row).
 pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
-    let data = (config.n_train() + config.n_test()) * (config.row_width() + 1) * 4;
-    let model = match config.kind {
-        ModelKind::Mlp => mlp_stack_bytes(config, runs, pass),
-        ModelKind::Transformer => transformer_stack_bytes(config, runs, pass),
+    let arch = config.arch();
+    let data = (config.n_train() + config.n_test()) * (arch.row_width() + 1) * 4;
+    let size = StackSize {
+        runs,
+        n_train: config.n_train(),
+        n_test: config.n_test(),
+        value_bytes: bytes_per_value(config.precision),
+        param_copies: param_copies(config),
+        pass,
     };
-    model + data * runs
+    arch.stack_bytes(&size) + data * runs
 }
 
 /// Copies of the parameters a run holds during the update: the weights, their gradients, two
@@ -148,67 +108,12 @@ fn param_copies(config: &RunConfig) -> usize {
     update + if config.checkpoint_every > 0 { 3 } else { 0 }
 }
 
-/// A transformer stack's bytes besides its data: its parameters' copies (as the MLP's), plus what
-/// a pass holds. The CPU pass (`crate::models::transformer::cpu`): the partial gradients of
-/// every chunk of the train rows and the dropout masks (a byte per unit) of one wave of runs;
-/// its block buffers do not grow with the stack and are left out, as the MLP's. The tensor
-/// path: the activations of one group of runs.
-fn transformer_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
-    use crate::models::transformer::cpu::{CHUNK_ROWS, RUNS_PER_WAVE};
-    let arch = TransformerArch::from_config(config);
-    let value = bytes_per_value(config.precision);
-    let activations = match pass {
-        Pass::Cpu => {
-            let n = config.n_train();
-            let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
-            let p = arch.dropout;
-            let mask_units: usize = [(p.attn_weights, h * t * t), (p.attn_out, t * d), (p.ffn_hidden, t * f), (p.ffn_out, t * d)].iter().filter(|(prob, _)| *prob > 0.0).map(|(_, units)| units).sum();
-            let wave = runs.min(RUNS_PER_WAVE);
-            (n.div_ceil(CHUNK_ROWS) * arch.param_count() * value + arch.layers * n * mask_units) * wave
-        }
-        Pass::Tensors => {
-            let rows = config.n_train().max(config.n_test());
-            let group = runs_per_group(&Arch::from_config(config), rows).min(runs);
-            arch.values_per_row() * rows * group * value
-        }
-    };
-    param_copies(config) * arch.param_count() * runs * value + activations
-}
-
-fn mlp_stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
-    let arch = MlpArch::from_config(config);
-    let value = bytes_per_value(config.precision);
-    let (n_train, n_test) = (config.n_train(), config.n_test());
-    let (hidden_sum, classes): (usize, usize) = (arch.hidden.iter().sum(), arch.classes);
-    let widest = arch.hidden.iter().copied().max().unwrap_or(0).max(classes);
-    let table = arch.table_rows() * arch.hidden[0];
-    let params = param_copies(config) * arch.param_count() + table;
-    let activations = match pass {
-        Pass::Cpu => {
-            let later_layers: usize = arch.linear_shapes().iter().skip(1).map(|(i, o)| i * o).sum();
-            n_train.div_ceil(crate::models::mlp::cpu::CHUNK_ROWS) * (table + later_layers) * runs.min(crate::models::mlp::cpu::RUNS_PER_WAVE)
-        }
-        Pass::Tensors => {
-            let train = n_train * (2 * hidden_sum + 3 * classes + 3 * widest) * runs_per_group(&Arch::Mlp(arch.clone()), n_train).min(runs);
-            let test = n_test * (2 * hidden_sum + classes) * runs_per_group(&Arch::Mlp(arch.clone()), n_test).min(runs);
-            train.max(test)
-        }
-    };
-    (activations + params * runs) * value
-}
-
-/// Work of one run-epoch as the benchmark counts it: 2·Σ(fan_in·fan_out)·(3·N_train + N_test)
-/// over the Linear layers (the first layer counted as if it were a dense matmul), plus
-/// 2·Σ(fan_in·fan_out)·N_train for the train evaluation a minibatch epoch adds.
-///
-/// A transformer's row costs [`TransformerArch::forward_flops_per_row`] forward and three
-/// times that with its backward pass.
+/// Work of one run-epoch as the benchmark counts it: the forward FLOPs of a row
+/// ([`crate::models::Arch::forward_flops_per_row`]; an MLP's first layer counted as if it were a
+/// dense matmul) times 3·N_train (forward and backward) + N_test, plus N_train for the train
+/// evaluation a minibatch epoch adds.
 pub fn flops_per_run_epoch(config: &RunConfig) -> f64 {
     let (n_train, n_test) = (config.n_train(), config.n_test());
     let train_evaluation = if config.batch_size > 0 { n_train } else { 0 };
-    let forward_per_row = match config.kind {
-        ModelKind::Mlp => 2.0 * MlpArch::from_config(config).linear_shapes().iter().map(|(i, o)| i * o).sum::<usize>() as f64,
-        ModelKind::Transformer => TransformerArch::from_config(config).forward_flops_per_row(),
-    };
-    forward_per_row * (3 * n_train + n_test + train_evaluation) as f64
+    config.arch().forward_flops_per_row() * (3 * n_train + n_test + train_evaluation) as f64
 }

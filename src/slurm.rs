@@ -199,7 +199,7 @@ fn check_time(time: &str) -> Result<()> {
         None => (None, time),
     };
     let fields: Vec<&str> = clock.split(':').collect();
-    let fits = days.map_or(true, number) && (1..=3).contains(&fields.len()) && fields.iter().all(|f| number(f));
+    let fits = days.is_none_or(number) && (1..=3).contains(&fields.len()) && fields.iter().all(|f| number(f));
     if !fits {
         bail!("--time {time}: expected Slurm's notation, e.g. 90 (minutes), 2:00:00 or 1-12:00:00");
     }

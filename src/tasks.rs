@@ -4,8 +4,131 @@
 //! take strings of bits (a row's symbols are its bits, 0 or 1). Which model input the
 //! symbols become (table rows for the MLP, tokens for a transformer) is the model's business.
 
-use crate::config::Op;
 use crate::rng::{Rng, Stream};
+
+/// The task: a binary operation over [0, p)² (S5's over its 120 elements) or a bit task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    Add,
+    Sub,
+    Mul,
+    /// a·b⁻¹, b ≠ 0.
+    Div,
+    /// a^b.
+    Exp,
+    Gcd,
+    /// x**2+y (openai/grok's `**2+`).
+    SquarePlusY,
+    /// x**3+y (`**3+`).
+    CubePlusY,
+    /// x**2+y**2.
+    SquareSum,
+    /// x**2+x*y+y**2.
+    SquareSumCross,
+    /// x**2+x*y+y**2+x.
+    SquareSumCrossPlusX,
+    /// x**3+x*y.
+    CubeCross,
+    /// x**3+x*y**2+y.
+    CubeCrossSquare,
+    /// x/y if y is odd, else x−y.
+    Mix1,
+    S5Compose,
+    S5Conjugate,
+    S5Aba,
+    /// The parity of all `task.bits` bits.
+    Parity,
+    /// The parity of the first `task.parity_bits` of `parity_bits + noise_bits` bits.
+    SparseParity,
+}
+
+/// Every string `task.op` accepts and its operation: the names, and openai/grok's own
+/// operator strings so that they can be pasted (its `_mod_97` names mean mod `task.p`).
+pub const OP_NAMES: &[(&str, Op)] = &[
+    ("add", Op::Add),
+    ("sub", Op::Sub),
+    ("mul", Op::Mul),
+    ("div", Op::Div),
+    ("exp", Op::Exp),
+    ("gcd", Op::Gcd),
+    ("x**2+y", Op::SquarePlusY),
+    ("x**3+y", Op::CubePlusY),
+    ("x**2+y**2", Op::SquareSum),
+    ("x**2+x*y+y**2", Op::SquareSumCross),
+    ("x**2+x*y+y**2+x", Op::SquareSumCrossPlusX),
+    ("x**3+x*y", Op::CubeCross),
+    ("x**3+x*y**2+y", Op::CubeCrossSquare),
+    ("x/y if y%2==1 else x-y", Op::Mix1),
+    ("mix1", Op::Mix1),
+    ("s5_compose", Op::S5Compose),
+    ("s5_conjugate", Op::S5Conjugate),
+    ("s5_aba", Op::S5Aba),
+    ("parity", Op::Parity),
+    ("sparse_parity", Op::SparseParity),
+    // openai/grok's strings.
+    ("+", Op::Add),
+    ("-", Op::Sub),
+    ("*", Op::Mul),
+    ("/", Op::Div),
+    ("**2+", Op::SquarePlusY),
+    ("**3+", Op::CubePlusY),
+    ("x**2+y**2_mod_97", Op::SquareSum),
+    ("x**2+y**2+x*y_mod_97", Op::SquareSumCross),
+    ("x**2+y**2+x*y+x_mod_97", Op::SquareSumCrossPlusX),
+    ("x**3+x*y_mod_97", Op::CubeCross),
+    ("x**3+x*y**2+y_mod_97", Op::CubeCrossSquare),
+    ("(x._value//y)if(y._value%2==1)else(x-y)_mod_97", Op::Mix1),
+    ("s5", Op::S5Compose),
+    ("s5conj", Op::S5Conjugate),
+    ("s5aba", Op::S5Aba),
+];
+
+/// The strings of [`OP_NAMES`], for the schema's list of choices.
+pub const OP_STRINGS: [&str; OP_NAMES.len()] = {
+    let mut out = [""; OP_NAMES.len()];
+    let mut i = 0;
+    while i < OP_NAMES.len() {
+        out[i] = OP_NAMES[i].0;
+        i += 1;
+    }
+    out
+};
+
+impl Op {
+    pub fn parse(name: &str) -> Option<Op> {
+        OP_NAMES.iter().find(|(n, _)| *n == name).map(|&(_, op)| op)
+    }
+
+    /// A task over bit strings rather than operand pairs.
+    pub fn is_bits(self) -> bool {
+        matches!(self, Op::Parity | Op::SparseParity)
+    }
+
+    pub fn is_s5(self) -> bool {
+        matches!(self, Op::S5Compose | Op::S5Conjugate | Op::S5Aba)
+    }
+
+    /// The operation divides by b, so p must be prime.
+    pub fn divides(self) -> bool {
+        matches!(self, Op::Div | Op::Mix1)
+    }
+}
+
+/// What a model sees of its task: the symbols of a row and the classes of its label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskShape {
+    pub symbols: Symbols,
+    pub classes: usize,
+}
+
+/// What a row's symbols are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Symbols {
+    /// Operands a, b in [0, p).
+    Operands { p: usize },
+    /// A string of n bits.
+    Bits { n: usize },
+}
 
 /// Number of elements of S5, the permutations of five elements.
 pub const S5_ORDER: usize = 120;

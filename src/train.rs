@@ -78,7 +78,7 @@ impl Stack {
         let train: Vec<&data::Examples> = splits.iter().map(|s| &s.train).collect();
         let test: Vec<&data::Examples> = splits.iter().map(|s| &s.test).collect();
         let seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
-        let arch = Arch::from_config(&first);
+        let arch = first.arch();
         // A pure-bf16 model's matmul operands are bf16 values held in f32, which TF32 holds
         // exactly: on a GPU cuBLAS may then use its TF32 tensor cores (exact products, f32
         // accumulation, as a bf16 GEMM on tensor cores). Every other precision keeps exact f32
@@ -134,7 +134,7 @@ impl Stack {
     /// its statistics); with minibatches, each run's train rows in its own order of `epoch`
     /// (see [`data::epoch_order`]), B at a time.
     pub fn epoch_steps(&mut self, epoch: usize) -> Result<Option<Tensor>> {
-        let b = self.key.batch_size;
+        let b = self.key.training.batch_size;
         if b == 0 {
             return self.step().map(Some);
         }
@@ -355,13 +355,13 @@ impl Training {
     }
 
     pub fn epochs(&self) -> usize {
-        self.stack.key.epochs
+        self.stack.key.training.epochs
     }
 
     /// Train to the end of the epoch budget (or until `control` interrupts).
     pub fn run(mut self, control: Control, mut progress: impl FnMut(usize, usize)) -> Result<Outcome> {
-        let epochs = self.stack.key.epochs;
-        let log_every = self.stack.key.log_every;
+        let epochs = self.stack.key.training.epochs;
+        let log_every = self.stack.key.training.log_every;
         let is_logged = |epoch: usize| epoch % log_every == 0 || epoch + 1 == epochs;
         while self.next_step < epochs {
             let epoch = self.next_step;
@@ -380,7 +380,7 @@ impl Training {
                 self.tracker.record_test(epoch, &test_stats, &self.stack.model.param_norms()?, spectral.as_ref())?;
                 self.logged_params = self.stack.model.params.iter().map(|p| p.value.clone()).collect();
                 // Minibatches: the epoch's train metrics need a pass of their own.
-                if self.stack.key.batch_size > 0 {
+                if self.stack.key.training.batch_size > 0 {
                     let train_stats = self.stack.evaluate(&self.stack.train)?;
                     if !self.record_train(epoch, &train_stats)? {
                         progress(epoch + 1, 0);
@@ -406,7 +406,7 @@ impl Training {
     /// there. Returns whether any run is left.
     fn record_train(&mut self, epoch: usize, train_stats: &Tensor) -> Result<bool> {
         self.tracker.record_train(epoch, train_stats)?;
-        let retiring = self.tracker.retiring(epoch, self.stack.key.stop, self.stack.key.extra_epochs);
+        let retiring = self.tracker.retiring(epoch, self.stack.key.training.stop, self.stack.key.training.extra_epochs);
         Ok(retiring.is_empty() || self.retire(&retiring)?)
     }
 
@@ -439,9 +439,9 @@ impl Training {
     /// The results, rows and final weights; `completed`: the epoch budget ran out (rather
     /// than every run retiring), so the last epoch's train metrics are still to be measured.
     fn finish(mut self, completed: bool) -> Result<Trained> {
-        let epochs = self.stack.key.epochs;
+        let epochs = self.stack.key.training.epochs;
         // Minibatch epochs measure their train metrics themselves.
-        if completed && self.stack.key.batch_size == 0 {
+        if completed && self.stack.key.training.batch_size == 0 {
             let final_train = self.stack.evaluate(&self.stack.train)?;
             self.tracker.record_train(epochs - 1, &final_train)?;
         }

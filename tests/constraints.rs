@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use grokstack::models::Role;
+use grokstack::models::Place;
 use grokstack::optim::constraints::{cap_rms, hardcap, msign, spectral_normalize, project};
 use grokstack::optim::RunHyper;
 use grokstack::train::Stack;
@@ -129,12 +129,12 @@ fn every_step_ends_inside_the_constraint() {
         }
         for param in &stack.model.params {
             for (run, matrix) in matrices(&param.value).iter().enumerate() {
-                match param.role {
-                    Role::Linear { .. } => {
+                match param.group.place {
+                    place if place.is_linear_layer() => {
                         let beta = [0.3, 0.5][run];
                         assert!(common::singular_values(matrix)[0] <= beta + 1e-9, "{optimizer} {} run {run}", param.name);
                     }
-                    Role::Embedding => {
+                    Place::Embedding => {
                         for row in matrix {
                             let rms = (row.iter().map(|v| v * v).sum::<f64>() / row.len() as f64).sqrt();
                             assert!(rms <= 0.5 + 1e-12, "{optimizer}: embedding RMS {rms}");
@@ -170,7 +170,7 @@ fn constraints_are_refused_where_they_cannot_apply_naming_the_key() {
         ("seeds = 1\n[model]\ninput = \"two_hot\"\n[train]\nembed_rms_cap = 1.0\n", "train.embed_rms_cap"),
         ("seeds = 1\n[train]\nconstraint_lambda = 1.5\n", "train.constraint_lambda"),
     ] {
-        let err = grokstack::config::Sweep::parse(toml, "c.toml", &[]).and_then(|s| s.runs()).err().expect("an error");
+        let err = grokstack::config::Sweep::parse(toml, "c.toml", &[]).and_then(|s| s.runs()).expect_err("an error");
         let message = format!("{err:#}");
         assert!(message.contains(key) && message.contains("c.toml"), "{message}");
     }

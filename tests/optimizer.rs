@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use grokstack::kernels::adamw::{reference, step, AdamHyper};
-use grokstack::models::{Arch, Model, Role};
+use grokstack::models::{Model, Place};
 use grokstack::optim::{adamw::AdamW, Optimizer, RunHyper};
 
 fn hyper() -> AdamHyper {
@@ -66,7 +66,7 @@ fn fused_adamw_matches_reference_ops() {
 /// With zero gradients AdamW only decays: regularized tensors shrink by (1 − lr·wd), the others stay.
 fn decayed_tensors(input: &str, all_reg: bool) -> Vec<(String, bool)> {
     let runs = common::runs(common::TINY, &[&format!("model.input={input}"), &format!("train.all_reg={all_reg}"), "train.dtype=f64"]);
-    let arch = Arch::from_config(&runs[0].config);
+    let arch = runs[0].config.arch();
     let mut model = Model::init(&arch, &[0, 1], grokstack::config::Precision::F64, &Device::Cpu).unwrap();
     let before = model.clone();
     let hyper = RunHyper::from_configs(runs.iter().map(|r| &r.config));
@@ -84,7 +84,7 @@ fn decayed_tensors(input: &str, all_reg: bool) -> Vec<(String, bool)> {
             let decayed = a.iter().zip(&b).all(|(x, y)| (x - y * factor).abs() < 1e-15);
             let unchanged = a == b;
             assert!(decayed != unchanged, "{}: neither exactly decayed nor unchanged", after.name);
-            assert!(matches!(after.role, Role::Embedding | Role::Linear { .. }));
+            assert!(after.group.place == Place::Embedding || after.group.place.is_linear_layer());
             (after.name.clone(), decayed)
         })
         .collect()

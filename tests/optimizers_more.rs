@@ -85,7 +85,7 @@ fn one_newton_schulz_step_matches_a_hand_computation() {
 /// (name, muon, always decayed) of every parameter of a 3-layer MLP with `input`.
 fn groups(input: &str) -> Vec<(String, bool, bool)> {
     let runs = common::runs(common::TINY, &[&format!("model.input={input}"), "model.hidden=[5, 4]"]);
-    let model = grokstack::models::Model::init(&grokstack::models::Arch::from_config(&runs[0].config), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
+    let model = grokstack::models::Model::init(&runs[0].config.arch(), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
     model.params.iter().map(|p| (p.name.clone(), p.group.muon, p.group.always_decayed)).collect()
 }
 

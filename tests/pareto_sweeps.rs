@@ -2,6 +2,7 @@
 //! Cesista's λ values, on the blog's configuration.
 
 use grokstack::config::{Constraint, Optimizer, Precision, Sweep};
+use grokstack::models::ModelConfig;
 use std::collections::BTreeSet;
 
 #[test]
@@ -18,7 +19,8 @@ fn the_pareto_sweeps_parse_and_hold_every_family() {
         let mut lambdas = BTreeSet::new();
         for run in &runs {
             let c = &run.config;
-            assert_eq!((c.p, c.embed_dim, c.hidden.as_slice(), c.epochs, c.all_reg), (113, 113, &[200, 200][..], epochs, true), "{file}");
+            let ModelConfig::Mlp(mlp) = &c.model else { panic!("{file}: not an MLP") };
+            assert_eq!((c.p, mlp.embed_dim, mlp.hidden.as_slice(), c.epochs, c.all_reg), (113, 113, &[200, 200][..], epochs, true), "{file}");
             assert!(c.lipschitz, "{file}");
             if file == "pareto.toml" {
                 assert_eq!(c.precision, Precision::Bf16, "{file}");

@@ -93,7 +93,7 @@ fn polar_express_on_the_cpu_matches_the_tensor_ops() {
 fn scion_groups_follow_the_fork() {
     for (input, want) in [("embedding", vec![Lmo::ColNorm, Lmo::Spectral, Lmo::Spectral, Lmo::Sign]), ("two_hot", vec![Lmo::ColNorm, Lmo::Spectral, Lmo::Sign])] {
         let runs = common::runs(common::TINY, &[&format!("model.input={input}"), "model.hidden=[5, 4]"]);
-        let model = grokstack::models::Model::init(&grokstack::models::Arch::from_config(&runs[0].config), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
+        let model = grokstack::models::Model::init(&runs[0].config.arch(), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
         let got: Vec<Lmo> = model.params.iter().map(|p| Lmo::of(p).unwrap()).collect();
         assert_eq!(got, want, "{input}");
     }
@@ -203,7 +203,7 @@ fn a_scion_run_alone_is_bit_identical_inside_a_stack_and_bf16_stays_finite() {
 #[test]
 fn scion_is_refused_for_the_transformer_naming_the_key() {
     let toml = "seeds = 1\n[model]\nkind = \"transformer\"\n[train]\noptimizer = \"scion\"\n";
-    let err = grokstack::config::Sweep::parse(toml, "scion.toml", &[]).and_then(|s| s.runs()).err().expect("an error");
+    let err = grokstack::config::Sweep::parse(toml, "scion.toml", &[]).and_then(|s| s.runs()).expect_err("an error");
     let message = format!("{err:#}");
     assert!(message.contains("train.optimizer") && message.contains("scion.toml"), "{message}");
 }

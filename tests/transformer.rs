@@ -130,3 +130,38 @@ fn export_writes_pytorch_names_and_layouts() {
     assert_eq!(shapes["unembed.weight"], [7, 8]);
     assert_eq!(shapes["unembed.bias"], [7]);
 }
+
+/// A transformer run logs the norm of every parameter, one named column each
+/// (`{name}_norm`, the embedding's as `embedding_weight_norm`), and no MLP layer or spectral
+/// columns; the last logged norms are those of the exported final weights.
+#[test]
+fn every_parameter_has_its_own_norm_column() {
+    let toml = format!("name = \"tf-columns\"\nseeds = 1\n{SMALL}");
+    let (dir, _) = common::train_sweep("tf-columns", &toml, &[]);
+    let metrics = common::read_parquet(&dir.join("metrics.parquet/part-00000.parquet"));
+    let exported = dir.join("run0.safetensors");
+    grokstack::export::export_run(&dir, 0, &exported).unwrap();
+    let weights = candle_core::safetensors::load(&exported, &Device::Cpu).unwrap();
+
+    let names: Vec<String> = metrics.get_column_names().iter().map(|n| n.to_string()).collect();
+    assert!(!names.iter().any(|n| n.starts_with("layer") && !n.starts_with("layers.")), "{names:?}");
+    let expected: Vec<String> = ["position.weight", "layers.0.norm1.weight", "layers.0.norm1.bias", "layers.0.attn.q.weight"]
+        .iter()
+        .map(|n| format!("{n}_norm"))
+        .collect();
+    let norm_columns: Vec<&String> = names.iter().filter(|n| n.ends_with("_norm") && n.contains('.')).collect();
+    assert_eq!(norm_columns[..4].iter().map(|s| s.as_str()).collect::<Vec<_>>(), expected);
+    // Every exported tensor but the embedding has its column, and nothing else does.
+    assert_eq!(norm_columns.len(), weights.len() - 1, "{names:?}");
+
+    let last = metrics.height() - 1;
+    let norm_of = |name: &str| {
+        let values: Vec<f64> = weights[name].to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        values.iter().map(|v| v * v).sum::<f64>().sqrt()
+    };
+    for (name, _) in &weights {
+        let column = if name == "embedding.weight" { "embedding_weight_norm".to_string() } else { format!("{name}_norm") };
+        let logged = metrics.column(&column).unwrap().f64().unwrap().get(last).unwrap();
+        assert!((logged - norm_of(name)).abs() <= 1e-12 * logged.max(1.0), "{column}: logged {logged}, exported {}", norm_of(name));
+    }
+}

@@ -16,8 +16,8 @@ use common::grokstack;
 use grokstack::config::{Loss, Sweep};
 use grokstack::data::{self, Examples};
 use grokstack::kernels::loss;
-use grokstack::models::transformer::{Tokens, Transformer, TransformerArch};
-use grokstack::models::{Param, Role};
+use grokstack::models::transformer::{Tokens, Transformer};
+use grokstack::models::{Arch, Param};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,7 +127,7 @@ fn from_export(init: &Transformer, path: &Path) -> Transformer {
         .iter()
         .map(|p| {
             let value = &exported[&p.name];
-            let value = if p.role == Role::Matrix { value.t().unwrap() } else { value.clone() };
+            let value = if Transformer::is_matrix(&init.arch, &p.name) { value.t().unwrap() } else { value.clone() };
             Param { value: value.contiguous().unwrap().unsqueeze(0).unwrap(), ..p.clone() }
         })
         .collect();
@@ -142,10 +142,9 @@ fn grokstack_side(dir: &Path, run: usize, epoch1: &Path, epoch2: &Path, out: &Pa
     let text = std::fs::read_to_string(dir.join("sweep.toml")).unwrap();
     let spec = Sweep::parse(&text, "sweep.toml", &[]).unwrap().runs().unwrap().swap_remove(run);
     let (config, seed) = (&spec.config, spec.seed);
-    let arch = TransformerArch::from_config(config);
+    let Arch::Transformer(arch, tokens) = config.arch() else { panic!("run {run} is not a transformer") };
     let init = Transformer::init(&arch, &[seed], DType::F32, &Device::Cpu).unwrap();
 
-    let tokens = Tokens::from_config(config);
     let (every, _) = rows(&tokens, &data::all_examples(config, seed), arch.seq_len);
     let (train, labels) = rows(&tokens, &data::split(config, seed).train, arch.seq_len);
     let mut side: HashMap<String, Tensor> = init.params.iter().map(|p| (format!("weights.{}", p.name), p.value.get(0).unwrap())).collect();

@@ -4,6 +4,6 @@ pub mod run;
 pub mod schema;
 pub mod sweep;
 
-pub use run::{is_prime, Activation, Constraint, Input, Loss, ModelKind, Op, Optimizer, Precision, RunConfig, StackKey, Stop, TokenLayout, TransformerConfig};
+pub use run::{is_prime, Activation, Constraint, Loss, Op, Optimizer, Precision, RunConfig, StackKey, Stop, TrainingKey};
 pub use schema::Value;
 pub use sweep::{RunSpec, Sweep};

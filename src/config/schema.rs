@@ -4,6 +4,8 @@
 //! resolved `sweep.toml` and the per-run columns of `runs.parquet`, so a new key
 //! is added in exactly one place.
 
+use anyhow::{anyhow, bail, Result};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A value of one key, after type checking.
@@ -28,6 +30,63 @@ impl fmt::Display for Value {
                 write!(f, "[{}]", items.join(", "))
             }
         }
+    }
+}
+
+/// A run's resolved keys, read by type: each part of the typed config (the task, each model
+/// kind, training) reads its own keys through this, and a wrong type names the key.
+#[derive(Clone, Copy)]
+pub struct Keys<'a>(pub &'a BTreeMap<&'static str, Value>);
+
+impl Keys<'_> {
+    fn get(&self, key: &str) -> Result<&Value> {
+        self.0.get(key).ok_or_else(|| anyhow!("key `{key}` is missing"))
+    }
+
+    pub fn string(&self, key: &str) -> Result<&str> {
+        match self.get(key)? {
+            Value::Str(s) => Ok(s.as_str()),
+            other => bail!("key `{key}`: expected a string, found {other}"),
+        }
+    }
+
+    pub fn int(&self, key: &str) -> Result<usize> {
+        match self.get(key)? {
+            Value::Int(i) => Ok(*i as usize),
+            other => bail!("key `{key}`: expected an integer, found {other}"),
+        }
+    }
+
+    pub fn float(&self, key: &str) -> Result<f64> {
+        match self.get(key)? {
+            Value::Float(x) => Ok(*x),
+            other => bail!("key `{key}`: expected a number, found {other}"),
+        }
+    }
+
+    pub fn boolean(&self, key: &str) -> Result<bool> {
+        match self.get(key)? {
+            Value::Bool(b) => Ok(*b),
+            other => bail!("key `{key}`: expected a boolean, found {other}"),
+        }
+    }
+
+    pub fn ints(&self, key: &str) -> Result<Vec<usize>> {
+        match self.get(key)? {
+            Value::IntList(list) => Ok(list.iter().map(|&i| i as usize).collect()),
+            other => bail!("key `{key}`: expected a list of integers, found {other}"),
+        }
+    }
+
+    /// A choice key as its enum: `choices` pairs each string the schema allows with its value.
+    pub fn choice<T: Copy>(&self, key: &str, choices: &[(&str, T)]) -> Result<T> {
+        let text = self.string(key)?;
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+        choices
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|&(_, value)| value)
+            .ok_or_else(|| anyhow!("key `{key}`: \"{text}\" is not one of {names:?}"))
     }
 }
 
@@ -62,7 +121,7 @@ pub const OPTIMIZERS: &[&str] = &["adamw", "ortho_adamw", "sgd", "muon", "scion"
 pub const DTYPES: &[&str] = &["f32", "f64", "bf16", "bf16_mixed"];
 
 pub static SCHEMA: &[KeySpec] = &[
-    KeySpec { key: "task.op", kind: Kind::Choice(&super::run::OP_STRINGS), default: || Value::Str("add".into()), help: "the task: (a op b) mod p, an S5 product, or a parity (see the README's table); div and mix1 need a prime p, S5 needs p = 120" },
+    KeySpec { key: "task.op", kind: Kind::Choice(&crate::tasks::OP_STRINGS), default: || Value::Str("add".into()), help: "the task: (a op b) mod p, an S5 product, or a parity (see the README's table); div and mix1 need a prime p, S5 needs p = 120" },
     KeySpec { key: "task.p", kind: Kind::Int { min: 2 }, default: || Value::Int(113), help: "the modulus" },
     KeySpec { key: "task.train_fraction", kind: UNIT_OPEN, default: || Value::Float(0.4), help: "fraction of all rows in the train split" },
     KeySpec { key: "task.skip_zero", kind: Kind::Bool, default: || Value::Bool(false), help: "leave out the pairs with a = 0 or b = 0 (Prieto et al.'s transformer data drew operands from [1, p))" },

@@ -1,9 +1,12 @@
-//! What every CPU pass shares: single-threaded GEMMs on one run's matrices (rayon spreads the
-//! runs and chunks of rows over the cores), buffers pooled across passes, and the fixed-order
-//! sum of a wave's chunk partials.
+//! What every CPU pass shares: the driver that spreads a stack's runs and chunks of rows over the
+//! cores ([`drive`]), single-threaded GEMMs on one run's matrices, buffers pooled across
+//! passes, and the fixed-order sum of a wave's chunk partials.
 
+mod driver;
 pub mod matmul;
 pub mod pool;
+
+pub use driver::{drive, PassShape};
 
 use crate::kernels::loss::N_STATS;
 use pool::Pooled;
@@ -11,20 +14,20 @@ use rayon::prelude::*;
 
 /// What one chunk of one run's rows adds up: its row statistics, and when training its partial
 /// gradient of every parameter slot.
-pub type Partial<T> = ([f64; N_STATS], Option<Vec<Vec<T>>>);
+type Partial<T> = ([f64; N_STATS], Option<Vec<Vec<T>>>);
 
 /// Sum each run's chunk partials (`chunks_per_run` consecutive entries per run) in chunk
 /// order, so that a run's bits depend neither on its stack nor on the thread count; append each
 /// run's mean statistics over its `n` rows to `means` and its summed gradients to `stacked`
 /// (one vector per parameter slot, runs one after another); give the buffers back to the pool.
-pub fn reduce_wave<T: Pooled>(mut partials: Vec<Partial<T>>, chunks_per_run: usize, n: usize, means: &mut Vec<f64>, stacked: &mut [Vec<T>]) {
+fn reduce_wave<T: Pooled>(mut partials: Vec<Partial<T>>, chunks_per_run: usize, n: usize, means: &mut Vec<f64>, stacked: &mut [Vec<T>]) {
     partials.par_chunks_mut(chunks_per_run).for_each(|chunks| {
         let (first, rest) = chunks.split_first_mut().expect("chunks_per_run ≥ 1");
         for (chunk_sums, chunk_grads) in rest.iter() {
             first.0.iter_mut().zip(chunk_sums).for_each(|(s, v)| *s += v);
             if let (Some(total), Some(part)) = (&mut first.1, chunk_grads) {
                 for (t, g) in total.iter_mut().zip(part) {
-                    t.iter_mut().zip(g).for_each(|(t, &g)| *t = *t + g);
+                    t.iter_mut().zip(g).for_each(|(t, &g)| *t += g);
                 }
             }
         }

@@ -6,9 +6,17 @@
 //! multiplies. On tensors (other devices) both are candle ops.
 
 use super::Real;
-use crate::config::Activation;
 use anyhow::Result;
 use candle_core::Tensor;
+
+/// The hidden layers' nonlinearity (`model.activation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Activation {
+    Relu,
+    /// The erf form, PyTorch's default.
+    Gelu,
+    Tanh,
+}
 
 crate::avx2_twin! {
     /// `z` ← act(z) in place, and with `derivative` act'(z) beside it. z, derivative `[B, H]`.
@@ -56,7 +64,7 @@ crate::avx2_twin! {
 #[inline(always)]
 fn backward_loop<T: Real>(da: &mut [T], derivative: &[T]) {
     for (g, &d) in da.iter_mut().zip(derivative) {
-        *g = *g * d;
+        *g *= d;
     }
 }
 

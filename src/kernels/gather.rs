@@ -29,7 +29,7 @@ fn gather_loop<T: Real>(table: &[T], indices: &[u32], k: usize, h: usize, z: &mu
             dst.fill(T::zero());
             for &index in row.iter().filter(|&&i| (i as usize) < v) {
                 for (d, &x) in dst.iter_mut().zip(&table[index as usize * h..][..h]) {
-                    *d = *d + x;
+                    *d += x;
                 }
             }
         }
@@ -49,7 +49,7 @@ fn scatter_loop<T: Real>(dz: &[T], indices: &[u32], k: usize, h: usize, d_table:
         for &index in row.iter().filter(|&&i| (i as usize) < v) {
             let dst = &mut d_table[index as usize * h..][..h];
             for (d, &s) in dst.iter_mut().zip(src) {
-                *d = *d + s;
+                *d += s;
             }
         }
     }

@@ -20,9 +20,16 @@
 //! the run's row count, and never by the stack's.
 
 use super::{expect_rank3, Real};
-use crate::config::Loss;
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
+
+/// The loss of a run (`train.loss`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Loss {
+    Softmax,
+    StableMax,
+    Sparsemax,
+}
 
 /// Columns of the per-run statistics returned by [`stats`].
 pub const STAT_LOSS: usize = 0;
@@ -70,8 +77,8 @@ pub fn row<T: Real>(loss: Loss, x: &mut [T], label: usize, bf16: bool, grad_scal
             let exp_sum = loss_dtype(sum, bf16);
             if let Some(scale) = grad_scale {
                 let inv = scale / sum;
-                x.iter_mut().for_each(|v| *v = *v * inv);
-                x[label] = x[label] - scale;
+                x.iter_mut().for_each(|v| *v *= inv);
+                x[label] -= scale;
             }
             (loss_dtype((max - x_label) + exp_sum.ln(), bf16), exp_sum == T::one())
         }
@@ -85,7 +92,7 @@ pub fn row<T: Real>(loss: Loss, x: &mut [T], label: usize, bf16: bool, grad_scal
                     *v = scale * ds / total;
                 }
                 let ds_label = if x_label >= T::zero() { T::one() } else { s_label * s_label };
-                x[label] = x[label] - scale * ds_label / s_label;
+                x[label] -= scale * ds_label / s_label;
             }
             (loss_dtype(-(s_label / total).ln(), bf16), exp_sum == T::one())
         }
@@ -98,11 +105,11 @@ pub fn row<T: Real>(loss: Loss, x: &mut [T], label: usize, bf16: bool, grad_scal
             for v in x.iter_mut() {
                 let z = *v - max;
                 let p = if z - tau < T::zero() { T::zero() } else { z - tau }; // a NaN stays NaN
-                squares = squares + p * (z + tau);
+                squares += p * (z + tau);
                 *v = scale * p;
             }
             if let Some(scale) = grad_scale {
-                x[label] = x[label] - scale;
+                x[label] -= scale;
             }
             let half = T::from(0.5).unwrap_or_else(T::zero);
             let row_loss = loss_dtype(half * loss_dtype(squares, bf16) - (x_label - max) + half, bf16);
@@ -129,7 +136,7 @@ fn sparsemax_threshold<T: Real>(x: &[T], max: T) -> (T, usize) {
         let (mut sum, mut count) = (T::zero(), 0usize);
         for &v in x {
             if v - max > tau {
-                sum = sum + (v - max);
+                sum += v - max;
                 count += 1;
             }
         }

@@ -143,7 +143,7 @@ pub fn sum_lanes<T: Real>(x: &[T]) -> T {
     let tail: T = chunks.remainder().iter().copied().sum();
     for chunk in chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = *lane + v;
+            *lane += v;
         }
     }
     lanes.iter().copied().sum::<T>() + tail

@@ -6,11 +6,21 @@
 //! accumulate in f32 and round their result, as bf16 GEMMs do on tensor cores.
 
 use super::{cpu_slice, use_cpu_kernel};
-use crate::config::Precision;
 use anyhow::Result;
 use candle_core::{DType, Tensor};
 use half::bf16;
 use rayon::prelude::*;
+
+/// Where a run keeps its values (`train.dtype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Precision {
+    F32,
+    F64,
+    /// Everything stored in bf16, as the reference's Lipschitz grid ran.
+    Bf16,
+    /// bf16 compute with f32 master weights and optimizer state.
+    Bf16Mixed,
+}
 
 
 /// `t` rounded to bf16, kept in its f32 dtype.

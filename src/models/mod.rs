@@ -10,31 +10,101 @@
 pub mod mlp;
 pub mod transformer;
 
-use crate::config::{Loss, ModelKind, Precision, RunConfig};
-use crate::rng::{Rng, Stream};
+use crate::config::schema::Keys;
 use crate::data::Examples;
-use crate::kernels::loss;
-use crate::kernels::round::Storage;
-use anyhow::Result;
+use crate::kernels::loss::{self, Loss};
+use crate::kernels::round::{Precision, Storage};
+use crate::rng::{Rng, Stream};
+use crate::tasks::TaskShape;
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
-use mlp::{Mlp, MlpArch};
-use transformer::{Masks, Tokens, Transformer, TransformerArch};
+use mlp::{Mlp, MlpArch, MlpConfig};
+use transformer::{Masks, Tokens, Transformer, TransformerArch, TransformerConfig};
 
-/// What a parameter is.
+/// Hidden layers (MLP) or blocks (transformer) at most: keeps every size estimate far from
+/// overflowing, and is far deeper than any grokking model.
+pub const MAX_LAYERS: usize = 256;
+
+/// Which model a run trains, with its settings (`model.kind` and the kind's own keys).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelConfig {
+    Mlp(MlpConfig),
+    Transformer(TransformerConfig),
+}
+
+impl ModelConfig {
+    /// `model.kind`'s model, its keys read and checked for a task of this shape.
+    pub fn from_keys(keys: Keys, task: &TaskShape) -> Result<ModelConfig> {
+        Ok(match keys.string("model.kind")? {
+            "mlp" => ModelConfig::Mlp(MlpConfig::from_keys(keys, task)?),
+            "transformer" => ModelConfig::Transformer(TransformerConfig::from_keys(keys)?),
+            other => bail!("key `model.kind`: \"{other}\" is not one of mlp, transformer"),
+        })
+    }
+
+    /// The canonical sweep `grokstack bench` times for this kind, and its name in errors.
+    pub fn bench_sweep(&self) -> (&'static str, &'static str) {
+        match self {
+            ModelConfig::Mlp(_) => (mlp::BENCH_SWEEP, "the canonical benchmark sweep"),
+            ModelConfig::Transformer(_) => (transformer::BENCH_SWEEP, "the canonical transformer benchmark sweep"),
+        }
+    }
+}
+
+/// Which pass trains a stack: their activations take memory differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// A token embedding table: the MLP's shared `[R, p, d]`, the transformer's `[R, V, d]`.
+pub enum Pass {
+    /// The kind's CPU pass (`mlp::cpu`, `transformer::cpu`): block buffers per thread, partial
+    /// gradients per chunk.
+    Cpu,
+    /// Tensor ops on groups of runs (other devices).
+    Tensors,
+}
+
+impl Pass {
+    pub fn on(device: &Device) -> Pass {
+        if device.is_cpu() {
+            Pass::Cpu
+        } else {
+            Pass::Tensors
+        }
+    }
+}
+
+/// What the memory estimate of a stack knows besides its architecture.
+#[derive(Clone, Copy, Debug)]
+pub struct StackSize {
+    pub runs: usize,
+    pub n_train: usize,
+    pub n_test: usize,
+    /// Bytes of one stored value (4, or 8 in f64).
+    pub value_bytes: usize,
+    /// Copies of the parameters a run holds during the update (see `plan::stack_bytes`).
+    pub param_copies: usize,
+    pub pass: Pass,
+}
+
+/// Where a parameter sits among a model's maps, for the optimizers and constraints that treat
+/// layers by their place (Scion's norms, the spectral constraints, the embedding's RMS cap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// A token embedding table `[R, rows, d]`: `train.embed_rms_cap` caps each row.
     Embedding,
-    /// MLP Linear layer `index`; `last` is the output layer.
-    Linear { index: usize, last: bool },
-    /// The transformer's learned position embedding `[R, T, d]`.
-    Position,
-    /// A transformer Linear layer's weight `[R, in, out]`.
-    Matrix,
-    /// A norm's gain `[R, d]`.
-    Gain,
-    /// A Linear layer's or a LayerNorm's bias `[R, n]`.
-    Bias,
+    /// A Linear layer's weight `[R, in, out]` that reads the input (the two-hot first layer).
+    InputLayer,
+    /// A hidden Linear layer's weight `[R, in, out]`.
+    HiddenLayer,
+    /// The Linear layer that writes the logits (a one-layer MLP's only layer).
+    OutputLayer,
+    /// Anything else (the transformer's matrices, norms, biases and positions).
+    Other,
+}
+
+impl Place {
+    /// A Linear layer's weight of a stack of Linear maps.
+    pub fn is_linear_layer(self) -> bool {
+        matches!(self, Place::InputLayer | Place::HiddenLayer | Place::OutputLayer)
+    }
 }
 
 /// How the optimizers treat a parameter, decided by the model that owns it.
@@ -45,6 +115,7 @@ pub struct Group {
     /// A hidden 2-D matrix whose update Muon orthogonalizes; the others take AdamW at
     /// `muon_adam_lr` under Muon (Jordan's rule).
     pub muon: bool,
+    pub place: Place,
 }
 
 impl Group {
@@ -58,7 +129,6 @@ impl Group {
 pub struct Param {
     /// PyTorch-style name: `embedding.weight`, `layers.0.weight`, …
     pub name: String,
-    pub role: Role,
     pub group: Group,
     pub value: Tensor,
 }
@@ -71,10 +141,11 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub fn from_config(c: &RunConfig) -> Arch {
-        match c.kind {
-            ModelKind::Mlp => Arch::Mlp(MlpArch::from_config(c)),
-            ModelKind::Transformer => Arch::Transformer(TransformerArch::from_config(c), Tokens::from_config(c)),
+    /// The architecture of `config` on a task of this shape.
+    pub fn new(config: &ModelConfig, task: &TaskShape) -> Arch {
+        match config {
+            ModelConfig::Mlp(c) => Arch::Mlp(MlpArch::new(c, task)),
+            ModelConfig::Transformer(c) => Arch::Transformer(TransformerArch::new(c, task), Tokens::new(c.tokens, task.symbols)),
         }
     }
 
@@ -87,14 +158,88 @@ impl Arch {
         }
     }
 
+    /// Model inputs K per row: the MLP's table indices (a, b or the bits), or the tokens.
+    pub fn row_width(&self) -> usize {
+        match self {
+            Arch::Mlp(arch) => arch.row_width(),
+            Arch::Transformer(arch, _) => arch.seq_len,
+        }
+    }
+
     /// The values of a row's widest activation (which sizes the groups of the tensor path).
     pub fn widest(&self) -> usize {
         match self {
-            Arch::Mlp(arch) => arch.hidden.iter().copied().max().unwrap_or(1).max(arch.classes),
-            // The FFN's hidden units of every position, and the attention weights of every head.
-            Arch::Transformer(arch, _) => arch.seq_len * (arch.ffn_width.max(arch.d_model) + arch.heads * arch.seq_len),
+            Arch::Mlp(arch) => arch.widest(),
+            Arch::Transformer(arch, _) => arch.widest(),
         }
     }
+
+    /// One line for `--dry-run`.
+    pub fn describe(&self) -> String {
+        match self {
+            Arch::Mlp(arch) => arch.describe(),
+            Arch::Transformer(arch, _) => arch.describe(),
+        }
+    }
+
+    /// FLOPs of one row's forward pass (matmuls; an MLP's first layer counted as a dense matmul).
+    pub fn forward_flops_per_row(&self) -> f64 {
+        match self {
+            Arch::Mlp(arch) => arch.forward_flops_per_row(),
+            Arch::Transformer(arch, _) => arch.forward_flops_per_row(),
+        }
+    }
+
+    /// Estimated peak bytes of a stack's parameters, optimizer state and activations (its data
+    /// aside: see `plan::stack_bytes`).
+    pub fn stack_bytes(&self, size: &StackSize) -> usize {
+        match self {
+            Arch::Mlp(arch) => arch.stack_bytes(size),
+            Arch::Transformer(arch, _) => arch.stack_bytes(size),
+        }
+    }
+
+    /// How many runs one pass of the tensor path over `rows` examples takes at a time: enough
+    /// that each activation tensor `[G, N, H]` holds about 256 M values (1 GiB in f32). The
+    /// tensor path is what a GPU runs: each op is one kernel launch over the group, and at this
+    /// size a launch (microseconds) is small against the pass over memory (about half a
+    /// millisecond on an H200). A big stack is processed group by group, which keeps its
+    /// activation memory (a few GiB) from growing with R.
+    pub fn runs_per_group(&self, rows: usize) -> usize {
+        runs_per_group(self.widest(), rows)
+    }
+
+    /// The `metrics.parquet` columns of this model's parameter norms besides the embedding's
+    /// (`embedding_weight_norm`), in the order of its parameters.
+    pub fn norm_columns(&self) -> Vec<String> {
+        match self {
+            Arch::Mlp(arch) => arch.norm_columns(),
+            Arch::Transformer(arch, _) => arch.norm_columns(),
+        }
+    }
+
+    /// The `metrics.parquet` columns of the spectral norms behind the Lipschitz bound (none where
+    /// the model has no such bound).
+    pub fn spectral_columns(&self) -> Vec<String> {
+        match self {
+            Arch::Mlp(arch) => arch.spectral_columns(),
+            Arch::Transformer(..) => Vec::new(),
+        }
+    }
+
+    /// How an exported run's tensors compute its logits (`grokstack export`'s metadata).
+    pub fn export_description(&self) -> &'static str {
+        match self {
+            Arch::Mlp(_) => mlp::EXPORT_DESCRIPTION,
+            Arch::Transformer(..) => transformer::EXPORT_DESCRIPTION,
+        }
+    }
+}
+
+/// [`Arch::runs_per_group`] for a model whose widest activation has `widest` values per row.
+fn runs_per_group(widest: usize, rows: usize) -> usize {
+    const VALUES_PER_TENSOR: usize = 256 << 20;
+    (VALUES_PER_TENSOR / (rows * widest).max(1)).max(1)
 }
 
 /// Where a training pass draws its dropout masks: each run's own stream at this optimizer step.
@@ -195,9 +340,9 @@ impl Model {
         crate::kernels::use_cpu_kernel(&self.params[0].value)
     }
 
-    /// Runs per group in a pass over `rows` examples (see [`crate::plan::runs_per_group`]).
+    /// Runs per group in a pass over `rows` examples (see [`Arch::runs_per_group`]).
     pub fn runs_per_group(&self, rows: usize) -> usize {
-        crate::plan::runs_per_group(&self.arch, rows)
+        self.arch.runs_per_group(rows)
     }
 
     /// Forward pass on the tensor path: inputs `[R, N, K]` → logits `[R, N, C]`, and with

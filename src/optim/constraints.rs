@@ -17,7 +17,7 @@ use super::polar_express::schedule;
 use super::{Optimizer, RunHyper};
 use crate::run_axis::per_run;
 use crate::config::Constraint;
-use crate::models::{Model, Role};
+use crate::models::{Model, Place};
 use crate::state::{State, StateDict};
 use anyhow::Result;
 use candle_core::{Tensor, D};
@@ -98,9 +98,12 @@ impl Constrained {
         let storage = model.storage;
         let capped = self.hyper.embed_rms_cap.iter().any(|&c| c > 0.0);
         for param in &mut model.params {
-            let projected = match param.role {
-                Role::Linear { .. } if self.kind != Constraint::None => project(self.kind, &param.value, &self.hyper)?,
-                Role::Embedding if capped => cap_rms(&param.value, &self.hyper.embed_rms_cap)?,
+            let place = param.group.place;
+            let projected = match place {
+                _ if place.is_linear_layer() && self.kind != Constraint::None => {
+                    project(self.kind, &param.value, &self.hyper)?
+                }
+                Place::Embedding if capped => cap_rms(&param.value, &self.hyper.embed_rms_cap)?,
                 _ => continue,
             };
             param.value = storage.state(projected.to_dtype(param.value.dtype())?)?;

@@ -19,7 +19,7 @@
 use super::muon::decay_and_step;
 use super::polar_express::polar_express;
 use super::{load_optional, optional_state, select_state, Optimizer, RunHyper};
-use crate::models::{Model, Param, Role};
+use crate::models::{Model, Param, Place};
 use crate::state::{State, StateDict};
 use anyhow::{bail, Result};
 use candle_core::{Tensor, D};
@@ -40,12 +40,14 @@ impl Lmo {
     /// then the input side (the embedding, or the two-hot first layer, which the reference's
     /// groups leave undecayed), then the hidden matrices.
     pub fn of(param: &Param) -> Result<Lmo> {
-        Ok(match param.role {
-            Role::Embedding => Lmo::ColNorm,
-            Role::Linear { last: true, .. } => Lmo::Sign,
-            Role::Linear { .. } if !param.group.always_decayed => Lmo::ColNorm,
-            Role::Linear { .. } => Lmo::Spectral,
-            other => bail!("scion: no group for a {other:?} parameter ({}); key `train.optimizer`: scion is implemented for the MLP", param.name),
+        Ok(match param.group.place {
+            Place::Embedding | Place::InputLayer => Lmo::ColNorm,
+            Place::OutputLayer => Lmo::Sign,
+            Place::HiddenLayer => Lmo::Spectral,
+            Place::Other => bail!(
+                "scion: no group for parameter {}; key `train.optimizer`: scion is implemented for the MLP",
+                param.name
+            ),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! estimated memory and FLOPs, and with a shard the work of every shard.
 
 use super::stacks::plan_waves;
-use crate::config::{ModelKind, RunSpec, Sweep};
+use crate::config::{RunSpec, Sweep};
 use crate::plan::{flops_per_run_epoch, stack_bytes, Pass};
 use crate::shard::{self, Shard};
 use crate::size::human_bytes;
@@ -55,14 +55,7 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass, shard: Option<S
 fn describe_stack(wave: &str, i: usize, stack: &[RunSpec], pass: Pass, flops: f64) -> String {
     let c = &stack[0].config;
     let stack_memory = stack_bytes(c, stack.len(), pass);
-    let model = match c.kind {
-        ModelKind::Mlp => format!("MLP input {:?}, hidden {:?}, {:?}", c.input, c.hidden, c.activation),
-        ModelKind::Transformer => {
-            let t = &c.transformer;
-            let (tokens, vocab) = c.token_shape();
-            format!("transformer {} layer(s), d {}, {} heads, {} FFN, {}-norm {}, {} positions, {} tokens of {vocab}", t.layers, t.d_model, t.heads, t.ffn, if t.pre_norm { "pre" } else { "post" }, t.norm, t.positional, tokens)
-        }
-    };
+    let model = c.arch().describe();
     format!(
         "  {wave}stack {i}: R = {}, {} rows ({} train, {} per step), {} classes, {model}, {:?}, {:?}, \
          {} epochs: memory ≈ {}, {:.1} TFLOP\n",

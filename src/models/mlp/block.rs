@@ -8,7 +8,8 @@
 //! Values are rounded to bf16 where the tensor path stores them (see `kernels::round`).
 
 use crate::cpu::matmul::{matmul, Layout};
-use crate::config::{Activation, Loss};
+use crate::kernels::activation::Activation;
+use crate::kernels::loss::Loss;
 use crate::kernels::loss::{self, N_STATS};
 use crate::kernels::round::round_slice;
 use crate::kernels::{activation, gather, Real};
@@ -119,7 +120,7 @@ impl<T: Real + 'static> Net<'_, T> {
         }
         if self.alpha != T::one() {
             let logits = &mut buf.logits[..b * self.classes];
-            logits.iter_mut().for_each(|x| *x = *x * self.alpha);
+            logits.iter_mut().for_each(|x| *x *= self.alpha);
             self.store(logits);
         }
     }
@@ -136,7 +137,7 @@ impl<T: Real + 'static> Net<'_, T> {
             let dlogits = &mut buf.logits[..labels.len() * self.classes];
             self.store(dlogits);
             if self.alpha != T::one() {
-                dlogits.iter_mut().for_each(|g| *g = *g * self.alpha); // d/dz of α·z
+                dlogits.iter_mut().for_each(|g| *g *= self.alpha); // d/dz of α·z
                 self.store(dlogits);
             }
         }

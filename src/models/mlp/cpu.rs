@@ -10,16 +10,17 @@
 //! Chunks have a fixed size and their partial gradients are summed in a fixed order, so the
 //! arithmetic of a run does not depend on the stack it is in, nor on the number of threads.
 
-use crate::config::Loss;
+use crate::kernels::loss::Loss;
 use crate::dispatch_real;
 use crate::kernels::loss::N_STATS;
 use crate::kernels::cpu_view;
 use super::block::{Buffers, Net};
 use super::Mlp;
 use crate::cpu::pool::{self, Pooled};
+use crate::cpu::{drive, PassShape};
 use anyhow::{bail, Result};
+use std::ops::Range;
 use candle_core::{Device, Tensor};
-use rayon::prelude::*;
 
 /// Rows of one task: the unit of parallelism, and of the partial gradient sums.
 pub const CHUNK_ROWS: usize = 1024;
@@ -87,44 +88,31 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
         weights: weights.iter().map(|w| &w[run * w.len() / runs..][..w.len() / runs]).collect(),
     };
     let scale = T::one() / T::from(n).unwrap_or_else(T::one);
-    let chunks_per_run = n.div_ceil(CHUNK_ROWS);
-
     let mut shapes = vec![(arch.table_rows(), arch.hidden[0])];
     shapes.extend(arch.linear_shapes().into_iter().skip(1));
-    // The summed gradients of all runs, `[R, rows, cols]` per parameter slot.
-    let mut stacked: Vec<Vec<T>> = if training { shapes.iter().map(|&(r, c)| Vec::with_capacity(runs * r * c)).collect() } else { Vec::new() };
-    let mut means = Vec::with_capacity(runs * N_STATS);
-
-    // Runs a wave at a time, so that the chunks' partial gradients exist for one wave only.
-    for wave_start in (0..runs).step_by(RUNS_PER_WAVE) {
-        let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
-        // One task per (run, chunk), in run-major order.
-        let partials: Vec<crate::cpu::Partial<T>> = (0..wave_runs * chunks_per_run)
-            .into_par_iter()
-            .map(|task| {
-                let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
-                let net = net(run);
-                let (start, end) = (chunk * CHUNK_ROWS, ((chunk + 1) * CHUNK_ROWS).min(n));
-                let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
-                let mut grads = training.then(|| pool::take(&net.grad_lengths()));
-                let mut sums = [0.0; N_STATS];
-                for block in (start..end).step_by(BLOCK_ROWS) {
-                    let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(end));
-                    let indices = &rows[k * rows_here.start..k * rows_here.end];
-                    net.forward(indices, &mut buf, training);
-                    let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
-                    sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
-                    if let Some(grads) = &mut grads {
-                        net.backward(indices, &mut buf, grads);
-                    }
+    let grad_lengths = training.then(|| shapes.iter().map(|&(r, c)| r * c).collect());
+    let pass = PassShape { runs, rows: n, chunk_rows: CHUNK_ROWS, runs_per_wave: RUNS_PER_WAVE, grad_lengths };
+    let (means, stacked) = drive(
+        &pass,
+        |_| (),
+        |_, run: usize, chunk: Range<usize>, mut grads: Option<&mut Vec<Vec<T>>>| {
+            let net = net(run);
+            let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
+            let mut sums = [0.0; N_STATS];
+            for block in chunk.clone().step_by(BLOCK_ROWS) {
+                let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(chunk.end));
+                let indices = &rows[k * rows_here.start..k * rows_here.end];
+                net.forward(indices, &mut buf, training);
+                let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
+                sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
+                if let Some(grads) = grads.as_deref_mut() {
+                    net.backward(indices, &mut buf, grads);
                 }
-                pool::give_back([buf.into_set()], usize::MAX);
-                (sums, grads)
-            })
-            .collect();
-
-        crate::cpu::reduce_wave(partials, chunks_per_run, n, &mut means, &mut stacked);
-    }
+            }
+            pool::give_back([buf.into_set()], usize::MAX);
+            sums
+        },
+    );
 
     let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
     let grads = stacked

@@ -12,10 +12,16 @@
 //! `[n, H₀]` (its 0/1 vector times W₀). Either way the layer is a gather, never a matmul.
 
 pub mod block;
+pub mod config;
+mod cost;
 pub mod cpu;
 
-use super::{compute_dtype, Group, Model, Param, Role};
-use crate::config::{Activation, Input, Precision, RunConfig};
+pub use config::{Input, MlpConfig};
+
+use super::{compute_dtype, Group, Model, Param, Place};
+use crate::kernels::activation::Activation;
+use crate::kernels::round::Precision;
+use crate::tasks::{Symbols, TaskShape};
 use crate::data::Examples;
 use crate::kernels::round::Storage;
 use crate::kernels::{activation, gather};
@@ -23,24 +29,28 @@ use crate::rng::{Rng, Stream};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 
-/// What a row's symbols are, which decides the first layer's table.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Symbols {
-    /// Operands a, b in [0, p): table rows a and p + b (two-hot, or the embedding's products).
-    Operands { p: usize },
-    /// A string of n bits: the rows of its set bits.
-    Bits { n: usize },
-}
+/// How an exported MLP computes its logits (`grokstack export`'s metadata).
+pub const EXPORT_DESCRIPTION: &str = "x = concat(embedding.weight[a], embedding.weight[b]) (two_hot: concat(onehot(a), \
+     onehot(b))); x = act(x @ layers.i.weight.T) for every layer but the last; logits = alpha * (x @ layers.K.weight.T); \
+     no biases";
 
-impl Symbols {
-    /// Rows V of the first layer's table.
-    pub fn table_rows(self) -> usize {
-        match self {
-            Symbols::Operands { p } => 2 * p,
-            Symbols::Bits { n } => n,
-        }
-    }
-}
+/// The canonical step `grokstack bench` times: p = 113, embedding 113, hidden [200, 200], GELU,
+/// train_fraction 0.4.
+pub const BENCH_SWEEP: &str = r#"
+name = "bench"
+[task]
+op = "add"
+p = 113
+train_fraction = 0.4
+[model]
+input = "embedding"
+embed_dim = 113
+hidden = [200, 200]
+activation = "gelu"
+[train]
+# The benchmark times epochs and writes nothing, so its memory estimate counts no checkpoint.
+checkpoint_every = 0
+"#;
 
 /// The shapes and code path shared by every run of an MLP stack.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,14 +65,54 @@ pub struct MlpArch {
 }
 
 impl MlpArch {
-    pub fn from_config(c: &RunConfig) -> MlpArch {
-        let symbols = if c.op.is_bits() { Symbols::Bits { n: c.n_bits() } } else { Symbols::Operands { p: c.p } };
-        MlpArch { symbols, classes: c.classes(), input: c.input, embed_dim: c.embed_dim, hidden: c.hidden.clone(), activation: c.activation, alpha: c.alpha }
+    /// The MLP of `config` on a task of this shape.
+    pub fn new(config: &MlpConfig, task: &TaskShape) -> MlpArch {
+        MlpArch {
+            symbols: task.symbols,
+            classes: task.classes,
+            input: config.input,
+            // Two-hot input has no embedding: its width must not tell stacks apart.
+            embed_dim: if config.input == Input::Embedding { config.embed_dim } else { 0 },
+            hidden: config.hidden.clone(),
+            activation: config.activation,
+            alpha: config.alpha,
+        }
     }
 
-    /// Rows V of the first layer's table.
+    /// Rows V of the first layer's table: one per value of each operand (2p), or one per bit.
     pub fn table_rows(&self) -> usize {
-        self.symbols.table_rows()
+        match self.symbols {
+            Symbols::Operands { p } => 2 * p,
+            Symbols::Bits { n } => n,
+        }
+    }
+
+    /// Table indices K per row: a and b, or one per bit.
+    pub fn row_width(&self) -> usize {
+        match self.symbols {
+            Symbols::Operands { .. } => 2,
+            Symbols::Bits { n } => n,
+        }
+    }
+
+    /// The values of a row's widest activation.
+    pub fn widest(&self) -> usize {
+        self.hidden.iter().copied().max().unwrap_or(1).max(self.classes)
+    }
+
+    /// One line for `--dry-run`.
+    pub fn describe(&self) -> String {
+        format!("MLP input {:?}, hidden {:?}, {:?}", self.input, self.hidden, self.activation)
+    }
+
+    /// `layer{i}_weight_norm`: the L2 norm of each Linear layer, first to last.
+    pub fn norm_columns(&self) -> Vec<String> {
+        (0..self.hidden.len() + 1).map(|i| format!("layer{i}_weight_norm")).collect()
+    }
+
+    /// `layer{i}_spectral_norm`: the spectral norm of each Linear layer (`metrics.lipschitz`).
+    pub fn spectral_columns(&self) -> Vec<String> {
+        (0..self.hidden.len() + 1).map(|i| format!("layer{i}_spectral_norm")).collect()
     }
 
     /// Rows of the embedding table: one per operand value (the config refuses an embedding
@@ -120,8 +170,7 @@ pub fn init(arch: &MlpArch, seeds: &[u64], precision: Precision, device: &Device
             let data: Vec<f64> = rngs.iter_mut().flat_map(|rng| (0..p * d).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
             params.push(Param {
                 name: "embedding.weight".into(),
-                role: Role::Embedding,
-                group: Group { always_decayed: false, muon: false },
+                group: Group { always_decayed: false, muon: false, place: Place::Embedding },
                 value: storage.state(Tensor::from_vec(data, (r, p, d), device)?.to_dtype(dtype)?)?,
             });
         }
@@ -136,10 +185,14 @@ pub fn init(arch: &MlpArch, seeds: &[u64], precision: Precision, device: &Device
             // The reference's groups: the two-hot first layer plays the embedding's part (decayed
             // only with all_reg); Muon takes the hidden matrices, not the input or output layer.
             let input_layer = index == 0 && arch.input == Input::TwoHot;
+            let place = match (last, input_layer) {
+                (true, _) => Place::OutputLayer,
+                (false, true) => Place::InputLayer,
+                (false, false) => Place::HiddenLayer,
+            };
             params.push(Param {
                 name: format!("layers.{index}.weight"),
-                role: Role::Linear { index, last },
-                group: Group { always_decayed: !input_layer, muon: !input_layer && !last },
+                group: Group { always_decayed: !input_layer, muon: !input_layer && !last, place },
                 value: storage.state(Tensor::from_vec(data, (r, fan_in, fan_out), device)?.to_dtype(dtype)?)?,
             });
         }
@@ -154,7 +207,7 @@ pub struct Mlp<'a> {
 
 impl<'a> Mlp<'a> {
     fn embedding(&self) -> Option<&'a Tensor> {
-        self.model.params.iter().find(|p| p.role == Role::Embedding).map(|p| &p.value)
+        self.model.params.iter().find(|p| p.group.place == Place::Embedding).map(|p| &p.value)
     }
 
     /// Weight of Linear layer `index`, `[R, fan_in, fan_out]`.

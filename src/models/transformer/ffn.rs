@@ -7,7 +7,7 @@ use super::layers::{dropout, linear_forward};
 use super::grads::Grads;
 use super::masks::BlockDropout;
 use super::{FfnAt, FfnKind, Transformer};
-use crate::config::Activation;
+use crate::kernels::activation::Activation;
 use crate::kernels::activation;
 use anyhow::Result;
 use candle_core::Tensor;

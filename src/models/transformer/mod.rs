@@ -45,6 +45,8 @@
 
 pub mod attention;
 pub mod block;
+pub mod config;
+mod cost;
 pub mod cpu;
 pub mod ffn;
 pub mod grads;
@@ -52,12 +54,13 @@ pub mod layers;
 pub mod masks;
 
 pub use block::Cache;
+pub use config::{Dropout, FfnKind, NormKind, NormPlacement, Position, TokenLayout, TransformerConfig};
 pub use masks::{LayerMasks, Masks, RunLayerMasks, RunMasks};
 
-use crate::config::TokenLayout;
 use crate::data::Examples;
-use crate::models::{Group, Param, Role};
+use crate::models::{Group, Param, Place};
 use crate::rng::{Rng, Stream};
+use crate::tasks::{Symbols, TaskShape};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 
@@ -71,8 +74,12 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn from_config(c: &crate::config::RunConfig) -> Tokens {
-        Tokens { layout: c.transformer.tokens, modulus: (!c.op.is_bits()).then_some(c.p as u32) }
+    pub fn new(layout: TokenLayout, symbols: Symbols) -> Tokens {
+        let modulus = match symbols {
+            Symbols::Operands { p } => Some(p as u32),
+            Symbols::Bits { .. } => None,
+        };
+        Tokens { layout, modulus }
     }
 
     /// The tokens `[N, T]` (flattened) of the rows of `examples`.
@@ -94,70 +101,40 @@ impl Tokens {
     }
 }
 
+/// How an exported transformer computes its logits (`grokstack export`'s metadata).
+pub const EXPORT_DESCRIPTION: &str =
+    "the transformer of grokstack's models::transformer (see its parameter table); config holds every model.* key";
+
+/// The canonical transformer step `grokstack bench` times (`--set model.kind=transformer`):
+/// Tveit et al.'s model on p = 97, [a, op, b, =], 2 layers, d 128, 4 heads, SwiGLU 512, pre-norm
+/// RMSNorm, RoPE, causal, dropout 0.2 on the FFN hidden units, train fraction 0.5, full batch.
+pub const BENCH_SWEEP: &str = r#"
+name = "bench-transformer"
+[task]
+op = "add"
+p = 97
+train_fraction = 0.5
+[model]
+kind = "transformer"
+layers = 2
+d_model = 128
+heads = 4
+ffn = "swiglu"
+ffn_width = 512
+norm = "rms"
+norm_position = "pre"
+positional = "rope"
+causal = true
+tokens = "a_op_b_eq"
+dropout_ffn_hidden = 0.2
+[train]
+checkpoint_every = 0
+"#;
+
 /// RoPE's default base θ (as in Qwen and Llama 3).
 pub const DEFAULT_ROPE_BASE: f64 = 1e6;
 /// The norms' ε, added to the mean square (RMSNorm) or the variance (LayerNorm).
 pub const NORM_EPS: f64 = 1e-5;
-
-/// The FFN of a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FfnKind {
-    /// w2(silu(w1·x) ⊙ w3·x).
-    SwiGlu,
-    /// w2(relu(w1·x)).
-    Relu,
-    /// w2(gelu(w1·x)), GELU in its erf form.
-    Gelu,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NormKind {
-    /// x / √(mean(x²) + ε) ⊙ g.
-    Rms,
-    /// (x − mean) / √(var + ε) ⊙ g + b.
-    Layer,
-    /// No norm (and no norm parameters).
-    None,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NormPlacement {
-    /// x + f(norm(x)), and a final norm before the unembedding.
-    Pre,
-    /// norm(x + f(x)), as PyTorch's nn.TransformerEncoderLayer; no final norm.
-    Post,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Position {
-    /// Rotary: adjacent pairs (2i, 2i+1) of each head's queries and keys turn by t·θ_i at
-    /// position t, θ_i = base^(−2i/e).
-    Rope { base: f64 },
-    /// A learned absolute embedding `[T, d]` added to the token embedding.
-    Learned,
-    /// No positional information (the causal mask may still supply some).
-    None,
-}
-
-/// Dropout probabilities (inverted dropout: kept units scale by 1/(1 − p)) at the four places
-/// PyTorch's encoder layer has them.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Dropout {
-    /// On the attention weights, after the softmax.
-    pub attn_weights: f64,
-    /// On the attention's output, after the o projection.
-    pub attn_out: f64,
-    /// On the FFN's hidden units, before w2.
-    pub ffn_hidden: f64,
-    /// On the FFN's output, after w2.
-    pub ffn_out: f64,
-}
-
-impl Dropout {
-    pub fn any(&self) -> bool {
-        [self.attn_weights, self.attn_out, self.ffn_hidden, self.ffn_out].iter().any(|&p| p > 0.0)
-    }
-}
 
 /// The shapes and kinds shared by every run of a stack.
 #[derive(Clone, Debug, PartialEq)]
@@ -184,37 +161,24 @@ pub struct TransformerArch {
 }
 
 impl TransformerArch {
-    /// The transformer a run's config describes.
-    pub fn from_config(c: &crate::config::RunConfig) -> TransformerArch {
-        let t = &c.transformer;
-        let (seq_len, vocab) = c.token_shape();
+    /// The transformer of `config` on a task of this shape.
+    pub fn new(config: &TransformerConfig, task: &TaskShape) -> TransformerArch {
+        let (seq_len, vocab) = config.token_shape(task.symbols);
         TransformerArch {
-            layers: t.layers,
-            d_model: t.d_model,
-            heads: t.heads,
+            layers: config.layers,
+            d_model: config.d_model,
+            heads: config.heads,
             vocab,
             seq_len,
-            classes: c.classes(),
-            ffn: match t.ffn.as_str() {
-                "relu" => FfnKind::Relu,
-                "gelu" => FfnKind::Gelu,
-                _ => FfnKind::SwiGlu,
-            },
-            ffn_width: if t.ffn_width == 0 { 4 * t.d_model } else { t.ffn_width },
-            norm: match t.norm.as_str() {
-                "layer" => NormKind::Layer,
-                "none" => NormKind::None,
-                _ => NormKind::Rms,
-            },
-            placement: if t.pre_norm { NormPlacement::Pre } else { NormPlacement::Post },
-            position: match t.positional.as_str() {
-                "learned" => Position::Learned,
-                "none" => Position::None,
-                _ => Position::Rope { base: t.rope_base },
-            },
-            causal: t.causal,
-            bias: t.bias,
-            dropout: Dropout { attn_weights: t.dropout[0], attn_out: t.dropout[1], ffn_hidden: t.dropout[2], ffn_out: t.dropout[3] },
+            classes: task.classes,
+            ffn: config.ffn,
+            ffn_width: config.ffn_width,
+            norm: config.norm,
+            placement: config.placement,
+            position: config.position,
+            causal: config.causal,
+            bias: config.bias,
+            dropout: config.dropout,
         }
     }
 
@@ -223,23 +187,31 @@ impl TransformerArch {
         specs(self).0.iter().map(|spec| spec.shape.iter().product::<usize>()).sum()
     }
 
-    /// FLOPs of one row's forward pass (matmuls only, every position of every block; the last
-    /// block's shortcut does less): per block 8·T·d² (q, k, v, o), 4·T²·d (scores and the
-    /// weighted sum), 2·T·d·F per FFN matrix (3 for SwiGLU, else 2); then 2·d·C to read out.
-    pub fn forward_flops_per_row(&self) -> f64 {
-        let (t, d, f) = (self.seq_len as f64, self.d_model as f64, self.ffn_width as f64);
-        let ffn_matrices = if self.ffn == FfnKind::SwiGlu { 3.0 } else { 2.0 };
-        let block = 8.0 * t * d * d + 4.0 * t * t * d + 2.0 * ffn_matrices * t * d * f;
-        self.layers as f64 * block + 2.0 * d * self.classes as f64
+    /// The values of a row's widest activation: the FFN's hidden units of every position, and
+    /// the attention weights of every head.
+    pub fn widest(&self) -> usize {
+        self.seq_len * (self.ffn_width.max(self.d_model) + self.heads * self.seq_len)
     }
 
-    /// Values the tensor path keeps per row of a training pass, an upper estimate: per block
-    /// about 14 `[T, d]` tensors (norms, q, k, v, attention output, residuals and their
-    /// gradients), 5 `[T, F]` (FFN hidden units, gates, dropout masks) and 4 `[H, T, T]`
-    /// (scores, weights, mask, their gradient).
-    pub fn values_per_row(&self) -> usize {
-        let (t, d, f, h) = (self.seq_len, self.d_model, self.ffn_width, self.heads);
-        self.layers * t * (14 * d + 5 * f + 4 * h * t) + 3 * self.classes
+    /// One line for `--dry-run`.
+    pub fn describe(&self) -> String {
+        let placement = if self.placement == NormPlacement::Pre { "pre" } else { "post" };
+        format!(
+            "transformer {} layer(s), d {}, {} heads, {} FFN, {placement}-norm {}, {} positions, {} tokens of {}",
+            self.layers,
+            self.d_model,
+            self.heads,
+            self.ffn.name(),
+            self.norm.name(),
+            self.position.name(),
+            self.seq_len,
+            self.vocab
+        )
+    }
+
+    /// One column per parameter but the embedding, `{name}_norm`: its L2 norm.
+    pub fn norm_columns(&self) -> Vec<String> {
+        specs(self).0.iter().skip(1).map(|spec| format!("{}_norm", spec.name)).collect()
     }
 
     /// Head width e = d / H.
@@ -269,7 +241,23 @@ impl TransformerArch {
 /// take AdamW under Muon (Jordan's rule).
 fn group_of(role: Role, name: &str) -> Group {
     let hidden_matrix = role == Role::Matrix && !name.starts_with("unembed");
-    Group { always_decayed: hidden_matrix, muon: hidden_matrix }
+    let place = if role == Role::Embedding { Place::Embedding } else { Place::Other };
+    Group { always_decayed: hidden_matrix, muon: hidden_matrix, place }
+}
+
+/// What a transformer parameter is (the table in the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The token embedding `[R, V, d]`.
+    Embedding,
+    /// The learned position embedding `[R, T, d]`.
+    Position,
+    /// A Linear layer's weight `[R, in, out]`.
+    Matrix,
+    /// A norm's gain `[R, d]`.
+    Gain,
+    /// A Linear layer's or a LayerNorm's bias `[R, n]`.
+    Bias,
 }
 
 /// Where a Linear layer's parameters sit in the parameter list.
@@ -425,7 +413,7 @@ impl Transformer {
             shape.extend(&spec.shape);
             let value = Tensor::from_vec(data, shape, device)?.to_dtype(dtype)?;
             let group = group_of(spec.role, &spec.name);
-            params.push(Param { name: spec.name, role: spec.role, group, value });
+            params.push(Param { name: spec.name, group, value });
         }
         Ok(Transformer { arch: arch.clone(), params, layout })
     }
@@ -440,11 +428,17 @@ impl Transformer {
         for (p, spec) in params.iter().zip(&specs) {
             let mut shape = vec![r];
             shape.extend(&spec.shape);
-            if p.name != spec.name || p.role != spec.role || p.value.dims() != shape.as_slice() {
-                bail!("parameter {} {:?} {:?} where {} {:?} {shape:?} belongs", p.name, p.role, p.value.dims(), spec.name, spec.role);
+            if p.name != spec.name || p.value.dims() != shape.as_slice() {
+                bail!("parameter {} {:?} where {} {shape:?} belongs", p.name, p.value.dims(), spec.name);
             }
         }
         Ok(Transformer { arch: arch.clone(), params, layout })
+    }
+
+    /// Whether parameter `name` is a Linear layer's weight, stored `[in, out]` (PyTorch's `[out, in]`
+    /// transposed).
+    pub fn is_matrix(arch: &TransformerArch, name: &str) -> bool {
+        specs(arch).0.iter().any(|spec| spec.name == name && spec.role == Role::Matrix)
     }
 
     /// The parameter names of an architecture, in order.

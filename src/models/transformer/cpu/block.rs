@@ -14,7 +14,8 @@
 //! positions of its input, its queries from the last T'.
 
 use super::ops::{self, AttnShape, RopeTable};
-use crate::config::{Activation, Loss};
+use crate::kernels::activation::Activation;
+use crate::kernels::loss::Loss;
 use crate::cpu::matmul::{matmul, Layout as Operand};
 use crate::kernels::loss::{self, N_STATS};
 use crate::kernels::{activation, Real};

@@ -18,8 +18,9 @@ pub mod block;
 pub mod ops;
 
 use super::{Position, RunMasks, Transformer};
-use crate::config::Loss;
+use crate::kernels::loss::Loss;
 use crate::cpu::pool::{self, Pooled};
+use crate::cpu::{drive, PassShape};
 use crate::dispatch_real;
 use crate::kernels::cpu_view;
 use crate::kernels::loss::N_STATS;
@@ -29,6 +30,7 @@ use block::{BlockMasks, Buffers, Net};
 use candle_core::{Device, Tensor};
 use ops::RopeTable;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Rows of one task: the unit of parallelism, and of the partial gradient sums.
 pub const CHUNK_ROWS: usize = 512;
@@ -84,52 +86,45 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
         loss_bf16,
     };
     let scale = T::one() / T::from(n).unwrap_or_else(T::one);
-    let chunks_per_run = n.div_ceil(CHUNK_ROWS);
     let b = block_rows(t);
     let draw = dropout.filter(|_| training && arch.dropout.any());
-
-    // The summed gradients of all runs, `[R, ...]` per parameter.
-    let mut stacked: Vec<Vec<T>> = if training { per_run.iter().map(|&len| Vec::with_capacity(runs * len)).collect() } else { Vec::new() };
-    let mut means = Vec::with_capacity(runs * N_STATS);
-
-    // Runs a wave at a time, so that the chunks' partial gradients and the runs' masks exist
-    // for one wave only.
-    for wave_start in (0..runs).step_by(RUNS_PER_WAVE) {
-        let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
-        let masks: Vec<Option<RunMasks>> = (wave_start..wave_start + wave_runs).into_par_iter().map(|run| draw.map(|draw| RunMasks::draw(arch, &mut draw.rng(run), n))).collect();
-        // One task per (run, chunk), in run-major order.
-        let partials: Vec<crate::cpu::Partial<T>> = (0..wave_runs * chunks_per_run)
-            .into_par_iter()
-            .map(|task| {
-                let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
-                let net = net(run);
-                let (start, end) = (chunk * CHUNK_ROWS, ((chunk + 1) * CHUNK_ROWS).min(n));
-                let shape = net.shape(b, training);
-                let mut buf = Buffers::from_set(net.shape(b, training), pool::take(&shape.lengths()));
-                let mut grads = training.then(|| pool::take(&per_run));
-                let mut sums = [0.0; N_STATS];
-                for block in (start..end).step_by(b) {
-                    let here = block..(block + b).min(end);
-                    let block_tokens = &tokens[(run * n + here.start) * t..(run * n + here.end) * t];
-                    let block_masks: Vec<BlockMasks<T>> = match &masks[run - wave_start] {
-                        Some(m) => m.layers.iter().map(|layer| BlockMasks::of(arch, layer, &here)).collect(),
-                        None => vec![BlockMasks::none(); arch.layers],
-                    };
-                    net.forward(block_tokens, &block_masks, &mut buf, training);
-                    let block_sums = net.loss(&labels[run * n + here.start..run * n + here.end], &mut buf, training.then_some(scale));
-                    sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
-                    if let Some(grads) = &mut grads {
-                        net.backward(block_tokens, &block_masks, &mut buf, grads);
-                    }
-                }
-                pool::give_back([buf.into_set()], usize::MAX);
-                (sums, grads)
-            })
-            .collect();
-        drop(masks);
-
-        crate::cpu::reduce_wave(partials, chunks_per_run, n, &mut means, &mut stacked);
-    }
+    let pass = PassShape {
+        runs,
+        rows: n,
+        chunk_rows: CHUNK_ROWS,
+        runs_per_wave: RUNS_PER_WAVE,
+        grad_lengths: training.then(|| per_run.clone()),
+    };
+    // The first run of a wave, and its runs' dropout masks.
+    type WaveMasks = (usize, Vec<Option<RunMasks>>);
+    // A wave's runs draw their dropout masks together, so that they exist for one wave only.
+    let wave_masks = |wave: Range<usize>| -> WaveMasks {
+        let start = wave.start;
+        (start, wave.into_par_iter().map(|run| draw.map(|draw| RunMasks::draw(arch, &mut draw.rng(run), n))).collect())
+    };
+    let chunk_pass = |(wave_start, masks): &WaveMasks, run: usize, chunk: Range<usize>, mut grads: Option<&mut Vec<Vec<T>>>| {
+        let net = net(run);
+        let shape = net.shape(b, training);
+        let mut buf = Buffers::from_set(net.shape(b, training), pool::take(&shape.lengths()));
+        let mut sums = [0.0; N_STATS];
+        for block in chunk.clone().step_by(b) {
+            let here = block..(block + b).min(chunk.end);
+            let block_tokens = &tokens[(run * n + here.start) * t..(run * n + here.end) * t];
+            let block_masks: Vec<BlockMasks<T>> = match &masks[run - wave_start] {
+                Some(m) => m.layers.iter().map(|layer| BlockMasks::of(arch, layer, &here)).collect(),
+                None => vec![BlockMasks::none(); arch.layers],
+            };
+            net.forward(block_tokens, &block_masks, &mut buf, training);
+            let block_sums = net.loss(&labels[run * n + here.start..run * n + here.end], &mut buf, training.then_some(scale));
+            sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
+            if let Some(grads) = grads.as_deref_mut() {
+                net.backward(block_tokens, &block_masks, &mut buf, grads);
+            }
+        }
+        pool::give_back([buf.into_set()], usize::MAX);
+        sums
+    };
+    let (means, stacked) = drive(&pass, wave_masks, chunk_pass);
 
     let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
     let grads = stacked

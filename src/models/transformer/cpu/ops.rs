@@ -30,7 +30,7 @@ crate::avx2_twin! {
 fn add_bias_loop<T: Real>(y: &mut [T], b: &[T]) {
     for row in y.chunks_exact_mut(b.len()) {
         for (v, &x) in row.iter_mut().zip(b) {
-            *v = *v + x;
+            *v += x;
         }
     }
 }
@@ -44,7 +44,7 @@ crate::avx2_twin! {
 fn sum_rows_loop<T: Real>(dy: &[T], db: &mut [T]) {
     for row in dy.chunks_exact(db.len()) {
         for (s, &g) in db.iter_mut().zip(row) {
-            *s = *s + g;
+            *s += g;
         }
     }
 }
@@ -69,7 +69,7 @@ crate::avx2_twin! {
 #[inline(always)]
 fn add_assign_loop<T: Real>(y: &mut [T], x: &[T]) {
     for (y, &x) in y.iter_mut().zip(x) {
-        *y = *y + x;
+        *y += x;
     }
 }
 
@@ -105,7 +105,7 @@ crate::avx2_twin! {
 fn dropout_loop<T: Real>(x: &mut [T], mask: &[u8], scale: T, t: usize, tq: usize, w: usize) {
     for (row, m) in x.chunks_exact_mut(tq * w).zip(mask.chunks_exact(t * w)) {
         for (v, &k) in row.iter_mut().zip(&m[(t - tq) * w..]) {
-            *v = *v * keep(k, scale);
+            *v *= keep(k, scale);
         }
     }
 }
@@ -135,13 +135,13 @@ fn norm_forward_loop<T: Real>(kind: NormKind, x: &[T], gain: &[T], bias: Option<
         let tail: T = chunks.remainder().iter().map(|&c| c * c).sum();
         for chunk in chunks {
             for (lane, &c) in squares.iter_mut().zip(chunk) {
-                *lane = *lane + c * c;
+                *lane += c * c;
             }
         }
         let mean_square = (squares.iter().copied().sum::<T>() + tail) / width;
         *s = T::one() / (mean_square + eps).sqrt();
         for ((y, c), &g) in y.iter_mut().zip(xhat.iter_mut()).zip(gain) {
-            *c = *c * *s;
+            *c *= *s;
             *y = *c * g;
         }
         if let Some(b) = bias {
@@ -166,13 +166,13 @@ fn norm_backward_loop<T: Real>(kind: NormKind, dy: &[T], xhat: &[T], inv: &[T], 
     for (((dy, xhat), &s), dx) in dy.chunks_exact(d).zip(xhat.chunks_exact(d)).zip(inv).zip(dx.chunks_exact_mut(d)) {
         let (mut projection, mut total) = (T::zero(), T::zero());
         for (((dg, &g), &y), &h) in dgain.iter_mut().zip(gain).zip(dy).zip(xhat) {
-            *dg = *dg + y * h;
+            *dg += y * h;
             let dh = y * g;
-            projection = projection + dh * h;
-            total = total + dh;
+            projection += dh * h;
+            total += dh;
         }
         if let Some(db) = dbias.as_deref_mut() {
-            db.iter_mut().zip(dy).for_each(|(b, &y)| *b = *b + y);
+            db.iter_mut().zip(dy).for_each(|(b, &y)| *b += y);
         }
         let projection = projection / width;
         let mean = if kind == NormKind::Layer { total / width } else { T::zero() };
@@ -267,7 +267,7 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     let tail: T = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for ((lane, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
-            *lane = *lane + x * y;
+            *lane += x * y;
         }
     }
     lanes.iter().copied().sum::<T>() + tail
@@ -277,7 +277,7 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 #[inline(always)]
 fn axpy<T: Real>(a: T, x: &[T], y: &mut [T]) {
     for (y, &x) in y.iter_mut().zip(x) {
-        *y = *y + a * x;
+        *y += a * x;
     }
 }
 
@@ -313,9 +313,9 @@ fn attention_forward_loop<T: Real>(shape: AttnShape<T>, q: &[T], k: &[T], v: &[T
                 let mut sum = T::zero();
                 for p in p[..keys].iter_mut() {
                     *p = (*p - max).exp_fast();
-                    sum = sum + *p;
+                    sum += *p;
                 }
-                p[..keys].iter_mut().for_each(|p| *p = *p / sum);
+                p[..keys].iter_mut().for_each(|p| *p /= sum);
                 p[keys..].fill(T::zero());
                 let out = &mut merged[i * d..][span.clone()];
                 for (j, &pj) in p[..keys].iter().enumerate() {
@@ -394,7 +394,7 @@ fn swiglu_forward_loop<T: Real>(pre: &mut [T], derivative: Option<&mut [T]>, gat
             for (((a, dv), &g), hv) in pre.iter_mut().zip(derivative.iter_mut()).zip(gate).zip(hidden.iter_mut()) {
                 let s = sigmoid(*a);
                 *dv = s * (*a * (T::one() - s) + T::one());
-                *a = *a * s;
+                *a *= s;
                 *hv = *a * g;
             }
         }
