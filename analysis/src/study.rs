@@ -1,5 +1,6 @@
 //! The optimizer study of Tveit et al. (2025), made fairer (`study.md`, its CSVs and box
-//! plots), written for every sweep with two or more optimizers:
+//! plots), written when asked for (`grokstack analyze --study`) of a sweep with two or more
+//! optimizers:
 //!
 //! - the paper's comparison: each optimizer at its usual default learning rate ([`PAPER_LR`]),
 //!   grok epochs pooled over tasks, output functions and seeds; Welch's and Student's t;
@@ -12,7 +13,9 @@
 //! and tests, as the paper leaves them out; the winner of a group is decided over all runs,
 //! a run that never grokked counting as later than any epoch.
 
-use anyhow::{Context, Result};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 
 use crate::best::baseline_optimizer;
@@ -263,13 +266,26 @@ fn boxes(rows: &[Row], label: impl Fn(&Row) -> String) -> Vec<BoxStats> {
         .collect()
 }
 
-/// The study of `runs` (per-run outcomes under `grok`) into `stage`; nothing when the sweep
-/// ran fewer than two optimizers.
-pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) -> Result<bool> {
+/// The optimizers of `runs` (per-run outcomes read from `runs_file`), sorted: the study compares
+/// them, so fewer than two is an error.
+pub(crate) fn optimizers(runs: &DataFrame, runs_file: &Path) -> Result<Vec<String>> {
     let optimizers = crate::settings::distinct_strings(runs, OPTIMIZER)?;
     if optimizers.len() < 2 {
-        return Ok(false);
+        bail!(
+            "--study compares optimizers, but the finished runs of {} used {} (`{OPTIMIZER}`): \
+             analyze without --study, or add an optimizer to the sweep",
+            runs_file.display(),
+            match optimizers.as_slice() {
+                [only] => format!("only {only}"),
+                _ => "none".to_string(),
+            }
+        );
     }
+    Ok(optimizers)
+}
+
+/// The study of `runs` (per-run outcomes under `grok`) of the [`optimizers`] into `stage`.
+pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String], grok: GrokCriterion) -> Result<()> {
     let collect = |frame: LazyFrame, what: &str| Context::with_context(frame.collect(), || format!("the study: {what}"));
     // The runs of each comparison, selected once; every table below summarizes one of them.
     let tuned_lr = collect(tuned_learning_rates(runs.clone().lazy()), "the tuned learning rates")?;
@@ -323,7 +339,7 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) 
     }
     for (title, frame, group, group_title) in per_group {
         md.push_str(&format!("\n## {title}\n\n"));
-        md.push_str(&winners_table(&rows(frame, &[group, OPTIMIZER])?, &optimizers, group_title));
+        md.push_str(&winners_table(&rows(frame, &[group, OPTIMIZER])?, optimizers, group_title));
     }
     md.push_str(
         "\n## Plots\n\n`study_box_optimizers.png`/`.svg`: grok epochs per optimizer at the paper's setting (the paper's Fig. 4). \
@@ -344,5 +360,5 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) 
     box_plot::draw(stage, "study_box_optimizers", &title("per optimizer"), &boxes(&paper_rows, |r| r.keys[0].clone()))?;
     let task_rows = rows(&paper_tasks, &[TASK_OP, OPTIMIZER])?;
     box_plot::draw(stage, "study_box_tasks", &title("per task × optimizer"), &boxes(&task_rows, |r| format!("{} {}", r.keys[0], r.keys[1])))?;
-    Ok(true)
+    Ok(())
 }
