@@ -75,6 +75,10 @@ pub enum Command {
         /// 0.01 of the run's best test accuracy (near-max).
         #[arg(long, default_value_t = GrokRule::First, value_parser = grok_rule_parser())]
         grok_rule: GrokRule,
+        /// Also write the optimizer study of Tveit et al. (2025), made fairer: study.md, its CSVs
+        /// and box plots (the sweep needs two or more optimizers).
+        #[arg(long)]
+        study: bool,
     },
     /// Write a Slurm job array that trains the sweep in N shards (one per task), and submit it.
     Slurm {
