@@ -155,18 +155,21 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     let mut stage = staging::Staging::create(&out_dir)?;
     stage.write_csv(
         "settings.csv",
-        "one row per setting (runs equal but for the seed): every configuration column, seeds, grokked and diverged seeds, grok-epoch median and quartiles, median Lipschitz bound at the grok epoch, qualified",
+        "one row per setting (runs equal but for the seed): every configuration column, seeds, grokked and \
+         diverged seeds, grok-epoch median and quartiles, median Lipschitz bound at the grok epoch, qualified",
         &settings,
     )?;
     stage.write_markdown("settings.md", &summary.settings_markdown(&headline)?)?;
     stage.write_csv(
         "pareto.csv",
-        "per task, the qualified settings on the Pareto front of (median grok epoch, median Lipschitz bound): the overall front, then each family's own",
+        "per task, the qualified settings on the Pareto front of (median grok epoch, median Lipschitz bound): \
+         the overall front, then each family's own",
         &front,
     )?;
     stage.write_csv(
         "best.csv",
-        "per group and optimizer, the qualified setting with the lowest median grok epoch and its difference to the baseline optimizer",
+        "per group and optimizer, the qualified setting with the lowest median grok epoch and its difference to \
+         the baseline optimizer",
         &best_table.frame,
     )?;
     stage.write_markdown("best.md", &best::best_markdown(&best_table, &group_keys, grok)?)?;

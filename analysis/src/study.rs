@@ -314,7 +314,11 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String]
          groks earlier.\n\n",
         meaning = grok.meaning()
     );
-    md.push_str(&format!("## The paper's comparison\n\nEach optimizer at its usual default learning rate ({}; the paper publishes none), pooled over tasks, output functions and seeds.\n\n", paper_lrs.join(", ")));
+    md.push_str(&format!(
+        "## The paper's comparison\n\nEach optimizer at its usual default learning rate ({}; the paper \
+         publishes none), pooled over tasks, output functions and seeds.\n\n",
+        paper_lrs.join(", ")
+    ));
     if paper_rows.is_empty() {
         md.push_str("This sweep has no runs at those learning rates.\n\n");
     } else {
@@ -322,12 +326,15 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String]
     }
     let p_at_any_df = student_t::two_sided_p(PAPER_T, 1e12);
     md.push_str(&format!(
-        "\nThe paper reports t = {PAPER_T} with p ≈ {PAPER_P:e}. These disagree: for |t| = {PAPER_T} the two-sided p is at \
-         least {p_at_any_df:.2e} at any degrees of freedom (its normal limit; fewer degrees of freedom only raise it). \
-         Both t and p above are computed from this sweep's runs.\n\n"
+        "\nThe paper reports t = {PAPER_T} with p ≈ {PAPER_P:e}. These disagree: for |t| = {PAPER_T} the \
+         two-sided p is at least {p_at_any_df:.2e} at any degrees of freedom (its normal limit; fewer degrees \
+         of freedom only raise it). Both t and p above are computed from this sweep's runs.\n\n"
     ));
 
-    md.push_str("## The tuned comparison\n\nEach optimizer at its best learning rate for each task (most runs grokked, then the lowest mean grok epoch), pooled as above.\n\n");
+    md.push_str(
+        "## The tuned comparison\n\nEach optimizer at its best learning rate for each task (most runs \
+         grokked, then the lowest mean grok epoch), pooled as above.\n\n",
+    );
     md.push_str(&pooled_table(&rows(&tuned_by_optimizer, &[OPTIMIZER])?));
     md.push_str("\nThe learning rate chosen per optimizer and task:\n\n");
     md.push_str(&crate::tables::markdown_table(&tuned_lr)?);
@@ -342,18 +349,41 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String]
         md.push_str(&winners_table(&rows(frame, &[group, OPTIMIZER])?, optimizers, group_title));
     }
     md.push_str(
-        "\n## Plots\n\n`study_box_optimizers.png`/`.svg`: grok epochs per optimizer at the paper's setting (the paper's Fig. 4). \
-         `study_box_tasks.png`/`.svg`: per task × optimizer at the paper's setting. Boxes span the quartiles, whiskers the \
-         extremes, the line is the median (its value printed above), k/n under each box counts the runs that grokked.\n",
+        "\n## Plots\n\n`study_box_optimizers.png`/`.svg`: grok epochs per optimizer at the paper's setting \
+         (the paper's Fig. 4). `study_box_tasks.png`/`.svg`: per task × optimizer at the paper's setting. \
+         Boxes span the quartiles, whiskers the extremes, the line is the median (its value printed above), \
+         k/n under each box counts the runs that grokked.\n",
     );
 
     stage.write_markdown("study.md", &md)?;
-    stage.write_csv("study_paper.csv", "per optimizer at the paper's learning rate: runs, runs grokked and the grok-epoch statistics of those that did", &paper_by_optimizer)?;
-    stage.write_csv("study_tuned.csv", "per optimizer at its tuned learning rate for each task: runs, runs grokked and their grok-epoch statistics", &tuned_by_optimizer)?;
-    stage.write_csv("study_tuned_lr.csv", "the learning rate each optimizer is tuned to per task, with its runs, runs grokked and mean grok epoch", &tuned_lr)?;
-    stage.write_csv("study_tasks.csv", "per task × optimizer, at the paper's (setting = paper) and the tuned (tuned) learning rates: grok-epoch statistics", &paper_and_tuned(&paper_tasks, &tuned_tasks)?)?;
+    stage.write_csv(
+        "study_paper.csv",
+        "per optimizer at the paper's learning rate: runs, runs grokked and the grok-epoch statistics of those \
+         that did",
+        &paper_by_optimizer,
+    )?;
+    stage.write_csv(
+        "study_tuned.csv",
+        "per optimizer at its tuned learning rate for each task: runs, runs grokked and their grok-epoch statistics",
+        &tuned_by_optimizer,
+    )?;
+    stage.write_csv(
+        "study_tuned_lr.csv",
+        "the learning rate each optimizer is tuned to per task, with its runs, runs grokked and mean grok epoch",
+        &tuned_lr,
+    )?;
+    stage.write_csv(
+        "study_tasks.csv",
+        "per task × optimizer, at the paper's (setting = paper) and the tuned (tuned) learning rates: grok-epoch \
+         statistics",
+        &paper_and_tuned(&paper_tasks, &tuned_tasks)?,
+    )?;
     if let Some((paper, tuned)) = &losses {
-        stage.write_csv("study_losses.csv", "per output function × optimizer, at the paper's and the tuned learning rates: grok-epoch statistics", &paper_and_tuned(paper, tuned)?)?;
+        stage.write_csv(
+            "study_losses.csv",
+            "per output function × optimizer, at the paper's and the tuned learning rates: grok-epoch statistics",
+            &paper_and_tuned(paper, tuned)?,
+        )?;
     }
 
     let title = |what: &str| format!("Grok epochs {what} at the paper's setting ({})", grok.meaning());
