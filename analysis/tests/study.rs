@@ -248,7 +248,8 @@ fn the_study_of_one_optimizer_is_an_error_naming_the_runs_file() {
     write_sweep(dir.path(), settings().into_iter().filter(|s| s.0 == "adamw").collect());
     let error = format!("{:#}", analyze(dir.path(), &study(GrokRule::First)).unwrap_err());
     let runs_file = dir.path().join("runs.parquet");
-    assert!(error.contains("--study") && error.contains(&format!("{} used only adamw", runs_file.display())), "{error}");
+    let named = format!("{} used only adamw", runs_file.display());
+    assert!(error.contains("--study") && error.contains(&named), "{error}");
     assert!(!dir.path().join("analysis").exists(), "nothing is written");
     // Without the study the same sweep analyzes.
     analyze(dir.path(), &AnalyzeOptions::default()).unwrap();
