@@ -51,11 +51,11 @@ parity-cpu: build
 	$(call sweep,parity-cpu,--group-by task.op)
 
 # Tveit et al.'s AdamW-vs-Muon study on the transformer (a GPU job; DEVICE=cuda) and its
-# CPU-sized design; the report is $(RUNS)/muon*/analysis/study.md.
+# CPU-sized design; the report (analyze --study) is $(RUNS)/muon*/analysis/study.md.
 muon: build
-	$(call sweep,muon,--grok-rule after-train --group-by task.op$(,)train.loss)
+	$(call sweep,muon,--study --grok-rule after-train --group-by task.op$(,)train.loss)
 muon-cpu: build
-	$(call sweep,muon-cpu,--grok-rule after-train --group-by task.op$(,)train.loss)
+	$(call sweep,muon-cpu,--study --grok-rule after-train --group-by task.op$(,)train.loss)
 
 # Both sides of the blog's Pareto plot: tuned AdamW, Muon with Cesista's weight constraints and
 # Scion as the blog's fork runs it (a GPU job; DEVICE=cuda), and its CPU-sized slice; the plot

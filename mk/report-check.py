@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The browser test of report.html (`make report-test`; Python's standard library only).
 
-Trains the tiny sweep tests/fixtures/report-sweep.toml, analyzes it, and renders
+Trains the tiny sweep tests/fixtures/report-sweep.toml, analyzes it (with the study), and renders
 DIR/analysis/report.html in headless Chromium with no network:
 
 - screenshots at a phone's and a wide screen's window size are decoded and must not be blank,
@@ -56,7 +56,8 @@ def train_and_analyze(binary, out):
     """The headline lines `grokstack analyze` printed."""
     shutil.rmtree(out, ignore_errors=True)
     run([binary, "train", SWEEP, "--out", out])
-    printed = run([binary, "analyze", out]).splitlines()
+    # --study: the optimizer study's tables and box plots are part of the page too.
+    printed = run([binary, "analyze", out, "--study"]).splitlines()
     # After the headline: an optional line on unfinished runs and "wrote DIR".
     return [l for l in printed if l.strip() and not l.startswith("wrote ") and "not finished yet" not in l]
 

@@ -96,6 +96,10 @@ pub struct AnalyzeArgs {
     /// 0.01 of the run's best test accuracy (near-max).
     #[arg(long, default_value_t = GrokRule::First, value_parser = grok_rule_parser())]
     pub grok_rule: GrokRule,
+    /// Also write the optimizer study of Tveit et al. (2025), made fairer: study.md, its CSVs
+    /// and box plots (the sweep needs two or more optimizers).
+    #[arg(long)]
+    pub study: bool,
 }
 
 /// The arguments of `grokstack slurm`.

@@ -1,5 +1,5 @@
 //! The Muon study's sweeps (issue 12): both parse and plan, and `make muon-cpu`'s design trains
-//! a few epochs and analyzes into study.md with the after-train rule.
+//! a few epochs and analyzes into study.md with the after-train rule, when asked for (`--study`).
 
 mod common;
 
@@ -48,8 +48,17 @@ fn the_cpu_study_trains_and_writes_its_report() {
     let dir = common::temp_path("muon-cpu");
     let out = common::grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--set", "train.epochs=4", "--set", "seeds=1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let analyzed = common::grokstack(&["analyze", dir.to_str().unwrap(), "--grok-rule", "after-train", "--group-by", "task.op,train.loss"]);
-    assert!(analyzed.status.success(), "{}", String::from_utf8_lossy(&analyzed.stderr));
+    let analyze = |study: &[&str]| {
+        let mut args = vec!["analyze", dir.to_str().unwrap(), "--grok-rule", "after-train"];
+        args.extend(["--group-by", "task.op,train.loss"]);
+        args.extend(study);
+        let analyzed = common::grokstack(&args);
+        assert!(analyzed.status.success(), "{}", String::from_utf8_lossy(&analyzed.stderr));
+    };
+    analyze(&[]);
+    assert!(dir.join("analysis/settings.csv").is_file());
+    assert!(!dir.join("analysis/study.md").exists(), "study.md only with --study");
+    analyze(&["--study"]);
     let report = std::fs::read_to_string(dir.join("analysis/study.md")).unwrap();
     for part in ["## The paper's comparison", "| adamw | ", "| muon | ", "## Per task, tuned", "## Per output function, at the paper's setting", "rule after-train"] {
         assert!(report.contains(part), "study.md lacks {part:?}:\n{report}");

@@ -15,13 +15,12 @@ mod plots;
 mod report;
 mod settings;
 mod staging;
+mod student_t;
 mod study;
-pub mod student_t;
 mod summary;
 mod sweep_dir;
-mod synthetic;
 mod tables;
-pub mod welch;
+mod welch;
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +28,6 @@ use anyhow::{bail, Context, Result};
 use polars::prelude::IntoLazy;
 
 pub use grok_rule::GrokRule;
-pub use plots::PARETO_RING_COLOUR;
-pub use synthetic::write_synthetic_sweep;
 
 /// Every file analysis may write into `DIR/analysis/`. Files from an earlier
 /// analysis that this one does not produce (say `ttest.md` after the sweep
@@ -51,6 +48,7 @@ const OUTPUT_FILES: &[&str] = &[
     report::FILE,
 ];
 
+#[derive(Clone, Debug)]
 pub struct AnalyzeOptions {
     /// Test accuracy a run must reach to count as grokked, in (0, 1]; 1.0 gives the solve epoch.
     pub threshold: f64,
@@ -59,6 +57,9 @@ pub struct AnalyzeOptions {
     pub group_by: Vec<String>,
     /// Which epoch at or above the threshold counts as the grok epoch.
     pub grok_rule: GrokRule,
+    /// Also write the optimizer study of Tveit et al. (2025): study.md, its CSVs and box plots.
+    /// The sweep must have finished runs of two or more optimizers.
+    pub study: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -67,10 +68,12 @@ impl Default for AnalyzeOptions {
             threshold: 0.95,
             group_by: Vec::new(),
             grok_rule: GrokRule::First,
+            study: false,
         }
     }
 }
 
+#[derive(Debug)]
 pub struct AnalysisReport {
     /// The top of settings.md, for the terminal.
     pub headline: String,
@@ -118,6 +121,10 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         None => sweep.listed_runs()?,
     };
     let skipped_runs = sweep.skipped_runs()?;
+    let study_optimizers = opts
+        .study
+        .then(|| study::optimizers(&runs, sweep.runs_file()))
+        .transpose()?;
     let missing_runs = planned.saturating_sub(runs.height() + skipped_runs);
 
     let settings = settings::setting_stats(runs.clone().lazy(), sweep.runs()?, &config)
@@ -148,25 +155,30 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     let mut stage = staging::Staging::create(&out_dir)?;
     stage.write_csv(
         "settings.csv",
-        "one row per setting (runs equal but for the seed): every configuration column, seeds, grokked and diverged seeds, grok-epoch median and quartiles, median Lipschitz bound at the grok epoch, qualified",
+        "one row per setting (runs equal but for the seed): every configuration column, seeds, grokked and \
+         diverged seeds, grok-epoch median and quartiles, median Lipschitz bound at the grok epoch, qualified",
         &settings,
     )?;
     stage.write_markdown("settings.md", &summary.settings_markdown(&headline)?)?;
     stage.write_csv(
         "pareto.csv",
-        "per task, the qualified settings on the Pareto front of (median grok epoch, median Lipschitz bound): the overall front, then each family's own",
+        "per task, the qualified settings on the Pareto front of (median grok epoch, median Lipschitz bound): \
+         the overall front, then each family's own",
         &front,
     )?;
     stage.write_csv(
         "best.csv",
-        "per group and optimizer, the qualified setting with the lowest median grok epoch and its difference to the baseline optimizer",
+        "per group and optimizer, the qualified setting with the lowest median grok epoch and its difference to \
+         the baseline optimizer",
         &best_table.frame,
     )?;
     stage.write_markdown("best.md", &best::best_markdown(&best_table, &group_keys, grok)?)?;
     if let Some(ttest) = comparison {
         stage.write_markdown("ttest.md", &ttest)?;
     }
-    study::write(&mut stage, &runs, grok)?;
+    if let Some(optimizers) = &study_optimizers {
+        study::write(&mut stage, &runs, optimizers, grok)?;
+    }
     let has_lipschitz =
         settings.column(columns::MEDIAN_LIPSCHITZ)?.null_count() < settings.height();
     if has_lipschitz {

@@ -1,4 +1,4 @@
-//! Student's t distribution, through the regularized incomplete beta function
+//! The two-sided p-value of Student's t distribution, through the regularized incomplete beta function
 //! (evaluated as a continued fraction with the modified Lentz method), so that
 //! the t-test needs no statistics crate.
 
@@ -10,24 +10,6 @@ const TOLERANCE: f64 = 1e-15;
 const MAX_TERMS: usize = 10_000;
 /// Stands in for zero denominators in Lentz's method.
 const TINY: f64 = 1e-300;
-
-/// P(T <= t) for Student's t distribution with `df` > 0 degrees of freedom
-/// (df need not be an integer, as Welch–Satterthwaite's rarely is).
-pub fn cdf(t: f64, df: f64) -> f64 {
-    if t.is_nan() || df.is_nan() || df <= 0.0 {
-        return f64::NAN;
-    }
-    if t.is_infinite() {
-        return if t > 0.0 { 1.0 } else { 0.0 };
-    }
-    // P(|T| > |t|) = I_x(df/2, 1/2) with x = df / (df + t²).
-    let tail = regularized_incomplete_beta(df / (df + t * t), df / 2.0, 0.5) / 2.0;
-    if t > 0.0 {
-        1.0 - tail
-    } else {
-        tail
-    }
-}
 
 /// P(|T| >= |t|): the two-sided p-value of a t statistic.
 pub fn two_sided_p(t: f64, df: f64) -> f64 {

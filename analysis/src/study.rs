@@ -1,5 +1,6 @@
 //! The optimizer study of Tveit et al. (2025), made fairer (`study.md`, its CSVs and box
-//! plots), written for every sweep with two or more optimizers:
+//! plots), written when asked for (`grokstack analyze --study`) of a sweep with two or more
+//! optimizers:
 //!
 //! - the paper's comparison: each optimizer at its usual default learning rate ([`PAPER_LR`]),
 //!   grok epochs pooled over tasks, output functions and seeds; Welch's and Student's t;
@@ -12,7 +13,9 @@
 //! and tests, as the paper leaves them out; the winner of a group is decided over all runs,
 //! a run that never grokked counting as later than any epoch.
 
-use anyhow::{Context, Result};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 
 use crate::best::baseline_optimizer;
@@ -263,13 +266,26 @@ fn boxes(rows: &[Row], label: impl Fn(&Row) -> String) -> Vec<BoxStats> {
         .collect()
 }
 
-/// The study of `runs` (per-run outcomes under `grok`) into `stage`; nothing when the sweep
-/// ran fewer than two optimizers.
-pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) -> Result<bool> {
+/// The optimizers of `runs` (per-run outcomes read from `runs_file`), sorted: the study compares
+/// them, so fewer than two is an error.
+pub(crate) fn optimizers(runs: &DataFrame, runs_file: &Path) -> Result<Vec<String>> {
     let optimizers = crate::settings::distinct_strings(runs, OPTIMIZER)?;
     if optimizers.len() < 2 {
-        return Ok(false);
+        bail!(
+            "--study compares optimizers, but the finished runs of {} used {} (`{OPTIMIZER}`): \
+             analyze without --study, or add an optimizer to the sweep",
+            runs_file.display(),
+            match optimizers.as_slice() {
+                [only] => format!("only {only}"),
+                _ => "none".to_string(),
+            }
+        );
     }
+    Ok(optimizers)
+}
+
+/// The study of `runs` (per-run outcomes under `grok`) of the [`optimizers`] into `stage`.
+pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String], grok: GrokCriterion) -> Result<()> {
     let collect = |frame: LazyFrame, what: &str| Context::with_context(frame.collect(), || format!("the study: {what}"));
     // The runs of each comparison, selected once; every table below summarizes one of them.
     let tuned_lr = collect(tuned_learning_rates(runs.clone().lazy()), "the tuned learning rates")?;
@@ -298,7 +314,11 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) 
          groks earlier.\n\n",
         meaning = grok.meaning()
     );
-    md.push_str(&format!("## The paper's comparison\n\nEach optimizer at its usual default learning rate ({}; the paper publishes none), pooled over tasks, output functions and seeds.\n\n", paper_lrs.join(", ")));
+    md.push_str(&format!(
+        "## The paper's comparison\n\nEach optimizer at its usual default learning rate ({}; the paper \
+         publishes none), pooled over tasks, output functions and seeds.\n\n",
+        paper_lrs.join(", ")
+    ));
     if paper_rows.is_empty() {
         md.push_str("This sweep has no runs at those learning rates.\n\n");
     } else {
@@ -306,12 +326,15 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) 
     }
     let p_at_any_df = student_t::two_sided_p(PAPER_T, 1e12);
     md.push_str(&format!(
-        "\nThe paper reports t = {PAPER_T} with p ≈ {PAPER_P:e}. These disagree: for |t| = {PAPER_T} the two-sided p is at \
-         least {p_at_any_df:.2e} at any degrees of freedom (its normal limit; fewer degrees of freedom only raise it). \
-         Both t and p above are computed from this sweep's runs.\n\n"
+        "\nThe paper reports t = {PAPER_T} with p ≈ {PAPER_P:e}. These disagree: for |t| = {PAPER_T} the \
+         two-sided p is at least {p_at_any_df:.2e} at any degrees of freedom (its normal limit; fewer degrees \
+         of freedom only raise it). Both t and p above are computed from this sweep's runs.\n\n"
     ));
 
-    md.push_str("## The tuned comparison\n\nEach optimizer at its best learning rate for each task (most runs grokked, then the lowest mean grok epoch), pooled as above.\n\n");
+    md.push_str(
+        "## The tuned comparison\n\nEach optimizer at its best learning rate for each task (most runs \
+         grokked, then the lowest mean grok epoch), pooled as above.\n\n",
+    );
     md.push_str(&pooled_table(&rows(&tuned_by_optimizer, &[OPTIMIZER])?));
     md.push_str("\nThe learning rate chosen per optimizer and task:\n\n");
     md.push_str(&crate::tables::markdown_table(&tuned_lr)?);
@@ -323,26 +346,49 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, grok: GrokCriterion) 
     }
     for (title, frame, group, group_title) in per_group {
         md.push_str(&format!("\n## {title}\n\n"));
-        md.push_str(&winners_table(&rows(frame, &[group, OPTIMIZER])?, &optimizers, group_title));
+        md.push_str(&winners_table(&rows(frame, &[group, OPTIMIZER])?, optimizers, group_title));
     }
     md.push_str(
-        "\n## Plots\n\n`study_box_optimizers.png`/`.svg`: grok epochs per optimizer at the paper's setting (the paper's Fig. 4). \
-         `study_box_tasks.png`/`.svg`: per task × optimizer at the paper's setting. Boxes span the quartiles, whiskers the \
-         extremes, the line is the median (its value printed above), k/n under each box counts the runs that grokked.\n",
+        "\n## Plots\n\n`study_box_optimizers.png`/`.svg`: grok epochs per optimizer at the paper's setting \
+         (the paper's Fig. 4). `study_box_tasks.png`/`.svg`: per task × optimizer at the paper's setting. \
+         Boxes span the quartiles, whiskers the extremes, the line is the median (its value printed above), \
+         k/n under each box counts the runs that grokked.\n",
     );
 
     stage.write_markdown("study.md", &md)?;
-    stage.write_csv("study_paper.csv", "per optimizer at the paper's learning rate: runs, runs grokked and the grok-epoch statistics of those that did", &paper_by_optimizer)?;
-    stage.write_csv("study_tuned.csv", "per optimizer at its tuned learning rate for each task: runs, runs grokked and their grok-epoch statistics", &tuned_by_optimizer)?;
-    stage.write_csv("study_tuned_lr.csv", "the learning rate each optimizer is tuned to per task, with its runs, runs grokked and mean grok epoch", &tuned_lr)?;
-    stage.write_csv("study_tasks.csv", "per task × optimizer, at the paper's (setting = paper) and the tuned (tuned) learning rates: grok-epoch statistics", &paper_and_tuned(&paper_tasks, &tuned_tasks)?)?;
+    stage.write_csv(
+        "study_paper.csv",
+        "per optimizer at the paper's learning rate: runs, runs grokked and the grok-epoch statistics of those \
+         that did",
+        &paper_by_optimizer,
+    )?;
+    stage.write_csv(
+        "study_tuned.csv",
+        "per optimizer at its tuned learning rate for each task: runs, runs grokked and their grok-epoch statistics",
+        &tuned_by_optimizer,
+    )?;
+    stage.write_csv(
+        "study_tuned_lr.csv",
+        "the learning rate each optimizer is tuned to per task, with its runs, runs grokked and mean grok epoch",
+        &tuned_lr,
+    )?;
+    stage.write_csv(
+        "study_tasks.csv",
+        "per task × optimizer, at the paper's (setting = paper) and the tuned (tuned) learning rates: grok-epoch \
+         statistics",
+        &paper_and_tuned(&paper_tasks, &tuned_tasks)?,
+    )?;
     if let Some((paper, tuned)) = &losses {
-        stage.write_csv("study_losses.csv", "per output function × optimizer, at the paper's and the tuned learning rates: grok-epoch statistics", &paper_and_tuned(paper, tuned)?)?;
+        stage.write_csv(
+            "study_losses.csv",
+            "per output function × optimizer, at the paper's and the tuned learning rates: grok-epoch statistics",
+            &paper_and_tuned(paper, tuned)?,
+        )?;
     }
 
     let title = |what: &str| format!("Grok epochs {what} at the paper's setting ({})", grok.meaning());
     box_plot::draw(stage, "study_box_optimizers", &title("per optimizer"), &boxes(&paper_rows, |r| r.keys[0].clone()))?;
     let task_rows = rows(&paper_tasks, &[TASK_OP, OPTIMIZER])?;
     box_plot::draw(stage, "study_box_tasks", &title("per task × optimizer"), &boxes(&task_rows, |r| format!("{} {}", r.keys[0], r.keys[1])))?;
-    Ok(true)
+    Ok(())
 }

@@ -38,7 +38,8 @@ impl Summary<'_> {
         } else {
             let partial = self.settings.column(PARTIAL)?.bool()?.num_trues();
             format!(
-                "\n{} runs skipped by seed waves: {partial} settings had a seed that did not grok and trained no more seeds; their statistics are over the runs that trained (`partial`).",
+                "\n{} runs skipped by seed waves: {partial} settings had a seed that did not grok and trained \
+                 no more seeds; their statistics are over the runs that trained (`partial`).",
                 self.skipped_runs
             )
         };

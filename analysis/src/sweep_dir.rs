@@ -256,7 +256,8 @@ fn sharded_files(shards: &Path) -> Result<Files> {
         [] => bail!("{} holds no shard folders (K-of-N)", shards.display()),
         [count] => *count,
         _ => bail!(
-            "{} holds shards of different counts N {counts:?}, which overlap: combine them with `grokstack merge`, which reports the runs listed twice, and analyze the merged directory",
+            "{} holds shards of different counts N {counts:?}, which overlap: combine them with \
+             `grokstack merge`, which reports the runs listed twice, and analyze the merged directory",
             shards.display()
         ),
     };

@@ -284,6 +284,9 @@ fn each_family_has_its_front_beside_the_overall_one() {
     assert!(dir.path().join("analysis/grok_vs_lipschitz.svg").exists());
 }
 
+/// A row of best.csv: task, optimizer, setting id, median grok epoch, difference to the baseline.
+type BestRow = (String, String, Option<i64>, Option<f64>, Option<f64>);
+
 #[test]
 fn best_tables_compare_each_optimizer_with_adamw() {
     let dir = fixture(Options {
@@ -296,7 +299,7 @@ fn best_tables_compare_each_optimizer_with_adamw() {
     };
     analyze(dir.path(), &by_task).unwrap();
     let best = read_csv(&dir.path().join("analysis/best.csv"));
-    let rows: Vec<(String, String, Option<i64>, Option<f64>, Option<f64>)> = (0..best.height())
+    let rows: Vec<BestRow> = (0..best.height())
         .map(|i| {
             let text = |c: &str| {
                 best.column(c)

@@ -9,7 +9,7 @@ use common::*;
 use grokstack_analysis::{analyze, AnalyzeOptions};
 
 fn message(result: anyhow::Result<grokstack_analysis::AnalysisReport>) -> String {
-    format!("{:#}", result.err().expect("analysis must fail"))
+    format!("{:#}", result.expect_err("analysis must fail"))
 }
 
 #[test]

@@ -8,7 +8,11 @@ use std::path::Path;
 
 use common::*;
 use polars::prelude::*;
-use grokstack_analysis::{analyze, AnalyzeOptions, PARETO_RING_COLOUR};
+use grokstack_analysis::{analyze, AnalyzeOptions};
+
+/// The stroke of the rings around the Pareto points, black like the overall front's line
+/// (docs/OUTPUT.md); no other circle of the scatter plot is drawn in it.
+const PARETO_RING_STROKE: &str = "#000000";
 
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
@@ -125,11 +129,7 @@ fn pareto_points_in_the_svg_match_pareto_csv() {
         .no_null_iter()
         .collect();
 
-    let (r, g, b) = PARETO_RING_COLOUR;
-    let mut rings = ringed_points(
-        &check_svg(&out.join("grok_vs_lipschitz.svg")),
-        &format!("#{r:02X}{g:02X}{b:02X}"),
-    );
+    let mut rings = ringed_points(&check_svg(&out.join("grok_vs_lipschitz.svg")), PARETO_RING_STROKE);
     assert_eq!(rings.len(), xs.len(), "one ring per overall row of pareto.csv");
 
     // Pixel y grows downwards, so the Lipschitz axis maps decreasingly.

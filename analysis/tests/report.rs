@@ -58,7 +58,12 @@ fn report_shows_every_output_self_contained_and_escaped() {
         },
     );
     fs::write(dir.join("sweep.toml"), HOSTILE_SWEEP).unwrap();
-    let report = analyze(&dir, &AnalyzeOptions::default()).unwrap();
+    // With the study, so that the page shows every output the analysis can write.
+    let options = AnalyzeOptions {
+        study: true,
+        ..AnalyzeOptions::default()
+    };
+    let report = analyze(&dir, &options).unwrap();
     let out = report.out_dir;
     let html = fs::read_to_string(out.join("report.html")).unwrap();
 

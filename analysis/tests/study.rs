@@ -2,7 +2,7 @@
 //! two learning rates each, two tasks, two output functions, two seeds per setting (four runs
 //! per optimizer, learning rate and task). Under the after-train rule a run groks at
 //! max(test epoch, train epoch); one run reaches the test threshold at 10 but trains to 0.99
-//! only at 30.
+//! only at 30. The study is written only when asked for (`AnalyzeOptions::study`, `--study`).
 
 mod common;
 
@@ -43,10 +43,10 @@ fn settings() -> Vec<Setting> {
     ]
 }
 
-fn write_sweep(dir: &Path) {
+fn write_sweep(dir: &Path, settings: Vec<Setting>) {
     let (mut run_id, mut setting_id, mut seed, mut op, mut optimizer, mut lr, mut loss) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut m_run, mut m_epoch, mut m_train, mut m_test) = (vec![], vec![], vec![], vec![]);
-    for (s, (opt, rate, task, output, seeds)) in settings().into_iter().enumerate() {
+    for (s, (opt, rate, task, output, seeds)) in settings.into_iter().enumerate() {
         for (k, (test_epoch, train_epoch)) in seeds.into_iter().enumerate() {
             let id = run_id.len() as i64;
             run_id.push(id);
@@ -86,10 +86,15 @@ fn write_sweep(dir: &Path) {
     ParquetWriter::new(fs::File::create(dir.join("metrics.parquet/part-00000.parquet")).unwrap()).finish(&mut metrics).unwrap();
 }
 
+/// The study asked for, under `rule`.
+fn study(rule: GrokRule) -> AnalyzeOptions {
+    AnalyzeOptions { threshold: 0.95, group_by: vec![], grok_rule: rule, study: true }
+}
+
 fn analyzed(rule: GrokRule) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    write_sweep(dir.path());
-    analyze(dir.path(), &AnalyzeOptions { threshold: 0.95, group_by: vec![], grok_rule: rule }).unwrap();
+    write_sweep(dir.path(), settings());
+    analyze(dir.path(), &study(rule)).unwrap();
     dir
 }
 
@@ -192,8 +197,60 @@ fn optimizers_without_a_paper_setting_still_get_the_tuned_study() {
     // The common fixture: AdamW and ⊥AdamW at learning rates 0.01–0.05, none at 1e-3.
     let dir = tempfile::tempdir().unwrap();
     common::write_fixture(dir.path(), &common::Options { lipschitz: false, progress_json: false });
-    analyze(dir.path(), &AnalyzeOptions::default()).unwrap();
+    analyze(dir.path(), &study(GrokRule::First)).unwrap();
     let report = fs::read_to_string(dir.path().join("analysis/study.md")).unwrap();
     assert!(report.contains("This sweep has no runs at those learning rates."), "{report}");
     assert!(report.contains("| ortho_adamw |"), "the tuned comparison lists ⊥AdamW: {report}");
+}
+
+/// Every file the study writes of this sweep (it has a `train.loss` column, so study_losses.csv too).
+const STUDY_FILES: [&str; 10] = [
+    "study.md",
+    "study_paper.csv",
+    "study_tuned.csv",
+    "study_tuned_lr.csv",
+    "study_tasks.csv",
+    "study_losses.csv",
+    "study_box_optimizers.png",
+    "study_box_optimizers.svg",
+    "study_box_tasks.png",
+    "study_box_tasks.svg",
+];
+
+fn study_files_present(analysis: &Path) -> Vec<&'static str> {
+    STUDY_FILES.into_iter().filter(|f| analysis.join(f).exists()).collect()
+}
+
+#[test]
+fn the_study_is_written_only_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    write_sweep(dir.path(), settings());
+    let analysis = dir.path().join("analysis");
+    analyze(dir.path(), &AnalyzeOptions::default()).unwrap();
+    assert_eq!(study_files_present(&analysis), Vec::<&str>::new(), "no study without asking");
+    assert!(analysis.join("ttest.md").is_file(), "the rest of the analysis is written");
+    let report = fs::read_to_string(analysis.join("report.html")).unwrap();
+    assert!(!report.contains("study"), "report.html shows no study");
+
+    analyze(dir.path(), &study(GrokRule::First)).unwrap();
+    assert_eq!(study_files_present(&analysis), STUDY_FILES);
+    let report = fs::read_to_string(analysis.join("report.html")).unwrap();
+    assert!(report.contains("Optimizer study (Tveit et al. 2025, made fairer)"), "report.html shows the study");
+
+    // Analyzing again without the study removes its files, as any output the analysis no longer makes.
+    analyze(dir.path(), &AnalyzeOptions::default()).unwrap();
+    assert_eq!(study_files_present(&analysis), Vec::<&str>::new(), "no stale study left behind");
+}
+
+#[test]
+fn the_study_of_one_optimizer_is_an_error_naming_the_runs_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_sweep(dir.path(), settings().into_iter().filter(|s| s.0 == "adamw").collect());
+    let error = format!("{:#}", analyze(dir.path(), &study(GrokRule::First)).unwrap_err());
+    let runs_file = dir.path().join("runs.parquet");
+    let named = format!("{} used only adamw", runs_file.display());
+    assert!(error.contains("--study") && error.contains(&named), "{error}");
+    assert!(!dir.path().join("analysis").exists(), "nothing is written");
+    // Without the study the same sweep analyzes.
+    analyze(dir.path(), &AnalyzeOptions::default()).unwrap();
 }

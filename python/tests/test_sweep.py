@@ -69,6 +69,10 @@ def test_settings_analyzes_first(tmp_path, tiny):
     assert settings["median_grok_epoch"].dtype == pl.Float64  # even when nothing grokked
     assert sweep.analyze(threshold=1.0, group_by=["model.hidden"], grok_rule="after-train") is sweep
     assert "after-train" in (out / "analysis" / "settings.md").read_text()
+    assert not (out / "analysis" / "study.md").exists()
+    # The study compares optimizers; the tiny sweep has one, so asking for it is the CLI's error.
+    with pytest.raises(grokstack.GrokstackError, match="--study compares optimizers"):
+        sweep.analyze(study=True)
 
 
 def test_to_pandas(tiny):

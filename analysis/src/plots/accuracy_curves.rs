@@ -122,7 +122,8 @@ pub(crate) fn draw(
     }
     let figure = AccuracyCurves {
         title: format!(
-            "Train (blue) and test (orange) accuracy, median over seeds with interquartile band: first {} of {} settings",
+            "Train (blue) and test (orange) accuracy, median over seeds with interquartile band: \
+             first {} of {} settings",
             panels.len(),
             settings.height()
         ),

@@ -182,7 +182,7 @@ impl Figure for ParetoScatter {
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
-            .border_style(&BLACK)
+            .border_style(BLACK)
             .label_font(font(14.0))
             .draw()
             .or_plot_error()?;

@@ -90,7 +90,7 @@ fn cells(line: &str) -> Vec<String> {
 /// Escaped text with `code` spans; an unpaired backtick stays as it is.
 fn inline(text: &str) -> String {
     let parts: Vec<&str> = text.split('`').collect();
-    if parts.len() % 2 == 0 {
+    if parts.len().is_multiple_of(2) {
         return escape(text);
     }
     parts

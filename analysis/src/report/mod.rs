@@ -173,7 +173,8 @@ fn runs_section(page: &Page) -> Result<String> {
     } else {
         let (header, rows) = tables::cells(&diverged)?;
         let caption = format!(
-            "{} diverged runs (status <code>diverged</code> in <code>runs.parquet</code>): their NaN epochs never count as grokked",
+            "{} diverged runs (status <code>diverged</code> in <code>runs.parquet</code>): \
+             their NaN epochs never count as grokked",
             diverged.height()
         );
         out.push_str(&html::table("runs.parquet", &caption, &header, &rows));

@@ -303,7 +303,8 @@ fn sweep_toml(seeds: usize, epochs: usize) -> String {
             .join(", ")
     };
     format!(
-        "# Synthetic sweep written by grokstack-analysis (write_synthetic_sweep): fake metrics, no training.\n\
+        "# Synthetic sweep written by the analyze_bench example (write_synthetic_sweep): fake metrics, \
+         no training.\n\
          name = \"synthetic\"\nseeds = {seeds}\n\n\
          [task]\nop = \"add\"\np = 113\ntrain_fraction = 0.4\n\n\
          [model]\ninput = \"embedding\"\nembed_dim = 113\nhidden = [200, 200]\nactivation = \"gelu\"\nalpha = 1.0\n\n\
