@@ -193,3 +193,90 @@ fn steps_past_the_counters_word_are_an_error_naming_the_step() {
     let error = StepDropout::new(1, u32::MAX as usize + 1).unwrap_err().to_string();
     assert!(error.contains("4294967296"), "{error}");
 }
+
+/// A host program around src/models/transformer/dropout.cuh: each input line `philox c0 c1 c2 c3
+/// k0 k1` prints the draw's four words, `keeps key0 key1 site step element threshold` prints 0/1.
+const CUH_HARNESS: &str = r#"
+#include <cstdio>
+#include <cstring>
+#include "dropout.cuh"
+int main() {
+    char what[16];
+    while (std::scanf("%15s", what) == 1) {
+        if (std::strcmp(what, "philox") == 0) {
+            unsigned int c[4], k[2];
+            if (std::scanf("%u %u %u %u %u %u", &c[0], &c[1], &c[2], &c[3], &k[0], &k[1]) != 6) return 2;
+            grokstack_philox_words w = grokstack_philox4x32_10(c[0], c[1], c[2], c[3], k[0], k[1]);
+            std::printf("%u %u %u %u\n", w.w[0], w.w[1], w.w[2], w.w[3]);
+        } else {
+            unsigned int key0, key1, site, step;
+            unsigned long long element, threshold;
+            if (std::scanf("%u %u %u %u %llu %llu", &key0, &key1, &site, &step, &element, &threshold) != 6) return 2;
+            std::printf("%d\n", grokstack_dropout_keeps(key0, key1, site, step, element, threshold) ? 1 : 0);
+        }
+    }
+    return 0;
+}
+"#;
+
+/// The CUDA source's Philox and keep bits, compiled as C++ for the host ($CXX, else c++), give
+/// Random123's known answers and the Rust definition's bits, at the threshold's edges too.
+#[test]
+fn the_cuda_source_draws_the_same_bits_on_the_host() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    if Command::new(&compiler).arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("skipped the CUDA source's host check: no C++ compiler `{compiler}` (set CXX to one)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("grokstack-test-dropout-cuh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (source, program) = (dir.join("harness.cpp"), dir.join("harness"));
+    std::fs::write(&source, CUH_HARNESS).unwrap();
+    let cuh_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/models/transformer");
+    let mut build = Command::new(&compiler);
+    build.args(["-std=c++11", "-O2", "-Wall", "-Werror", "-I", cuh_dir]).arg(&source).arg("-o").arg(&program);
+    let build = build.output().unwrap();
+    assert!(build.status.success(), "{compiler} failed on dropout.cuh: {}", String::from_utf8_lossy(&build.stderr));
+
+    // Inputs, and what the Rust side gives for each.
+    let (mut input, mut expected) = (String::new(), Vec::new());
+    for (counter, key, answer) in KNOWN_ANSWERS {
+        input += &format!("philox {} {} {} {} {} {}\n", counter[0], counter[1], counter[2], counter[3], key[0], key[1]);
+        expected.push(format!("{} {} {} {}", answer[0], answer[1], answer[2], answer[3]));
+    }
+    for (seed, step, layer) in [(0u64, 0usize, 0usize), (3, 17, 1), (u64::MAX, u32::MAX as usize, 5)] {
+        let key = philox::key(seed, Stream::Dropout);
+        for (place, p) in PLACES.into_iter().zip([0.0, 0.1, 0.5, 0.97]) {
+            let site = StepDropout::new(seed, step).unwrap().site(layer, place, p);
+            let site_number = 4 * layer as u32 + place as u32;
+            for element in (0..40u64).chain([(1 << 34) + 1, (1 << 40) + 6, u64::MAX]) {
+                let threshold = (p * 4_294_967_296.0).ceil() as u64;
+                input += &format!("keeps {} {} {site_number} {step} {element} {threshold}\n", key[0], key[1]);
+                expected.push(u8::from(site.keeps(element)).to_string());
+                // At the edge: a uniform exactly at p is kept, one just below it dropped.
+                let group = element / 4;
+                let counter = [group as u32, (group >> 32) as u32, site_number, step as u32];
+                let word = u64::from(philox4x32(counter, key)[(element % 4) as usize]);
+                for (p_edge, kept) in [(word, true), (word + 1, false)] {
+                    let p_edge_uniform = p_edge as f64 / 4_294_967_296.0;
+                    let edge = StepDropout::new(seed, step).unwrap().site(layer, place, p_edge_uniform);
+                    assert_eq!(edge.keeps(element), kept, "unit {element} at p = {p_edge}·2^-32");
+                    input += &format!("keeps {} {} {site_number} {step} {element} {p_edge}\n", key[0], key[1]);
+                    expected.push(u8::from(kept).to_string());
+                }
+            }
+        }
+    }
+    let mut child = Command::new(&program).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(output.status.success(), "the harness failed: {:?}", output.status);
+    let lines: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(String::from).collect();
+    assert_eq!(lines.len(), expected.len());
+    for ((got, want), line) in lines.iter().zip(&expected).zip(input.lines()) {
+        assert_eq!(got, want, "dropout.cuh on `{line}`");
+    }
+}

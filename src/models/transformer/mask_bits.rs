@@ -13,6 +13,10 @@
 //! - counter: `[lo32(e / 4), hi32(e / 4), site, step]`, step = optimizer steps taken before;
 //! - the unit's word w is word `e mod 4` of the draw, its uniform w·2⁻³²; the unit is kept when
 //!   that uniform is ≥ p, i.e. exactly when w ≥ ⌈p·2³²⌉ (compared on integers).
+//!
+//! `dropout.cuh` beside this file is the same definition as CUDA device functions
+//! (`grokstack_dropout_keeps`); tests/dropout_masks.rs compiles it for the host and checks it
+//! against this one.
 
 use crate::rng::philox::{self, philox4x32};
 use crate::rng::Stream;
