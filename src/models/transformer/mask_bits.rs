@@ -82,16 +82,23 @@ impl DropoutSite {
     /// Keep bits (1 = kept) of the units `first..first + mask.len()` into `mask`, one draw per
     /// four units.
     pub fn fill(&self, first: u64, mask: &mut [u8]) {
-        let mut done = 0;
-        while done < mask.len() {
-            let element = first + done as u64;
-            let lane = (element % 4) as usize;
-            let here = (4 - lane).min(mask.len() - done);
-            let words = self.draw(element / 4);
-            for (bit, &word) in mask[done..done + here].iter_mut().zip(&words[lane..]) {
+        // Units before the first whole group of four, the whole groups, the units after them.
+        let end = first + mask.len() as u64;
+        let head = (first.wrapping_neg() % 4).min(mask.len() as u64) as usize;
+        let (head_bits, body) = mask.split_at_mut(head);
+        for (element, bit) in (first..).zip(head_bits) {
+            *bit = u8::from(self.keeps(element));
+        }
+        let first_group = (first + head as u64) / 4;
+        let mut groups = body.chunks_exact_mut(4);
+        for (group, bits) in (first_group..).zip(&mut groups) {
+            for (bit, word) in bits.iter_mut().zip(self.draw(group)) {
                 *bit = u8::from(u64::from(word) >= self.threshold);
             }
-            done += here;
+        }
+        let tail = groups.into_remainder();
+        for (element, bit) in (end - tail.len() as u64..).zip(tail) {
+            *bit = u8::from(self.keeps(element));
         }
     }
 
