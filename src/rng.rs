@@ -2,7 +2,10 @@
 //!
 //! Results must not change with a dependency's version, so the generator is written out
 //! here. Each use (data split, weight init, power-iteration start) gets its own stream so
-//! that turning one feature on never shifts the random numbers of another.
+//! that turning one feature on never shifts the random numbers of another. Dropout masks come
+//! from the counter-based [`philox`] instead, so that any unit's draw can be computed alone.
+
+pub mod philox;
 
 pub struct Rng {
     state: [u64; 4],
@@ -19,13 +22,13 @@ pub enum Stream {
     Data = 5,
     /// The order of the train rows in each epoch's minibatches.
     Shuffle = 6,
-    /// Each optimizer step's dropout masks.
+    /// Each optimizer step's dropout masks (the key of their [`philox`] draws).
     Dropout = 7,
 }
 
 impl Rng {
     pub fn new(seed: u64, stream: Stream) -> Rng {
-        let mut mix = seed ^ (stream as u64).wrapping_mul(0xA076_1D64_78BD_642F);
+        let mut mix = stream_mix(seed, stream);
         let mut state = [0u64; 4];
         for word in &mut state {
             *word = splitmix64(&mut mix);
@@ -83,6 +86,11 @@ impl Rng {
             items.swap(i, self.below(i + 1));
         }
     }
+}
+
+/// Where a seed's stream starts: the SplitMix64 state its generators are seeded from.
+fn stream_mix(seed: u64, stream: Stream) -> u64 {
+    seed ^ (stream as u64).wrapping_mul(0xA076_1D64_78BD_642F)
 }
 
 fn splitmix64(x: &mut u64) -> u64 {

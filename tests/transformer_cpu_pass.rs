@@ -182,24 +182,3 @@ fn a_run_gets_the_same_bits_alone_and_in_a_stack_of_8() {
         }
     }
 }
-
-/// A unit is kept when its uniform draw is at least p, the draws in the documented order.
-#[test]
-fn masks_keep_the_units_whose_uniform_draw_reaches_p() {
-    use grokstack::models::transformer::{RunMasks, TransformerArch};
-    use grokstack::rng::{Rng, Stream};
-    let stack = stack(&configurations()[0], "f32");
-    let Arch::Transformer(arch, _) = &stack.model.arch else { panic!("not a transformer") };
-    let arch: TransformerArch = arch.clone();
-    let rows = 37;
-    let masks = RunMasks::draw(&arch, &mut Rng::new(11, Stream::Dropout), rows);
-    let mut rng = Rng::new(11, Stream::Dropout);
-    let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
-    let p = arch.dropout;
-    for layer in &masks.layers {
-        for (mask, prob, units) in [(&layer.attn_weights, p.attn_weights, rows * h * t * t), (&layer.attn_out, p.attn_out, rows * t * d), (&layer.ffn_hidden, p.ffn_hidden, rows * t * f), (&layer.ffn_out, p.ffn_out, rows * t * d)] {
-            let expected: Vec<u8> = (0..units).map(|_| u8::from(rng.uniform() >= prob)).collect();
-            assert_eq!(mask.as_ref().unwrap(), &expected);
-        }
-    }
-}

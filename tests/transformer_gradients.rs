@@ -7,7 +7,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use grokstack::config::Loss;
 use grokstack::kernels::loss;
 use grokstack::rng::{Rng, Stream};
-use grokstack::models::transformer::{Dropout, FfnKind, Masks, NormKind, NormPlacement, Position, Transformer, TransformerArch};
+use grokstack::models::transformer::{
+    Dropout, FfnKind, Masks, NormKind, NormPlacement, Position, StepDropout, Transformer, TransformerArch,
+};
 
 const DROPOUT: Dropout = Dropout { attn_weights: 0.2, attn_out: 0.1, ffn_hidden: 0.3, ffn_out: 0.15 };
 const ROWS: usize = 3;
@@ -81,8 +83,8 @@ fn setup(arch: &TransformerArch, seeds: &[u64], dtype: DType) -> Setup {
     let labels: Vec<u32> = data_rngs.iter_mut().flat_map(|rng| (0..ROWS).map(|_| rng.below(arch.classes) as u32).collect::<Vec<_>>()).collect();
     let r = seeds.len();
     let masks = arch.dropout.any().then(|| {
-        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Dropout)).collect();
-        Masks::sample(arch, &mut rngs, ROWS, dtype, &device).unwrap()
+        let runs: Vec<StepDropout> = seeds.iter().map(|&s| StepDropout::new(s, 0).unwrap()).collect();
+        Masks::sample(arch, &runs, ROWS, dtype, &device).unwrap()
     });
     Setup {
         model,

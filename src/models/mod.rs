@@ -14,12 +14,11 @@ use crate::config::schema::Keys;
 use crate::data::Examples;
 use crate::kernels::loss::{self, Loss};
 use crate::kernels::round::{Precision, Storage};
-use crate::rng::{Rng, Stream};
 use crate::tasks::TaskShape;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use mlp::{Mlp, MlpArch, MlpConfig};
-use transformer::{Masks, Tokens, Transformer, TransformerArch, TransformerConfig};
+use transformer::{Masks, StepDropout, Tokens, Transformer, TransformerArch, TransformerConfig};
 
 /// Hidden layers (MLP) or blocks (transformer) at most: keeps every size estimate far from
 /// overflowing, and is far deeper than any grokking model.
@@ -242,7 +241,7 @@ fn runs_per_group(widest: usize, rows: usize) -> usize {
     (VALUES_PER_TENSOR / (rows * widest).max(1)).max(1)
 }
 
-/// Where a training pass draws its dropout masks: each run's own stream at this optimizer step.
+/// Where a training pass draws its dropout masks: each run's own key at this optimizer step.
 pub struct DropoutDraw<'a> {
     /// The seeds of the stack's runs, in stack order.
     pub seeds: &'a [u64],
@@ -251,9 +250,9 @@ pub struct DropoutDraw<'a> {
 }
 
 impl DropoutDraw<'_> {
-    /// The generator of the masks of the run at stack position `run`: both passes draw from it.
-    pub fn rng(&self, run: usize) -> Rng {
-        Rng::indexed(self.seeds[run], Stream::Dropout, self.step as u64)
+    /// The dropout of the run at stack position `run` at this step: both passes draw from it.
+    pub fn run(&self, run: usize) -> Result<StepDropout> {
+        StepDropout::new(self.seeds[run], self.step)
     }
 }
 
@@ -359,8 +358,9 @@ impl Model {
     fn masks(&self, draw: Option<&DropoutDraw>, start: usize, len: usize, rows: usize) -> Result<Option<Masks>> {
         match (&self.arch, draw) {
             (Arch::Transformer(arch, _), Some(draw)) if arch.dropout.any() => {
-                let mut rngs: Vec<Rng> = (start..start + len).map(|run| draw.rng(run)).collect();
-                Ok(Some(Masks::sample(arch, &mut rngs, rows, self.params[0].value.dtype(), self.params[0].value.device())?))
+                let runs = (start..start + len).map(|run| draw.run(run)).collect::<Result<Vec<_>>>()?;
+                let param = &self.params[0].value;
+                Ok(Some(Masks::sample(arch, &runs, rows, param.dtype(), param.device())?))
             }
             _ => Ok(None),
         }

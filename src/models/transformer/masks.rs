@@ -1,12 +1,12 @@
 //! Dropout masks, passed into the forward pass as tensors so that tests can fix them and a
-//! trainer can draw them from each run's own generator.
+//! trainer can draw them from each run's own key ([`super::mask_bits`] defines every bit).
 //!
 //! A mask is 0/1 (1 = kept) in the parameters' dtype and covers every position, even where
 //! the last block computes the last position only (it then reads the last position's part):
 //! so the shortcut and the full computation see the same dropout.
 
+use super::mask_bits::{DropoutPlace, StepDropout};
 use super::TransformerArch;
-use crate::rng::Rng;
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor};
 
@@ -50,26 +50,28 @@ pub struct RunMasks {
 }
 
 impl RunMasks {
-    /// The masks of one run for `rows` rows from its generator, unit kept when a uniform draw
-    /// is ≥ p: block by block, and in each block the attention weights, the attention output,
-    /// the FFN hidden units and the FFN output, each unit in row-major order. The one place
-    /// masks are drawn: [`Masks::sample`] builds its tensors from these, and the CPU pass
-    /// reads them as they are.
-    pub fn draw(arch: &TransformerArch, rng: &mut Rng, rows: usize) -> RunMasks {
+    /// The masks of one run at one step for `rows` rows: unit e of a site kept by
+    /// [`super::mask_bits::DropoutSite::keeps`]`(e)`, units in row-major order. The one place
+    /// masks are materialized: [`Masks::sample`] builds its tensors from these, and the CPU
+    /// pass reads them as they are.
+    pub fn draw(arch: &TransformerArch, dropout: &StepDropout, rows: usize) -> RunMasks {
         let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
         let p = arch.dropout;
-        let mut draw = |prob: f64, units: usize| {
-            // uniform() is k·2⁻⁵³ for the top 53 bits k of a draw, exactly, so uniform() ≥ p
-            // exactly when k ≥ ⌈p·2⁵³⌉: the same test on integers, without the conversion.
-            let threshold = (prob * (1u64 << 53) as f64).ceil() as u64;
-            (prob > 0.0).then(|| (0..units).map(|_| u8::from(rng.next_u64() >> 11 >= threshold)).collect::<Vec<u8>>())
-        };
         let layers = (0..arch.layers)
-            .map(|_| RunLayerMasks {
-                attn_weights: draw(p.attn_weights, rows * h * t * t),
-                attn_out: draw(p.attn_out, rows * t * d),
-                ffn_hidden: draw(p.ffn_hidden, rows * t * f),
-                ffn_out: draw(p.ffn_out, rows * t * d),
+            .map(|layer| {
+                let draw = |place: DropoutPlace, prob: f64, units: usize| {
+                    (prob > 0.0).then(|| {
+                        let mut mask = vec![0; units];
+                        dropout.site(layer, place, prob).fill(0, &mut mask);
+                        mask
+                    })
+                };
+                RunLayerMasks {
+                    attn_weights: draw(DropoutPlace::AttnWeights, p.attn_weights, rows * h * t * t),
+                    attn_out: draw(DropoutPlace::AttnOut, p.attn_out, rows * t * d),
+                    ffn_hidden: draw(DropoutPlace::FfnHidden, p.ffn_hidden, rows * t * f),
+                    ffn_out: draw(DropoutPlace::FfnOut, p.ffn_out, rows * t * d),
+                }
             })
             .collect();
         RunMasks { layers }
@@ -78,12 +80,18 @@ impl RunMasks {
 
 impl Masks {
     /// Keep masks for `rows` rows of every run, unit kept with probability 1 − p; run r's from
-    /// `rngs[r]` alone (by [`RunMasks::draw`], what the CPU pass reads), so a run's masks do
+    /// `runs[r]` alone (by [`RunMasks::draw`], what the CPU pass reads), so a run's masks do
     /// not depend on its stack.
-    pub fn sample(arch: &TransformerArch, rngs: &mut [Rng], rows: usize, dtype: DType, device: &Device) -> Result<Masks> {
+    pub fn sample(
+        arch: &TransformerArch,
+        runs: &[StepDropout],
+        rows: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Masks> {
         let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
-        let r = rngs.len();
-        let runs: Vec<RunMasks> = rngs.iter_mut().map(|rng| RunMasks::draw(arch, rng, rows)).collect();
+        let r = runs.len();
+        let runs: Vec<RunMasks> = runs.iter().map(|run| RunMasks::draw(arch, run, rows)).collect();
         // One kind of one layer, every run's units one after another: `[R, shape...]`.
         let stack = |pick: &dyn Fn(&RunLayerMasks) -> &Option<Vec<u8>>, layer: usize, shape: &[usize]| -> Result<Option<Tensor>> {
             if pick(&runs[0].layers[layer]).is_none() {

@@ -39,7 +39,8 @@
 //! U(−1/√fan_in, 1/√fan_in); norm gains 1 and biases 0.
 //!
 //! Modules: [`layers`] (linear, norms, embedding, dropout), [`attention`] (RoPE, softmax,
-//! attention), [`ffn`], [`block`] (a block and the whole pass), [`masks`] (dropout masks);
+//! attention), [`ffn`], [`block`] (a block and the whole pass), [`masks`] (dropout masks),
+//! [`mask_bits`] (the definition of every mask bit, which a GPU kernel can repeat);
 //! [`cpu`] is the fast CPU pass, one block of one run's rows at a time, which the tensor path
 //! here is the reference of.
 
@@ -51,10 +52,12 @@ pub mod cpu;
 pub mod ffn;
 pub mod grads;
 pub mod layers;
+pub mod mask_bits;
 pub mod masks;
 
 pub use block::Cache;
 pub use config::{Dropout, FfnKind, NormKind, NormPlacement, Position, TokenLayout, TransformerConfig};
+pub use mask_bits::{DropoutPlace, DropoutSite, StepDropout};
 pub use masks::{LayerMasks, Masks, RunLayerMasks, RunMasks};
 
 use crate::data::Examples;

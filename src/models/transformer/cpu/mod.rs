@@ -11,8 +11,8 @@
 //!
 //! Chunks have a fixed size and their partial gradients are summed in a fixed order, so the
 //! arithmetic of a run does not depend on the stack it is in, nor on the number of threads.
-//! Dropout uses the masks the tensor path uses ([`RunMasks::draw`], each run's own generator
-//! at the step), drawn for a wave of runs at a time.
+//! Dropout uses the masks the tensor path uses ([`RunMasks::draw`], each run's own key at the
+//! step), drawn for a wave of runs at a time.
 
 pub mod block;
 pub mod ops;
@@ -87,7 +87,11 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
     };
     let scale = T::one() / T::from(n).unwrap_or_else(T::one);
     let b = block_rows(t);
-    let draw = dropout.filter(|_| training && arch.dropout.any());
+    // Each run's dropout at this step (none to evaluate, or without dropout).
+    let run_dropout = match dropout.filter(|_| training && arch.dropout.any()) {
+        Some(draw) => Some((0..runs).map(|run| draw.run(run)).collect::<Result<Vec<_>>>()?),
+        None => None,
+    };
     let pass = PassShape {
         runs,
         rows: n,
@@ -100,7 +104,8 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
     // A wave's runs draw their dropout masks together, so that they exist for one wave only.
     let wave_masks = |wave: Range<usize>| -> WaveMasks {
         let start = wave.start;
-        (start, wave.into_par_iter().map(|run| draw.map(|draw| RunMasks::draw(arch, &mut draw.rng(run), n))).collect())
+        let masks = wave.into_par_iter().map(|run| run_dropout.as_ref().map(|all| RunMasks::draw(arch, &all[run], n)));
+        (start, masks.collect())
     };
     let chunk_pass = |(wave_start, masks): &WaveMasks, run: usize, chunk: Range<usize>, mut grads: Option<&mut Vec<Vec<T>>>| {
         let net = net(run);
