@@ -24,6 +24,7 @@ pub mod models;
 pub mod optim;
 pub mod output;
 pub mod plan;
+pub mod progress;
 pub mod rng;
 pub mod runner;
 pub mod shard;

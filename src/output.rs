@@ -59,6 +59,8 @@ pub struct OutputDir {
     /// The largest number of Linear layers in the sweep: every part gets that many
     /// `layer{i}_*` columns, so all parts share one schema.
     max_layers: usize,
+    /// Some run has `metrics.progress`: every part gets the progress columns.
+    progress: bool,
     /// The runs of the whole sweep (a shard's directory holds some of them).
     sweep_runs: usize,
     /// Holds the directory's lock until dropped.
@@ -90,8 +92,10 @@ impl OutputDir {
         }
         fs::create_dir_all(root.join(METRICS_DIR)).with_context(|| format!("cannot create output directory {}", root.display()))?;
         let lock = lock(&root.join(LOCK_FILE))?;
-        let max_layers = sweep.runs()?.iter().map(|r| r.config.hidden.len() + 1).max().unwrap_or(1);
-        Ok((OutputDir { root: root.to_path_buf(), max_layers, sweep_runs: sweep.run_count(), _lock: lock }, resuming))
+        let runs = sweep.runs()?;
+        let max_layers = runs.iter().map(|r| r.config.hidden.len() + 1).max().unwrap_or(1);
+        let progress = runs.iter().any(|r| r.config.progress.enabled);
+        Ok((OutputDir { root: root.to_path_buf(), max_layers, progress, sweep_runs: sweep.run_count(), _lock: lock }, resuming))
     }
 
     /// Write the plan, then `sweep.toml`, which marks the directory as holding the sweep.
@@ -140,7 +144,7 @@ impl OutputDir {
 
     /// One stack's metric rows as part `index`.
     pub fn write_metrics_part(&self, index: usize, rows: &[MetricRow]) -> Result<()> {
-        write_parquet(&self.metrics_part_path(index), &mut metrics_frame(rows, self.max_layers)?)
+        write_parquet(&self.metrics_part_path(index), &mut metrics_frame(rows, self.max_layers, self.progress)?)
     }
 
     /// One stack's final weights as part `index`: a tensor `[R, ...]` per parameter (the
@@ -287,7 +291,7 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
     result.map_err(|error| crate::disk::write_error(path, error))
 }
 
-fn metrics_frame(rows: &[MetricRow], max_layers: usize) -> Result<DataFrame> {
+fn metrics_frame(rows: &[MetricRow], max_layers: usize, progress: bool) -> Result<DataFrame> {
     let float = |name: &str, f: fn(&MetricRow) -> f64| Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>());
     let mut columns = vec![
         Column::new("run_id".into(), rows.iter().map(|r| r.run_id as i64).collect::<Vec<i64>>()),
@@ -309,6 +313,9 @@ fn metrics_frame(rows: &[MetricRow], max_layers: usize) -> Result<DataFrame> {
     for layer in 0..max_layers {
         let norms: Vec<Option<f64>> = rows.iter().map(|r| r.layer_spectral_norms.get(layer).copied()).collect();
         columns.push(Column::new(format!("layer{layer}_spectral_norm").into(), norms));
+    }
+    if progress {
+        columns.extend(crate::progress::columns::columns(rows)?);
     }
     Ok(DataFrame::new(rows.len(), columns)?)
 }

@@ -279,6 +279,8 @@ pub struct RunConfig {
     /// The bound's layer norms are RMS→RMS (`metrics.lipschitz_norm = "rms"`).
     pub lipschitz_rms: bool,
     pub power_iters: usize,
+    /// Nanda et al.'s progress measures (`metrics.progress` and its keys).
+    pub progress: crate::progress::ProgressConfig,
 }
 
 /// Everything that must be equal for runs to share one stack: the tensor shapes and the
@@ -463,6 +465,7 @@ impl RunConfig {
             lipschitz: boolean("metrics.lipschitz")?,
             lipschitz_rms: string("metrics.lipschitz_norm")? == "rms",
             power_iters: int("metrics.power_iters")?,
+            progress: crate::progress::ProgressConfig::from_values(values)?,
         };
         let mut config = config;
         config.loss_bf16 = match string("train.loss_dtype")? {
@@ -501,6 +504,7 @@ impl RunConfig {
         if self.skip_zero && (self.op.is_bits() || self.op.is_s5()) {
             bail!("key `task.skip_zero`: leaves out operands 0 of modular operations; {} has none", self.op_name());
         }
+        self.progress.check(self)?;
         if self.kind == ModelKind::Transformer {
             self.check_transformer()?;
         } else if self.embed_rms_cap > 0.0 && self.input == Input::TwoHot {

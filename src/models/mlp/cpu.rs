@@ -31,18 +31,27 @@ pub const RUNS_PER_WAVE: usize = 64;
 /// Loss statistics `[R, 4]` of the current weights on `rows` `[R, N, K]` / `labels` `[R, N]`,
 /// and the gradient of every parameter (see `crate::models::Model::train_pass`).
 pub fn train_pass(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<(Tensor, Vec<Tensor>)> {
-    let inputs = Inputs::new(mlp, rows, labels)?;
-    let (stats, grads) = dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, true))?;
-    let mut grads = grads.into_iter();
-    let d_table = grads.next().ok_or_else(|| anyhow::anyhow!("internal: no table gradient"))?;
-    let later = grads.map(|g| mlp.model.storage.compute(g)).collect::<Result<Vec<_>>>()?;
-    Ok((stats, mlp.grads_in_order(&d_table, later)?))
+    let (stats, grads, _) = pass(mlp, rows, labels, loss, loss_bf16, true, false)?;
+    Ok((stats, grads))
 }
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` / `labels` (no backward pass).
 pub fn evaluate(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<Tensor> {
+    Ok(pass(mlp, rows, labels, loss, loss_bf16, false, false)?.0)
+}
+
+/// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients); with
+/// `keep_logits`, also the logits `[R, N, C]` it computes on the way.
+pub fn pass(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let inputs = Inputs::new(mlp, rows, labels)?;
-    Ok(dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, false))?.0)
+    let (stats, grads, logits) = dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, training, keep_logits))?;
+    if !training {
+        return Ok((stats, grads, logits));
+    }
+    let mut grads = grads.into_iter();
+    let d_table = grads.next().ok_or_else(|| anyhow::anyhow!("internal: no table gradient"))?;
+    let later = grads.map(|g| mlp.model.storage.compute(g)).collect::<Result<Vec<_>>>()?;
+    Ok((stats, mlp.grads_in_order(&d_table, later)?, logits))
 }
 
 /// The tensors a pass reads, made contiguous once.
@@ -63,8 +72,8 @@ impl Inputs {
 }
 
 /// Statistics `[R, 4]` and, when `training`, the summed gradients: the table's `[R, V, H₀]`,
-/// then dW_i `[R, H_{i−1}, H_i]` for i = 1..=k.
-fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool) -> Result<(Tensor, Vec<Tensor>)> {
+/// then dW_i `[R, H_{i−1}, H_i]` for i = 1..=k; with `keep_logits`, the logits `[R, N, C]`.
+fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let (runs, n, k) = inputs.rows.dims3()?;
     if n == 0 {
         bail!("a pass over no rows");
@@ -94,12 +103,13 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
     // The summed gradients of all runs, `[R, rows, cols]` per parameter slot.
     let mut stacked: Vec<Vec<T>> = if training { shapes.iter().map(|&(r, c)| Vec::with_capacity(runs * r * c)).collect() } else { Vec::new() };
     let mut means = Vec::with_capacity(runs * N_STATS);
+    let mut kept: Vec<T> = Vec::with_capacity(if keep_logits { runs * n * arch.classes } else { 0 });
 
     // Runs a wave at a time, so that the chunks' partial gradients exist for one wave only.
     for wave_start in (0..runs).step_by(RUNS_PER_WAVE) {
         let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
         // One task per (run, chunk), in run-major order.
-        let partials: Vec<crate::cpu::Partial<T>> = (0..wave_runs * chunks_per_run)
+        let (partials, chunk_logits): (Vec<crate::cpu::Partial<T>>, Vec<Vec<T>>) = (0..wave_runs * chunks_per_run)
             .into_par_iter()
             .map(|task| {
                 let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
@@ -108,10 +118,14 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
                 let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
                 let mut grads = training.then(|| pool::take(&net.grad_lengths()));
                 let mut sums = [0.0; N_STATS];
+                let mut logits = Vec::with_capacity(if keep_logits { (end - start) * arch.classes } else { 0 });
                 for block in (start..end).step_by(BLOCK_ROWS) {
                     let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(end));
                     let indices = &rows[k * rows_here.start..k * rows_here.end];
                     net.forward(indices, &mut buf, training);
+                    if keep_logits {
+                        logits.extend_from_slice(buf.logits(rows_here.len() * arch.classes)); // [B, C], before the loss overwrites them
+                    }
                     let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
                     sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
                     if let Some(grads) = &mut grads {
@@ -119,11 +133,12 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
                     }
                 }
                 pool::give_back([buf.into_set()], usize::MAX);
-                (sums, grads)
+                ((sums, grads), logits)
             })
-            .collect();
+            .unzip();
 
         crate::cpu::reduce_wave(partials, chunks_per_run, n, &mut means, &mut stacked);
+        chunk_logits.iter().for_each(|chunk| kept.extend_from_slice(chunk)); // run-major, chunks in order: [R, N, C]
     }
 
     let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
@@ -132,5 +147,6 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
         .zip(&shapes)
         .map(|(values, &(rows_of, cols))| Ok(Tensor::from_vec(values, (runs, rows_of, cols), &Device::Cpu)?))
         .collect::<Result<Vec<_>>>()?;
-    Ok((stats, grads))
+    let logits = keep_logits.then(|| Tensor::from_vec(kept, (runs, n, arch.classes), &Device::Cpu)).transpose()?;
+    Ok((stats, grads, logits))
 }

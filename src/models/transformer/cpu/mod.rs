@@ -46,17 +46,27 @@ pub fn block_rows(seq_len: usize) -> usize {
 /// and the gradient of every parameter in parameter order (see
 /// `crate::models::Model::train_pass`). `dropout`: where a model with dropout draws its masks.
 pub fn train_pass(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
-    dispatch_real!(model.params[0].value, run_pass(model, rows, labels, loss, loss_bf16, true, dropout))
+    let (stats, grads, _) = pass(model, rows, labels, loss, loss_bf16, true, dropout, false)?;
+    Ok((stats, grads))
 }
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` / `labels` (no backward pass, no
 /// dropout).
 pub fn evaluate(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<Tensor> {
-    Ok(dispatch_real!(model.params[0].value, run_pass(model, rows, labels, loss, loss_bf16, false, None))?.0)
+    Ok(pass(model, rows, labels, loss, loss_bf16, false, None, false)?.0)
 }
 
-/// Statistics `[R, 4]` and, when `training`, every parameter's summed gradient `[R, ...]`.
-fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
+/// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients, no
+/// dropout); with `keep_logits`, also the logits `[R, N, C]` it computes on the way.
+#[allow(clippy::too_many_arguments)]
+pub fn pass(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+    dispatch_real!(model.params[0].value, run_pass(model, rows, labels, loss, loss_bf16, training, dropout, keep_logits))
+}
+
+/// Statistics `[R, 4]` and, when `training`, every parameter's summed gradient `[R, ...]`; with
+/// `keep_logits`, the logits `[R, N, C]`.
+#[allow(clippy::too_many_arguments)]
+fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let arch = &model.arch;
     let (rows, labels) = (rows.contiguous()?, labels.contiguous()?);
     let (runs, n, t) = rows.dims3()?;
@@ -91,6 +101,8 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
     // The summed gradients of all runs, `[R, ...]` per parameter.
     let mut stacked: Vec<Vec<T>> = if training { per_run.iter().map(|&len| Vec::with_capacity(runs * len)).collect() } else { Vec::new() };
     let mut means = Vec::with_capacity(runs * N_STATS);
+    let classes = arch.classes;
+    let mut kept: Vec<T> = Vec::with_capacity(if keep_logits { runs * n * classes } else { 0 });
 
     // Runs a wave at a time, so that the chunks' partial gradients and the runs' masks exist
     // for one wave only.
@@ -98,7 +110,7 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
         let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
         let masks: Vec<Option<RunMasks>> = (wave_start..wave_start + wave_runs).into_par_iter().map(|run| draw.map(|draw| RunMasks::draw(arch, &mut draw.rng(run), n))).collect();
         // One task per (run, chunk), in run-major order.
-        let partials: Vec<crate::cpu::Partial<T>> = (0..wave_runs * chunks_per_run)
+        let (partials, chunk_logits): (Vec<crate::cpu::Partial<T>>, Vec<Vec<T>>) = (0..wave_runs * chunks_per_run)
             .into_par_iter()
             .map(|task| {
                 let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
@@ -108,6 +120,7 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                 let mut buf = Buffers::from_set(net.shape(b, training), pool::take(&shape.lengths()));
                 let mut grads = training.then(|| pool::take(&per_run));
                 let mut sums = [0.0; N_STATS];
+                let mut logits = Vec::with_capacity(if keep_logits { (end - start) * classes } else { 0 });
                 for block in (start..end).step_by(b) {
                     let here = block..(block + b).min(end);
                     let block_tokens = &tokens[(run * n + here.start) * t..(run * n + here.end) * t];
@@ -116,6 +129,9 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                         None => vec![BlockMasks::none(); arch.layers],
                     };
                     net.forward(block_tokens, &block_masks, &mut buf, training);
+                    if keep_logits {
+                        logits.extend_from_slice(buf.logits(here.len() * classes)); // [B, C], before the loss overwrites them
+                    }
                     let block_sums = net.loss(&labels[run * n + here.start..run * n + here.end], &mut buf, training.then_some(scale));
                     sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
                     if let Some(grads) = &mut grads {
@@ -123,12 +139,13 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                     }
                 }
                 pool::give_back([buf.into_set()], usize::MAX);
-                (sums, grads)
+                ((sums, grads), logits)
             })
-            .collect();
+            .unzip();
         drop(masks);
 
         crate::cpu::reduce_wave(partials, chunks_per_run, n, &mut means, &mut stacked);
+        chunk_logits.iter().for_each(|chunk| kept.extend_from_slice(chunk)); // run-major, chunks in order: [R, N, C]
     }
 
     let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
@@ -137,5 +154,6 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
         .zip(&model.params)
         .map(|(values, p)| Ok(Tensor::from_vec(values, p.value.shape(), &Device::Cpu)?))
         .collect::<Result<Vec<_>>>()?;
-    Ok((stats, grads))
+    let logits = keep_logits.then(|| Tensor::from_vec(kept, (runs, n, classes), &Device::Cpu)).transpose()?;
+    Ok((stats, grads, logits))
 }
