@@ -325,3 +325,26 @@ fn a_sweep_without_the_keys_writes_neither_keys_nor_columns() {
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_file(&sweep).ok();
 }
+
+/// A bf16 stack trains on the tensor path (candle ops, not the CPU pass): its logits reach the
+/// measures too, and the logits it keeps are its forward pass's.
+#[test]
+fn the_tensor_path_keeps_its_logits_for_the_measures() {
+    let toml = "seeds = 2\n[task]\nop = \"div\"\np = 13\n[model]\nembed_dim = 4\nhidden = [8]\n[train]\nepochs = 6\ndtype = \"bf16\"\nlog_every = 2\n[metrics]\nprogress = true\n";
+    let (dir, sweep) = train_sweep("progress-bf16", toml, &[]);
+    let metrics = read_metrics(&dir);
+    assert_eq!(metrics.height(), 8);
+    for name in ["restricted_loss", "excluded_loss", "embedding_gini"] {
+        let values = metrics.column(name).unwrap().f64().unwrap();
+        assert!(values.into_no_null_iter().all(f64::is_finite) && values.null_count() == 0, "{name}");
+    }
+    let runs = Sweep::parse(toml, "bf16.toml", &[]).unwrap().runs().unwrap();
+    let stack = Stack::new(runs, &Device::Cpu).unwrap();
+    let (rows, labels) = (&stack.test.rows, &stack.test.labels);
+    let (_, logits) = stack.model.evaluate_keeping(rows, labels, grokstack::config::Loss::Softmax, false, 1, true).unwrap();
+    let logits = logits.expect("kept");
+    let (forward, _) = stack.model.forward(rows, false, None).unwrap();
+    assert_eq!(logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(), forward.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_file(&sweep).ok();
+}

@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn gini_is_the_mean_absolute_difference_over_twice_the_mean() {
-        let shares = [0.05, 0.5, 0.1, 0.3, 0.05];
+        let shares: [f64; 5] = [0.05, 0.5, 0.1, 0.3, 0.05];
         let m = shares.len() as f64;
         let pairs: f64 = shares.iter().flat_map(|a| shares.iter().map(move |b| (a - b).abs())).sum();
         assert!((gini(&shares) - pairs / (2.0 * m * 1.0)).abs() < 1e-15);
