@@ -14,6 +14,7 @@ use super::rows::ProgressRow;
 use super::spectrum;
 use crate::config::RunSpec;
 use crate::data::{Examples, Split};
+use crate::kernels::cpu_view;
 use crate::models::{Model, Role};
 use crate::plan::pick_runs;
 use anyhow::{bail, Context, Result};
@@ -84,26 +85,35 @@ impl StackProgress {
     /// The test half of logged `epoch`: the test logits `[R, N_test, C]` and the model's weights.
     pub fn record_test(&mut self, epoch: usize, logits: &Tensor, model: &Model) -> Result<()> {
         let (table, two_hot) = operand_parameter(model)?;
-        let table = table.to_dtype(DType::F64)?.to_device(&Device::Cpu)?; // [R, V, d]
+        let table = table.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.contiguous()?; // [R, V, d]
         let (_, vocabulary, width) = table.dims3()?;
-        let table = table.flatten_all()?.to_vec1::<f64>()?;
-        let classes = self.classes;
-        let halves = on_host(logits, |values, rows| {
-            self.runs
-                .par_iter()
-                .enumerate()
-                .map(|(r, run)| {
-                    run.as_ref().map(|m| {
-                        let (sums, counts) = answer_sums(&values[r * rows * classes..][..rows * classes], &m.test_answers, m.index.n, classes);
-                        let operands = operand_table(&table[r * vocabulary * width..][..vocabulary * width], width, &m.index, two_hot);
-                        let spectrum = spectrum::spectra(&m.basis, &operands, operands.len() / m.index.n).remove(0);
-                        TestHalf { sums, counts, spectrum }
-                    })
-                })
-                .collect()
-        })?;
+        let table_view = cpu_view(&table)?;
+        let tables = OperandTables { values: table_view.slice::<f64>()?, rows: vocabulary, width, two_hot };
+        let (logits, rows) = (on_host(logits)?, logits.dim(1)?);
+        let view = cpu_view(&logits)?;
+        let halves = match logits.dtype() {
+            DType::F32 => self.test_halves(view.slice::<f32>()?, rows, &tables),
+            _ => self.test_halves(view.slice::<f64>()?, rows, &tables),
+        };
         self.pending.insert(epoch, halves);
         Ok(())
+    }
+
+    /// Every run's test half from its test logits (`logits` `[R, N, C]`) and operand tables.
+    fn test_halves<T: Copy + Into<f64> + Sync>(&self, logits: &[T], rows: usize, tables: &OperandTables) -> Vec<Option<TestHalf>> {
+        let classes = self.classes;
+        self.runs
+            .par_iter()
+            .enumerate()
+            .map(|(r, run)| {
+                run.as_ref().map(|m| {
+                    let (sums, counts) = answer_sums(&logits[r * rows * classes..][..rows * classes], &m.test_answers, m.index.n, classes);
+                    let operands = tables.in_group_order(r, &m.index);
+                    let spectrum = spectrum::spectra(&m.basis, &operands, operands.len() / m.index.n).remove(0);
+                    TestHalf { sums, counts, spectrum }
+                })
+            })
+            .collect()
     }
 
     /// The train half of logged `epoch` from the train logits `[R, N_train, C]`: every run's
@@ -113,18 +123,26 @@ impl StackProgress {
         if halves.len() != self.runs.len() {
             bail!("internal: the progress measures of epoch {epoch} are for {} runs, the stack has {}", halves.len(), self.runs.len());
         }
-        let classes = self.classes;
-        on_host(logits, |values, rows| {
-            self.runs
-                .par_iter()
-                .zip(halves.par_iter())
-                .enumerate()
-                .map(|(r, (run, half))| match (run, half) {
-                    (Some(m), Some(half)) => Some(measure(m, half, &values[r * rows * classes..][..rows * classes], classes)),
-                    _ => None,
-                })
-                .collect()
+        let (logits, rows) = (on_host(logits)?, logits.dim(1)?);
+        let view = cpu_view(&logits)?;
+        Ok(match logits.dtype() {
+            DType::F32 => self.measure_all(&halves, view.slice::<f32>()?, rows),
+            _ => self.measure_all(&halves, view.slice::<f64>()?, rows),
         })
+    }
+
+    /// Every run's measures from its test half and its train logits (`logits` `[R, N, C]`).
+    fn measure_all<T: Copy + Into<f64> + Sync>(&self, halves: &[Option<TestHalf>], logits: &[T], rows: usize) -> Vec<Option<ProgressRow>> {
+        let classes = self.classes;
+        self.runs
+            .par_iter()
+            .zip(halves.par_iter())
+            .enumerate()
+            .map(|(r, (run, half))| match (run, half) {
+                (Some(m), Some(half)) => Some(measure(m, half, &logits[r * rows * classes..][..rows * classes], classes)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The logged epochs whose train half is still to come.
@@ -174,11 +192,11 @@ fn answer_sums<T: Copy + Into<f64>>(logits: &[T], answers: &[Option<u32>], n: us
     (sums, counts)
 }
 
-/// `measure` of the values of `logits` `[R, N, C]`, on the host in f64, and N.
-fn on_host<U>(logits: &Tensor, measure: impl Fn(&[f64], usize) -> U) -> Result<U> {
-    let rows = logits.dim(1)?;
-    let values = logits.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f64>()?;
-    Ok(measure(&values, rows))
+/// `logits` on the host, contiguous, as f32 or f64 (a view when they are so already).
+fn on_host(logits: &Tensor) -> Result<Tensor> {
+    let logits = logits.to_device(&Device::Cpu)?;
+    let logits = if matches!(logits.dtype(), DType::F32 | DType::F64) { logits } else { logits.to_dtype(DType::F32)? };
+    Ok(logits.contiguous()?)
 }
 
 /// The parameter whose rows are the operands' tables `[R, V, d]`: the token embedding, or with
@@ -191,16 +209,29 @@ fn operand_parameter(model: &Model) -> Result<(&Tensor, bool)> {
     Ok((&first.context("internal: a model without an embedding or a first layer")?.value, true))
 }
 
-/// One run's operand table in group order `[n, w]` from its parameter `[V, width]`: row s is
-/// the row of residue(s); with two-hot input, operand a's row then operand b's (w = 2·width).
-fn operand_table(parameter: &[f64], width: usize, index: &CyclicIndex, two_hot: bool) -> Vec<f64> {
-    let row = |v: usize| &parameter[v * width..(v + 1) * width];
-    let p = parameter.len() / width / 2; // operand b's first row, with two-hot input [2p, width]
-    (0..index.n)
-        .flat_map(|s| {
-            let v = index.residue(s);
-            let b_row = if two_hot { row(p + v) } else { &[][..] };
-            row(v).iter().chain(b_row).copied()
-        })
-        .collect()
+/// The operand parameter of every run on the host, `[R, rows, width]` (f64).
+struct OperandTables<'a> {
+    values: &'a [f64],
+    rows: usize,
+    width: usize,
+    /// The first layer of two-hot input: rows 0..p see operand a, p..2p operand b.
+    two_hot: bool,
 }
+
+impl OperandTables<'_> {
+    /// Run `r`'s operand table in group order `[n, w]`: row s is the row of residue(s); with
+    /// two-hot input, operand a's row then operand b's (w = 2·width).
+    fn in_group_order(&self, r: usize, index: &CyclicIndex) -> Vec<f64> {
+        let table = &self.values[r * self.rows * self.width..][..self.rows * self.width];
+        let row = |v: usize| &table[v * self.width..(v + 1) * self.width];
+        let b_rows = self.rows / 2; // operand b's first row, with two-hot input [2p, width]
+        (0..index.n)
+            .flat_map(|s| {
+                let v = index.residue(s);
+                let b_row = if self.two_hot { row(b_rows + v) } else { &[][..] };
+                row(v).iter().chain(b_row).copied()
+            })
+            .collect()
+    }
+}
+
