@@ -132,7 +132,8 @@ impl Stack {
         let group = self.model.runs_per_group(batch.rows.dim(1)?);
         let seeds: Vec<u64> = self.runs.iter().map(|run| run.seed).collect();
         let dropout = DropoutDraw { seeds: &seeds, step: self.steps };
-        let (stats, grads, logits) = self.model.train_pass_keeping(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group, Some(&dropout), keep_logits)?; // [R, 4], one per param
+        // Statistics [R, 4], one gradient per parameter, the logits [R, N, C] when kept.
+        let (stats, grads, logits) = self.model.train_pass_keeping(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group, Some(&dropout), keep_logits)?;
         self.optimizer.step(&mut self.model, &grads, &self.hyper.lr_scale(self.steps + 1))?;
         if let Some(power) = &mut self.lipschitz {
             power.update(&self.model.spectral_weights())?;

@@ -57,7 +57,8 @@ class Transformer:
             return x / np.sqrt((x * x).mean(-1, keepdims=True) + NORM_EPS) * self.w[name + ".weight"]
         if kind == "layer":
             centred = x - x.mean(-1, keepdims=True)
-            return centred / np.sqrt((centred * centred).mean(-1, keepdims=True) + NORM_EPS) * self.w[name + ".weight"] + self.w[name + ".bias"]
+            scale = np.sqrt((centred * centred).mean(-1, keepdims=True) + NORM_EPS)
+            return centred / scale * self.w[name + ".weight"] + self.w[name + ".bias"]
         return x
 
     def rope(self, x):
@@ -98,7 +99,8 @@ class Transformer:
 
     def logits(self, a, b):
         p = self.c["task.p"]
-        layout = {"a_op_b_eq": lambda a, b: [a, p, b, p + 1], "a_b_eq": lambda a, b: [a, b, p], "a_b": lambda a, b: [a, b]}
+        layout = {"a_op_b_eq": lambda a, b: [a, p, b, p + 1], "a_b_eq": lambda a, b: [a, b, p],
+                  "a_b": lambda a, b: [a, b]}
         tokens = np.array([layout[self.c["model.tokens"]](x, y) for x, y in zip(a, b)])
         x = self.w["embedding.weight"][tokens]  # [N, T, d]
         if self.c["model.positional"] == "learned":
@@ -143,7 +145,7 @@ def measures(config, weights, seed):
     n, element, residue = group(op, p)
     pairs = [(a, b) for a, b, _ in examples(config) if element[a] is not None and element[b] is not None]
     subtract = op in ("sub", "div")
-    answer = np.array([(element[a] - element[b]) % n if subtract else (element[a] + element[b]) % n for a, b in pairs])
+    answer = np.array([(element[a] + (-1 if subtract else 1) * element[b]) % n for a, b in pairs])
     a, b = np.array([x for x, _ in pairs]), np.array([y for _, y in pairs])
     if config["model.kind"] == "transformer":
         logits = Transformer(config, weights).logits(a, b)
@@ -183,7 +185,8 @@ def measures(config, weights, seed):
     m = len(spectrum)
     gini = float(np.abs(spectrum[:, None] - spectrum[None, :]).sum() / (2 * m * spectrum.sum()))
     return {"restricted_loss": restricted, "excluded_loss": excluded, "key_frequencies": [int(k) for k in keys],
-            "embedding_spectrum": spectrum.tolist(), "embedding_gini": gini, "embedding_ipr": float((spectrum ** 2).sum())}
+            "embedding_spectrum": spectrum.tolist(), "embedding_gini": gini,
+            "embedding_ipr": float((spectrum ** 2).sum())}
 
 
 def main(path, expected_path):
@@ -196,10 +199,11 @@ def main(path, expected_path):
     differences = {}
     for name in ("restricted_loss", "excluded_loss", "embedding_gini", "embedding_ipr"):
         differences[name] = abs(ours[name] - theirs[name]) / max(abs(theirs[name]), 1e-12)
-    differences["embedding_spectrum"] = float(np.abs(np.array(ours["embedding_spectrum"]) - np.array(theirs["embedding_spectrum"])).max())
+    spectra = np.array(ours["embedding_spectrum"]), np.array(theirs["embedding_spectrum"])
+    differences["embedding_spectrum"] = float(np.abs(spectra[0] - spectra[1]).max())
     same_keys = ours["key_frequencies"] == theirs["key_frequencies"]
-    print(json.dumps({"run_id": int(meta["run_id"]), "differences": differences, "key_frequencies": ours["key_frequencies"],
-                      "logged_key_frequencies": theirs["key_frequencies"], "ours": ours["restricted_loss"], "theirs": theirs["restricted_loss"]}))
+    print(json.dumps({"run_id": int(meta["run_id"]), "differences": differences,
+                      "key_frequencies": ours["key_frequencies"], "logged_key_frequencies": theirs["key_frequencies"]}))
     return 0 if same_keys and all(d <= TOLERANCE for d in differences.values()) else 1
 
 

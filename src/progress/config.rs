@@ -20,7 +20,12 @@ impl ProgressConfig {
     /// The keys from a run's resolved values; a sweep that sets none of them has none there
     /// (see `crate::config::schema::LISTED_WHEN_SET`), and gets their defaults.
     pub fn from_values(values: &BTreeMap<&'static str, Value>) -> Result<ProgressConfig> {
-        let value = |key: &str| values.get(key).cloned().or_else(|| crate::config::schema::spec(key).map(|s| (s.default)()));
+        let value = |key: &str| {
+            values
+                .get(key)
+                .cloned()
+                .or_else(|| crate::config::schema::spec(key).map(|s| (s.default)()))
+        };
         let enabled = match value("metrics.progress") {
             Some(Value::Bool(b)) => b,
             other => bail!("key `metrics.progress`: expected a boolean, found {other:?}"),
@@ -33,7 +38,11 @@ impl ProgressConfig {
             Some(Value::IntList(list)) => list.iter().map(|&k| k as usize).collect(),
             other => bail!("key `metrics.fixed_frequencies`: expected a list of integers, found {other:?}"),
         };
-        Ok(ProgressConfig { enabled, key_frequencies, fixed_frequencies })
+        Ok(ProgressConfig {
+            enabled,
+            key_frequencies,
+            fixed_frequencies,
+        })
     }
 
     pub fn choice(&self) -> KeyChoice {
@@ -51,22 +60,40 @@ impl ProgressConfig {
         }
         let name = run.op_name();
         if !matches!(run.op, Op::Add | Op::Sub | Op::Mul | Op::Div) {
-            bail!("key `metrics.progress`: the progress measures (Nanda et al.'s Fourier projections) need add, sub, mul or div on a prime p; {name} has no such structure, so set it to false");
+            bail!(
+                "key `metrics.progress`: the progress measures (Nanda et al.'s Fourier projections) need add, sub, \
+                 mul or div on a prime p; {name} has no such structure, so set it to false"
+            );
         }
         if let Err(e) = CyclicIndex::new(run.op, run.p) {
-            bail!("key `metrics.progress`: {e} (task.p = {}); set it to false or choose a prime task.p", run.p);
+            bail!(
+                "key `metrics.progress`: {e} (task.p = {}); set it to false or choose a prime task.p",
+                run.p
+            );
         }
         if run.skip_zero && matches!(run.op, Op::Add | Op::Sub) {
-            bail!("key `metrics.progress`: {name} projects onto all p² pairs, and task.skip_zero leaves out those with a zero; set one of them to false");
+            bail!(
+                "key `metrics.progress`: {name} projects onto all p² pairs, and task.skip_zero leaves out those \
+                 with a zero; set one of them to false"
+            );
         }
         let frequencies = (run.p - 1) / 2;
         if self.fixed_frequencies.is_empty() && self.key_frequencies > frequencies {
-            bail!("key `metrics.key_frequencies`: {} key frequencies are more than the {frequencies} frequencies of p = {}", self.key_frequencies, run.p);
+            bail!(
+                "key `metrics.key_frequencies`: {} key frequencies are more than the {frequencies} frequencies \
+                 of p = {}",
+                self.key_frequencies,
+                run.p
+            );
         }
         let mut seen = vec![false; frequencies + 1];
         for &k in &self.fixed_frequencies {
             if k == 0 || k > frequencies {
-                bail!("key `metrics.fixed_frequencies`: frequency {k} is outside 1 … {frequencies} (the frequencies of p = {})", run.p);
+                bail!(
+                    "key `metrics.fixed_frequencies`: frequency {k} is outside 1 … {frequencies} (the frequencies \
+                     of p = {})",
+                    run.p
+                );
             }
             if std::mem::replace(&mut seen[k], true) {
                 bail!("key `metrics.fixed_frequencies`: frequency {k} is listed twice");

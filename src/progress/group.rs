@@ -37,7 +37,12 @@ impl CyclicIndex {
         }
         let (n, residue): (usize, Vec<usize>) = if logarithm {
             let g = primitive_root(p);
-            (p - 1, (0..p - 1).map(|i| mod_pow(g as u64, i as u64, p as u64) as usize).collect())
+            (
+                p - 1,
+                (0..p - 1)
+                    .map(|i| mod_pow(g as u64, i as u64, p as u64) as usize)
+                    .collect(),
+            )
         } else {
             (p, (0..p).collect())
         };
@@ -45,7 +50,12 @@ impl CyclicIndex {
         for (s, &v) in residue.iter().enumerate() {
             element[v] = Some(s);
         }
-        Ok(CyclicIndex { n, element, residue, subtract })
+        Ok(CyclicIndex {
+            n,
+            element,
+            residue,
+            subtract,
+        })
     }
 
     /// The element of residue `v` (a token's row of the embedding in group order).
@@ -62,7 +72,11 @@ impl CyclicIndex {
     /// The answer of the pair (a, b) as an element of Z_n; None for a pair left out.
     pub fn answer(&self, a: usize, b: usize) -> Option<usize> {
         let (i, j) = (self.element[a]?, self.element[b]?);
-        Some(if self.subtract { (i + self.n - j) % self.n } else { (i + j) % self.n })
+        Some(if self.subtract {
+            (i + self.n - j) % self.n
+        } else {
+            (i + j) % self.n
+        })
     }
 }
 
@@ -70,9 +84,15 @@ impl CyclicIndex {
 /// every prime q dividing p − 1.
 fn primitive_root(p: usize) -> usize {
     let order = p - 1;
-    let factors: Vec<usize> = (2..=order).filter(|&q| order % q == 0 && crate::config::is_prime(q)).collect();
+    let factors: Vec<usize> = (2..=order)
+        .filter(|&q| order % q == 0 && crate::config::is_prime(q))
+        .collect();
     (1..p)
-        .find(|&g| factors.iter().all(|&q| mod_pow(g as u64, (order / q) as u64, p as u64) != 1))
+        .find(|&g| {
+            factors
+                .iter()
+                .all(|&q| mod_pow(g as u64, (order / q) as u64, p as u64) != 1)
+        })
         .unwrap_or(1)
 }
 
@@ -84,7 +104,9 @@ mod tests {
     fn primitive_roots_generate_every_nonzero_residue() {
         for p in [2, 3, 5, 7, 11, 13, 97, 113] {
             let g = primitive_root(p);
-            let mut seen: Vec<usize> = (0..p - 1).map(|i| mod_pow(g as u64, i as u64, p as u64) as usize).collect();
+            let mut seen: Vec<usize> = (0..p - 1)
+                .map(|i| mod_pow(g as u64, i as u64, p as u64) as usize)
+                .collect();
             seen.sort_unstable();
             assert_eq!(seen, (1..p).collect::<Vec<_>>(), "p = {p}, g = {g}");
         }
@@ -95,7 +117,11 @@ mod tests {
     #[test]
     fn answers_are_the_operation_in_the_group() {
         let p = 13;
-        for (op, label) in [(Op::Add, (|a, b| (a + b) % 13) as fn(usize, usize) -> usize), (Op::Sub, |a, b| (a + 13 - b) % 13), (Op::Mul, |a, b| a * b % 13)] {
+        for (op, label) in [
+            (Op::Add, (|a, b| (a + b) % 13) as fn(usize, usize) -> usize),
+            (Op::Sub, |a, b| (a + 13 - b) % 13),
+            (Op::Mul, |a, b| a * b % 13),
+        ] {
             let index = CyclicIndex::new(op, p).unwrap();
             for a in 0..p {
                 for b in 0..p {

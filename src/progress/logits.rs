@@ -19,8 +19,8 @@
 
 use super::fourier::Basis;
 use super::spectrum::frequency_energy;
-use crate::cpu::matmul::{matmul, Layout};
 use crate::config::Loss;
+use crate::cpu::matmul::{matmul, Layout};
 use crate::kernels::loss::{self, STAT_LOSS};
 
 /// How a run picks its key frequencies.
@@ -36,7 +36,15 @@ pub enum KeyChoice {
 pub fn coefficients(basis: &Basis, means: &[f64], classes: usize) -> Vec<f64> {
     let n = basis.n;
     let mut out = vec![0.0; n * classes];
-    matmul(&mut out, &basis.matrix, Layout::Plain, means, Layout::Plain, (n, n, classes), false); // [n, C]
+    matmul(
+        &mut out,
+        &basis.matrix,
+        Layout::Plain,
+        means,
+        Layout::Plain,
+        (n, n, classes),
+        false,
+    ); // [n, C]
     out
 }
 
@@ -62,10 +70,19 @@ pub fn key_part(basis: &Basis, coefficients: &[f64], classes: usize, keys: &[usi
     let mut kept = vec![0.0; n * classes];
     for &k in keys {
         let rows = basis.rows_of(k);
-        kept[rows.start * classes..rows.end * classes].copy_from_slice(&coefficients[rows.start * classes..rows.end * classes]);
+        kept[rows.start * classes..rows.end * classes]
+            .copy_from_slice(&coefficients[rows.start * classes..rows.end * classes]);
     }
     let mut out = vec![0.0; n * classes];
-    matmul(&mut out, &basis.matrix, Layout::Transposed, &kept, Layout::Plain, (n, n, classes), false); // [n, C]
+    matmul(
+        &mut out,
+        &basis.matrix,
+        Layout::Transposed,
+        &kept,
+        Layout::Plain,
+        (n, n, classes),
+        false,
+    ); // [n, C]
     out
 }
 
@@ -76,14 +93,23 @@ fn cross_entropy(x: &mut [f64], class: usize) -> f64 {
 
 /// The restricted loss: the mean over answers s of the cross-entropy of key_part[s] + the
 /// constant row's part against the class `class_of(s)`.
-pub fn restricted_loss(basis: &Basis, coefficients: &[f64], key_part: &[f64], classes: usize, class_of: impl Fn(usize) -> usize) -> f64 {
+pub fn restricted_loss(
+    basis: &Basis,
+    coefficients: &[f64],
+    key_part: &[f64],
+    classes: usize,
+    class_of: impl Fn(usize) -> usize,
+) -> f64 {
     let n = basis.n;
     // The constant row's part of every answer: coefficient · 1/√n, the mean logit of a class.
     let mean: Vec<f64> = coefficients[..classes].iter().map(|c| c * basis.matrix[0]).collect();
     let mut row = vec![0.0; classes];
     let total: f64 = (0..n)
         .map(|s| {
-            row.iter_mut().zip(&key_part[s * classes..(s + 1) * classes]).zip(&mean).for_each(|((r, k), m)| *r = k + m);
+            row.iter_mut()
+                .zip(&key_part[s * classes..(s + 1) * classes])
+                .zip(&mean)
+                .for_each(|((r, k), m)| *r = k + m);
             cross_entropy(&mut row, class_of(s))
         })
         .sum();
@@ -92,12 +118,21 @@ pub fn restricted_loss(basis: &Basis, coefficients: &[f64], key_part: &[f64], cl
 
 /// The excluded loss: the mean over the train rows with an answer of the cross-entropy of
 /// logits − key_part[answer] against the answer's class; `logits` `[N, C]`, `answers` `[N]`.
-pub fn excluded_loss<T: Copy + Into<f64>>(logits: &[T], answers: &[Option<u32>], key_part: &[f64], classes: usize, class_of: impl Fn(usize) -> usize) -> f64 {
+pub fn excluded_loss<T: Copy + Into<f64>>(
+    logits: &[T],
+    answers: &[Option<u32>],
+    key_part: &[f64],
+    classes: usize,
+    class_of: impl Fn(usize) -> usize,
+) -> f64 {
     let mut row = vec![0.0; classes];
     let (mut total, mut count) = (0.0, 0usize);
     for (x, answer) in logits.chunks_exact(classes).zip(answers) {
         let Some(s) = answer.map(|s| s as usize) else { continue };
-        row.iter_mut().zip(x).zip(&key_part[s * classes..(s + 1) * classes]).for_each(|((r, &l), k)| *r = l.into() - k);
+        row.iter_mut()
+            .zip(x)
+            .zip(&key_part[s * classes..(s + 1) * classes])
+            .for_each(|((r, &l), k)| *r = l.into() - k);
         total += cross_entropy(&mut row, class_of(s));
         count += 1;
     }
@@ -123,8 +158,14 @@ mod tests {
             .collect();
         let basis = Basis::new(n);
         let coefficients = coefficients(&basis, &means, classes);
-        assert_eq!(key_frequencies(&basis, &coefficients, classes, &KeyChoice::Strongest(2)), vec![3, 1]);
-        assert_eq!(key_frequencies(&basis, &coefficients, classes, &KeyChoice::Fixed(vec![4, 1, 3])), vec![3, 1, 4]);
+        assert_eq!(
+            key_frequencies(&basis, &coefficients, classes, &KeyChoice::Strongest(2)),
+            vec![3, 1]
+        );
+        assert_eq!(
+            key_frequencies(&basis, &coefficients, classes, &KeyChoice::Fixed(vec![4, 1, 3])),
+            vec![3, 1, 4]
+        );
         // The key part of frequencies 3 and 1 is the means less their constant.
         let part = key_part(&basis, &coefficients, classes, &[3, 1]);
         for (s, (p, m)) in part.iter().zip(&means).enumerate() {

@@ -29,7 +29,15 @@ pub fn to_state<'a>(rows: impl Iterator<Item = Option<&'a ProgressRow>>) -> Resu
         .map(|row| match row {
             None => vec![0.0],
             Some(p) => {
-                let mut v = vec![1.0, p.restricted_loss, p.excluded_loss, p.embedding_gini, p.embedding_ipr, p.embedding_spectrum.len() as f64, p.key_frequencies.len() as f64];
+                let mut v = vec![
+                    1.0,
+                    p.restricted_loss,
+                    p.excluded_loss,
+                    p.embedding_gini,
+                    p.embedding_ipr,
+                    p.embedding_spectrum.len() as f64,
+                    p.key_frequencies.len() as f64,
+                ];
                 v.extend(&p.embedding_spectrum);
                 v.extend(p.key_frequencies.iter().map(|&k| k as f64));
                 v
@@ -52,7 +60,9 @@ pub fn to_state<'a>(rows: impl Iterator<Item = Option<&'a ProgressRow>>) -> Resu
 
 /// The inverse of [`to_state`] for the `n` rows of the table `key`: none without the table.
 pub fn from_state(state: &StateDict, key: &str, n: usize) -> Result<Vec<Option<ProgressRow>>> {
-    let Some(t) = state.get(key) else { return Ok(vec![None; n]) };
+    let Some(t) = state.get(key) else {
+        return Ok(vec![None; n]);
+    };
     let width = t.dims().get(1).copied().unwrap_or(0);
     let bad = || anyhow!("`{key}` in the checkpoint is not a table of progress measures");
     state::read_matrix(state, key, n, width)?

@@ -74,12 +74,28 @@ impl StackProgress {
                 }
             };
             let answers = |examples: &Examples| -> Vec<Option<u32>> {
-                (0..examples.len()).map(|i| index.answer(examples.row(i)[0] as usize, examples.row(i)[1] as usize).map(|s| s as u32)).collect()
+                (0..examples.len())
+                    .map(|i| {
+                        index
+                            .answer(examples.row(i)[0] as usize, examples.row(i)[1] as usize)
+                            .map(|s| s as u32)
+                    })
+                    .collect()
             };
             let (train_answers, test_answers) = (answers(&split.train), answers(&split.test));
-            measures.push(Some(RunMeasures { index, basis, choice: run.config.progress.choice(), train_answers, test_answers }));
+            measures.push(Some(RunMeasures {
+                index,
+                basis,
+                choice: run.config.progress.choice(),
+                train_answers,
+                test_answers,
+            }));
         }
-        Ok(Some(StackProgress { classes: runs[0].config.classes(), runs: measures, pending: BTreeMap::new() }))
+        Ok(Some(StackProgress {
+            classes: runs[0].config.classes(),
+            runs: measures,
+            pending: BTreeMap::new(),
+        }))
     }
 
     /// The test half of logged `epoch`: the test logits `[R, N_test, C]` and the model's weights.
@@ -88,7 +104,12 @@ impl StackProgress {
         let table = table.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.contiguous()?; // [R, V, d]
         let (_, vocabulary, width) = table.dims3()?;
         let table_view = cpu_view(&table)?;
-        let tables = OperandTables { values: table_view.slice::<f64>()?, rows: vocabulary, width, two_hot };
+        let tables = OperandTables {
+            values: table_view.slice::<f64>()?,
+            rows: vocabulary,
+            width,
+            two_hot,
+        };
         let (logits, rows) = (on_host(logits)?, logits.dim(1)?);
         let view = cpu_view(&logits)?;
         let halves = match logits.dtype() {
@@ -100,14 +121,24 @@ impl StackProgress {
     }
 
     /// Every run's test half from its test logits (`logits` `[R, N, C]`) and operand tables.
-    fn test_halves<T: Copy + Into<f64> + Sync>(&self, logits: &[T], rows: usize, tables: &OperandTables) -> Vec<Option<TestHalf>> {
+    fn test_halves<T: Copy + Into<f64> + Sync>(
+        &self,
+        logits: &[T],
+        rows: usize,
+        tables: &OperandTables,
+    ) -> Vec<Option<TestHalf>> {
         let classes = self.classes;
         self.runs
             .par_iter()
             .enumerate()
             .map(|(r, run)| {
                 run.as_ref().map(|m| {
-                    let (sums, counts) = answer_sums(&logits[r * rows * classes..][..rows * classes], &m.test_answers, m.index.n, classes);
+                    let (sums, counts) = answer_sums(
+                        &logits[r * rows * classes..][..rows * classes],
+                        &m.test_answers,
+                        m.index.n,
+                        classes,
+                    );
                     let operands = tables.in_group_order(r, &m.index);
                     let spectrum = spectrum::spectra(&m.basis, &operands, operands.len() / m.index.n).remove(0);
                     TestHalf { sums, counts, spectrum }
@@ -119,9 +150,16 @@ impl StackProgress {
     /// The train half of logged `epoch` from the train logits `[R, N_train, C]`: every run's
     /// measures (None for the runs that have them off).
     pub fn record_train(&mut self, epoch: usize, logits: &Tensor) -> Result<Vec<Option<ProgressRow>>> {
-        let halves = self.pending.remove(&epoch).with_context(|| format!("internal: no test half of the progress measures of epoch {epoch}"))?;
+        let halves = self
+            .pending
+            .remove(&epoch)
+            .with_context(|| format!("internal: no test half of the progress measures of epoch {epoch}"))?;
         if halves.len() != self.runs.len() {
-            bail!("internal: the progress measures of epoch {epoch} are for {} runs, the stack has {}", halves.len(), self.runs.len());
+            bail!(
+                "internal: the progress measures of epoch {epoch} are for {} runs, the stack has {}",
+                halves.len(),
+                self.runs.len()
+            );
         }
         let (logits, rows) = (on_host(logits)?, logits.dim(1)?);
         let view = cpu_view(&logits)?;
@@ -132,14 +170,24 @@ impl StackProgress {
     }
 
     /// Every run's measures from its test half and its train logits (`logits` `[R, N, C]`).
-    fn measure_all<T: Copy + Into<f64> + Sync>(&self, halves: &[Option<TestHalf>], logits: &[T], rows: usize) -> Vec<Option<ProgressRow>> {
+    fn measure_all<T: Copy + Into<f64> + Sync>(
+        &self,
+        halves: &[Option<TestHalf>],
+        logits: &[T],
+        rows: usize,
+    ) -> Vec<Option<ProgressRow>> {
         let classes = self.classes;
         self.runs
             .par_iter()
             .zip(halves.par_iter())
             .enumerate()
             .map(|(r, (run, half))| match (run, half) {
-                (Some(m), Some(half)) => Some(measure(m, half, &logits[r * rows * classes..][..rows * classes], classes)),
+                (Some(m), Some(half)) => Some(measure(
+                    m,
+                    half,
+                    &logits[r * rows * classes..][..rows * classes],
+                    classes,
+                )),
                 _ => None,
             })
             .collect()
@@ -165,7 +213,11 @@ fn measure<T: Copy + Into<f64>>(m: &RunMeasures, half: &TestHalf, train_logits: 
     let (mut sums, mut counts) = answer_sums(train_logits, &m.train_answers, n, classes);
     sums.iter_mut().zip(&half.sums).for_each(|(s, t)| *s += t);
     counts.iter_mut().zip(&half.counts).for_each(|(c, t)| *c += t);
-    let means: Vec<f64> = sums.chunks_exact(classes).zip(&counts).flat_map(|(row, count)| row.iter().map(move |v| v / count)).collect(); // [n, C]
+    let means: Vec<f64> = sums
+        .chunks_exact(classes)
+        .zip(&counts)
+        .flat_map(|(row, count)| row.iter().map(move |v| v / count))
+        .collect(); // [n, C]
     let coefficients = measures::coefficients(basis, &means, classes);
     let keys = measures::key_frequencies(basis, &coefficients, classes, &m.choice);
     let part = measures::key_part(basis, &coefficients, classes, &keys);
@@ -181,11 +233,19 @@ fn measure<T: Copy + Into<f64>>(m: &RunMeasures, half: &TestHalf, train_logits: 
 }
 
 /// The logits `[N, C]` summed per answer `[n, C]`, and the rows per answer `[n]`.
-fn answer_sums<T: Copy + Into<f64>>(logits: &[T], answers: &[Option<u32>], n: usize, classes: usize) -> (Vec<f64>, Vec<f64>) {
+fn answer_sums<T: Copy + Into<f64>>(
+    logits: &[T],
+    answers: &[Option<u32>],
+    n: usize,
+    classes: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let (mut sums, mut counts) = (vec![0.0; n * classes], vec![0.0; n]);
     for (row, answer) in logits.chunks_exact(classes).zip(answers) {
         if let Some(s) = answer.map(|s| s as usize) {
-            sums[s * classes..(s + 1) * classes].iter_mut().zip(row).for_each(|(sum, &x)| *sum += x.into());
+            sums[s * classes..(s + 1) * classes]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(sum, &x)| *sum += x.into());
             counts[s] += 1.0;
         }
     }
@@ -195,7 +255,11 @@ fn answer_sums<T: Copy + Into<f64>>(logits: &[T], answers: &[Option<u32>], n: us
 /// `logits` on the host, contiguous, as f32 or f64 (a view when they are so already).
 fn on_host(logits: &Tensor) -> Result<Tensor> {
     let logits = logits.to_device(&Device::Cpu)?;
-    let logits = if matches!(logits.dtype(), DType::F32 | DType::F64) { logits } else { logits.to_dtype(DType::F32)? };
+    let logits = if matches!(logits.dtype(), DType::F32 | DType::F64) {
+        logits
+    } else {
+        logits.to_dtype(DType::F32)?
+    };
     Ok(logits.contiguous()?)
 }
 
@@ -205,8 +269,15 @@ fn operand_parameter(model: &Model) -> Result<(&Tensor, bool)> {
     if let Some(embedding) = model.params.iter().find(|p| p.role == Role::Embedding) {
         return Ok((&embedding.value, false));
     }
-    let first = model.params.iter().find(|p| p.role == (Role::Linear { index: 0, last: false }) || p.role == (Role::Linear { index: 0, last: true }));
-    Ok((&first.context("internal: a model without an embedding or a first layer")?.value, true))
+    let first = model.params.iter().find(|p| {
+        p.role == (Role::Linear { index: 0, last: false }) || p.role == (Role::Linear { index: 0, last: true })
+    });
+    Ok((
+        &first
+            .context("internal: a model without an embedding or a first layer")?
+            .value,
+        true,
+    ))
 }
 
 /// The operand parameter of every run on the host, `[R, rows, width]` (f64).
@@ -234,4 +305,3 @@ impl OperandTables<'_> {
             .collect()
     }
 }
-

@@ -124,7 +124,8 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
                     let indices = &rows[k * rows_here.start..k * rows_here.end];
                     net.forward(indices, &mut buf, training);
                     if keep_logits {
-                        logits.extend_from_slice(buf.logits(rows_here.len() * arch.classes)); // [B, C], before the loss overwrites them
+                        // [B, C], before the loss overwrites them.
+                        logits.extend_from_slice(buf.logits(rows_here.len() * arch.classes));
                     }
                     let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
                     sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);

@@ -130,7 +130,8 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                     };
                     net.forward(block_tokens, &block_masks, &mut buf, training);
                     if keep_logits {
-                        logits.extend_from_slice(buf.logits(here.len() * classes)); // [B, C], before the loss overwrites them
+                        // [B, C], before the loss overwrites them.
+                        logits.extend_from_slice(buf.logits(here.len() * classes));
                     }
                     let block_sums = net.loss(&labels[run * n + here.start..run * n + here.end], &mut buf, training.then_some(scale));
                     sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
