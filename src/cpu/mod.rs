@@ -8,6 +8,7 @@ pub mod pool;
 use crate::kernels::loss::N_STATS;
 use pool::Pooled;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// What one chunk of one run's rows adds up: its row statistics, and when training its partial
 /// gradient of every parameter slot.
@@ -37,4 +38,15 @@ pub fn reduce_wave<T: Pooled>(mut partials: Vec<Partial<T>>, chunks_per_run: usi
     }
     let keep = partials.len() + 2 * rayon::current_num_threads();
     pool::give_back(partials.into_iter().filter_map(|(_, g)| g), keep);
+}
+
+/// Where each task of a wave writes the logits of its chunk: the rows of the wave's runs `wave`
+/// in `kept` `[R, N, C]` (N = `rows`), cut per run and then per chunk of `chunk_rows` rows, in
+/// task order (run-major); `tasks` Nones when nothing is kept (`kept` empty).
+pub fn logit_slots<T>(kept: &mut [T], wave: Range<usize>, rows: usize, classes: usize, chunk_rows: usize, tasks: usize) -> Vec<Option<&mut [T]>> {
+    if kept.is_empty() {
+        return (0..tasks).map(|_| None).collect();
+    }
+    let per_run = rows * classes;
+    kept[wave.start * per_run..wave.end * per_run].chunks_mut(per_run).flat_map(|run| run.chunks_mut(chunk_rows * classes)).map(Some).collect()
 }

@@ -17,11 +17,10 @@
 //!   over pairs is the mean over the n answers.
 //! - excluded loss: cross-entropy over the train pairs of L − Σ_key P_k L.
 
+use super::cross_entropy::cross_entropy;
 use super::fourier::Basis;
 use super::spectrum::frequency_energy;
-use crate::config::Loss;
 use crate::cpu::matmul::{matmul, Layout};
-use crate::kernels::loss::{self, STAT_LOSS};
 
 /// How a run picks its key frequencies.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,11 +83,6 @@ pub fn key_part(basis: &Basis, coefficients: &[f64], classes: usize, keys: &[usi
         false,
     ); // [n, C]
     out
-}
-
-/// Softmax cross-entropy of one row of logits `x` (overwritten) against `class`.
-fn cross_entropy(x: &mut [f64], class: usize) -> f64 {
-    loss::row(Loss::Softmax, x, class, false, None)[STAT_LOSS]
 }
 
 /// The restricted loss: the mean over answers s of the cross-entropy of key_part[s] + the

@@ -10,6 +10,7 @@
 
 pub mod columns;
 pub mod config;
+pub mod cross_entropy;
 pub mod fourier;
 pub mod group;
 pub mod logits;

@@ -103,29 +103,31 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
     // The summed gradients of all runs, `[R, rows, cols]` per parameter slot.
     let mut stacked: Vec<Vec<T>> = if training { shapes.iter().map(|&(r, c)| Vec::with_capacity(runs * r * c)).collect() } else { Vec::new() };
     let mut means = Vec::with_capacity(runs * N_STATS);
-    let mut kept: Vec<T> = Vec::with_capacity(if keep_logits { runs * n * arch.classes } else { 0 });
+    let mut kept: Vec<T> = if keep_logits { vec![T::zero(); runs * n * arch.classes] } else { Vec::new() }; // [R, N, C]
 
     // Runs a wave at a time, so that the chunks' partial gradients exist for one wave only.
     for wave_start in (0..runs).step_by(RUNS_PER_WAVE) {
         let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
         // One task per (run, chunk), in run-major order.
-        let (partials, chunk_logits): (Vec<crate::cpu::Partial<T>>, Vec<Vec<T>>) = (0..wave_runs * chunks_per_run)
+        let slots = crate::cpu::logit_slots(&mut kept, wave_start..wave_start + wave_runs, n, arch.classes, CHUNK_ROWS, wave_runs * chunks_per_run);
+        let partials: Vec<crate::cpu::Partial<T>> = slots
             .into_par_iter()
-            .map(|task| {
+            .enumerate()
+            .map(|(task, mut logits)| {
                 let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
                 let net = net(run);
                 let (start, end) = (chunk * CHUNK_ROWS, ((chunk + 1) * CHUNK_ROWS).min(n));
                 let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
                 let mut grads = training.then(|| pool::take(&net.grad_lengths()));
                 let mut sums = [0.0; N_STATS];
-                let mut logits = Vec::with_capacity(if keep_logits { (end - start) * arch.classes } else { 0 });
                 for block in (start..end).step_by(BLOCK_ROWS) {
                     let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(end));
                     let indices = &rows[k * rows_here.start..k * rows_here.end];
                     net.forward(indices, &mut buf, training);
-                    if keep_logits {
+                    if let Some(out) = logits.as_deref_mut() {
                         // [B, C], before the loss overwrites them.
-                        logits.extend_from_slice(buf.logits(rows_here.len() * arch.classes));
+                        let offset = (block - start) * arch.classes;
+                        out[offset..offset + rows_here.len() * arch.classes].copy_from_slice(buf.logits(rows_here.len() * arch.classes));
                     }
                     let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
                     sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
@@ -134,12 +136,11 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
                     }
                 }
                 pool::give_back([buf.into_set()], usize::MAX);
-                ((sums, grads), logits)
+                (sums, grads)
             })
-            .unzip();
+            .collect();
 
         crate::cpu::reduce_wave(partials, chunks_per_run, n, &mut means, &mut stacked);
-        chunk_logits.iter().for_each(|chunk| kept.extend_from_slice(chunk)); // run-major, chunks in order: [R, N, C]
     }
 
     let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;

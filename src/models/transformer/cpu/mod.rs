@@ -102,7 +102,7 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
     let mut stacked: Vec<Vec<T>> = if training { per_run.iter().map(|&len| Vec::with_capacity(runs * len)).collect() } else { Vec::new() };
     let mut means = Vec::with_capacity(runs * N_STATS);
     let classes = arch.classes;
-    let mut kept: Vec<T> = Vec::with_capacity(if keep_logits { runs * n * classes } else { 0 });
+    let mut kept: Vec<T> = if keep_logits { vec![T::zero(); runs * n * classes] } else { Vec::new() }; // [R, N, C]
 
     // Runs a wave at a time, so that the chunks' partial gradients and the runs' masks exist
     // for one wave only.
@@ -110,9 +110,11 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
         let wave_runs = RUNS_PER_WAVE.min(runs - wave_start);
         let masks: Vec<Option<RunMasks>> = (wave_start..wave_start + wave_runs).into_par_iter().map(|run| draw.map(|draw| RunMasks::draw(arch, &mut draw.rng(run), n))).collect();
         // One task per (run, chunk), in run-major order.
-        let (partials, chunk_logits): (Vec<crate::cpu::Partial<T>>, Vec<Vec<T>>) = (0..wave_runs * chunks_per_run)
+        let slots = crate::cpu::logit_slots(&mut kept, wave_start..wave_start + wave_runs, n, classes, CHUNK_ROWS, wave_runs * chunks_per_run);
+        let partials: Vec<crate::cpu::Partial<T>> = slots
             .into_par_iter()
-            .map(|task| {
+            .enumerate()
+            .map(|(task, mut logits)| {
                 let (run, chunk) = (wave_start + task / chunks_per_run, task % chunks_per_run);
                 let net = net(run);
                 let (start, end) = (chunk * CHUNK_ROWS, ((chunk + 1) * CHUNK_ROWS).min(n));
@@ -120,7 +122,6 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                 let mut buf = Buffers::from_set(net.shape(b, training), pool::take(&shape.lengths()));
                 let mut grads = training.then(|| pool::take(&per_run));
                 let mut sums = [0.0; N_STATS];
-                let mut logits = Vec::with_capacity(if keep_logits { (end - start) * classes } else { 0 });
                 for block in (start..end).step_by(b) {
                     let here = block..(block + b).min(end);
                     let block_tokens = &tokens[(run * n + here.start) * t..(run * n + here.end) * t];
@@ -129,9 +130,10 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                         None => vec![BlockMasks::none(); arch.layers],
                     };
                     net.forward(block_tokens, &block_masks, &mut buf, training);
-                    if keep_logits {
+                    if let Some(out) = logits.as_deref_mut() {
                         // [B, C], before the loss overwrites them.
-                        logits.extend_from_slice(buf.logits(here.len() * classes));
+                        let offset = (here.start - start) * classes;
+                        out[offset..offset + here.len() * classes].copy_from_slice(buf.logits(here.len() * classes));
                     }
                     let block_sums = net.loss(&labels[run * n + here.start..run * n + here.end], &mut buf, training.then_some(scale));
                     sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
@@ -140,13 +142,12 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                     }
                 }
                 pool::give_back([buf.into_set()], usize::MAX);
-                ((sums, grads), logits)
+                (sums, grads)
             })
-            .unzip();
+            .collect();
         drop(masks);
 
         crate::cpu::reduce_wave(partials, chunks_per_run, n, &mut means, &mut stacked);
-        chunk_logits.iter().for_each(|chunk| kept.extend_from_slice(chunk)); // run-major, chunks in order: [R, N, C]
     }
 
     let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
