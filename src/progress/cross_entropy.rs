@@ -33,8 +33,8 @@ const TAYLOR: [f64; 14] = {
 
 #[inline(always)]
 fn exp_nonpositive(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // Adding 1.5·2⁵² rounds to an integer, which then sits in the low mantissa bits.
     const SHIFTER: f64 = 6_755_399_441_055_744.0;
     let clamped = if x < -708.0 { -708.0 } else { x };

@@ -85,7 +85,7 @@ impl CyclicIndex {
 fn primitive_root(p: usize) -> usize {
     let order = p - 1;
     let factors: Vec<usize> = (2..=order)
-        .filter(|&q| order % q == 0 && crate::config::is_prime(q))
+        .filter(|&q| order.is_multiple_of(q) && crate::config::is_prime(q))
         .collect();
     (1..p)
         .find(|&g| {
