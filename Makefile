@@ -5,7 +5,7 @@ RUNS ?= runs
 # cpu, or cuda / cuda:N with a binary built by `make cuda`.
 DEVICE ?= cpu
 
-.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu muon muon-cpu pareto pareto-cpu
+.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu muon muon-cpu pareto pareto-cpu progress-cpu
 
 build:
 	$(CARGO) build --release --workspace
@@ -64,6 +64,11 @@ pareto: build
 	$(call sweep,pareto)
 pareto-cpu: build
 	$(call sweep,pareto-cpu)
+
+# Nanda et al.'s progress measures (restricted and excluded loss, key frequencies, embedding
+# spectrum) logged on the MLP and the one-layer transformer, trained past their grok epochs.
+progress-cpu: build
+	$(call sweep,progress-cpu)
 
 # The canonical training step at R = 1, 16, 64 (see BENCHMARKS.md).
 bench: build

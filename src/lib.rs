@@ -30,6 +30,7 @@ pub mod models;
 pub mod optim;
 pub mod output;
 pub mod plan;
+pub mod progress;
 pub mod rng;
 pub mod run_axis;
 pub mod runs_file;

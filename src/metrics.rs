@@ -4,6 +4,7 @@
 use crate::config::{RunSpec, Stop};
 use crate::kernels::loss::{STAT_ACC, STAT_COLLAPSE, STAT_LOSS, STAT_ZERO_TERMS};
 use crate::models::{Model, Place};
+use crate::progress::ProgressRow;
 use crate::state::{self, State, StateDict};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
@@ -34,6 +35,8 @@ pub struct MetricRow {
     pub layer_weight_norms: Vec<f64>,
     /// Spectral norm of each Linear layer (empty when the Lipschitz bound is off).
     pub layer_spectral_norms: Vec<f64>,
+    /// Nanda et al.'s progress measures (None when `metrics.progress` is off).
+    pub progress: Option<ProgressRow>,
 }
 
 /// Rows of one stack, run-major and epoch-ascending.
@@ -80,6 +83,9 @@ struct PendingEpoch {
     norms: Vec<Vec<f64>>,
     /// Per run, per Linear layer; empty when the Lipschitz bound is off.
     spectral: Vec<Vec<f64>>,
+    /// Per run, its progress measures once the train half has measured them (empty before, or
+    /// when no run has them on).
+    progress: Vec<Option<ProgressRow>>,
 }
 
 /// Bookkeeping of a stack's runs. Each run keeps its slot (its position when the stack was
@@ -120,8 +126,19 @@ impl RunTracker {
             Some(s) => to_rows(s)?,
             None => vec![Vec::new(); self.active.len()],
         };
-        self.pending.insert(epoch, PendingEpoch { test: to_rows(test_stats)?, norms: to_rows(norms)?, spectral });
+        self.pending.insert(epoch, PendingEpoch { test: to_rows(test_stats)?, norms: to_rows(norms)?, spectral, progress: Vec::new() });
         Ok(())
+    }
+
+    /// The progress measures of a logged epoch, per active run, before its train statistics.
+    pub fn record_progress(&mut self, epoch: usize, progress: Vec<Option<ProgressRow>>) -> Result<()> {
+        self.pending.get_mut(&epoch).with_context(|| format!("internal: no test metrics for epoch {epoch}"))?.progress = progress;
+        Ok(())
+    }
+
+    /// The logged epochs whose train statistics are still to come.
+    pub fn pending_epochs(&self) -> Vec<usize> {
+        self.pending.keys().copied().collect()
     }
 
     /// Train statistics `[R, 4]` of a logged epoch: completes its rows.
@@ -149,6 +166,7 @@ impl RunTracker {
                 embedding_weight_norm,
                 layer_weight_norms: layer_norms,
                 layer_spectral_norms: spectral.clone(),
+                progress: pending.progress.get(position).cloned().flatten(),
             };
             let finite = [row.train_loss, row.test_loss, row.weight_norm].iter().all(|x| x.is_finite());
             if !finite && self.diverged_at[slot].is_none() {
@@ -215,6 +233,9 @@ impl RunTracker {
             out.push(("tracker.rows.slot".into(), state::integers(rows.iter().map(|(s, _)| Some(*s)))?));
             out.push(("tracker.rows.epoch".into(), state::integers(rows.iter().map(|(_, r)| Some(r.epoch)))?));
             out.extend(state::matrix(&values, ROW_FIXED + layout[0] + layout[1])?.map(|t| ("tracker.rows.values".to_string(), t)));
+            if let Some(t) = crate::progress::rows::to_state(rows.iter().map(|(_, r)| r.progress.as_ref()))? {
+                out.push(("tracker.rows.progress".to_string(), t));
+            }
         }
         if !self.pending.is_empty() {
             out.push(("tracker.pending.epochs".into(), state::integers(self.pending.keys().map(|&e| Some(e)))?));
@@ -258,8 +279,11 @@ impl RunTracker {
             if epochs.len() != row_slots.len() || row_slots.iter().any(|&s| s >= slots) {
                 bail!("the checkpoint's metric rows name runs this stack does not have");
             }
+            let mut progress = crate::progress::rows::from_state(state, "tracker.rows.progress", epochs.len())?.into_iter();
             for ((slot, epoch), values) in row_slots.into_iter().zip(epochs).zip(values) {
-                rows[slot].push(row_from_values(self.run_ids[slot], epoch, &values, layer_norms, self.has_embedding));
+                let mut row = row_from_values(self.run_ids[slot], epoch, &values, layer_norms, self.has_embedding);
+                row.progress = progress.next().flatten();
+                rows[slot].push(row);
             }
         }
         let mut pending = BTreeMap::new();
@@ -267,7 +291,7 @@ impl RunTracker {
             let epochs = all(state::read_integers(state, "tracker.pending.epochs")?, "tracker.pending.epochs")?;
             for epoch in epochs {
                 let read = |name: &str, width: usize| state::read_matrix(state, &format!("tracker.pending.{epoch}.{name}"), active.len(), width);
-                pending.insert(epoch, PendingEpoch { test: read("test", 4)?, norms: read("norms", n_params)?, spectral: read("spectral", n_spectral)? });
+                pending.insert(epoch, PendingEpoch { test: read("test", 4)?, norms: read("norms", n_params)?, spectral: read("spectral", n_spectral)?, progress: Vec::new() });
             }
         }
         *self = RunTracker { run_ids: std::mem::take(&mut self.run_ids), has_embedding: self.has_embedding, active, pending, rows, diverged_at, stopped_at };
@@ -314,6 +338,7 @@ fn row_from_values(run_id: usize, epoch: usize, v: &[f64], layer_norms: usize, h
         embedding_weight_norm: has_embedding.then_some(v[8]),
         layer_weight_norms: v[ROW_FIXED..ROW_FIXED + layer_norms].to_vec(),
         layer_spectral_norms: spectral,
+        progress: None,
     }
 }
 

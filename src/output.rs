@@ -58,6 +58,8 @@ pub struct OutputDir {
     root: PathBuf,
     /// The per-parameter columns of every metrics part, so that all parts share one schema.
     columns: ParamColumns,
+    /// Some run has `metrics.progress`: every part gets the progress columns.
+    progress: bool,
     /// The runs of the whole sweep (a shard's directory holds some of them).
     sweep_runs: usize,
     /// Holds the directory's lock until dropped.
@@ -89,8 +91,11 @@ impl OutputDir {
         }
         fs::create_dir_all(root.join(METRICS_DIR)).with_context(|| format!("cannot create output directory {}", root.display()))?;
         let lock = lock(&root.join(LOCK_FILE))?;
-        let columns = ParamColumns::of(&sweep.runs()?);
-        Ok((OutputDir { root: root.to_path_buf(), columns, sweep_runs: sweep.run_count(), _lock: lock }, resuming))
+        let runs = sweep.runs()?;
+        let columns = ParamColumns::of(&runs);
+        let progress = runs.iter().any(|r| r.config.progress.enabled);
+        let sweep_runs = sweep.run_count();
+        Ok((OutputDir { root: root.to_path_buf(), columns, progress, sweep_runs, _lock: lock }, resuming))
     }
 
     /// Write the plan, then `sweep.toml`, which marks the directory as holding the sweep.
@@ -139,7 +144,7 @@ impl OutputDir {
 
     /// One stack's metric rows as part `index`.
     pub fn write_metrics_part(&self, index: usize, rows: &[MetricRow]) -> Result<()> {
-        write_parquet(&self.metrics_part_path(index), &mut metrics_frame(rows, &self.columns)?)
+        write_parquet(&self.metrics_part_path(index), &mut metrics_frame(rows, &self.columns, self.progress)?)
     }
 
     /// One stack's final weights as part `index`: a tensor `[R, ...]` per parameter (the
@@ -298,7 +303,7 @@ fn union_into(all: &mut Vec<String>, names: &[String]) -> Vec<usize> {
         .collect()
 }
 
-fn metrics_frame(rows: &[MetricRow], params: &ParamColumns) -> Result<DataFrame> {
+fn metrics_frame(rows: &[MetricRow], params: &ParamColumns, progress: bool) -> Result<DataFrame> {
     let float = |name: &str, f: fn(&MetricRow) -> f64| Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>());
     let mut columns = vec![
         Column::new("run_id".into(), rows.iter().map(|r| r.run_id as i64).collect::<Vec<i64>>()),
@@ -322,6 +327,9 @@ fn metrics_frame(rows: &[MetricRow], params: &ParamColumns) -> Result<DataFrame>
     for (column, name) in params.spectral.iter().enumerate() {
         let norms: Vec<Option<f64>> = rows.iter().map(|r| value(&r.layer_spectral_norms, &params.of_run[r.run_id].1, column)).collect();
         columns.push(Column::new(name.into(), norms));
+    }
+    if progress {
+        columns.extend(crate::progress::columns::columns(rows)?);
     }
     Ok(DataFrame::new(rows.len(), columns)?)
 }

@@ -96,7 +96,15 @@ pub fn stack_bytes(config: &RunConfig, runs: usize, pass: Pass) -> usize {
         param_copies: param_copies(config),
         pass,
     };
-    arch.stack_bytes(&size) + data * runs
+    // The progress measures keep a pass's logits `[R, N, C]` (of the larger split) and the test
+    // half's logit sums per answer `[R, p, C]` in f64.
+    let rows = config.n_train().max(config.n_test());
+    let progress = if config.progress.enabled {
+        (rows * bytes_per_value(config.precision) + config.p * 8) * config.classes()
+    } else {
+        0
+    };
+    arch.stack_bytes(&size) + (data + progress) * runs
 }
 
 /// Copies of the parameters a run holds during the update: the weights, their gradients, two

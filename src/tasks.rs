@@ -95,6 +95,11 @@ pub const OP_STRINGS: [&str; OP_NAMES.len()] = {
 };
 
 impl Op {
+    /// Its canonical name (the first of its strings in [`OP_NAMES`]).
+    pub fn name(self) -> &'static str {
+        OP_NAMES.iter().find(|(_, op)| *op == self).map_or("?", |(name, _)| name)
+    }
+
     pub fn parse(name: &str) -> Option<Op> {
         OP_NAMES.iter().find(|(n, _)| *n == name).map(|&(_, op)| op)
     }
@@ -128,6 +133,11 @@ pub enum Symbols {
     Operands { p: usize },
     /// A string of n bits.
     Bits { n: usize },
+}
+
+/// Whether `n` is prime (trial division: p ≤ 4096).
+pub fn is_prime(n: usize) -> bool {
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
 }
 
 /// Number of elements of S5, the permutations of five elements.

@@ -15,6 +15,7 @@ use crate::metrics::{MetricRows, RunResult, RunTracker};
 use crate::models::{compute_dtype, Arch, DropoutDraw, Model};
 use crate::lipschitz::PowerIteration;
 use crate::optim::{self, Optimizer, RunHyper};
+use crate::progress::{ProgressRow, StackProgress};
 use crate::run_axis::{pick_runs, run_index};
 use crate::faults;
 use crate::state::{self, State, StateDict};
@@ -56,6 +57,8 @@ pub struct Stack {
     optimizer: Box<dyn Optimizer>,
     /// Power iteration for the Lipschitz bound, when the sweep asks for it.
     lipschitz: Option<PowerIteration>,
+    /// Nanda et al.'s progress measures, when some run asks for them.
+    pub progress: Option<StackProgress>,
     pub train: Batch,
     pub test: Batch,
     /// The per-run hyperparameters, for the warm-up factors.
@@ -75,6 +78,7 @@ impl Stack {
             bail!("run {} has different shapes from run {} and cannot share its stack", other.run_id, runs[0].run_id);
         }
         let splits: Vec<data::Split> = runs.iter().map(|r| data::split(&r.config, r.seed)).collect();
+        let progress = StackProgress::new(&runs, &splits)?;
         let train: Vec<&data::Examples> = splits.iter().map(|s| &s.train).collect();
         let test: Vec<&data::Examples> = splits.iter().map(|s| &s.test).collect();
         let seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
@@ -96,6 +100,7 @@ impl Stack {
         };
         Ok(Stack {
             lipschitz,
+            progress,
             train: Batch::new(&train, &arch, device)?,
             test: Batch::new(&test, &arch, device)?,
             hyper,
@@ -112,31 +117,43 @@ impl Stack {
     /// One optimizer step on the full train set. Returns the train statistics `[R, 4]` of the
     /// weights before the step.
     pub fn step(&mut self) -> Result<Tensor> {
-        let (rows, labels) = (self.train.rows.clone(), self.train.labels.clone());
-        self.step_on(&Batch { rows, labels })
+        Ok(self.step_keeping(false)?.0)
     }
 
-    /// One optimizer step on `batch`; returns its statistics `[R, 4]` before the step.
-    fn step_on(&mut self, batch: &Batch) -> Result<Tensor> {
+    /// [`Stack::step`], and with `keep_logits` the logits `[R, N_train, C]` of its forward pass.
+    fn step_keeping(&mut self, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let (rows, labels) = (self.train.rows.clone(), self.train.labels.clone());
+        self.step_on(&Batch { rows, labels }, keep_logits)
+    }
+
+    /// One optimizer step on `batch`; returns its statistics `[R, 4]` before the step, and with
+    /// `keep_logits` its logits `[R, N, C]`.
+    fn step_on(&mut self, batch: &Batch, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
         let group = self.model.runs_per_group(batch.rows.dim(1)?);
         let seeds: Vec<u64> = self.runs.iter().map(|run| run.seed).collect();
         let dropout = DropoutDraw { seeds: &seeds, step: self.steps };
-        let (stats, grads) = self.model.train_pass(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group, Some(&dropout))?; // [R, 4], one per param
+        // Statistics [R, 4], one gradient per parameter, the logits [R, N, C] when kept.
+        let (stats, grads, logits) = self.model.train_pass_keeping(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group, Some(&dropout), keep_logits)?;
         self.optimizer.step(&mut self.model, &grads, &self.hyper.lr_scale(self.steps + 1))?;
         if let Some(power) = &mut self.lipschitz {
             power.update(&self.model.spectral_weights())?;
         }
         self.steps += 1;
-        Ok(stats)
+        Ok((stats, logits))
     }
 
     /// The optimizer steps of one epoch: full batch, one step on every train row (returning
     /// its statistics); with minibatches, each run's train rows in its own order of `epoch`
     /// (see [`data::epoch_order`]), B at a time.
     pub fn epoch_steps(&mut self, epoch: usize) -> Result<Option<Tensor>> {
+        Ok(self.epoch_steps_keeping(epoch, false)?.map(|(stats, _)| stats))
+    }
+
+    /// [`Stack::epoch_steps`]; full batch, with `keep_logits`, also its step's logits `[R, N_train, C]`.
+    fn epoch_steps_keeping(&mut self, epoch: usize, keep_logits: bool) -> Result<Option<(Tensor, Option<Tensor>)>> {
         let b = self.key.training.batch_size;
         if b == 0 {
-            return self.step().map(Some);
+            return self.step_keeping(keep_logits).map(Some);
         }
         let n = self.key.n_train;
         let orders: Vec<Vec<usize>> = self.runs.iter().map(|run| data::epoch_order(run.seed, epoch, n)).collect();
@@ -145,24 +162,65 @@ impl Stack {
             let end = (start + b).min(n);
             let index: Vec<u32> = orders.iter().enumerate().flat_map(|(r, order)| order[start..end].iter().map(move |&i| (r * n + i) as u32)).collect();
             let batch = self.train.select(&Tensor::from_vec(index, self.runs.len() * (end - start), &device)?, end - start)?;
-            self.step_on(&batch)?;
+            self.step_on(&batch, false)?;
         }
         Ok(None)
     }
 
     /// Loss statistics `[R, 4]` of the current weights on `batch`.
     pub fn evaluate(&self, batch: &Batch) -> Result<Tensor> {
+        Ok(self.evaluate_keeping(batch)?.0)
+    }
+
+    /// [`Stack::evaluate`], and the logits `[R, N, C]` when the progress measures read them.
+    fn evaluate_keeping(&self, batch: &Batch) -> Result<(Tensor, Option<Tensor>)> {
         let group = self.model.runs_per_group(batch.rows.dim(1)?);
-        self.model.evaluate(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group)
+        self.model.evaluate_keeping(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group, self.progress.is_some())
+    }
+
+    /// Whether the training pass drops units: its logits are not the model's, so the progress
+    /// measures evaluate the train rows once more.
+    fn drops_units(&self) -> bool {
+        matches!(&self.model.arch, Arch::Transformer(arch, _) if arch.dropout.any())
+    }
+
+    /// The test half of logged `epoch`'s progress measures (none when no run has them on).
+    fn progress_test_half(&mut self, epoch: usize, logits: Option<Tensor>) -> Result<()> {
+        if let (Some(progress), Some(logits)) = (&mut self.progress, logits) {
+            progress.record_test(epoch, &logits, &self.model)?;
+        }
+        Ok(())
+    }
+
+    /// The train half of logged `epoch`'s progress measures, from the `kept` logits of a
+    /// training pass or an evaluation of their own: every active run's measures (None when no
+    /// run has them on, or `epoch` awaits no train half).
+    fn progress_train_half(&mut self, epoch: usize, kept: Option<Tensor>) -> Result<Option<Vec<Option<ProgressRow>>>> {
+        if !self.progress.as_ref().is_some_and(|p| p.pending_epochs().contains(&epoch)) {
+            return Ok(None);
+        }
+        let logits = match kept {
+            Some(logits) => logits,
+            None => self.evaluate_keeping(&self.train)?.1.context("internal: an evaluation kept no logits")?,
+        };
+        self.progress.as_mut().map(|p| p.record_train(epoch, &logits)).transpose()
     }
 
     /// One full epoch as the benchmark counts it: the epoch's steps and the test evaluation
-    /// (with minibatches, also the train evaluation that measures the epoch).
+    /// (with minibatches, also the train evaluation that measures the epoch); with the
+    /// progress measures, the epoch is logged as training logs it.
     pub fn epoch(&mut self, epoch: usize) -> Result<()> {
-        if self.epoch_steps(epoch)?.is_none() {
-            self.evaluate(&self.train)?;
+        let keep = self.progress.is_some() && !self.drops_units();
+        let full_batch = self.epoch_steps_keeping(epoch, keep)?;
+        if let Some((_, logits)) = full_batch {
+            self.progress_train_half(epoch.wrapping_sub(1), logits)?;
         }
-        self.evaluate(&self.test)?;
+        let (_, test_logits) = self.evaluate_keeping(&self.test)?;
+        self.progress_test_half(epoch, test_logits)?;
+        if self.key.training.batch_size > 0 {
+            let (_, logits) = self.evaluate_keeping(&self.train)?;
+            self.progress_train_half(epoch, logits)?;
+        }
         Ok(())
     }
 
@@ -177,6 +235,9 @@ impl Stack {
         self.hyper = self.hyper.select(positions);
         if let Some(power) = &mut self.lipschitz {
             power.select_runs(&index)?;
+        }
+        if let Some(progress) = &mut self.progress {
+            progress.keep(positions);
         }
         for batch in [&mut self.train, &mut self.test] {
             batch.rows = batch.rows.index_select(&index, 0)?;
@@ -292,6 +353,14 @@ impl Training {
             power.load_state(saved)?;
         }
         stack.steps = next_step * runs[0].config.steps_per_epoch();
+        // The progress measures' test half of the epoch awaiting its train half: the weights
+        // are those of that epoch, and the evaluation is deterministic, so it is measured again.
+        if stack.progress.is_some() {
+            for epoch in tracker.pending_epochs() {
+                let (_, logits) = stack.evaluate_keeping(&stack.test)?;
+                stack.progress_test_half(epoch, logits)?;
+            }
+        }
         let mut retired_params = vec![None; stack.model.params.len()];
         let mut retired_slots = Vec::new();
         if saved.contains_key("retired.slots") {
@@ -365,24 +434,27 @@ impl Training {
         let is_logged = |epoch: usize| epoch % log_every == 0 || epoch + 1 == epochs;
         while self.next_step < epochs {
             let epoch = self.next_step;
-            let full_batch_stats = self.stack.epoch_steps(epoch)?;
+            // Full batch: the forward pass of step e sees the weights of epoch e − 1, and its
+            // logits are the train half of that epoch's progress measures (unless it drops units).
+            let keep = self.stack.progress.is_some() && epoch > 0 && is_logged(epoch - 1) && !self.stack.drops_units();
+            let full_batch = self.stack.epoch_steps_keeping(epoch, keep)?;
             faults::point("step")?;
-            // Full batch: the forward pass of step e saw the weights of epoch e − 1.
-            if let Some(train_stats) = full_batch_stats {
-                if epoch > 0 && is_logged(epoch - 1) && !self.record_train(epoch - 1, &train_stats)? {
+            if let Some((train_stats, train_logits)) = full_batch {
+                if epoch > 0 && is_logged(epoch - 1) && !self.record_train(epoch - 1, &train_stats, train_logits)? {
                     progress(epoch + 1, 0);
                     return Ok(Outcome::Finished(self.finish(false)?));
                 }
             }
             if is_logged(epoch) {
-                let test_stats = self.stack.evaluate(&self.stack.test)?;
+                let (test_stats, test_logits) = self.stack.evaluate_keeping(&self.stack.test)?;
                 let spectral = self.stack.lipschitz.as_ref().map(|p| p.spectral_norms()).transpose()?;
                 self.tracker.record_test(epoch, &test_stats, &self.stack.model.param_norms()?, spectral.as_ref())?;
+                self.stack.progress_test_half(epoch, test_logits)?;
                 self.logged_params = self.stack.model.params.iter().map(|p| p.value.clone()).collect();
                 // Minibatches: the epoch's train metrics need a pass of their own.
                 if self.stack.key.training.batch_size > 0 {
-                    let train_stats = self.stack.evaluate(&self.stack.train)?;
-                    if !self.record_train(epoch, &train_stats)? {
+                    let (train_stats, train_logits) = self.stack.evaluate_keeping(&self.stack.train)?;
+                    if !self.record_train(epoch, &train_stats, train_logits)? {
                         progress(epoch + 1, 0);
                         return Ok(Outcome::Finished(self.finish(false)?));
                     }
@@ -402,12 +474,20 @@ impl Training {
         Ok(Outcome::Finished(self.finish(true)?))
     }
 
-    /// Record the train metrics of logged `epoch` and retire the runs `train.stop` retires
-    /// there. Returns whether any run is left.
-    fn record_train(&mut self, epoch: usize, train_stats: &Tensor) -> Result<bool> {
-        self.tracker.record_train(epoch, train_stats)?;
+    /// Record the train metrics of logged `epoch` (`train_logits`: those of its pass, if kept)
+    /// and retire the runs `train.stop` retires there. Returns whether any run is left.
+    fn record_train(&mut self, epoch: usize, train_stats: &Tensor, train_logits: Option<Tensor>) -> Result<bool> {
+        self.record_train_half(epoch, train_stats, train_logits)?;
         let retiring = self.tracker.retiring(epoch, self.stack.key.training.stop, self.stack.key.training.extra_epochs);
         Ok(retiring.is_empty() || self.retire(&retiring)?)
+    }
+
+    /// Complete the rows of logged `epoch`: its train statistics and progress measures.
+    fn record_train_half(&mut self, epoch: usize, train_stats: &Tensor, train_logits: Option<Tensor>) -> Result<()> {
+        if let Some(progress) = self.stack.progress_train_half(epoch, train_logits)? {
+            self.tracker.record_progress(epoch, progress)?;
+        }
+        self.tracker.record_train(epoch, train_stats)
     }
 
     /// Take the runs at stack positions `retiring` out of the stack, keeping their weights of
@@ -442,8 +522,8 @@ impl Training {
         let epochs = self.stack.key.training.epochs;
         // Minibatch epochs measure their train metrics themselves.
         if completed && self.stack.key.training.batch_size == 0 {
-            let final_train = self.stack.evaluate(&self.stack.train)?;
-            self.tracker.record_train(epochs - 1, &final_train)?;
+            let (final_train, train_logits) = self.stack.evaluate_keeping(&self.stack.train)?;
+            self.record_train_half(epochs - 1, &final_train, train_logits)?;
         }
         let weights = self.final_weights(completed)?;
         let (results, rows) = self.tracker.finish(epochs);

@@ -38,17 +38,10 @@ fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
     header.metadata().clone().unwrap()
 }
 
-/// python3 (or $GROKSTACK_PYTHON) with numpy and safetensors, if there is one.
-fn python() -> Option<String> {
-    let python = std::env::var("GROKSTACK_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = Command::new(&python).args(["-c", "import numpy, safetensors"]).output().ok()?;
-    probe.status.success().then_some(python)
-}
-
 #[test]
 fn exported_runs_load_in_pytorch_layout_and_reproduce_their_accuracy() {
     let (dir, sweep) = common::train_sweep("export", SWEEP, &[]);
-    let python = python();
+    let python = common::numpy_python();
     if python.is_none() {
         eprintln!("skipped the Python check: no python3 with numpy and safetensors (set GROKSTACK_PYTHON to one)");
     }

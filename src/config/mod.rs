@@ -1,5 +1,6 @@
 //! Sweep files: the key schema, parsing and validation, and the typed per-run config.
 
+pub mod progress;
 pub mod run;
 pub mod schema;
 pub mod sweep;

@@ -1,12 +1,13 @@
 //! The typed configuration of one run, and the key that decides which runs can share a stack.
 
+use super::progress::ProgressConfig;
 use super::schema::{Keys, Value};
 pub use crate::kernels::activation::Activation;
 pub use crate::kernels::loss::Loss;
 pub use crate::kernels::round::Precision;
 use crate::models::{Arch, ModelConfig};
 use crate::tasks::{Symbols, TaskShape};
-pub use crate::tasks::{Op, OP_NAMES};
+pub use crate::tasks::{is_prime, Op};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
@@ -103,6 +104,8 @@ pub struct RunConfig {
     /// The bound's layer norms are RMS→RMS (`metrics.lipschitz_norm = "rms"`).
     pub lipschitz_rms: bool,
     pub power_iters: usize,
+    /// Nanda et al.'s progress measures (`metrics.progress` and its keys).
+    pub progress: ProgressConfig,
 }
 
 /// Everything that must be equal for runs to share one stack: the model's architecture (its
@@ -247,6 +250,7 @@ impl RunConfig {
             lipschitz: keys.boolean("metrics.lipschitz")?,
             lipschitz_rms: keys.choice("metrics.lipschitz_norm", &[("rms", true), ("l2", false)])?,
             power_iters: keys.int("metrics.power_iters")?,
+            progress: ProgressConfig::from_values(values)?,
         };
         config.check()?;
         Ok(config)
@@ -279,6 +283,7 @@ impl RunConfig {
         if self.skip_zero && (self.op.is_bits() || self.op.is_s5()) {
             bail!("key `task.skip_zero`: leaves out operands 0 of modular operations; {} has none", self.op_name());
         }
+        self.progress.check(self.op, self.p, self.skip_zero)?;
         let n_examples = self.n_examples();
         let n_train = self.n_train();
         if n_train == 0 || n_train >= n_examples {
@@ -303,7 +308,7 @@ impl RunConfig {
 
     /// The operation's canonical name.
     pub fn op_name(&self) -> &'static str {
-        OP_NAMES.iter().find(|(_, op)| *op == self.op).map_or("?", |(name, _)| name)
+        self.op.name()
     }
 
     /// Bits per row of a bit task.
@@ -393,7 +398,3 @@ fn task_shape(op: Op, p: usize, n_bits: usize) -> TaskShape {
 
 /// 2^20 strings: a million rows.
 pub const MAX_PARITY_BITS: usize = 20;
-
-pub fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
-}

@@ -185,7 +185,14 @@ pub static SCHEMA: &[KeySpec] = &[
     KeySpec { key: "metrics.lipschitz", kind: Kind::Bool, default: || Value::Bool(false), help: "track the spectral-norm product bound" },
     KeySpec { key: "metrics.lipschitz_norm", kind: Kind::Choice(&["l2", "rms"]), default: || Value::Str("l2".into()), help: "the layer norm in the bound: l2 (the spectral norm, the blog's) or rms (spectral norm times √(fan_in/fan_out), Cesista's)" },
     KeySpec { key: "metrics.power_iters", kind: Kind::Int { min: 1 }, default: || Value::Int(10), help: "power iterations per layer per epoch" },
+    KeySpec { key: "metrics.progress", kind: Kind::Bool, default: || Value::Bool(false), help: "log Nanda et al.'s progress measures (restricted and excluded loss, key frequencies, embedding spectrum) at every logged epoch; add, sub, mul, div on a prime p" },
+    KeySpec { key: "metrics.key_frequencies", kind: Kind::Int { min: 1 }, default: || Value::Int(5), help: "progress: how many key frequencies to pick at each logged epoch (those of the most logit energy)" },
+    KeySpec { key: "metrics.fixed_frequencies", kind: Kind::IntList { min: 1 }, default: || Value::IntList(Vec::new()), help: "progress: these key frequencies at every epoch instead of the online choice (default: none)" },
 ];
+
+/// Keys that the resolved `sweep.toml` and `runs.parquet` list only when a sweep sets them (in
+/// a section, a grid axis or `--set`): sweeps written before they existed keep their bytes.
+pub const LISTED_WHEN_SET: &[&str] = &["metrics.progress", "metrics.key_frequencies", "metrics.fixed_frequencies"];
 
 pub fn spec(key: &str) -> Option<&'static KeySpec> {
     SCHEMA.iter().find(|s| s.key == key)

@@ -1,7 +1,7 @@
 //! Reading a sweep file: sections, seeds, grid axes and `--set` overrides, resolved into
 //! the list of runs. Every error names the file and the dotted key.
 
-use super::schema::{check_value, spec, Value, SCHEMA};
+use super::schema::{check_value, spec, Value, LISTED_WHEN_SET, SCHEMA};
 use super::run::{Op, RunConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ pub const SEED_WAVES_KEY: &str = "train.seed_waves";
 pub struct Sweep {
     pub name: String,
     pub seeds: Vec<u64>,
-    /// Every schema key's value before the grid is applied.
+    /// Every schema key's value before the grid is applied (the keys of [`LISTED_WHEN_SET`] only once set).
     pub base: BTreeMap<&'static str, Value>,
     /// Grid axes in file order. The first axis varies slowest.
     pub grid: Vec<Axis>,
@@ -77,7 +77,7 @@ impl Sweep {
         let mut sweep = Sweep {
             name: "sweep".into(),
             seeds: vec![0],
-            base: SCHEMA.iter().map(|s| (s.key, (s.default)())).collect(),
+            base: SCHEMA.iter().filter(|s| !LISTED_WHEN_SET.contains(&s.key)).map(|s| (s.key, (s.default)())).collect(),
             grid: Vec::new(),
             seed_waves: Vec::new(),
         };

@@ -6,7 +6,7 @@ mod driver;
 pub mod matmul;
 pub mod pool;
 
-pub use driver::{drive, PassShape};
+pub use driver::{drive, Chunk, PassShape, PassSums};
 
 use crate::kernels::loss::N_STATS;
 use pool::Pooled;

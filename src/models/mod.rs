@@ -311,6 +311,14 @@ impl Model {
         Transformer::from_params(arch, self.params.clone())
     }
 
+    /// The parameter whose rows are the operands' tables, and whether it is a two-hot first
+    /// layer: the token embedding `[R, V, d]` (a residue's row is its token's), or with two-hot
+    /// input the first Linear layer `[R, 2p, H₀]` (rows 0..p see operand a, p..2p operand b).
+    pub fn operand_table(&self) -> Option<(&Tensor, bool)> {
+        let find = |place: Place| self.params.iter().find(|p| p.group.place == place).map(|p| &p.value);
+        find(Place::Embedding).map(|e| (e, false)).or_else(|| find(Place::InputLayer).map(|w| (w, true)))
+    }
+
     /// The matrices whose spectral norms bound the Lipschitz constant (`metrics.lipschitz`).
     pub fn spectral_weights(&self) -> Vec<&Tensor> {
         match &self.arch {
@@ -380,19 +388,34 @@ impl Model {
     /// every parameter: the kind's CPU pass on the CPU, else the tensor ops `group` runs at a
     /// time. `dropout`: where a model with dropout draws its masks.
     pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
+        let (stats, grads, _) = self.train_pass_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, false)?;
+        Ok((stats, grads))
+    }
+
+    /// [`Model::train_pass`], and with `keep_logits` the logits `[R, N, C]` it computes anyway
+    /// (the progress measures read them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_pass_keeping(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
         if !self.on_cpu_pass() {
-            return self.train_pass_tensors(rows, labels, loss_kind, loss_bf16, group, dropout);
+            return self.train_pass_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, keep_logits);
         }
         match &self.arch {
-            Arch::Mlp(arch) => mlp::cpu::train_pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
-            Arch::Transformer(arch, _) => transformer::cpu::train_pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, dropout),
+            Arch::Mlp(arch) => mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16, true, keep_logits),
+            Arch::Transformer(arch, _) => transformer::cpu::pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, true, dropout, keep_logits),
         }
     }
 
     /// [`Model::train_pass`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
     pub fn train_pass_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
+        let (stats, grads, _) = self.train_pass_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, false)?;
+        Ok((stats, grads))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn train_pass_tensors_keeping(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
         let runs = self.runs();
         let mut stats = Vec::new();
+        let mut kept = Vec::new();
         let mut grads: Vec<Vec<Tensor>> = vec![Vec::new(); self.params.len()];
         for start in (0..runs).step_by(group.max(1)) {
             let len = group.min(runs - start);
@@ -405,33 +428,51 @@ impl Model {
             for (all, g) in grads.iter_mut().zip(part.backward(&rows, &cache, &dlogits)?) {
                 all.push(g);
             }
+            if keep_logits {
+                kept.push(logits);
+            }
         }
-        Ok((cat_runs(stats)?, grads.into_iter().map(cat_runs).collect::<Result<_>>()?))
+        let logits = keep_logits.then(|| cat_runs(kept)).transpose()?;
+        Ok((cat_runs(stats)?, grads.into_iter().map(cat_runs).collect::<Result<_>>()?, logits))
     }
 
     /// Loss statistics `[R, 4]` on `rows` (no backward pass): the kind's CPU pass on the CPU,
     /// else the tensor ops `group` runs at a time.
     pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+        Ok(self.evaluate_keeping(rows, labels, loss_kind, loss_bf16, group, false)?.0)
+    }
+
+    /// [`Model::evaluate`], and with `keep_logits` the logits `[R, N, C]` it computes anyway.
+    pub fn evaluate_keeping(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
         if !self.on_cpu_pass() {
-            return self.evaluate_tensors(rows, labels, loss_kind, loss_bf16, group);
+            return self.evaluate_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, keep_logits);
         }
-        match &self.arch {
-            Arch::Mlp(arch) => mlp::cpu::evaluate(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16),
-            Arch::Transformer(arch, _) => transformer::cpu::evaluate(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16),
-        }
+        let (stats, _, logits) = match &self.arch {
+            Arch::Mlp(arch) => mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16, false, keep_logits)?,
+            Arch::Transformer(arch, _) => transformer::cpu::pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, false, None, keep_logits)?,
+        };
+        Ok((stats, logits))
     }
 
     /// [`Model::evaluate`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
     pub fn evaluate_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+        Ok(self.evaluate_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, false)?.0)
+    }
+
+    fn evaluate_tensors_keeping(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
         let runs = self.runs();
         let mut stats = Vec::new();
+        let mut kept = Vec::new();
         for start in (0..runs).step_by(group.max(1)) {
             let len = group.min(runs - start);
             let part = if len == runs { self.clone() } else { self.narrow_runs(start, len)? };
-            let (logits, _) = part.forward(&rows.narrow(0, start, len)?, false, None)?;
+            let (logits, _) = part.forward(&rows.narrow(0, start, len)?, false, None)?; // [G, N, C]
             stats.push(loss::stats(loss_kind, &logits, &labels.narrow(0, start, len)?, loss_bf16)?);
+            if keep_logits {
+                kept.push(logits);
+            }
         }
-        cat_runs(stats)
+        Ok((cat_runs(stats)?, keep_logits.then(|| cat_runs(kept)).transpose()?))
     }
 
     /// Per-run L2 norm of every parameter, `[R, n_params]` f64.

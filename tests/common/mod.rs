@@ -47,6 +47,13 @@ pub fn grokstack(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_grokstack")).args(args).output().expect("run grokstack")
 }
 
+/// python3 (or $GROKSTACK_PYTHON) with numpy and safetensors, if there is one.
+pub fn numpy_python() -> Option<String> {
+    let python = std::env::var("GROKSTACK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python).args(["-c", "import numpy, safetensors"]).output().ok()?;
+    probe.status.success().then_some(python)
+}
+
 /// Write `toml` as a sweep file next to a fresh output directory and train it there with
 /// `extra` arguments; panics unless training succeeds. Returns (output dir, sweep file).
 pub fn train_sweep(name: &str, toml: &str, extra: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {

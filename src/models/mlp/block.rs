@@ -54,6 +54,11 @@ impl<T> Buffers<T> {
         Buffers { post: set, derivative, logits, delta }
     }
 
+    /// The first `len` logits `[B, C]` after [`Net::forward`].
+    pub fn logits(&self, len: usize) -> &[T] {
+        &self.logits[..len]
+    }
+
     /// The vectors back, for the next block's buffers.
     pub fn into_set(self) -> Vec<Vec<T>> {
         let Buffers { mut post, derivative, logits, delta: [d0, d1] } = self;

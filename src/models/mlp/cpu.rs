@@ -17,9 +17,8 @@ use crate::kernels::cpu_view;
 use super::block::{Buffers, Net};
 use super::Mlp;
 use crate::cpu::pool::{self, Pooled};
-use crate::cpu::{drive, PassShape};
+use crate::cpu::{drive, Chunk, PassShape};
 use anyhow::{bail, Result};
-use std::ops::Range;
 use candle_core::{Device, Tensor};
 
 /// Rows of one task: the unit of parallelism, and of the partial gradient sums.
@@ -32,18 +31,27 @@ pub const RUNS_PER_WAVE: usize = 64;
 /// Loss statistics `[R, 4]` of the current weights on `rows` `[R, N, K]` / `labels` `[R, N]`,
 /// and the gradient of every parameter (see `crate::models::Model::train_pass`).
 pub fn train_pass(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<(Tensor, Vec<Tensor>)> {
-    let inputs = Inputs::new(mlp, rows, labels)?;
-    let (stats, grads) = dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, true))?;
-    let mut grads = grads.into_iter();
-    let d_table = grads.next().ok_or_else(|| anyhow::anyhow!("internal: no table gradient"))?;
-    let later = grads.map(|g| mlp.model.storage.compute(g)).collect::<Result<Vec<_>>>()?;
-    Ok((stats, mlp.grads_in_order(&d_table, later)?))
+    let (stats, grads, _) = pass(mlp, rows, labels, loss, loss_bf16, true, false)?;
+    Ok((stats, grads))
 }
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` / `labels` (no backward pass).
 pub fn evaluate(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<Tensor> {
+    Ok(pass(mlp, rows, labels, loss, loss_bf16, false, false)?.0)
+}
+
+/// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients); with
+/// `keep_logits`, also the logits `[R, N, C]` it computes on the way.
+pub fn pass(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let inputs = Inputs::new(mlp, rows, labels)?;
-    Ok(dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, false))?.0)
+    let (stats, grads, logits) = dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, training, keep_logits))?;
+    if !training {
+        return Ok((stats, grads, logits));
+    }
+    let mut grads = grads.into_iter();
+    let d_table = grads.next().ok_or_else(|| anyhow::anyhow!("internal: no table gradient"))?;
+    let later = grads.map(|g| mlp.model.storage.compute(g)).collect::<Result<Vec<_>>>()?;
+    Ok((stats, mlp.grads_in_order(&d_table, later)?, logits))
 }
 
 /// The tensors a pass reads, made contiguous once.
@@ -64,8 +72,8 @@ impl Inputs {
 }
 
 /// Statistics `[R, 4]` and, when `training`, the summed gradients: the table's `[R, V, H₀]`,
-/// then dW_i `[R, H_{i−1}, H_i]` for i = 1..=k.
-fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool) -> Result<(Tensor, Vec<Tensor>)> {
+/// then dW_i `[R, H_{i−1}, H_i]` for i = 1..=k; with `keep_logits`, the logits `[R, N, C]`.
+fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let (runs, n, k) = inputs.rows.dims3()?;
     if n == 0 {
         bail!("a pass over no rows");
@@ -90,35 +98,45 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
     let scale = T::one() / T::from(n).unwrap_or_else(T::one);
     let mut shapes = vec![(arch.table_rows(), arch.hidden[0])];
     shapes.extend(arch.linear_shapes().into_iter().skip(1));
-    let grad_lengths = training.then(|| shapes.iter().map(|&(r, c)| r * c).collect());
-    let pass = PassShape { runs, rows: n, chunk_rows: CHUNK_ROWS, runs_per_wave: RUNS_PER_WAVE, grad_lengths };
-    let (means, stacked) = drive(
-        &pass,
-        |_| (),
-        |_, run: usize, chunk: Range<usize>, mut grads: Option<&mut Vec<Vec<T>>>| {
-            let net = net(run);
-            let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
-            let mut sums = [0.0; N_STATS];
-            for block in chunk.clone().step_by(BLOCK_ROWS) {
-                let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(chunk.end));
-                let indices = &rows[k * rows_here.start..k * rows_here.end];
-                net.forward(indices, &mut buf, training);
-                let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
-                sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
-                if let Some(grads) = grads.as_deref_mut() {
-                    net.backward(indices, &mut buf, grads);
-                }
+    let classes = arch.classes;
+    let pass = PassShape {
+        runs,
+        rows: n,
+        chunk_rows: CHUNK_ROWS,
+        runs_per_wave: RUNS_PER_WAVE,
+        grad_lengths: training.then(|| shapes.iter().map(|&(r, c)| r * c).collect()),
+        kept_per_row: if keep_logits { classes } else { 0 },
+    };
+    let sums = drive(&pass, |_| (), |_, chunk: Chunk<'_, T>| {
+        let Chunk { run, rows: chunk_rows, mut grads, mut kept } = chunk;
+        let net = net(run);
+        let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
+        let mut sums = [0.0; N_STATS];
+        for block in chunk_rows.clone().step_by(BLOCK_ROWS) {
+            let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(chunk_rows.end));
+            let indices = &rows[k * rows_here.start..k * rows_here.end];
+            net.forward(indices, &mut buf, training);
+            if let Some(out) = kept.as_deref_mut() {
+                // [B, C], before the loss overwrites them.
+                let (offset, len) = ((block - chunk_rows.start) * classes, rows_here.len() * classes);
+                out[offset..offset + len].copy_from_slice(buf.logits(len));
             }
-            pool::give_back([buf.into_set()], usize::MAX);
-            sums
-        },
-    );
-
-    let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
-    let grads = stacked
+            let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
+            sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
+            if let Some(grads) = grads.as_deref_mut() {
+                net.backward(indices, &mut buf, grads);
+            }
+        }
+        pool::give_back([buf.into_set()], usize::MAX);
+        sums
+    });
+    let stats = Tensor::from_vec(sums.means, (runs, N_STATS), &Device::Cpu)?;
+    let grads = sums
+        .grads
         .into_iter()
         .zip(&shapes)
         .map(|(values, &(rows_of, cols))| Ok(Tensor::from_vec(values, (runs, rows_of, cols), &Device::Cpu)?))
         .collect::<Result<Vec<_>>>()?;
-    Ok((stats, grads))
+    let logits = keep_logits.then(|| Tensor::from_vec(sums.kept, (runs, n, classes), &Device::Cpu)).transpose()?;
+    Ok((stats, grads, logits))
 }

@@ -220,6 +220,11 @@ impl<T> Buffers<Vec<T>> {
         shape.map(&mut |_| set.next().unwrap_or_default())
     }
 
+    /// The first `len` logits `[B, C]` after [`Net::forward`].
+    pub fn logits(&self, len: usize) -> &[T] {
+        &self.logits[..len]
+    }
+
     /// The vectors back, for the next task's buffers.
     pub fn into_set(self) -> Vec<Vec<T>> {
         let mut set = Vec::new();

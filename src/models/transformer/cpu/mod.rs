@@ -20,7 +20,7 @@ pub mod ops;
 use super::{Position, RunMasks, Transformer};
 use crate::kernels::loss::Loss;
 use crate::cpu::pool::{self, Pooled};
-use crate::cpu::{drive, PassShape};
+use crate::cpu::{drive, Chunk, PassShape};
 use crate::dispatch_real;
 use crate::kernels::cpu_view;
 use crate::kernels::loss::N_STATS;
@@ -48,17 +48,27 @@ pub fn block_rows(seq_len: usize) -> usize {
 /// and the gradient of every parameter in parameter order (see
 /// `crate::models::Model::train_pass`). `dropout`: where a model with dropout draws its masks.
 pub fn train_pass(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
-    dispatch_real!(model.params[0].value, run_pass(model, rows, labels, loss, loss_bf16, true, dropout))
+    let (stats, grads, _) = pass(model, rows, labels, loss, loss_bf16, true, dropout, false)?;
+    Ok((stats, grads))
 }
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` / `labels` (no backward pass, no
 /// dropout).
 pub fn evaluate(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<Tensor> {
-    Ok(dispatch_real!(model.params[0].value, run_pass(model, rows, labels, loss, loss_bf16, false, None))?.0)
+    Ok(pass(model, rows, labels, loss, loss_bf16, false, None, false)?.0)
 }
 
-/// Statistics `[R, 4]` and, when `training`, every parameter's summed gradient `[R, ...]`.
-fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
+/// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients, no
+/// dropout); with `keep_logits`, also the logits `[R, N, C]` it computes on the way.
+#[allow(clippy::too_many_arguments)]
+pub fn pass(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+    dispatch_real!(model.params[0].value, run_pass(model, rows, labels, loss, loss_bf16, training, dropout, keep_logits))
+}
+
+/// Statistics `[R, 4]` and, when `training`, every parameter's summed gradient `[R, ...]`; with
+/// `keep_logits`, the logits `[R, N, C]`.
+#[allow(clippy::too_many_arguments)]
+fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let arch = &model.arch;
     let (rows, labels) = (rows.contiguous()?, labels.contiguous()?);
     let (runs, n, t) = rows.dims3()?;
@@ -98,6 +108,7 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
         chunk_rows: CHUNK_ROWS,
         runs_per_wave: RUNS_PER_WAVE,
         grad_lengths: training.then(|| per_run.clone()),
+        kept_per_row: if keep_logits { arch.classes } else { 0 },
     };
     // The first run of a wave, and its runs' dropout masks.
     type WaveMasks = (usize, Vec<Option<RunMasks>>);
@@ -107,7 +118,9 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
         let masks = wave.into_par_iter().map(|run| run_dropout.as_ref().map(|all| RunMasks::draw(arch, &all[run], n)));
         (start, masks.collect())
     };
-    let chunk_pass = |(wave_start, masks): &WaveMasks, run: usize, chunk: Range<usize>, mut grads: Option<&mut Vec<Vec<T>>>| {
+    let classes = arch.classes;
+    let chunk_pass = |(wave_start, masks): &WaveMasks, chunk: Chunk<'_, T>| {
+        let Chunk { run, rows: chunk, mut grads, mut kept } = chunk;
         let net = net(run);
         let shape = net.shape(b, training);
         let mut buf = Buffers::from_set(net.shape(b, training), pool::take(&shape.lengths()));
@@ -120,6 +133,11 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                 None => vec![BlockMasks::none(); arch.layers],
             };
             net.forward(block_tokens, &block_masks, &mut buf, training);
+            if let Some(out) = kept.as_deref_mut() {
+                // [B, C], before the loss overwrites them.
+                let (offset, len) = ((here.start - chunk.start) * classes, here.len() * classes);
+                out[offset..offset + len].copy_from_slice(buf.logits(len));
+            }
             let block_sums = net.loss(&labels[run * n + here.start..run * n + here.end], &mut buf, training.then_some(scale));
             sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
             if let Some(grads) = grads.as_deref_mut() {
@@ -129,13 +147,15 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
         pool::give_back([buf.into_set()], usize::MAX);
         sums
     };
-    let (means, stacked) = drive(&pass, wave_masks, chunk_pass);
+    let sums = drive(&pass, wave_masks, chunk_pass);
 
-    let stats = Tensor::from_vec(means, (runs, N_STATS), &Device::Cpu)?;
-    let grads = stacked
+    let stats = Tensor::from_vec(sums.means, (runs, N_STATS), &Device::Cpu)?;
+    let grads = sums
+        .grads
         .into_iter()
-        .zip(&model.params)
+        .zip(model.params.iter())
         .map(|(values, p)| Ok(Tensor::from_vec(values, p.value.shape(), &Device::Cpu)?))
         .collect::<Result<Vec<_>>>()?;
-    Ok((stats, grads))
+    let logits = keep_logits.then(|| Tensor::from_vec(sums.kept, (runs, n, classes), &Device::Cpu)).transpose()?;
+    Ok((stats, grads, logits))
 }
