@@ -75,6 +75,11 @@ pub enum Command {
         /// 0.01 of the run's best test accuracy (near-max).
         #[arg(long, default_value_t = GrokRule::First, value_parser = grok_rule_parser())]
         grok_rule: GrokRule,
+        /// For sweeps with `metrics.progress`: the circuit has formed at the first logged epoch
+        /// from memorization on at which the restricted loss has fallen by this fraction of its
+        /// value at memorization, in (0, 1).
+        #[arg(long, default_value_t = grokstack_analysis::DEFAULT_CIRCUIT_THRESHOLD)]
+        circuit_threshold: f64,
     },
     /// Write a Slurm job array that trains the sweep in N shards (one per task), and submit it.
     Slurm {

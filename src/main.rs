@@ -122,11 +122,11 @@ fn run(cli: Cli) -> Result<i32> {
             println!("run {run} ({}, final test accuracy {}) → {}", exported.status, exported.final_test_acc, exported.path.display());
             Ok(0)
         }
-        Command::Analyze { dir, threshold, group_by, grok_rule } => {
+        Command::Analyze { dir, threshold, group_by, grok_rule, circuit_threshold } => {
             if !(threshold > 0.0 && threshold <= 1.0) {
                 bail!("--threshold {threshold}: expected a test accuracy in (0, 1]");
             }
-            let report = grokstack_analysis::analyze(&dir, &grokstack_analysis::AnalyzeOptions { threshold, group_by, grok_rule })?;
+            let report = grokstack_analysis::analyze(&dir, &grokstack_analysis::AnalyzeOptions { threshold, group_by, grok_rule, circuit_threshold })?;
             println!("{}", report.headline);
             if report.missing_runs > 0 {
                 println!("{} run(s) of the sweep are not finished yet and are left out.", report.missing_runs);
