@@ -47,7 +47,8 @@ pub(crate) fn setting_phases(phases: LazyFrame) -> LazyFrame {
         ]);
     }
     let by_grok = SortMultipleOptions::default().with_nulls_last(true);
-    let lower_median = (len() - lit(1)).floor_div(lit(2));
+    // Whatever division the integers get, the cast truncates it to ⌊(n − 1)/2⌋ (n ≥ 1).
+    let lower_median = ((len() - lit(1)) / lit(2)).cast(DataType::Int64);
     aggregates.push(
         col(RUN_ID)
             .sort_by([col(GROK_EPOCH), col(RUN_ID)], by_grok)
