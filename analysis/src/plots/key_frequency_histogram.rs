@@ -56,7 +56,8 @@ impl Figure for KeyFrequencyHistogram {
                 .x_desc("frequency k")
                 .y_desc("runs")
                 .x_label_formatter(&|v| format!("{v:.0}"))
-                .y_label_formatter(&|v| format!("{v:.0}"))
+                // Runs are whole numbers: the ticks between them stay unlabelled.
+                .y_label_formatter(&|v| if v.fract() == 0.0 { format!("{v:.0}") } else { String::new() })
                 .label_style(font(11.0))
                 .axis_desc_style(font(12.0))
                 .draw()

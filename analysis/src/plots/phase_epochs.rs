@@ -85,7 +85,8 @@ impl Figure for PhaseEpochs {
                 .y_label_area_size(55)
                 .build_cartesian_2d(
                     -0.5..columns as f64 - 0.5,
-                    epochs.start.min(0.0)..epochs.end,
+                    // The top third is left to the legend.
+                    epochs.start.min(0.0)..epochs.end * 1.4,
                 )
                 .or_plot_error()?;
             // Only the column centres (whole numbers) are labelled, with the axis value there.
