@@ -7,6 +7,7 @@ pub const SETTING_ID: &str = "setting_id";
 pub const SEED: &str = "seed";
 pub const STATUS: &str = "status";
 pub const TASK_OP: &str = "task.op";
+pub const TASK_P: &str = "task.p";
 pub const OPTIMIZER: &str = "train.optimizer";
 pub const EPOCH_BUDGET: &str = "train.epochs";
 pub const LR: &str = "train.lr";

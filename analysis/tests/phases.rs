@@ -22,9 +22,9 @@ struct Run {
     final_keys: &'static [i64],
 }
 
-/// Setting 0 (add, lr 0.01): memorization 2, 3, 4 (median 3, quartiles 2.5 and 3.5), circuit 5,
+/// Setting 0 (add mod 113, lr 0.01): memorization 2, 3, 4 (median 3, quartiles 2.5 and 3.5), circuit 5,
 /// 6, 9 (6; 5.5, 7.5), grok 8, 10, 13 (10; 9, 11.5), cleanup end 12, 14, 16 (14; 13, 15); its
-/// median seed is run 1. Setting 1 (mul, lr 0.02): memorization 1, 2, 1 (1; 1, 1.5), circuit 3,
+/// median seed is run 1. Setting 1 (mul mod 97, lr 0.02): memorization 1, 2, 1 (1; 1, 1.5), circuit 3,
 /// 4, 2 (3; 2.5, 3.5), grok 5, never, 6 (5.5; 5.25, 5.75), cleanup end 7, never, 9 (8; 7.5, 8.5);
 /// by grok epoch its runs are 3, 5, 4, so its median seed is run 5.
 fn runs() -> Vec<Run> {
@@ -88,6 +88,7 @@ fn write_sweep(dir: &Path, with_progress: bool) {
         "setting_id" => runs.iter().map(|r| r.setting).collect::<Vec<_>>(),
         "seed" => (0..n as i64).map(|i| i % 3).collect::<Vec<_>>(),
         "task.op" => runs.iter().map(|r| r.op).collect::<Vec<_>>(),
+        "task.p" => runs.iter().map(|r| if r.setting == 0 { 113i64 } else { 97 }).collect::<Vec<_>>(),
         "train.epochs" => vec![EPOCHS; n],
         "train.optimizer" => vec!["adamw"; n],
         "train.lr" => runs.iter().map(|r| r.lr).collect::<Vec<_>>(),
@@ -150,13 +151,13 @@ fn phase_epochs_per_run_are_where_the_curves_put_them() {
     assert!(report.headline.contains("--circuit-threshold 0.5"), "{}", report.headline);
     assert!(
         report.headline.contains(
-            "Final key frequencies most often found for add: 14 (3 of 3 runs), 35 (2 of 3 runs), 41 (2 of 3 runs), \
+            "Final key frequencies most often found for add, p = 113: 14 (3 of 3 runs), 35 (2 of 3 runs), 41 (2 of 3 runs), \
              52 (2 of 3 runs)."
         ),
         "{}",
         report.headline
     );
-    assert!(report.headline.contains("for mul: 7 (3 of 3 runs), 21 (2 of 3 runs)."), "{}", report.headline);
+    assert!(report.headline.contains("for mul, p = 97: 7 (3 of 3 runs), 21 (2 of 3 runs)."), "{}", report.headline);
 }
 
 #[test]

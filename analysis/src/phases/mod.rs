@@ -17,6 +17,8 @@
 mod per_run;
 mod per_setting;
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context, Result};
 use polars::prelude::{
     col, cols, Column, DataFrame, DataType, Expr, IntoLazy, JoinArgs, JoinType, SortMultipleOptions,
@@ -53,6 +55,9 @@ pub(crate) const OUTPUT_FILES: &[&str] = &[
 const RUNS_FILE: &str = "phase_runs.csv";
 const SETTINGS_FILE: &str = "phase_settings.csv";
 const FREQUENCIES_FILE: &str = "phase_key_frequencies.csv";
+/// The columns that say which task a run learns: key frequencies are compared within a task.
+/// `task.p` is optional (not every writer of runs.parquet has it).
+const TASK_COLUMNS: [&str; 2] = [TASK_OP, TASK_P];
 /// Frequencies named per task in the headline.
 const HEADLINE_FREQUENCIES: usize = 5;
 
@@ -68,13 +73,15 @@ pub(crate) fn check_circuit_threshold(threshold: f64) -> Result<()> {
 /// written.
 pub(crate) struct Phases {
     circuit_threshold: f64,
+    /// Those of [`TASK_COLUMNS`] that runs.parquet has.
+    task_columns: Vec<&'static str>,
     /// [`per_run::run_phases`], the key frequencies as lists.
     runs: DataFrame,
     /// [`per_setting::setting_phases`] with the settings' configuration columns.
     settings: DataFrame,
     /// [`per_setting::key_frequency_counts`].
     frequencies: DataFrame,
-    /// Per `task.op` and frequency, the runs that end with it.
+    /// Per task ([`TASK_COLUMNS`]) and frequency, the runs that end with it.
     by_task: DataFrame,
     /// The losses per logged epoch of the runs the loss-curve plot shows.
     curves: DataFrame,
@@ -94,7 +101,9 @@ impl Phases {
             return Ok(None);
         }
         let inputs = sweep.describe_inputs();
-        let runs = per_run::run_phases(outcomes.clone().lazy(), sweep.metrics()?, circuit_threshold)
+        let task_columns: Vec<&'static str> =
+            TASK_COLUMNS.into_iter().filter(|c| config.iter().any(|k| k == c)).collect();
+        let runs = per_run::run_phases(outcomes.clone().lazy(), sweep.metrics()?, circuit_threshold, &task_columns)
             .collect()
             .with_context(|| format!("computing the phases of grokking from {inputs}"))?;
         if runs.height() == 0 {
@@ -112,13 +121,13 @@ impl Phases {
         let frequencies = per_setting::key_frequency_counts(runs.clone().lazy())
             .collect()
             .context("counting the final key frequencies per setting")?;
-        let by_task = per_setting::exploded_frequencies(runs.clone().lazy(), TASK_OP)
-            .sort([TASK_OP, FREQUENCY], SortMultipleOptions::default())
+        let by_task = per_setting::exploded_frequencies(runs.clone().lazy(), &task_columns)
             .collect()
             .context("counting the final key frequencies per task")?;
         let curves = plots::phase_losses::curves(sweep, &per_setting)?;
         Ok(Some(Self {
             circuit_threshold,
+            task_columns,
             runs,
             settings: per_setting,
             frequencies,
@@ -176,25 +185,37 @@ impl Phases {
         Ok(text)
     }
 
-    /// Per task, in name order: its runs with progress measures, and (frequency, runs ending
-    /// with it), most runs first, then the lower frequency.
+    /// Per task, in label order: its label (`add, p = 113`), its runs with progress measures, and
+    /// (frequency, runs ending with it), most runs first, then the lower frequency.
     pub fn frequencies_per_task(&self) -> Result<Vec<(String, usize, Vec<(i64, i64)>)>> {
-        let tasks = crate::settings::distinct_strings(&self.runs, TASK_OP)?;
-        let task_of_run = self.runs.column(TASK_OP)?.str()?;
-        let task_column = self.by_task.column(TASK_OP)?.str()?;
+        let mut tasks: BTreeMap<String, (usize, Vec<(i64, i64)>)> = BTreeMap::new();
+        for row in 0..self.runs.height() {
+            tasks.entry(self.task_label(&self.runs, row)?).or_default().0 += 1;
+        }
         let frequency = self.by_task.column(FREQUENCY)?.i64()?;
         let runs = self.by_task.column(RUNS_WITH_FREQUENCY)?.i64()?;
-        let mut out = Vec::new();
-        for task in tasks {
-            let task_runs = task_of_run.iter().filter(|t| *t == Some(task.as_str())).count();
-            let mut counts: Vec<(i64, i64)> = (0..self.by_task.height())
-                .filter(|&i| task_column.get(i) == Some(task.as_str()))
-                .filter_map(|i| Some((frequency.get(i)?, runs.get(i)?)))
-                .collect();
-            counts.sort_by_key(|&(frequency, n)| (-n, frequency));
-            out.push((task, task_runs, counts));
+        for row in 0..self.by_task.height() {
+            if let (Some(k), Some(n)) = (frequency.get(row), runs.get(row)) {
+                tasks.entry(self.task_label(&self.by_task, row)?).or_default().1.push((k, n));
+            }
         }
-        Ok(out)
+        Ok(tasks
+            .into_iter()
+            .map(|(task, (runs, mut counts))| {
+                counts.sort_by_key(|&(frequency, n)| (-n, frequency));
+                (task, runs, counts)
+            })
+            .collect())
+    }
+
+    /// The task of `row` of `frame`: the operation, then `p = 113` and any other task column.
+    fn task_label(&self, frame: &DataFrame, row: usize) -> Result<String> {
+        let mut parts = Vec::new();
+        for (i, column) in self.task_columns.iter().enumerate() {
+            let value = format_value(&frame.column(column)?.get(row)?);
+            parts.push(if i == 0 { value } else { format!("{} = {value}", plots::short_name(column)) });
+        }
+        Ok(parts.join(", "))
     }
 
     /// The three tables and three plots.

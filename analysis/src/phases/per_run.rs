@@ -10,7 +10,7 @@ use crate::grok_rule::memorized;
 pub(crate) const CLEANUP_REMAINING: f64 = 0.1;
 
 /// One row per run that logged progress measures, sorted by `run_id`: `run_id`, `setting_id`,
-/// `seed`, `task.op`, then
+/// `seed`, the `task_columns` of `outcomes`, then
 /// - `memorization_epoch`: the first logged epoch with train accuracy ≥ 0.99;
 /// - `restricted_loss_at_memorization`: the restricted loss at that epoch;
 /// - `circuit_epoch`: the first logged epoch at or after memorization at which the restricted
@@ -23,7 +23,14 @@ pub(crate) const CLEANUP_REMAINING: f64 = 0.1;
 ///
 /// Each epoch is null when its condition never holds or the epoch it counts from is null; NaN
 /// (a diverged run) never meets a condition.
-pub(crate) fn run_phases(outcomes: LazyFrame, metrics: LazyFrame, circuit_threshold: f64) -> LazyFrame {
+pub(crate) fn run_phases(
+    outcomes: LazyFrame,
+    metrics: LazyFrame,
+    circuit_threshold: f64,
+    task_columns: &[&str],
+) -> LazyFrame {
+    let mut from_outcomes = vec![col(RUN_ID), col(SETTING_ID), col(SEED), col(GROK_EPOCH)];
+    from_outcomes.extend(task_columns.iter().map(|c| col(*c)));
     let progress = metrics
         .filter(col(RESTRICTED_LOSS).is_not_null())
         .select([
@@ -35,7 +42,7 @@ pub(crate) fn run_phases(outcomes: LazyFrame, metrics: LazyFrame, circuit_thresh
             col(KEY_FREQUENCIES),
         ])
         .join(
-            outcomes.select([col(RUN_ID), col(SETTING_ID), col(SEED), col(TASK_OP), col(GROK_EPOCH)]),
+            outcomes.select(from_outcomes),
             [col(RUN_ID)],
             [col(RUN_ID)],
             JoinArgs::new(JoinType::Inner),
@@ -58,20 +65,17 @@ pub(crate) fn run_phases(outcomes: LazyFrame, metrics: LazyFrame, circuit_thresh
         .gt_eq(grok.clone())
         .and((from_final.clone() * from_final).lt_eq(allowed.clone() * allowed));
 
-    progress
-        .group_by([col(RUN_ID)])
-        .agg([
-            col(SETTING_ID).first(),
-            col(SEED).first(),
-            col(TASK_OP).first(),
-            memorization.alias(MEMORIZATION_EPOCH),
-            restricted_at_memorization.alias(RESTRICTED_AT_MEMORIZATION),
-            col(EPOCH).filter(circuit_formed).min().alias(CIRCUIT_EPOCH),
-            grok.alias(GROK_EPOCH),
-            col(EPOCH).filter(settled).min().alias(CLEANUP_END_EPOCH),
-            at_epoch(KEY_FREQUENCIES, last_epoch).alias(FINAL_KEY_FREQUENCIES),
-        ])
-        .sort([RUN_ID], SortMultipleOptions::default())
+    let mut per_run = vec![col(SETTING_ID).first(), col(SEED).first()];
+    per_run.extend(task_columns.iter().map(|c| col(*c).first()));
+    per_run.extend([
+        memorization.alias(MEMORIZATION_EPOCH),
+        restricted_at_memorization.alias(RESTRICTED_AT_MEMORIZATION),
+        col(EPOCH).filter(circuit_formed).min().alias(CIRCUIT_EPOCH),
+        grok.alias(GROK_EPOCH),
+        col(EPOCH).filter(settled).min().alias(CLEANUP_END_EPOCH),
+        at_epoch(KEY_FREQUENCIES, last_epoch).alias(FINAL_KEY_FREQUENCIES),
+    ]);
+    progress.group_by([col(RUN_ID)]).agg(per_run).sort([RUN_ID], SortMultipleOptions::default())
 }
 
 #[cfg(test)]
@@ -151,7 +155,7 @@ mod tests {
 
     #[test]
     fn phase_epochs_are_where_the_construction_puts_them() {
-        let phases = run_phases(outcomes(), metrics(), 0.5).collect().unwrap();
+        let phases = run_phases(outcomes(), metrics(), 0.5, &[TASK_OP]).collect().unwrap();
         assert_eq!(column(&phases, RUN_ID), [Some(0), Some(1), Some(2)]);
         assert_eq!(column(&phases, MEMORIZATION_EPOCH), [Some(3), None, Some(0)]);
         let restricted: Vec<Option<f64>> = phases.column(RESTRICTED_AT_MEMORIZATION).unwrap().f64().unwrap().iter().collect();
@@ -168,7 +172,7 @@ mod tests {
 
     #[test]
     fn circuit_threshold_moves_the_circuit_epoch() {
-        let phases = run_phases(outcomes(), metrics(), 0.3).collect().unwrap();
+        let phases = run_phases(outcomes(), metrics(), 0.3, &[TASK_OP]).collect().unwrap();
         assert_eq!(column(&phases, CIRCUIT_EPOCH), [Some(5), None, None]);
     }
 }

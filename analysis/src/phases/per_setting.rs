@@ -70,7 +70,7 @@ pub(crate) fn key_frequency_counts(phases: LazyFrame) -> LazyFrame {
         .clone()
         .group_by([col(SETTING_ID)])
         .agg([len().cast(DataType::Int64).alias(SEEDS_WITH_PROGRESS)]);
-    exploded_frequencies(phases, SETTING_ID)
+    exploded_frequencies(phases, &[SETTING_ID])
         .join(seeds, [col(SETTING_ID)], [col(SETTING_ID)], JoinArgs::new(JoinType::Inner))
         .with_column(
             (col(RUNS_WITH_FREQUENCY).cast(DataType::Float64) / col(SEEDS_WITH_PROGRESS).cast(DataType::Float64))
@@ -82,10 +82,15 @@ pub(crate) fn key_frequency_counts(phases: LazyFrame) -> LazyFrame {
         )
 }
 
-/// Per `by` (a column of `phases`) and frequency: `runs` whose final key frequencies hold it.
-pub(crate) fn exploded_frequencies(phases: LazyFrame, by: &str) -> LazyFrame {
+/// Per group of `by` (columns of `phases`) and frequency: `runs` whose final key frequencies
+/// hold it.
+pub(crate) fn exploded_frequencies(phases: LazyFrame, by: &[&str]) -> LazyFrame {
+    let mut kept: Vec<Expr> = by.iter().map(|c| col(*c)).collect();
+    kept.push(col(FINAL_KEY_FREQUENCIES).alias(FREQUENCY));
+    let mut groups: Vec<Expr> = by.iter().map(|c| col(*c)).collect();
+    groups.push(col(FREQUENCY));
     phases
-        .select([col(by), col(FINAL_KEY_FREQUENCIES).alias(FREQUENCY)])
+        .select(kept)
         .explode(
             cols([FREQUENCY]),
             ExplodeOptions {
@@ -94,7 +99,7 @@ pub(crate) fn exploded_frequencies(phases: LazyFrame, by: &str) -> LazyFrame {
             },
         )
         .filter(col(FREQUENCY).is_not_null())
-        .group_by([col(by), col(FREQUENCY)])
+        .group_by(groups)
         .agg([len().cast(DataType::Int64).alias(RUNS_WITH_FREQUENCY)])
 }
 

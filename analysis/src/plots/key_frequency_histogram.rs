@@ -1,5 +1,5 @@
-//! How many runs end with each key frequency: one bar per frequency, one panel per task (the
-//! frequencies of add and of mul are not the same thing).
+//! How many runs end with each key frequency: one bar per frequency, one panel per task and
+//! modulus (the frequencies of add mod 113 and of mul mod 97 are not the same thing).
 
 use anyhow::Result;
 use plotters::coord::Shift;
@@ -25,7 +25,7 @@ pub(crate) fn draw(stage: &mut Staging, per_task: &[(String, usize, Vec<(i64, i6
         .map(|(task, runs, counts)| {
             let mut bars = counts.clone();
             bars.sort();
-            Panel { title: format!("task.op = {task}: final key frequencies of {runs} runs"), bars }
+            Panel { title: format!("{task}: final key frequencies of {runs} runs"), bars }
         })
         .collect();
     render(stage, "phase_key_frequencies", &KeyFrequencyHistogram { panels })
