@@ -126,7 +126,8 @@ fn run(cli: Cli) -> Result<i32> {
             if !(threshold > 0.0 && threshold <= 1.0) {
                 bail!("--threshold {threshold}: expected a test accuracy in (0, 1]");
             }
-            let report = grokstack_analysis::analyze(&dir, &grokstack_analysis::AnalyzeOptions { threshold, group_by, grok_rule, circuit_threshold })?;
+            let options = grokstack_analysis::AnalyzeOptions { threshold, group_by, grok_rule, circuit_threshold };
+            let report = grokstack_analysis::analyze(&dir, &options)?;
             println!("{}", report.headline);
             if report.missing_runs > 0 {
                 println!("{} run(s) of the sweep are not finished yet and are left out.", report.missing_runs);

@@ -151,8 +151,8 @@ fn phase_epochs_per_run_are_where_the_curves_put_them() {
     assert!(report.headline.contains("--circuit-threshold 0.5"), "{}", report.headline);
     assert!(
         report.headline.contains(
-            "Final key frequencies most often found for add, p = 113: 14 (3 of 3 runs), 35 (2 of 3 runs), 41 (2 of 3 runs), \
-             52 (2 of 3 runs)."
+            "Final key frequencies most often found for add, p = 113: 14 (3 of 3 runs), 35 (2 of 3 runs), \
+             41 (2 of 3 runs), 52 (2 of 3 runs)."
         ),
         "{}",
         report.headline

@@ -89,7 +89,8 @@ fn write_sweep(dir: &Path) {
 fn analyzed(rule: GrokRule) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_sweep(dir.path());
-    analyze(dir.path(), &AnalyzeOptions { threshold: 0.95, group_by: vec![], grok_rule: rule, ..AnalyzeOptions::default() }).unwrap();
+    let options = AnalyzeOptions { threshold: 0.95, group_by: vec![], grok_rule: rule, ..AnalyzeOptions::default() };
+    analyze(dir.path(), &options).unwrap();
     dir
 }
 

@@ -158,7 +158,8 @@ mod tests {
         let phases = run_phases(outcomes(), metrics(), 0.5, &[TASK_OP]).collect().unwrap();
         assert_eq!(column(&phases, RUN_ID), [Some(0), Some(1), Some(2)]);
         assert_eq!(column(&phases, MEMORIZATION_EPOCH), [Some(3), None, Some(0)]);
-        let restricted: Vec<Option<f64>> = phases.column(RESTRICTED_AT_MEMORIZATION).unwrap().f64().unwrap().iter().collect();
+        let restricted = phases.column(RESTRICTED_AT_MEMORIZATION).unwrap().f64().unwrap().clone();
+        let restricted: Vec<Option<f64>> = restricted.iter().collect();
         assert_eq!(restricted, [Some(4.0), None, Some(4.0)]);
         assert_eq!(column(&phases, CIRCUIT_EPOCH), [Some(6), None, None]);
         assert_eq!(column(&phases, GROK_EPOCH), [Some(7), None, Some(2)]);

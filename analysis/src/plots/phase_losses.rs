@@ -122,7 +122,8 @@ impl Figure for PhaseLosses {
         for (p, (area, panel)) in root.split_evenly((rows, columns)).iter().zip(&self.panels).enumerate() {
             let points = || panel.losses.iter().flatten();
             let last_epoch = points().map(|p| p.0).fold(1.0, f64::max);
-            let (low, high) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+            let (low, high) = points()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
             // A decade's margin is too much on a log axis; a factor of 1.5 keeps curves off the frame.
             let (low, high) = if low <= high { (low / 1.5, high * 1.5) } else { (1e-3, 10.0) };
             let mut chart = ChartBuilder::on(area)
