@@ -29,8 +29,8 @@ use crate::plots;
 use crate::staging::Staging;
 use crate::sweep_dir::SweepDir;
 use crate::tables::{format_number, format_value};
-use per_setting::{FREQUENCY, RUNS_WITH_FREQUENCY};
 pub(crate) use per_setting::{stat_columns, MEDIAN_SEED_RUN_ID};
+use per_setting::{FREQUENCY, RUNS_WITH_FREQUENCY};
 
 /// The default `--circuit-threshold`: the circuit has formed once the restricted loss has halved.
 pub const DEFAULT_CIRCUIT_THRESHOLD: f64 = 0.5;
@@ -101,11 +101,18 @@ impl Phases {
             return Ok(None);
         }
         let inputs = sweep.describe_inputs();
-        let task_columns: Vec<&'static str> =
-            TASK_COLUMNS.into_iter().filter(|c| config.iter().any(|k| k == c)).collect();
-        let runs = per_run::run_phases(outcomes.clone().lazy(), sweep.metrics()?, circuit_threshold, &task_columns)
-            .collect()
-            .with_context(|| format!("computing the phases of grokking from {inputs}"))?;
+        let task_columns: Vec<&'static str> = TASK_COLUMNS
+            .into_iter()
+            .filter(|c| config.iter().any(|k| k == c))
+            .collect();
+        let runs = per_run::run_phases(
+            outcomes.clone().lazy(),
+            sweep.metrics()?,
+            circuit_threshold,
+            &task_columns,
+        )
+        .collect()
+        .with_context(|| format!("computing the phases of grokking from {inputs}"))?;
         if runs.height() == 0 {
             return Ok(None);
         }
@@ -114,7 +121,12 @@ impl Phases {
             .lazy()
             .select([col(SETTING_ID), cols(config.iter().map(String::as_str)).as_expr()]);
         let per_setting = per_setting::setting_phases(runs.clone().lazy())
-            .join(configuration, [col(SETTING_ID)], [col(SETTING_ID)], JoinArgs::new(JoinType::Inner))
+            .join(
+                configuration,
+                [col(SETTING_ID)],
+                [col(SETTING_ID)],
+                JoinArgs::new(JoinType::Inner),
+            )
             .sort([SETTING_ID], SortMultipleOptions::default())
             .collect()
             .context("aggregating the phases of grokking per setting")?;
@@ -148,7 +160,10 @@ impl Phases {
                     .iter()
                     .flat_map(|phase| {
                         [
-                            col(*phase).cast(DataType::Float64).median().alias(format!("median {phase}")),
+                            col(*phase)
+                                .cast(DataType::Float64)
+                                .median()
+                                .alias(format!("median {phase}")),
                             col(*phase).count().alias(format!("runs {phase}")),
                         ]
                     })
@@ -161,7 +176,11 @@ impl Phases {
             .iter()
             .zip(PHASE_NAMES)
             .map(|(phase, name)| {
-                Ok(format!("{name} {} ({} runs)", cell(format!("median {phase}"))?, cell(format!("runs {phase}"))?))
+                Ok(format!(
+                    "{name} {} ({} runs)",
+                    cell(format!("median {phase}"))?,
+                    cell(format!("runs {phase}"))?
+                ))
             })
             .collect::<Result<Vec<_>>>()?
             .join(", ");
@@ -180,7 +199,9 @@ impl Phases {
                 .map(|(frequency, n)| format!("{frequency} ({n} of {runs} runs)"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            text.push_str(&format!("\nFinal key frequencies most often found for {task}: {shown}."));
+            text.push_str(&format!(
+                "\nFinal key frequencies most often found for {task}: {shown}."
+            ));
         }
         Ok(text)
     }
@@ -196,7 +217,11 @@ impl Phases {
         let runs = self.by_task.column(RUNS_WITH_FREQUENCY)?.i64()?;
         for row in 0..self.by_task.height() {
             if let (Some(k), Some(n)) = (frequency.get(row), runs.get(row)) {
-                tasks.entry(self.task_label(&self.by_task, row)?).or_default().1.push((k, n));
+                tasks
+                    .entry(self.task_label(&self.by_task, row)?)
+                    .or_default()
+                    .1
+                    .push((k, n));
             }
         }
         Ok(tasks
@@ -213,7 +238,11 @@ impl Phases {
         let mut parts = Vec::new();
         for (i, column) in self.task_columns.iter().enumerate() {
             let value = format_value(&frame.column(column)?.get(row)?);
-            parts.push(if i == 0 { value } else { format!("{} = {value}", plots::short_name(column)) });
+            parts.push(if i == 0 {
+                value
+            } else {
+                format!("{} = {value}", plots::short_name(column))
+            });
         }
         Ok(parts.join(", "))
     }
@@ -246,7 +275,10 @@ impl Phases {
             "one row per setting: its seeds with progress measures and, per phase epoch, the seeds that reached \
              it with the median and quartiles of their epochs; median_seed_run_id: the run whose losses \
              phase_losses shows (the lower median by grok epoch)",
-            &self.settings.select(shown).context("selecting the phase_settings.csv columns")?,
+            &self
+                .settings
+                .select(shown)
+                .context("selecting the phase_settings.csv columns")?,
         )?;
         stage.write_csv(
             FREQUENCIES_FILE,

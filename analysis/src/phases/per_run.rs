@@ -75,7 +75,10 @@ pub(crate) fn run_phases(
         col(EPOCH).filter(settled).min().alias(CLEANUP_END_EPOCH),
         at_epoch(KEY_FREQUENCIES, last_epoch).alias(FINAL_KEY_FREQUENCIES),
     ]);
-    progress.group_by([col(RUN_ID)]).agg(per_run).sort([RUN_ID], SortMultipleOptions::default())
+    progress
+        .group_by([col(RUN_ID)])
+        .agg(per_run)
+        .sort([RUN_ID], SortMultipleOptions::default())
 }
 
 #[cfg(test)]
@@ -124,7 +127,9 @@ mod tests {
         frame.2.push(1.0);
         frame.3.push(None);
         frame.4.push(10.0);
-        frame.5.push(Series::new_null("".into(), 0).cast(&DataType::Int64).unwrap());
+        frame
+            .5
+            .push(Series::new_null("".into(), 0).cast(&DataType::Int64).unwrap());
         df!(
             RUN_ID => frame.0,
             EPOCH => frame.1,
@@ -158,7 +163,12 @@ mod tests {
         let phases = run_phases(outcomes(), metrics(), 0.5, &[TASK_OP]).collect().unwrap();
         assert_eq!(column(&phases, RUN_ID), [Some(0), Some(1), Some(2)]);
         assert_eq!(column(&phases, MEMORIZATION_EPOCH), [Some(3), None, Some(0)]);
-        let restricted = phases.column(RESTRICTED_AT_MEMORIZATION).unwrap().f64().unwrap().clone();
+        let restricted = phases
+            .column(RESTRICTED_AT_MEMORIZATION)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .clone();
         let restricted: Vec<Option<f64>> = restricted.iter().collect();
         assert_eq!(restricted, [Some(4.0), None, Some(4.0)]);
         assert_eq!(column(&phases, CIRCUIT_EPOCH), [Some(6), None, None]);
@@ -166,7 +176,15 @@ mod tests {
         assert_eq!(column(&phases, CLEANUP_END_EPOCH), [Some(8), None, Some(2)]);
         let lists = phases.column(FINAL_KEY_FREQUENCIES).unwrap().list().unwrap().clone();
         let finals: Vec<Vec<i64>> = (0..lists.len())
-            .map(|row| lists.get_as_series(row).unwrap().i64().unwrap().into_no_null_iter().collect())
+            .map(|row| {
+                lists
+                    .get_as_series(row)
+                    .unwrap()
+                    .i64()
+                    .unwrap()
+                    .into_no_null_iter()
+                    .collect()
+            })
             .collect();
         assert_eq!(finals, [vec![14, 35, 41], vec![3], vec![5, 7]]);
     }

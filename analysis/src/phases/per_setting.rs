@@ -71,7 +71,12 @@ pub(crate) fn key_frequency_counts(phases: LazyFrame) -> LazyFrame {
         .group_by([col(SETTING_ID)])
         .agg([len().cast(DataType::Int64).alias(SEEDS_WITH_PROGRESS)]);
     exploded_frequencies(phases, &[SETTING_ID])
-        .join(seeds, [col(SETTING_ID)], [col(SETTING_ID)], JoinArgs::new(JoinType::Inner))
+        .join(
+            seeds,
+            [col(SETTING_ID)],
+            [col(SETTING_ID)],
+            JoinArgs::new(JoinType::Inner),
+        )
         .with_column(
             (col(RUNS_WITH_FREQUENCY).cast(DataType::Float64) / col(SEEDS_WITH_PROGRESS).cast(DataType::Float64))
                 .alias(FRACTION),
@@ -128,7 +133,15 @@ mod tests {
     }
 
     fn floats(frame: &DataFrame, name: &str) -> Vec<Option<f64>> {
-        frame.column(name).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().iter().collect()
+        frame
+            .column(name)
+            .unwrap()
+            .cast(&DataType::Float64)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .collect()
     }
 
     #[test]
@@ -157,7 +170,13 @@ mod tests {
             .map(|i| {
                 let int = |name: &str| counts.column(name).unwrap().i64().unwrap().get(i).unwrap();
                 let fraction = counts.column(FRACTION).unwrap().f64().unwrap().get(i).unwrap();
-                (int(SETTING_ID), int(FREQUENCY), int(RUNS_WITH_FREQUENCY), int(SEEDS_WITH_PROGRESS), fraction)
+                (
+                    int(SETTING_ID),
+                    int(FREQUENCY),
+                    int(RUNS_WITH_FREQUENCY),
+                    int(SEEDS_WITH_PROGRESS),
+                    fraction,
+                )
             })
             .collect();
         assert_eq!(
@@ -176,7 +195,12 @@ mod tests {
     fn stat_columns_are_named_after_the_phase() {
         assert_eq!(
             stat_columns(CLEANUP_END_EPOCH),
-            ["cleanup_end_seeds", "median_cleanup_end_epoch", "q25_cleanup_end_epoch", "q75_cleanup_end_epoch"]
+            [
+                "cleanup_end_seeds",
+                "median_cleanup_end_epoch",
+                "q25_cleanup_end_epoch",
+                "q75_cleanup_end_epoch"
+            ]
         );
     }
 }

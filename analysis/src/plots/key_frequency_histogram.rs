@@ -25,7 +25,10 @@ pub(crate) fn draw(stage: &mut Staging, per_task: &[(String, usize, Vec<(i64, i6
         .map(|(task, runs, counts)| {
             let mut bars = counts.clone();
             bars.sort();
-            Panel { title: format!("{task}: final key frequencies of {runs} runs"), bars }
+            Panel {
+                title: format!("{task}: final key frequencies of {runs} runs"),
+                bars,
+            }
         })
         .collect();
     render(stage, "phase_key_frequencies", &KeyFrequencyHistogram { panels })
@@ -38,7 +41,9 @@ impl Figure for KeyFrequencyHistogram {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let root = root.titled("Key frequencies the runs end with", font(18.0)).or_plot_error()?;
+        let root = root
+            .titled("Key frequencies the runs end with", font(18.0))
+            .or_plot_error()?;
         let (rows, columns) = panel_grid(self.panels.len());
         for (t, (area, panel)) in root.split_evenly((rows, columns)).iter().zip(&self.panels).enumerate() {
             let highest = panel.bars.iter().map(|b| b.0).max().unwrap_or(1).max(1) as f64;
@@ -57,7 +62,13 @@ impl Figure for KeyFrequencyHistogram {
                 .y_desc("runs")
                 .x_label_formatter(&|v| format!("{v:.0}"))
                 // Runs are whole numbers: the ticks between them stay unlabelled.
-                .y_label_formatter(&|v| if v.fract() == 0.0 { format!("{v:.0}") } else { String::new() })
+                .y_label_formatter(&|v| {
+                    if v.fract() == 0.0 {
+                        format!("{v:.0}")
+                    } else {
+                        String::new()
+                    }
+                })
                 .label_style(font(11.0))
                 .axis_desc_style(font(12.0))
                 .draw()
