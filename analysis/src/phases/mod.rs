@@ -69,6 +69,16 @@ pub(crate) fn check_circuit_threshold(threshold: f64) -> Result<()> {
     Ok(())
 }
 
+/// How often the runs of one task end with each key frequency.
+pub(crate) struct TaskFrequencies {
+    /// e.g. `add, p = 113`.
+    pub task: String,
+    /// Its runs with progress measures.
+    pub runs: usize,
+    /// (frequency, runs ending with it), most runs first, then the lower frequency.
+    pub counts: Vec<(i64, i64)>,
+}
+
 /// The phases of every run that logged progress measures, computed in full before anything is
 /// written.
 pub(crate) struct Phases {
@@ -192,7 +202,7 @@ impl Phases {
             format_number(1.0 - self.circuit_threshold),
             format_number(self.circuit_threshold),
         );
-        for (task, runs, counts) in self.frequencies_per_task()? {
+        for TaskFrequencies { task, runs, counts } in self.frequencies_per_task()? {
             let shown = counts
                 .iter()
                 .take(HEADLINE_FREQUENCIES)
@@ -206,9 +216,8 @@ impl Phases {
         Ok(text)
     }
 
-    /// Per task, in label order: its label (`add, p = 113`), its runs with progress measures, and
-    /// (frequency, runs ending with it), most runs first, then the lower frequency.
-    pub fn frequencies_per_task(&self) -> Result<Vec<(String, usize, Vec<(i64, i64)>)>> {
+    /// Per task, in label order.
+    pub fn frequencies_per_task(&self) -> Result<Vec<TaskFrequencies>> {
         let mut tasks: BTreeMap<String, (usize, Vec<(i64, i64)>)> = BTreeMap::new();
         for row in 0..self.runs.height() {
             tasks.entry(self.task_label(&self.runs, row)?).or_default().0 += 1;
@@ -228,7 +237,7 @@ impl Phases {
             .into_iter()
             .map(|(task, (runs, mut counts))| {
                 counts.sort_by_key(|&(frequency, n)| (-n, frequency));
-                (task, runs, counts)
+                TaskFrequencies { task, runs, counts }
             })
             .collect())
     }

@@ -6,6 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{font, panel_grid, render, series_colour, Figure, OrPlotError};
+use crate::phases::TaskFrequencies;
 use crate::staging::Staging;
 
 struct Panel {
@@ -18,11 +19,11 @@ struct KeyFrequencyHistogram {
     panels: Vec<Panel>,
 }
 
-/// Writes phase_key_frequencies.png/.svg from (task, its runs, (frequency, runs) per frequency).
-pub(crate) fn draw(stage: &mut Staging, per_task: &[(String, usize, Vec<(i64, i64)>)]) -> Result<()> {
+/// Writes phase_key_frequencies.png/.svg.
+pub(crate) fn draw(stage: &mut Staging, per_task: &[TaskFrequencies]) -> Result<()> {
     let panels = per_task
         .iter()
-        .map(|(task, runs, counts)| {
+        .map(|TaskFrequencies { task, runs, counts }| {
             let mut bars = counts.clone();
             bars.sort();
             Panel {
