@@ -86,10 +86,18 @@ class Sweep:
             raise GrokstackError(f"{self.dir / 'shards'} holds shards of {' and '.join(counts)}: merge them first (Sweep.merge())")
         return shards or [self.dir]
 
-    def analyze(self, threshold: float = 0.95, group_by: Union[str, Sequence[str], None] = None, grok_rule: str = "first") -> "Sweep":
+    def analyze(
+        self,
+        threshold: float = 0.95,
+        group_by: Union[str, Sequence[str], None] = None,
+        grok_rule: str = "first",
+        circuit_threshold: float = 0.5,
+    ) -> "Sweep":
         """Run `grokstack analyze` (writes DIR/analysis/, prints the headline); returns self, so
-        that `sweep.analyze(threshold=1.0).settings()` reads the table it wrote."""
+        that `sweep.analyze(threshold=1.0).settings()` reads the table it wrote.
+        `circuit_threshold` is `--circuit-threshold` (sweeps with `metrics.progress` only)."""
         args: List[Any] = ["analyze", self.dir, "--threshold", threshold, "--grok-rule", grok_rule]
+        args += ["--circuit-threshold", circuit_threshold]
         if group_by:
             args += ["--group-by", group_by if isinstance(group_by, str) else ",".join(group_by)]
         _cli.run(args)
