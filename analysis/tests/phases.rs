@@ -310,9 +310,11 @@ fn phase_plots_and_tables_are_in_the_report() {
     for id in ["phase_losses", "phase_epochs", "phase_key_frequencies"] {
         assert!(html.contains(&format!("<figure id=\"{id}\">")), "{id}");
     }
-    for table in ["phase_runs.csv", "phase_settings.csv", "phase_key_frequencies.csv"] {
+    for table in ["phase_settings.csv", "phase_key_frequencies.csv"] {
         assert!(html.contains(&format!("data-file=\"{table}\"")), "{table}");
     }
+    // One row per run is too long for the page: phase_runs.csv is only a file.
+    assert!(!html.contains("data-file=\"phase_runs.csv\""));
     // The loss curves are the median seeds': run 1 for setting 0, run 5 for setting 1.
     let losses = fs::read_to_string(analysis.join("phase_losses.svg")).unwrap();
     assert!(

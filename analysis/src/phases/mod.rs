@@ -28,7 +28,7 @@ use crate::columns::*;
 use crate::plots;
 use crate::staging::Staging;
 use crate::sweep_dir::SweepDir;
-use crate::tables::{format_number, format_value};
+use crate::tables::{csv_bytes, format_number, format_value};
 pub(crate) use per_setting::{stat_columns, MEDIAN_SEED_RUN_ID};
 use per_setting::{FREQUENCY, RUNS_WITH_FREQUENCY};
 
@@ -258,20 +258,8 @@ impl Phases {
 
     /// The three tables and three plots.
     pub fn write(&self, stage: &mut Staging, varying: &[String]) -> Result<()> {
-        let keep = 1.0 - self.circuit_threshold;
-        stage.write_csv(
-            RUNS_FILE,
-            &format!(
-                "one row per run with progress measures: memorization_epoch (first logged epoch with train \
-                 accuracy ≥ 0.99), circuit_epoch (first logged epoch from then on with restricted loss ≤ {} × \
-                 restricted_loss_at_memorization), grok_epoch (the analysis's rule), cleanup_end_epoch (first \
-                 logged epoch from the grok epoch on with the weight norm within {} × |its value at the grok epoch \
-                 − its final value| of its final value), final_key_frequencies (strongest first)",
-                format_number(keep),
-                format_number(per_run::CLEANUP_REMAINING),
-            ),
-            &frequencies_as_text(&self.runs)?,
-        )?;
+        // One row per run, thousands in a big sweep: a file beside the page, not a table on it.
+        stage.write(RUNS_FILE, &csv_bytes(&frequencies_as_text(&self.runs)?)?)?;
         let mut shown = vec![SETTING_ID.to_string()];
         shown.extend(varying.iter().cloned());
         shown.push(per_setting::SEEDS_WITH_PROGRESS.to_string());
@@ -281,9 +269,17 @@ impl Phases {
         shown.push(per_setting::MEDIAN_SEED_RUN_ID.to_string());
         stage.write_csv(
             SETTINGS_FILE,
-            "one row per setting: its seeds with progress measures and, per phase epoch, the seeds that reached \
-             it with the median and quartiles of their epochs; median_seed_run_id: the run whose losses \
-             phase_losses shows (the lower median by grok epoch)",
+            &format!(
+                "one row per setting: its seeds with progress measures and, per phase epoch, the seeds that \
+                 reached it with the median and quartiles of their epochs (each run's in {RUNS_FILE}): \
+                 memorization = first logged epoch with train accuracy ≥ 0.99; circuit = first logged epoch from \
+                 then on with restricted loss ≤ {} × its value at memorization; grok = the analysis's grok epoch; \
+                 cleanup_end = first logged epoch from the grok epoch on with the weight norm within {} × |its \
+                 value at the grok epoch − its final value| of its final value. median_seed_run_id: the run whose \
+                 losses phase_losses shows (the lower median by grok epoch)",
+                format_number(1.0 - self.circuit_threshold),
+                format_number(per_run::CLEANUP_REMAINING),
+            ),
             &self
                 .settings
                 .select(shown)
