@@ -12,7 +12,7 @@ use crate::tables::format_number;
 
 /// Train accuracy that counts as "stabilized near 100%" for `after-train`, and
 /// as memorized for the phases of grokking.
-pub(crate) const TRAINED_ACC: f64 = 0.99;
+const TRAINED_ACC: f64 = 0.99;
 /// How far below the run's best test accuracy `near-max` may still be.
 const NEAR_MAX_MARGIN: f64 = 0.01;
 

@@ -150,10 +150,10 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         skipped_runs,
     };
     let phases = phases::Phases::compute(&sweep, &runs, &settings, &config, opts.circuit_threshold)?;
-    let mut headline = summary.headline()?;
-    if let Some(phases) = &phases {
-        headline = format!("{headline}\n{}", phases.headline()?);
-    }
+    let headline = match &phases {
+        Some(phases) => format!("{}\n{}", summary.headline()?, phases.headline()?),
+        None => summary.headline()?,
+    };
 
     let out_dir = dir.join("analysis");
     let mut stage = staging::Staging::create(&out_dir)?;
