@@ -100,6 +100,11 @@ pub struct AnalyzeArgs {
     /// and box plots (the sweep needs two or more optimizers).
     #[arg(long)]
     pub study: bool,
+    /// For sweeps with `metrics.progress`: the circuit has formed at the first logged epoch
+    /// from memorization on at which the restricted loss has fallen by this fraction of its
+    /// value at memorization, in (0, 1).
+    #[arg(long, default_value_t = grokstack_analysis::DEFAULT_CIRCUIT_THRESHOLD)]
+    pub circuit_threshold: f64,
 }
 
 /// The arguments of `grokstack slurm`.

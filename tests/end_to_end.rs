@@ -76,6 +76,11 @@ fn small_sweep_groks_and_writes_the_documented_files() {
     let unknown = grokstack(&["analyze", dir.to_str().unwrap(), "--grok-rule", "last"]);
     let error = String::from_utf8_lossy(&unknown.stderr);
     assert!(!unknown.status.success() && error.contains("--grok-rule") && error.contains("after-train"), "{error}");
+    // Without metrics.progress there are no phases, but a circuit threshold outside (0, 1) is still refused.
+    let circuit = grokstack(&["analyze", dir.to_str().unwrap(), "--circuit-threshold", "1.5"]);
+    let error = String::from_utf8_lossy(&circuit.stderr);
+    assert!(!circuit.status.success() && error.contains("--circuit-threshold"), "{error}");
+    assert!(!dir.join("analysis/phase_runs.csv").exists(), "no progress measures, no phase tables");
 
     // The same directory again is refused and left as it was.
     let before = std::fs::read(dir.join("runs.parquet")).unwrap();

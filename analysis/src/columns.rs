@@ -7,6 +7,7 @@ pub const SETTING_ID: &str = "setting_id";
 pub const SEED: &str = "seed";
 pub const STATUS: &str = "status";
 pub const TASK_OP: &str = "task.op";
+pub const TASK_P: &str = "task.p";
 pub const OPTIMIZER: &str = "train.optimizer";
 pub const EPOCH_BUDGET: &str = "train.epochs";
 pub const LR: &str = "train.lr";
@@ -36,11 +37,35 @@ pub const TRAIN_ACC: &str = "train_acc";
 pub const TEST_ACC: &str = "test_acc";
 pub const LIPSCHITZ_BOUND: &str = "lipschitz_bound";
 pub const REQUIRED_METRIC_COLUMNS: &[&str] = &[RUN_ID, EPOCH, TRAIN_ACC, TEST_ACC];
+pub const TRAIN_LOSS: &str = "train_loss";
+pub const TEST_LOSS: &str = "test_loss";
+pub const WEIGHT_NORM: &str = "weight_norm";
+// Nanda et al.'s progress measures, only in sweeps with `metrics.progress` (null for runs without).
+pub const RESTRICTED_LOSS: &str = "restricted_loss";
+pub const EXCLUDED_LOSS: &str = "excluded_loss";
+/// List[Int64]: that epoch's key frequencies, strongest first.
+pub const KEY_FREQUENCIES: &str = "key_frequencies";
+/// What the phase analysis reads besides the required columns.
+pub const PROGRESS_METRIC_COLUMNS: &[&str] = &[
+    TRAIN_LOSS,
+    TEST_LOSS,
+    WEIGHT_NORM,
+    RESTRICTED_LOSS,
+    EXCLUDED_LOSS,
+    KEY_FREQUENCIES,
+];
 
 // Per run, recomputed under the analysis rule and threshold.
 pub const GROK_EPOCH: &str = "grok_epoch";
 pub const LIPSCHITZ_AT_GROK: &str = "lipschitz_at_grok";
 pub const DIVERGED: &str = "diverged";
+
+// Per run, the phases of grokking (crate::phases).
+pub const MEMORIZATION_EPOCH: &str = "memorization_epoch";
+pub const CIRCUIT_EPOCH: &str = "circuit_epoch";
+pub const CLEANUP_END_EPOCH: &str = "cleanup_end_epoch";
+pub const RESTRICTED_AT_MEMORIZATION: &str = "restricted_loss_at_memorization";
+pub const FINAL_KEY_FREQUENCIES: &str = "final_key_frequencies";
 
 // Per setting.
 pub const SEEDS: &str = "seeds";

@@ -10,7 +10,8 @@ use polars::prelude::{col, lit, Expr};
 use crate::columns::{TEST_ACC, TRAIN_ACC};
 use crate::tables::format_number;
 
-/// Train accuracy that counts as "stabilized near 100%" for `after-train`.
+/// Train accuracy that counts as "stabilized near 100%" for `after-train`, and
+/// as memorized for the phases of grokking.
 const TRAINED_ACC: f64 = 0.99;
 /// How far below the run's best test accuracy `near-max` may still be.
 const NEAR_MAX_MARGIN: f64 = 0.01;
@@ -74,6 +75,11 @@ fn accuracy_at_least(name: &str, at_least: f64) -> Expr {
         .and(col(name).lt_eq(lit(1.0)))
 }
 
+/// Per metrics row: train accuracy is at least [`TRAINED_ACC`] (NaN never is).
+pub(crate) fn memorized() -> Expr {
+    accuracy_at_least(TRAIN_ACC, TRAINED_ACC)
+}
+
 impl GrokCriterion {
     /// Per metrics row, within one run's group: whether this epoch qualifies
     /// as the grok epoch under the rule (the grok epoch is the first that does).
@@ -81,7 +87,7 @@ impl GrokCriterion {
         let test = accuracy_at_least(TEST_ACC, self.threshold);
         match self.rule {
             GrokRule::First => test,
-            GrokRule::AfterTrain => test.and(accuracy_at_least(TRAIN_ACC, TRAINED_ACC)),
+            GrokRule::AfterTrain => test.and(memorized()),
             GrokRule::NearMax => {
                 // max() skips NaN, but the filter says so rather than rely on it.
                 let best = col(TEST_ACC).filter(col(TEST_ACC).is_not_nan()).max();

@@ -11,6 +11,7 @@ mod grok_rule;
 mod optimizer_comparison;
 mod pareto;
 mod per_run;
+mod phases;
 mod plots;
 mod report;
 mod settings;
@@ -28,6 +29,7 @@ use anyhow::{bail, Context, Result};
 use polars::prelude::IntoLazy;
 
 pub use grok_rule::GrokRule;
+pub use phases::DEFAULT_CIRCUIT_THRESHOLD;
 
 /// Every file analysis may write into `DIR/analysis/`. Files from an earlier
 /// analysis that this one does not produce (say `ttest.md` after the sweep
@@ -60,6 +62,9 @@ pub struct AnalyzeOptions {
     /// Also write the optimizer study of Tveit et al. (2025): study.md, its CSVs and box plots.
     /// The sweep must have finished runs of two or more optimizers.
     pub study: bool,
+    /// Fraction by which the restricted loss must fall from its value at memorization for the
+    /// circuit to count as formed, in (0, 1) (only for sweeps with `metrics.progress`).
+    pub circuit_threshold: f64,
 }
 
 impl Default for AnalyzeOptions {
@@ -69,6 +74,7 @@ impl Default for AnalyzeOptions {
             group_by: Vec::new(),
             grok_rule: GrokRule::First,
             study: false,
+            circuit_threshold: DEFAULT_CIRCUIT_THRESHOLD,
         }
     }
 }
@@ -94,6 +100,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     if !(opts.threshold > 0.0 && opts.threshold <= 1.0) {
         bail!("--threshold must be in (0, 1], got {}", opts.threshold);
     }
+    phases::check_circuit_threshold(opts.circuit_threshold)?;
     let sweep = sweep_dir::SweepDir::open(dir)?;
     let config = sweep.config_columns();
     let group_keys = resolve_group_keys(&sweep, &opts.group_by)?;
@@ -149,7 +156,11 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         missing_runs,
         skipped_runs,
     };
-    let headline = summary.headline()?;
+    let phases = phases::Phases::compute(&sweep, &runs, &settings, &config, opts.circuit_threshold)?;
+    let headline = match &phases {
+        Some(phases) => format!("{}\n{}", summary.headline()?, phases.headline()?),
+        None => summary.headline()?,
+    };
 
     let out_dir = dir.join("analysis");
     let mut stage = staging::Staging::create(&out_dir)?;
@@ -190,6 +201,9 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     {
         plots::lr_wd_heatmap::draw(&mut stage, &settings, &varying, grok)?;
     }
+    if let Some(phases) = &phases {
+        phases.write(&mut stage, &varying)?;
+    }
     let sweep_toml = sweep.resolved_sweep()?;
     let page = report::Page {
         headline: &headline,
@@ -203,7 +217,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     // Written last: the page shows every other output, as staged.
     let html = report::render(&page, stage.report_contents())?;
     stage.write(report::FILE, html.as_bytes())?;
-    stage.commit(&[OUTPUT_FILES, study::OUTPUT_FILES].concat())?;
+    stage.commit(&[OUTPUT_FILES, study::OUTPUT_FILES, phases::OUTPUT_FILES].concat())?;
 
     Ok(AnalysisReport {
         headline,

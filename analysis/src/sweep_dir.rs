@@ -24,6 +24,8 @@ pub(crate) struct SweepDir {
     metric_parts: Vec<PathBuf>,
     run_columns: Vec<String>,
     metrics_have_lipschitz: bool,
+    /// Whether the metrics have Nanda et al.'s progress measures (`metrics.progress`).
+    metrics_have_progress: bool,
     /// The sweep's runs, from progress.json (None when absent).
     planned_runs: Option<usize>,
     /// A sharded directory's shards that are not finished, one line each.
@@ -92,6 +94,10 @@ impl SweepDir {
             columns::REQUIRED_METRIC_COLUMNS,
             &metric_parts[0],
         )?;
+        let metrics_have_progress = metric_schema.contains(columns::RESTRICTED_LOSS);
+        if metrics_have_progress {
+            require_columns(&metric_schema, columns::PROGRESS_METRIC_COLUMNS, &metric_parts[0])?;
+        }
 
         Ok(Self {
             root: root.to_path_buf(),
@@ -101,6 +107,7 @@ impl SweepDir {
             metric_parts,
             run_columns: run_schema.iter_names().map(|n| n.to_string()).collect(),
             metrics_have_lipschitz: metric_schema.contains(columns::LIPSCHITZ_BOUND),
+            metrics_have_progress,
             planned_runs,
             shard_notes,
         })
@@ -129,6 +136,10 @@ impl SweepDir {
 
     pub fn metrics_have_lipschitz(&self) -> bool {
         self.metrics_have_lipschitz
+    }
+
+    pub fn metrics_have_progress(&self) -> bool {
+        self.metrics_have_progress
     }
 
     /// The `task.*`, `model.*`, `train.*` and `metrics.*` columns, in file order.

@@ -88,7 +88,7 @@ fn write_sweep(dir: &Path, settings: Vec<Setting>) {
 
 /// The study asked for, under `rule`.
 fn study(rule: GrokRule) -> AnalyzeOptions {
-    AnalyzeOptions { threshold: 0.95, group_by: vec![], grok_rule: rule, study: true }
+    AnalyzeOptions { threshold: 0.95, group_by: vec![], grok_rule: rule, study: true, ..AnalyzeOptions::default() }
 }
 
 fn analyzed(rule: GrokRule) -> tempfile::TempDir {

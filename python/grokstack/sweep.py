@@ -92,11 +92,14 @@ class Sweep:
         group_by: Union[str, Sequence[str], None] = None,
         grok_rule: str = "first",
         study: bool = False,
+        circuit_threshold: float = 0.5,
     ) -> "Sweep":
         """Run `grokstack analyze` (writes DIR/analysis/, prints the headline); returns self, so
         that `sweep.analyze(threshold=1.0).settings()` reads the table it wrote. `study=True`
-        also writes the optimizer study (`--study`: study.md, for two or more optimizers)."""
+        also writes the optimizer study (`--study`: study.md, for two or more optimizers).
+        `circuit_threshold` is `--circuit-threshold` (sweeps with `metrics.progress` only)."""
         args: List[Any] = ["analyze", self.dir, "--threshold", threshold, "--grok-rule", grok_rule]
+        args += ["--circuit-threshold", circuit_threshold]
         if group_by:
             args += ["--group-by", group_by if isinstance(group_by, str) else ",".join(group_by)]
         if study:

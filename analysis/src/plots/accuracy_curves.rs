@@ -5,15 +5,14 @@ use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use polars::prelude::{
-    col, lit, DataFrame, DataType, Float64Chunked, IntoLazy, JoinArgs, JoinType, LazyFrame,
+    col, lit, DataFrame, DataType, Float64Chunked, JoinArgs, JoinType, LazyFrame,
     QuantileMethod, SortMultipleOptions,
 };
 
-use super::{font, panel_grid, render, series_colour, short_name, Figure, OrPlotError};
+use super::{font, panel_grid, panel_title, render, series_colour, Figure, OrPlotError};
 use crate::columns::*;
 use crate::staging::Staging;
 use crate::sweep_dir::SweepDir;
-use crate::tables::format_value;
 
 /// Settings shown at most, so the panels stay readable.
 const CURVE_SETTINGS_SHOWN: usize = 12;
@@ -130,24 +129,6 @@ pub(crate) fn draw(
         panels: panels.into_iter().map(|(_, p)| p).collect(),
     };
     render(stage, "accuracy_curves", &figure)
-}
-
-/// "#3 lr=0.01 weight_decay=4": the setting's values on the sweep's axes.
-fn panel_title(settings: &DataFrame, varying: &[String], id: i64) -> Result<String> {
-    let row = settings
-        .clone()
-        .lazy()
-        .filter(col(SETTING_ID).eq(lit(id)))
-        .collect()?;
-    let mut title = format!("#{id}");
-    for name in varying {
-        title.push_str(&format!(
-            " {}={}",
-            short_name(name),
-            format_value(&row.column(name)?.get(0)?)
-        ));
-    }
-    Ok(title)
 }
 
 impl Figure for AccuracyCurves {

@@ -2,16 +2,22 @@
 
 pub(crate) mod accuracy_curves;
 pub(crate) mod box_plot;
+pub(crate) mod key_frequency_histogram;
 pub(crate) mod lr_wd_heatmap;
 pub(crate) mod pareto_scatter;
+pub(crate) mod phase_epochs;
+pub(crate) mod phase_losses;
 
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use polars::prelude::{col, lit, DataFrame, IntoLazy};
 
+use crate::columns::SETTING_ID;
 use crate::staging::Staging;
+use crate::tables::format_value;
 
 /// DejaVu Sans (assets/DejaVuSans-LICENSE.txt): plotters' ab_glyph text
 /// rendering has no system font lookup, so the font travels in the binary.
@@ -118,4 +124,23 @@ pub(crate) fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range
 /// The last part of a dotted column name (`train.lr` -> `lr`), for compact labels.
 pub(crate) fn short_name(column: &str) -> &str {
     column.rsplit('.').next().unwrap_or(column)
+}
+
+/// "#3 lr=0.01 weight_decay=4": the setting's values on the sweep's axes (`settings`: a frame
+/// with `setting_id` and those columns).
+pub(crate) fn panel_title(settings: &DataFrame, varying: &[String], id: i64) -> Result<String> {
+    let row = settings
+        .clone()
+        .lazy()
+        .filter(col(SETTING_ID).eq(lit(id)))
+        .collect()?;
+    let mut title = format!("#{id}");
+    for name in varying {
+        title.push_str(&format!(
+            " {}={}",
+            short_name(name),
+            format_value(&row.column(name)?.get(0)?)
+        ));
+    }
+    Ok(title)
 }
