@@ -1,22 +1,33 @@
 # grokstack — the two set-up commands on a fresh machine are `make quick` and `make test`.
 CARGO ?= cargo
-BIN := target/release/grokstack
+# Where cargo puts what it builds: CARGO_TARGET_DIR when the user sets it, as cargo does.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/release/grokstack
+# The venv of the tests' independent numpy checks (mk/python.mk).
+CHECK_VENV ?= .venv-check
 RUNS ?= runs
 # cpu, or cuda / cuda:N with a binary built by `make cuda`.
 DEVICE ?= cpu
 
-.PHONY: build quick test bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu muon muon-cpu pareto pareto-cpu progress-cpu
+.PHONY: build quick test lint bench lipschitz lipschitz-cpu arch arch-cpu wd wd-cpu tasks-cpu parity-cpu muon muon-cpu pareto pareto-cpu progress-cpu
 
 build:
 	$(CARGO) build --release --workspace
 
-# The whole test suite, built once in release mode (the same build as `make quick`), the
-# browser test of report.html (mk/report.mk), the Python package's tests against its wheel
-# (mk/python.mk) and the job array on a real one-node Slurm (mk/slurm.mk).
-test: report-test
-	$(CARGO) test --release --workspace
+# The whole test suite: the code formatted (rustfmt.toml) and clean under clippy, the tests built
+# once in release mode (the same build as `make quick`) with a Python that has numpy for the
+# independent checks (mk/python.mk), the browser test of report.html (mk/report.mk), the Python
+# package's tests against its wheel (mk/python.mk) and the job array on a real one-node Slurm
+# (mk/slurm.mk).
+test: lint report-test $(CHECK_VENV)/.installed
+	GROKSTACK_PYTHON=$(abspath $(CHECK_VENV))/bin/python $(CARGO) test --release --workspace
 	$(MAKE) python-test
 	$(MAKE) slurm-test
+
+# `cargo fmt` and clippy, as CI runs them (`cargo fmt --all` formats the tree).
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 # Train sweeps/NAME.toml into $(RUNS)/NAME (replacing an earlier run of the same target),
 # then analyze it. $(2) holds extra `grokstack analyze` flags.

@@ -10,10 +10,10 @@
 CUDA_VENV ?= .venv-cuda
 CUDA_PY := $(CUDA_VENV)/bin/python
 CUDA_COMPUTE_CAP ?= 90
-CUDA_LINK_DIR ?= target/cuda-link
+CUDA_LINK_DIR ?= $(TARGET_DIR)/cuda-link
 CUDAFORGE_THREADS ?= $(shell nproc)
 # A copy of the CUDA binary that a later CPU build (make build/quick/test relinks $(BIN)) leaves alone.
-CUDA_BIN ?= target/release/grokstack-cuda
+CUDA_BIN ?= $(TARGET_DIR)/release/grokstack-cuda
 # The toolkit as the wheels lay it out: nvidia/cu13/{bin,include,lib,nvvm} in the venv's
 # site-packages. Recursive (=), so it is looked up only after the venv is installed.
 CUDA_TOOLKIT = $(abspath $(firstword $(wildcard $(CUDA_VENV)/lib/python3*/site-packages/nvidia/cu13)))
@@ -88,7 +88,7 @@ GPU_BUNDLE ?= .gpu
 .PHONY: gpu-bundle
 gpu-bundle: $(CUDA_VENV)/.installed $(CUDA_LINK_DIR)/.done
 	$(CUDA_ENV) $(CARGO) build --release --workspace --features grokstack/cuda --bin grokstack --test cuda \
-		--message-format=json-render-diagnostics > target/gpu-bundle.jsonl
+		--message-format=json-render-diagnostics > $(TARGET_DIR)/gpu-bundle.jsonl
 	mkdir -p $(GPU_BUNDLE)
-	python3 mk/gpu-bundle.py target/gpu-bundle.jsonl $(GPU_BUNDLE)
+	python3 mk/gpu-bundle.py $(TARGET_DIR)/gpu-bundle.jsonl $(GPU_BUNDLE)
 	ls -la $(GPU_BUNDLE)

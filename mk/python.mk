@@ -12,6 +12,14 @@ PYTEST_VENV ?= .venv-test
 
 .PHONY: wheel python-test
 
+# The Python of the Rust tests' independent numpy checks (CHECK_VENV, set in the Makefile):
+# installed once; the stamp records that the pinned list installed and imports.
+$(CHECK_VENV)/.installed: tests/requirements-check.txt
+	test -x $(CHECK_VENV)/bin/python || $(PYTHON) -m venv $(CHECK_VENV)
+	$(CHECK_VENV)/bin/pip install -r tests/requirements-check.txt
+	$(CHECK_VENV)/bin/python -c "import numpy, safetensors"
+	touch $@
+
 $(WHEEL_VENV)/.maturin-$(MATURIN_VERSION):
 	rm -rf $(WHEEL_VENV)
 	$(PYTHON) -m venv $(WHEEL_VENV)
