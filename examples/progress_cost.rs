@@ -29,14 +29,8 @@ fn cpu_seconds() -> f64 {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runs: usize = args
-        .first()
-        .context("usage: progress_cost RUNS EPOCHS [KEY=VALUE ...]")?
-        .parse()?;
-    let epochs: usize = args
-        .get(1)
-        .context("usage: progress_cost RUNS EPOCHS [KEY=VALUE ...]")?
-        .parse()?;
+    let runs: usize = args.first().context("usage: progress_cost RUNS EPOCHS [KEY=VALUE ...]")?.parse()?;
+    let epochs: usize = args.get(1).context("usage: progress_cost RUNS EPOCHS [KEY=VALUE ...]")?.parse()?;
     let overrides = &args[2..];
     let with = |progress: bool| -> Result<Stack> {
         let mut all = overrides.to_vec();

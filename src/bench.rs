@@ -3,12 +3,12 @@
 //! Each stack size runs in a child process of its own, so the peak memory it reports
 //! (VmHWM) belongs to that stack size alone.
 
+use crate::config::Precision;
 use crate::config::{RunSpec, Sweep};
+use crate::models::compute_dtype;
 use crate::plan::{flops_per_run_epoch, stack_bytes, Pass};
 use crate::train::Stack;
 use anyhow::{bail, Context, Result};
-use crate::config::Precision;
-use crate::models::compute_dtype;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -110,7 +110,12 @@ impl GemmReference {
 }
 
 /// Run `bench_one` for each stack size in a child process (`grokstack bench --single`).
-pub fn bench_in_children(runs: &[usize], epochs: usize, overrides: &[String], device: &str) -> Result<Vec<BenchResult>> {
+pub fn bench_in_children(
+    runs: &[usize],
+    epochs: usize,
+    overrides: &[String],
+    device: &str,
+) -> Result<Vec<BenchResult>> {
     let exe = std::env::current_exe().context("cannot find the grokstack executable")?;
     let mut results = Vec::new();
     for &r in runs {
@@ -125,7 +130,9 @@ pub fn bench_in_children(runs: &[usize], epochs: usize, overrides: &[String], de
         }
         let text = String::from_utf8_lossy(&output.stdout);
         let line = text.lines().last().context("the benchmark child printed nothing")?;
-        results.push(serde_json::from_str(line).with_context(|| format!("cannot read the benchmark child's output: {line}"))?);
+        results.push(
+            serde_json::from_str(line).with_context(|| format!("cannot read the benchmark child's output: {line}"))?,
+        );
     }
     Ok(results)
 }
@@ -151,7 +158,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 pub fn format_table(results: &[BenchResult], gemm: Option<&GemmReference>) -> String {
-    let mut out = String::from("| R | dtype | median epoch (s) | run-epochs/s | effective GFLOP/s | peak RSS | peak RSS per run | estimate |\n|---|---|---|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| R | dtype | median epoch (s) | run-epochs/s | effective GFLOP/s | peak RSS | peak \
+        RSS per run | estimate |\n|---|---|---|---|---|---|---|---|\n",
+    );
     for r in results {
         out.push_str(&format!(
             "| {} | {} | {:.3} | {:.2} | {:.1} | {} | {} | {} |\n",

@@ -68,8 +68,19 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn of(part: usize, training: &Training) -> Result<Snapshot> {
-        let state = training.state()?.into_iter().map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?))).collect::<Result<State>>()?;
-        Ok(Snapshot { part, state, next_step: training.next_step(), epochs: training.epochs(), run_ids: training.run_ids(), active_run_ids: training.active_run_ids() })
+        let state = training
+            .state()?
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
+            .collect::<Result<State>>()?;
+        Ok(Snapshot {
+            part,
+            state,
+            next_step: training.next_step(),
+            epochs: training.epochs(),
+            run_ids: training.run_ids(),
+            active_run_ids: training.active_run_ids(),
+        })
     }
 }
 
@@ -154,7 +165,9 @@ impl Checkpoints {
             epochs,
             run_ids,
             active_run_ids,
-            random_state: "none: data splits, initial weights and power-iteration start vectors are pure functions of each run's seed".into(),
+            random_state: "none: data splits, initial weights and power-iteration start vectors are pure functions of \
+                each run's seed"
+                .into(),
             grokstack_version: env!("CARGO_PKG_VERSION").into(),
         };
         let json = serde_json::to_string_pretty(&manifest)?;
@@ -172,14 +185,27 @@ impl Checkpoints {
             Err(e) => return Err(e).with_context(|| format!("cannot read checkpoint manifest {}", path.display())),
         };
         let hint = || format!("delete {} to train part {part} again from its first epoch", path.display());
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| anyhow!("checkpoint manifest {} is corrupted ({e}); {}", path.display(), hint()))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("checkpoint manifest {} is corrupted ({e}); {}", path.display(), hint()))?;
         let expected_prefix = Self::state_prefix(part);
-        let valid_name = manifest.state.starts_with(&expected_prefix) && manifest.state.ends_with(".safetensors") && !manifest.state.contains(['/', '\\']);
+        let valid_name = manifest.state.starts_with(&expected_prefix)
+            && manifest.state.ends_with(".safetensors")
+            && !manifest.state.contains(['/', '\\']);
         if manifest.format != FORMAT || manifest.part != part || !valid_name {
-            bail!("checkpoint manifest {} is not a format-{FORMAT} manifest of part {part}; {}", path.display(), hint());
+            bail!(
+                "checkpoint manifest {} is not a format-{FORMAT} manifest of part {part}; {}",
+                path.display(),
+                hint()
+            );
         }
         if manifest.run_ids != run_ids {
-            bail!("checkpoint manifest {} is for runs {:?}, but part {part} of this sweep has runs {:?}; {}", path.display(), manifest.run_ids, run_ids, hint());
+            bail!(
+                "checkpoint manifest {} is for runs {:?}, but part {part} of this sweep has runs {:?}; {}",
+                path.display(),
+                manifest.run_ids,
+                run_ids,
+                hint()
+            );
         }
         Ok(Some(manifest))
     }
@@ -187,10 +213,19 @@ impl Checkpoints {
     /// The state file a manifest names, with its size and checksum verified.
     fn read_state(&self, manifest: &Manifest) -> Result<(PathBuf, Vec<u8>)> {
         let path = self.dir.join(&manifest.state);
-        let hint = format!("delete it and {} to train part {} again from its first epoch", self.manifest_path(manifest.part).display(), manifest.part);
+        let hint = format!(
+            "delete it and {} to train part {} again from its first epoch",
+            self.manifest_path(manifest.part).display(),
+            manifest.part
+        );
         let bytes = fs::read(&path).with_context(|| format!("cannot read checkpoint {} ({hint})", path.display()))?;
         if bytes.len() as u64 != manifest.bytes {
-            bail!("checkpoint {} is truncated or corrupted: {} bytes, its manifest says {}; {hint}", path.display(), bytes.len(), manifest.bytes);
+            bail!(
+                "checkpoint {} is truncated or corrupted: {} bytes, its manifest says {}; {hint}",
+                path.display(),
+                bytes.len(),
+                manifest.bytes
+            );
         }
         if format!("{:016x}", checksum(&bytes)) != manifest.checksum {
             bail!("checkpoint {} is corrupted: its checksum does not match its manifest's; {hint}", path.display());
@@ -209,7 +244,8 @@ impl Checkpoints {
     pub fn load(&self, part: usize, run_ids: &[usize]) -> Result<Option<(Manifest, PathBuf, StateDict)>> {
         let Some(manifest) = self.manifest(part, run_ids)? else { return Ok(None) };
         let (path, bytes) = self.read_state(&manifest)?;
-        let state = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| anyhow!("checkpoint {} is corrupted: {e}", path.display()))?;
+        let state = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| anyhow!("checkpoint {} is corrupted: {e}", path.display()))?;
         Ok(Some((manifest, path, state)))
     }
 

@@ -6,7 +6,11 @@ use grokstack_analysis::GrokRule;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "grokstack", version, about = "Train hundreds to thousands of small grokking networks as one stacked model")]
+#[command(
+    name = "grokstack",
+    version,
+    about = "Train hundreds to thousands of small grokking networks as one stacked model"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

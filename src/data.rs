@@ -50,8 +50,8 @@ impl Examples {
 }
 
 /// Every row of the task of `config` for a run with `seed` (only sparse parity's rows depend
-/// on the seed): pairs (a, b) in row-major order (from 1 with `task.skip_zero`), all 2^bits strings in counting order, or
-/// sparse parity's strings in the order drawn.
+/// on the seed): pairs (a, b) in row-major order (from 1 with `task.skip_zero`), all 2^bits
+/// strings in counting order, or sparse parity's strings in the order drawn.
 pub fn all_examples(config: &RunConfig, seed: u64) -> Examples {
     match config.op {
         Op::Parity => bit_examples((0..1u64 << config.bits).map(|s| (s, tasks::parity(s))), config.bits),

@@ -6,10 +6,15 @@ use std::path::Path;
 /// Whether `error` (or anything it wraps) is a write that failed for lack of space.
 pub fn is_full(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        let io_full = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error).is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT);
+        let io_full = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT);
         // Writers that keep their own error type (Parquet's) carry the OS error as text.
         let text = cause.to_string();
-        io_full || text.contains(&format!("os error {}", libc::ENOSPC)) || text.contains(&format!("os error {}", libc::EDQUOT))
+        io_full
+            || text.contains(&format!("os error {}", libc::ENOSPC))
+            || text.contains(&format!("os error {}", libc::EDQUOT))
     })
 }
 
@@ -32,7 +37,11 @@ pub fn write_error(path: &Path, error: anyhow::Error) -> anyhow::Error {
         Some(bytes) => format!("{} free", crate::size::human_bytes(bytes as f64)),
         None => "free space unknown".to_string(),
     };
-    error.context(format!("cannot write {}: no space left on its filesystem ({free} in {}); files written before are intact", path.display(), dir.display()))
+    error.context(format!(
+        "cannot write {}: no space left on its filesystem ({free} in {}); files written before are intact",
+        path.display(),
+        dir.display()
+    ))
 }
 
 /// Bytes an unprivileged process may still write on the filesystem holding `dir`.

@@ -10,8 +10,8 @@
 //! `position.weight` `[T, d]`), gains and biases keep their layout.
 
 use crate::config::{Sweep, Value};
-use crate::metrics::Status;
 use crate::files::{self, write_atomic};
+use crate::metrics::Status;
 use crate::output::{self, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -34,26 +34,51 @@ pub struct Exported {
 /// Export run `run_id` of the sweep in `dir` to `out`.
 pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
     let sweep_path = dir.join(SWEEP_FILE);
-    let text = fs::read_to_string(&sweep_path).with_context(|| format!("{} holds no sweep: cannot read {}", dir.display(), sweep_path.display()))?;
+    let text = fs::read_to_string(&sweep_path)
+        .with_context(|| format!("{} holds no sweep: cannot read {}", dir.display(), sweep_path.display()))?;
     let sweep = Sweep::parse(&text, &sweep_path.display().to_string(), &[])?;
     let runs = sweep.runs()?;
-    let spec = runs.get(run_id).with_context(|| format!("the sweep in {} has runs 0 to {}; there is no run {run_id}", dir.display(), runs.len().saturating_sub(1)))?;
+    let spec = runs.get(run_id).with_context(|| {
+        format!(
+            "the sweep in {} has runs 0 to {}; there is no run {run_id}",
+            dir.display(),
+            runs.len().saturating_sub(1)
+        )
+    })?;
 
     let plan_path = dir.join(PLAN_FILE);
     let plan = Plan::read(&plan_path)?;
-    let part = plan.parts.iter().position(|ids| ids.contains(&run_id)).with_context(|| format!("{} does not list run {run_id}", plan_path.display()))?;
+    let part = plan
+        .parts
+        .iter()
+        .position(|ids| ids.contains(&run_id))
+        .with_context(|| format!("{} does not list run {run_id}", plan_path.display()))?;
     let weights_path = dir.join(output::WEIGHTS_DIR).join(output::part_name(part, "safetensors"));
     if run_status(&dir.join(RUNS_FILE), run_id)?.as_deref() == Some(Status::Skipped.as_str()) {
         bail!("run {run_id} was skipped by seed waves (its setting could no longer qualify) and has no weights");
     }
     if !weights_path.exists() {
-        bail!("run {run_id} has not finished yet: {} does not exist (continue the sweep with `grokstack train ... --resume`)", weights_path.display());
+        bail!(
+            "run {run_id} has not finished yet: {} does not exist (continue the sweep with `grokstack train ... \
+            --resume`)",
+            weights_path.display()
+        );
     }
     let bytes = fs::read(&weights_path).with_context(|| format!("cannot read {}", weights_path.display()))?;
     let corrupted = |e: &dyn std::fmt::Display| anyhow!("{} is corrupted: {e}", weights_path.display());
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupted(&e))?;
-    let info: serde_json::Value = header.metadata().as_ref().and_then(|m| m.get("grokstack")).map(|s| serde_json::from_str(s)).transpose().map_err(|e| corrupted(&e))?.ok_or_else(|| corrupted(&"no grokstack metadata"))?;
-    let row = info["run_ids"].as_array().and_then(|ids| ids.iter().position(|id| id.as_u64() == Some(run_id as u64))).ok_or_else(|| corrupted(&format!("it does not hold run {run_id}")))?;
+    let info: serde_json::Value = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("grokstack"))
+        .map(|s| serde_json::from_str(s))
+        .transpose()
+        .map_err(|e| corrupted(&e))?
+        .ok_or_else(|| corrupted(&"no grokstack metadata"))?;
+    let row = info["run_ids"]
+        .as_array()
+        .and_then(|ids| ids.iter().position(|id| id.as_u64() == Some(run_id as u64)))
+        .ok_or_else(|| corrupted(&format!("it does not hold run {run_id}")))?;
     let stacked = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| corrupted(&e))?;
 
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
@@ -62,13 +87,16 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
     for name in names {
         let t = stacked[name].get(row).map_err(|e| corrupted(&e))?;
         // PyTorch's Linear stores [out, in]; embeddings are [rows, d] in both.
-        let linear = t.rank() == 2 && name.ends_with(".weight") && !matches!(name.as_str(), "embedding.weight" | "position.weight");
+        let linear = t.rank() == 2
+            && name.ends_with(".weight")
+            && !matches!(name.as_str(), "embedding.weight" | "position.weight");
         let t = if linear { t.t()?.contiguous()? } else { t };
         tensors.push((name.clone(), t));
     }
 
     let summary = run_summary(&dir.join(RUNS_FILE), run_id)?;
-    let config: serde_json::Map<String, serde_json::Value> = spec.values.iter().map(|(k, v)| (k.to_string(), json_value(v))).collect();
+    let config: serde_json::Map<String, serde_json::Value> =
+        spec.values.iter().map(|(k, v)| (k.to_string(), json_value(v))).collect();
     let mut metadata: HashMap<String, String> = HashMap::from([
         ("format".into(), FORMAT.into()),
         ("run_id".into(), run_id.to_string()),
@@ -80,14 +108,23 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
     metadata.extend(summary);
     let status = metadata.get("status").cloned().unwrap_or_default();
     let final_test_acc = metadata.get("final_test_acc").and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    let out_bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata)).map_err(|e| anyhow!("cannot serialize run {run_id}: {e}"))?;
+    let out_bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+        .map_err(|e| anyhow!("cannot serialize run {run_id}: {e}"))?;
     write_atomic(out, |f| Ok(std::io::Write::write_all(f, &out_bytes)?))?;
-    Ok(Exported { path: out.to_path_buf(), tensors: tensors.iter().map(|(n, t)| (n.clone(), t.dims().to_vec())).collect(), status, final_test_acc })
+    Ok(Exported {
+        path: out.to_path_buf(),
+        tensors: tensors.iter().map(|(n, t)| (n.clone(), t.dims().to_vec())).collect(),
+        status,
+        final_test_acc,
+    })
 }
 
 /// The row of run `run_id` in runs.parquet (`df`, read from `path`), if it has finished.
 fn find_row(df: &DataFrame, path: &Path, run_id: usize) -> Result<Option<usize>> {
-    let ids: Vec<Option<i64>> = df.column("run_id").and_then(|c| Ok(c.i64()?.iter().collect())).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let ids: Vec<Option<i64>> = df
+        .column("run_id")
+        .and_then(|c| Ok(c.i64()?.iter().collect()))
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok(ids.into_iter().position(|id| id == Some(run_id as i64)))
 }
 
@@ -98,16 +135,30 @@ fn run_status(path: &Path, run_id: usize) -> Result<Option<String>> {
     }
     let df = files::read_parquet(path)?;
     let Some(row) = find_row(&df, path, run_id)? else { return Ok(None) };
-    Ok(df.column("status").and_then(|c| Ok(c.str()?.get(row).map(str::to_string))).map_err(|e| anyhow!("{}: {e}", path.display()))?)
+    Ok(df
+        .column("status")
+        .and_then(|c| Ok(c.str()?.get(row).map(str::to_string)))
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?)
 }
 
 /// The run's row of runs.parquet as metadata strings (floats written to round-trip).
 fn run_summary(path: &Path, run_id: usize) -> Result<Vec<(String, String)>> {
     let df = files::read_parquet(path)?;
-    let row = find_row(&df, path, run_id)?.with_context(|| format!("{} has no row for run {run_id}", path.display()))?;
+    let row =
+        find_row(&df, path, run_id)?.with_context(|| format!("{} has no row for run {run_id}", path.display()))?;
     let mut out = Vec::new();
-    for name in ["status", "epochs_trained", "grok_epoch", "solve_epoch", "final_train_acc", "final_test_acc", "final_train_loss", "final_test_loss"] {
-        let value = df.column(name).and_then(|c| c.get(row)).map_err(|e| anyhow!("{}: column {name}: {e}", path.display()))?;
+    for name in [
+        "status",
+        "epochs_trained",
+        "grok_epoch",
+        "solve_epoch",
+        "final_train_acc",
+        "final_test_acc",
+        "final_train_loss",
+        "final_test_loss",
+    ] {
+        let value =
+            df.column(name).and_then(|c| c.get(row)).map_err(|e| anyhow!("{}: column {name}: {e}", path.display()))?;
         let text = match value {
             AnyValue::Null => "null".to_string(),
             AnyValue::Float64(x) => format!("{x:?}"),

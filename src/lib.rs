@@ -1,13 +1,15 @@
 //! grokstack: train hundreds to thousands of small grokking networks as one stacked model.
 //!
-//! Reading order: `config` (sweep files) → `data` (the task and splits) → `model` (the
-//! stacked MLP, forward and backward) → `kernels` (activations, losses, the gather) → `cpu` (the fast CPU pass) → `transformer` (the stacked transformer, tensor path) → `optim` → `train`
-//! (one stack) → `metrics` → `sweep` (a whole sweep: its plan, resume, progress and the
-//! commit of each part) → `output` (Parquet) → `checkpoint` (resuming) → `export`;
-//! beyond one machine: `shard` (a sweep split into N) → `slurm` (a job array) → `merge`.
-//! `commands` are the binary's commands over all of that. Leaves that depend on nothing above
-//! them: `files` (atomic writes, Parquet), `disk` (a full disk named), `size` (byte sizes),
-//! `runs_file` (runs.parquet read back), `run_axis` (per-run selection), `rng`, `device`.
+//! Reading order: `config` (sweep files, the typed per-run config) → `tasks` and `data` (the
+//! task, its rows and splits) → `models` (each model kind in its folder: its config, its `Arch`
+//! and its passes; `mod.rs` is the seam the rest of the crate asks) → `kernels` (activations,
+//! losses, the gather) and `cpu` (the CPU pass driver) → `optim` → `train` (one stack) →
+//! `metrics` and `progress` (what is logged) → `sweep` (a whole sweep: its plan, resume,
+//! progress and the commit of each part) → `output` (Parquet) → `checkpoint` (resuming) →
+//! `export`; beyond one machine: `shard` (a sweep split into N) → `slurm` (a job array) →
+//! `merge`. `commands` are the binary's commands over all of that. Leaves that depend on nothing
+//! above them: `files` (atomic writes, Parquet), `disk` (a full disk named), `size` (byte
+//! sizes), `runs_file` (runs.parquet read back), `run_axis` (per-run selection), `rng`, `device`.
 
 pub mod bench;
 pub mod checkpoint;

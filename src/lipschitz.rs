@@ -24,17 +24,31 @@ pub struct PowerIteration {
 impl PowerIteration {
     /// Start vectors N(0, 1) from each run's own seed, one per layer of `shapes` (fan_in,
     /// fan_out); with `rms`, the norms reported are the RMS→RMS ones.
-    pub fn new(seeds: &[u64], shapes: &[(usize, usize)], iterations: usize, rms: bool, dtype: DType, device: &Device) -> Result<PowerIteration> {
+    pub fn new(
+        seeds: &[u64],
+        shapes: &[(usize, usize)],
+        iterations: usize,
+        rms: bool,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<PowerIteration> {
         let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::PowerIteration)).collect();
         let vectors = shapes
             .iter()
             .map(|&(n, _)| {
-                let data: Vec<f64> = rngs.iter_mut().flat_map(|rng| (0..n).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
+                let data: Vec<f64> =
+                    rngs.iter_mut().flat_map(|rng| (0..n).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
                 Ok(Tensor::from_vec(data, (seeds.len(), 1, n), device)?.to_dtype(dtype)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let sigmas = shapes.iter().map(|_| Tensor::zeros(seeds.len(), DType::F64, device)).collect::<candle_core::Result<_>>()?;
-        let scales = shapes.iter().map(|&(fan_in, fan_out)| if rms { (fan_in as f64 / fan_out as f64).sqrt() } else { 1.0 }).collect();
+        let sigmas = shapes
+            .iter()
+            .map(|_| Tensor::zeros(seeds.len(), DType::F64, device))
+            .collect::<candle_core::Result<_>>()?;
+        let scales = shapes
+            .iter()
+            .map(|&(fan_in, fan_out)| if rms { (fan_in as f64 / fan_out as f64).sqrt() } else { 1.0 })
+            .collect();
         Ok(PowerIteration { vectors, sigmas, scales, iterations })
     }
 

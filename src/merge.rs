@@ -57,20 +57,48 @@ impl Found {
 /// Merge the shards of `dir` into `dir`.
 pub fn merge(dir: &Path) -> Result<MergeReport> {
     let sweep_path = dir.join(SWEEP_FILE);
-    let text = fs::read_to_string(&sweep_path).with_context(|| format!("{} holds no sweep: cannot read {} (train shards into it with `grokstack train SWEEP --out {} --shard K/N`)", dir.display(), sweep_path.display(), dir.display()))?;
+    let text = fs::read_to_string(&sweep_path).with_context(|| {
+        format!(
+            "{} holds no sweep: cannot read {} (train \
+        shards into it with `grokstack train SWEEP --out {} --shard K/N`)",
+            dir.display(),
+            sweep_path.display(),
+            dir.display()
+        )
+    })?;
     let sweep = Sweep::parse(&text, &sweep_path.display().to_string(), &[])?;
     let found = find_shards(dir, &text)?;
     refuse_trained_results(dir)?;
     let (owner, doubled) = owners(&found, sweep.run_count())?;
     if owner.is_empty() {
-        bail!("nothing to merge: no shard in {} has finished a stack yet ({})", dir.join(SHARDS_DIR).display(), found.iter().map(Found::label).collect::<Vec<_>>().join(", "));
+        bail!(
+            "nothing to merge: no shard in {} has finished a stack yet ({})",
+            dir.join(SHARDS_DIR).display(),
+            found.iter().map(Found::label).collect::<Vec<_>>().join(", ")
+        );
     }
-    let duplicated = doubled.iter().map(|((a, b), ids)| format!("{} listed by both {} and {} (taken from {})", runs_text(ids), found[*a].label(), found[*b].label(), found[*a].label())).collect();
+    let duplicated = doubled
+        .iter()
+        .map(|((a, b), ids)| {
+            format!(
+                "{} listed by both {} and {} (taken from {})",
+                runs_text(ids),
+                found[*a].label(),
+                found[*b].label(),
+                found[*a].label()
+            )
+        })
+        .collect();
     let missing = describe_missing(&sweep, &found, &owner)?;
 
     let (output, _) = OutputDir::open(dir, &sweep, true)?;
     let parts = write_parts(&output, &found, &owner, &Waves::of(&sweep))?;
-    let plan = Plan { format: 1, parts, seed_waves: sweep.seed_waves.clone(), merged_from: found.iter().map(Found::label).collect() };
+    let plan = Plan {
+        format: 1,
+        parts,
+        seed_waves: sweep.seed_waves.clone(),
+        merged_from: found.iter().map(Found::label).collect(),
+    };
     output.start(&sweep, &plan)?;
     let mut runs = merged_runs(&found, &owner, dir)?;
     output.write_progress(sweep.run_count(), runs.height())?;
@@ -79,7 +107,14 @@ pub fn merge(dir: &Path) -> Result<MergeReport> {
         remove_parts_after(&dir.join(folder), plan.parts.len())?;
     }
     output.remove_stale_temporaries()?;
-    Ok(MergeReport { shards: found.len(), runs: runs.height(), total_runs: sweep.run_count(), parts: plan.parts.len(), missing, duplicated })
+    Ok(MergeReport {
+        shards: found.len(),
+        runs: runs.height(),
+        total_runs: sweep.run_count(),
+        parts: plan.parts.len(),
+        missing,
+        duplicated,
+    })
 }
 
 /// Results trained in `dir` itself are never replaced, only a previous merge's.
@@ -90,7 +125,11 @@ fn refuse_trained_results(dir: &Path) -> Result<()> {
     }
     let previous = Plan::read(&path)?;
     if previous.merged_from.is_empty() {
-        bail!("{} holds a sweep trained there, not a merge of its shards ({}); merge into a directory of shards only", dir.display(), path.display());
+        bail!(
+            "{} holds a sweep trained there, not a merge of its shards ({}); merge into a directory of shards only",
+            dir.display(),
+            path.display()
+        );
     }
     Ok(())
 }
@@ -124,7 +163,12 @@ fn owners(found: &[Found], run_count: usize) -> Result<(BTreeMap<usize, usize>, 
 /// Copy the finished parts of every shard that hold runs it owns into `output`, the waves in
 /// order (as a trained directory's plan has them), else by shard and part; a part with runs
 /// another shard owns keeps only its own metric rows. Returns the merged plan's parts.
-fn write_parts(output: &OutputDir, found: &[Found], owner: &BTreeMap<usize, usize>, waves: &Waves) -> Result<Vec<Vec<usize>>> {
+fn write_parts(
+    output: &OutputDir,
+    found: &[Found],
+    owner: &BTreeMap<usize, usize>,
+    waves: &Waves,
+) -> Result<Vec<Vec<usize>>> {
     let mut parts: Vec<(usize, usize, Vec<usize>)> = Vec::new();
     for (index, shard) in found.iter().enumerate() {
         let Some(plan) = &shard.plan else { continue };
@@ -148,7 +192,10 @@ fn write_parts(output: &OutputDir, found: &[Found], owner: &BTreeMap<usize, usiz
             if all_own {
                 copy(&metrics, &output.metrics_part_path(merged))?;
             } else {
-                write_parquet(&output.metrics_part_path(merged), &mut only_runs(read_parquet(&metrics)?, own, &metrics)?)?;
+                write_parquet(
+                    &output.metrics_part_path(merged),
+                    &mut only_runs(read_parquet(&metrics)?, own, &metrics)?,
+                )?;
             }
         }
         let weights = shard.dir.join(output::WEIGHTS_DIR).join(output::part_name(*part, "safetensors"));
@@ -167,7 +214,9 @@ fn merged_runs(found: &[Found], owner: &BTreeMap<usize, usize>, dir: &Path) -> R
     });
     let mut runs = frames.next().context("internal: no shard frame")??;
     for frame in frames {
-        runs.vstack_mut(&frame?).with_context(|| format!("the runs.parquet files of the shards in {} have different columns", dir.display()))?;
+        runs.vstack_mut(&frame?).with_context(|| {
+            format!("the runs.parquet files of the shards in {} have different columns", dir.display())
+        })?;
     }
     Ok(runs.sort(["run_id"], SortMultipleOptions::default())?)
 }
@@ -175,7 +224,8 @@ fn merged_runs(found: &[Found], owner: &BTreeMap<usize, usize>, dir: &Path) -> R
 /// The shard folders of `dir`, ordered by N then K, each checked to hold the sweep `text`.
 fn find_shards(dir: &Path, text: &str) -> Result<Vec<Found>> {
     let shards_dir = dir.join(SHARDS_DIR);
-    let entries = fs::read_dir(&shards_dir).with_context(|| format!("cannot list {} (train shards with --shard K/N first)", shards_dir.display()))?;
+    let entries = fs::read_dir(&shards_dir)
+        .with_context(|| format!("cannot list {} (train shards with --shard K/N first)", shards_dir.display()))?;
     let mut found = Vec::new();
     for entry in entries {
         let path = entry.with_context(|| format!("cannot list {}", shards_dir.display()))?.path();
@@ -183,11 +233,19 @@ fn find_shards(dir: &Path, text: &str) -> Result<Vec<Found>> {
         if !path.is_dir() || name.starts_with('.') {
             continue;
         }
-        let shard = Shard::from_name(&name).with_context(|| format!("{} is not a shard folder (expected K-of-N, 0 <= K < N)", path.display()))?;
+        let shard = Shard::from_name(&name)
+            .with_context(|| format!("{} is not a shard folder (expected K-of-N, 0 <= K < N)", path.display()))?;
         let sweep_file = path.join(SWEEP_FILE);
         let started = sweep_file.exists();
-        if started && fs::read_to_string(&sweep_file).with_context(|| format!("cannot read {}", sweep_file.display()))? != text {
-            bail!("{} holds a different sweep than {} ({} differs); it is not merged", path.display(), dir.display(), sweep_file.display());
+        if started
+            && fs::read_to_string(&sweep_file).with_context(|| format!("cannot read {}", sweep_file.display()))? != text
+        {
+            bail!(
+                "{} holds a different sweep than {} ({} differs); it is not merged",
+                path.display(),
+                dir.display(),
+                sweep_file.display()
+            );
         }
         let runs_path = path.join(RUNS_FILE);
         let runs = runs_file::read(&runs_path)?;
@@ -228,7 +286,11 @@ fn describe_missing(sweep: &Sweep, found: &[Found], owner: &BTreeMap<usize, usiz
     }
     let mut groups: BTreeMap<Vec<Shard>, Vec<usize>> = BTreeMap::new();
     for run in runs.iter().filter(|r| !owner.contains_key(&r.run_id)) {
-        let shards = counts.iter().zip(&shard_of_setting).map(|(&count, of)| Shard { index: of[run.setting_id], count }).collect();
+        let shards = counts
+            .iter()
+            .zip(&shard_of_setting)
+            .map(|(&count, of)| Shard { index: of[run.setting_id], count })
+            .collect();
         groups.entry(shards).or_default().push(run.run_id);
     }
     Ok(groups
@@ -253,7 +315,10 @@ fn describe_missing(sweep: &Sweep, found: &[Found], owner: &BTreeMap<usize, usiz
 /// The rows of `df` (read from `path`) whose run is one of `ids`.
 fn only_runs(df: DataFrame, ids: &[usize], path: &Path) -> Result<DataFrame> {
     let wanted: HashSet<i64> = ids.iter().map(|&id| id as i64).collect();
-    let column = df.column("run_id").and_then(|c| c.i64().cloned()).map_err(|e| anyhow!("{}: column run_id: {e}", path.display()))?;
+    let column = df
+        .column("run_id")
+        .and_then(|c| c.i64().cloned())
+        .map_err(|e| anyhow!("{}: column run_id: {e}", path.display()))?;
     let mask: BooleanChunked = column.iter().map(|id| Some(id.is_some_and(|id| wanted.contains(&id)))).collect();
     df.filter(&mask).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
@@ -270,7 +335,8 @@ fn remove_parts_after(dir: &Path, count: usize) -> Result<()> {
     let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let number = name.strip_prefix("part-").and_then(|rest| rest.split('.').next()).and_then(|n| n.parse::<usize>().ok());
+        let number =
+            name.strip_prefix("part-").and_then(|rest| rest.split('.').next()).and_then(|n| n.parse::<usize>().ok());
         if number.is_some_and(|n| n >= count) {
             fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
         }

@@ -121,18 +121,30 @@ impl RunTracker {
 
     /// Test statistics `[R, 4]`, parameter norms `[R, n_params]` and, with the Lipschitz
     /// bound on, spectral norms `[R, layers]` of a logged epoch (R = the active runs).
-    pub fn record_test(&mut self, epoch: usize, test_stats: &Tensor, norms: &Tensor, spectral: Option<&Tensor>) -> Result<()> {
+    pub fn record_test(
+        &mut self,
+        epoch: usize,
+        test_stats: &Tensor,
+        norms: &Tensor,
+        spectral: Option<&Tensor>,
+    ) -> Result<()> {
         let spectral = match spectral {
             Some(s) => to_rows(s)?,
             None => vec![Vec::new(); self.active.len()],
         };
-        self.pending.insert(epoch, PendingEpoch { test: to_rows(test_stats)?, norms: to_rows(norms)?, spectral, progress: Vec::new() });
+        self.pending.insert(
+            epoch,
+            PendingEpoch { test: to_rows(test_stats)?, norms: to_rows(norms)?, spectral, progress: Vec::new() },
+        );
         Ok(())
     }
 
     /// The progress measures of a logged epoch, per active run, before its train statistics.
     pub fn record_progress(&mut self, epoch: usize, progress: Vec<Option<ProgressRow>>) -> Result<()> {
-        self.pending.get_mut(&epoch).with_context(|| format!("internal: no test metrics for epoch {epoch}"))?.progress = progress;
+        self.pending
+            .get_mut(&epoch)
+            .with_context(|| format!("internal: no test metrics for epoch {epoch}"))?
+            .progress = progress;
         Ok(())
     }
 
@@ -143,15 +155,14 @@ impl RunTracker {
 
     /// Train statistics `[R, 4]` of a logged epoch: completes its rows.
     pub fn record_train(&mut self, epoch: usize, train_stats: &Tensor) -> Result<()> {
-        let pending = self.pending.remove(&epoch).with_context(|| format!("internal: no test metrics for epoch {epoch}"))?;
+        let pending =
+            self.pending.remove(&epoch).with_context(|| format!("internal: no test metrics for epoch {epoch}"))?;
         let train = to_rows(train_stats)?;
         for (position, &slot) in self.active.iter().enumerate() {
-            let (tr, te, norms, spectral) = (&train[position], &pending.test[position], &pending.norms[position], &pending.spectral[position]);
-            let (embedding_weight_norm, layer_norms) = if self.has_embedding {
-                (Some(norms[0]), norms[1..].to_vec())
-            } else {
-                (None, norms.clone())
-            };
+            let (tr, te, norms, spectral) =
+                (&train[position], &pending.test[position], &pending.norms[position], &pending.spectral[position]);
+            let (embedding_weight_norm, layer_norms) =
+                if self.has_embedding { (Some(norms[0]), norms[1..].to_vec()) } else { (None, norms.clone()) };
             let row = MetricRow {
                 run_id: self.run_ids[slot],
                 epoch,
@@ -225,14 +236,18 @@ impl RunTracker {
             ("tracker.diverged_at".to_string(), state::integers(self.diverged_at.iter().copied())?),
             ("tracker.stopped_at".to_string(), state::integers(self.stopped_at.iter().copied())?),
         ];
-        let rows: Vec<(usize, &MetricRow)> = self.rows.iter().enumerate().flat_map(|(slot, rows)| rows.iter().map(move |r| (slot, r))).collect();
+        let rows: Vec<(usize, &MetricRow)> =
+            self.rows.iter().enumerate().flat_map(|(slot, rows)| rows.iter().map(move |r| (slot, r))).collect();
         if let Some((_, first)) = rows.first() {
             let layout = [first.layer_weight_norms.len(), first.layer_spectral_norms.len()];
             let values: Vec<Vec<f64>> = rows.iter().map(|(_, r)| row_values(r)).collect();
             out.push(("tracker.rows.layout".into(), state::integers(layout.map(Some))?));
             out.push(("tracker.rows.slot".into(), state::integers(rows.iter().map(|(s, _)| Some(*s)))?));
             out.push(("tracker.rows.epoch".into(), state::integers(rows.iter().map(|(_, r)| Some(r.epoch)))?));
-            out.extend(state::matrix(&values, ROW_FIXED + layout[0] + layout[1])?.map(|t| ("tracker.rows.values".to_string(), t)));
+            out.extend(
+                state::matrix(&values, ROW_FIXED + layout[0] + layout[1])?
+                    .map(|t| ("tracker.rows.values".to_string(), t)),
+            );
             if let Some(t) = crate::progress::rows::to_state(rows.iter().map(|(_, r)| r.progress.as_ref()))? {
                 out.push(("tracker.rows.progress".to_string(), t));
             }
@@ -265,21 +280,26 @@ impl RunTracker {
                 bail!("`tracker.active` in the checkpoint names slot {slot} of {slots} twice or out of range");
             }
         }
-        let (diverged_at, stopped_at) = (state::read_integers(state, "tracker.diverged_at")?, state::read_integers(state, "tracker.stopped_at")?);
+        let (diverged_at, stopped_at) =
+            (state::read_integers(state, "tracker.diverged_at")?, state::read_integers(state, "tracker.stopped_at")?);
         if diverged_at.len() != slots || stopped_at.len() != slots || active.is_empty() {
             bail!("the checkpoint's tracker is for {} runs, this stack has {slots}", diverged_at.len());
         }
         let mut rows = vec![Vec::new(); slots];
         if state.contains_key("tracker.rows.slot") {
             let layout = all(state::read_integers(state, "tracker.rows.layout")?, "tracker.rows.layout")?;
-            let [layer_norms, spectral] = layout[..] else { bail!("`tracker.rows.layout` in the checkpoint is not two counts") };
+            let [layer_norms, spectral] = layout[..] else {
+                bail!("`tracker.rows.layout` in the checkpoint is not two counts")
+            };
             let row_slots = all(state::read_integers(state, "tracker.rows.slot")?, "tracker.rows.slot")?;
             let epochs = all(state::read_integers(state, "tracker.rows.epoch")?, "tracker.rows.epoch")?;
-            let values = state::read_matrix(state, "tracker.rows.values", row_slots.len(), ROW_FIXED + layer_norms + spectral)?;
+            let values =
+                state::read_matrix(state, "tracker.rows.values", row_slots.len(), ROW_FIXED + layer_norms + spectral)?;
             if epochs.len() != row_slots.len() || row_slots.iter().any(|&s| s >= slots) {
                 bail!("the checkpoint's metric rows name runs this stack does not have");
             }
-            let mut progress = crate::progress::rows::from_state(state, "tracker.rows.progress", epochs.len())?.into_iter();
+            let mut progress =
+                crate::progress::rows::from_state(state, "tracker.rows.progress", epochs.len())?.into_iter();
             for ((slot, epoch), values) in row_slots.into_iter().zip(epochs).zip(values) {
                 let mut row = row_from_values(self.run_ids[slot], epoch, &values, layer_norms, self.has_embedding);
                 row.progress = progress.next().flatten();
@@ -290,18 +310,38 @@ impl RunTracker {
         if state.contains_key("tracker.pending.epochs") {
             let epochs = all(state::read_integers(state, "tracker.pending.epochs")?, "tracker.pending.epochs")?;
             for epoch in epochs {
-                let read = |name: &str, width: usize| state::read_matrix(state, &format!("tracker.pending.{epoch}.{name}"), active.len(), width);
-                pending.insert(epoch, PendingEpoch { test: read("test", 4)?, norms: read("norms", n_params)?, spectral: read("spectral", n_spectral)?, progress: Vec::new() });
+                let read = |name: &str, width: usize| {
+                    state::read_matrix(state, &format!("tracker.pending.{epoch}.{name}"), active.len(), width)
+                };
+                pending.insert(
+                    epoch,
+                    PendingEpoch {
+                        test: read("test", 4)?,
+                        norms: read("norms", n_params)?,
+                        spectral: read("spectral", n_spectral)?,
+                        progress: Vec::new(),
+                    },
+                );
             }
         }
-        *self = RunTracker { run_ids: std::mem::take(&mut self.run_ids), has_embedding: self.has_embedding, active, pending, rows, diverged_at, stopped_at };
+        *self = RunTracker {
+            run_ids: std::mem::take(&mut self.run_ids),
+            has_embedding: self.has_embedding,
+            active,
+            pending,
+            rows,
+            diverged_at,
+            stopped_at,
+        };
         Ok(())
     }
 
     /// Every run's summary and all rows, run-major.
     pub fn finish(self, epochs: usize) -> (Vec<RunResult>, MetricRows) {
         let results = (0..self.run_ids.len())
-            .map(|slot| summarize(self.run_ids[slot], &self.rows[slot], self.diverged_at[slot], self.stopped_at[slot], epochs))
+            .map(|slot| {
+                summarize(self.run_ids[slot], &self.rows[slot], self.diverged_at[slot], self.stopped_at[slot], epochs)
+            })
             .collect();
         (results, self.rows.into_iter().flatten().collect())
     }
@@ -312,7 +352,8 @@ impl RunTracker {
 const ROW_FIXED: usize = 9;
 
 fn row_values(r: &MetricRow) -> Vec<f64> {
-    let mut v = vec![r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.weight_norm, r.softmax_collapse, r.zero_terms];
+    let mut v =
+        vec![r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.weight_norm, r.softmax_collapse, r.zero_terms];
     v.push(r.lipschitz_bound.unwrap_or(f64::NAN));
     v.push(r.embedding_weight_norm.unwrap_or(f64::NAN));
     v.extend(&r.layer_weight_norms);
@@ -343,7 +384,13 @@ fn row_from_values(run_id: usize, epoch: usize, v: &[f64], layer_norms: usize, h
 }
 
 /// A run's summary from its logged rows.
-pub fn summarize(run_id: usize, rows: &[MetricRow], diverged_at: Option<usize>, stopped_at: Option<usize>, epochs: usize) -> RunResult {
+pub fn summarize(
+    run_id: usize,
+    rows: &[MetricRow],
+    diverged_at: Option<usize>,
+    stopped_at: Option<usize>,
+    epochs: usize,
+) -> RunResult {
     let first_at = |threshold: f64| rows.iter().find(|r| r.test_acc >= threshold);
     let grok = first_at(GROK_THRESHOLD);
     let last = rows.last();

@@ -86,10 +86,14 @@ impl OutputDir {
         let resuming = holds_sweep(root, sweep)?;
         if resuming {
             if !resume {
-                bail!("{} already holds this sweep; continue it with --resume, or choose a new --out directory", root.display());
+                bail!(
+                    "{} already holds this sweep; continue it with --resume, or choose a new --out directory",
+                    root.display()
+                );
             }
         }
-        fs::create_dir_all(root.join(METRICS_DIR)).with_context(|| format!("cannot create output directory {}", root.display()))?;
+        fs::create_dir_all(root.join(METRICS_DIR))
+            .with_context(|| format!("cannot create output directory {}", root.display()))?;
         let lock = lock(&root.join(LOCK_FILE))?;
         let runs = sweep.runs()?;
         let columns = ParamColumns::of(&runs);
@@ -120,7 +124,10 @@ impl OutputDir {
         }
         for &id in plan.parts.iter().flatten() {
             if seen.get(id).copied().flatten() != Some(false) {
-                bail!("{} is corrupted: run {id} is listed twice or is not one of the runs to train here", path.display());
+                bail!(
+                    "{} is corrupted: run {id} is listed twice or is not one of the runs to train here",
+                    path.display()
+                );
             }
             seen[id] = Some(true);
         }
@@ -154,7 +161,8 @@ impl OutputDir {
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         // One metadata entry: safetensors writes a map's entries in hash order, and the
         // part's bytes should not depend on the process.
-        let info = serde_json::json!({ "run_ids": weights.run_ids, "layout": "[run, in, out] (Linear), [run, p, embed_dim] (embedding)" });
+        let info = serde_json::json!({ "run_ids": weights.run_ids, "layout": "[run, in, out] (Linear), [run, p, \
+            embed_dim] (embedding)" });
         let metadata = HashMap::from([("grokstack".to_string(), info.to_string())]);
         let bytes = safetensors::tensor::serialize(weights.params.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
             .map_err(|e| anyhow!("cannot serialize the weights of stack {index}: {e}"))?;
@@ -186,12 +194,18 @@ impl OutputDir {
     /// Remove temporary files that a killed process left (`.NAME.tmp-PID`): never read, and
     /// a directory is written by one process at a time (the lock).
     pub fn remove_stale_temporaries(&self) -> Result<()> {
-        for dir in [self.root.clone(), self.root.join(METRICS_DIR), self.root.join(WEIGHTS_DIR), self.root.join(crate::checkpoint::CHECKPOINT_DIR)] {
+        for dir in [
+            self.root.clone(),
+            self.root.join(METRICS_DIR),
+            self.root.join(WEIGHTS_DIR),
+            self.root.join(crate::checkpoint::CHECKPOINT_DIR),
+        ] {
             let Ok(entries) = fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') && name.contains(".tmp-") {
-                    fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+                    fs::remove_file(entry.path())
+                        .with_context(|| format!("cannot remove {}", entry.path().display()))?;
                 }
             }
         }
@@ -201,7 +215,11 @@ impl OutputDir {
     /// `total_runs`: the runs of this directory; a shard's (fewer than the sweep's) also says
     /// the sweep's, so that the analysis of a sharded directory knows what is missing.
     pub fn write_progress(&self, total_runs: usize, finished_runs: usize) -> Result<()> {
-        let sweep_runs = if total_runs != self.sweep_runs { format!(", \"sweep_total_runs\": {}", self.sweep_runs) } else { String::new() };
+        let sweep_runs = if total_runs != self.sweep_runs {
+            format!(", \"sweep_total_runs\": {}", self.sweep_runs)
+        } else {
+            String::new()
+        };
         let json = format!("{{\"total_runs\": {total_runs}, \"finished_runs\": {finished_runs}{sweep_runs}}}\n");
         write_atomic(&self.root.join(PROGRESS_FILE), |f| Ok(f.write_all(json.as_bytes())?))
     }
@@ -224,16 +242,27 @@ pub fn holds_sweep(root: &Path, sweep: &Sweep) -> Result<bool> {
         }
     }
     if previous != sweep.to_toml() {
-        bail!("{} already holds a different sweep ({}); choose a new --out directory", root.display(), existing.display());
+        bail!(
+            "{} already holds a different sweep ({}); choose a new --out directory",
+            root.display(),
+            existing.display()
+        );
     }
     Ok(true)
 }
 
 /// The refusal of a resume with other seed waves than the sweep in `root` started with.
 fn different_waves(root: &Path, started: &[usize], asked: &[usize]) -> String {
-    let describe = |waves: &[usize]| if waves.is_empty() { "one wave of all seeds".to_string() } else { format!("train.seed_waves = {waves:?}") };
+    let describe = |waves: &[usize]| {
+        if waves.is_empty() {
+            "one wave of all seeds".to_string()
+        } else {
+            format!("train.seed_waves = {waves:?}")
+        }
+    };
     format!(
-        "{} was started with {}, this command asks for {}; the waves decide which runs are trained and which skipped, so a sweep resumes only with the waves it started with (or choose a new --out directory)",
+        "{} was started with {}, this command asks for {}; the waves decide which runs are trained and which skipped, \
+            so a sweep resumes only with the waves it started with (or choose a new --out directory)",
         root.display(),
         describe(started),
         describe(asked)
@@ -242,7 +271,12 @@ fn different_waves(root: &Path, started: &[usize], asked: &[usize]) -> String {
 
 /// Take the directory's lock, or say who holds it.
 fn lock(path: &Path) -> Result<File> {
-    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::io::AsRawFd;
@@ -304,7 +338,8 @@ fn union_into(all: &mut Vec<String>, names: &[String]) -> Vec<usize> {
 }
 
 fn metrics_frame(rows: &[MetricRow], params: &ParamColumns, progress: bool) -> Result<DataFrame> {
-    let float = |name: &str, f: fn(&MetricRow) -> f64| Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>());
+    let float =
+        |name: &str, f: fn(&MetricRow) -> f64| Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>());
     let mut columns = vec![
         Column::new("run_id".into(), rows.iter().map(|r| r.run_id as i64).collect::<Vec<i64>>()),
         Column::new("epoch".into(), rows.iter().map(|r| r.epoch as i64).collect::<Vec<i64>>()),
@@ -316,16 +351,23 @@ fn metrics_frame(rows: &[MetricRow], params: &ParamColumns, progress: bool) -> R
         float("softmax_collapse", |r| r.softmax_collapse),
         float("zero_terms", |r| r.zero_terms),
         Column::new("lipschitz_bound".into(), rows.iter().map(|r| r.lipschitz_bound).collect::<Vec<Option<f64>>>()),
-        Column::new("embedding_weight_norm".into(), rows.iter().map(|r| r.embedding_weight_norm).collect::<Vec<Option<f64>>>()),
+        Column::new(
+            "embedding_weight_norm".into(),
+            rows.iter().map(|r| r.embedding_weight_norm).collect::<Vec<Option<f64>>>(),
+        ),
     ];
     // Column `column` of a row: the value its run's architecture logs there, if any.
-    let value = |values: &[f64], at: &[usize], column: usize| at.iter().position(|&c| c == column).and_then(|i| values.get(i).copied());
+    let value = |values: &[f64], at: &[usize], column: usize| {
+        at.iter().position(|&c| c == column).and_then(|i| values.get(i).copied())
+    };
     for (column, name) in params.norms.iter().enumerate() {
-        let norms: Vec<Option<f64>> = rows.iter().map(|r| value(&r.layer_weight_norms, &params.of_run[r.run_id].0, column)).collect();
+        let norms: Vec<Option<f64>> =
+            rows.iter().map(|r| value(&r.layer_weight_norms, &params.of_run[r.run_id].0, column)).collect();
         columns.push(Column::new(name.into(), norms));
     }
     for (column, name) in params.spectral.iter().enumerate() {
-        let norms: Vec<Option<f64>> = rows.iter().map(|r| value(&r.layer_spectral_norms, &params.of_run[r.run_id].1, column)).collect();
+        let norms: Vec<Option<f64>> =
+            rows.iter().map(|r| value(&r.layer_spectral_norms, &params.of_run[r.run_id].1, column)).collect();
         columns.push(Column::new(name.into(), norms));
     }
     if progress {
@@ -349,17 +391,25 @@ pub fn runs_frame(runs: &[(&RunSpec, &RunResult)], skip_reasons: Option<&[Option
             let values = runs.iter().map(|(s, _)| &s.values[key]);
             columns.push(match sample {
                 Value::Str(_) | Value::IntList(_) => Column::new(name, values.map(value_text).collect::<Vec<String>>()),
-                Value::Int(_) => Column::new(name, values.map(|v| if let Value::Int(i) = v { Some(*i) } else { None }).collect::<Vec<_>>()),
-                Value::Float(_) => Column::new(name, values.map(|v| if let Value::Float(x) = v { Some(*x) } else { None }).collect::<Vec<_>>()),
-                Value::Bool(_) => Column::new(name, values.map(|v| if let Value::Bool(b) = v { Some(*b) } else { None }).collect::<Vec<_>>()),
+                Value::Int(_) => Column::new(
+                    name,
+                    values.map(|v| if let Value::Int(i) = v { Some(*i) } else { None }).collect::<Vec<_>>(),
+                ),
+                Value::Float(_) => Column::new(
+                    name,
+                    values.map(|v| if let Value::Float(x) = v { Some(*x) } else { None }).collect::<Vec<_>>(),
+                ),
+                Value::Bool(_) => Column::new(
+                    name,
+                    values.map(|v| if let Value::Bool(b) = v { Some(*b) } else { None }).collect::<Vec<_>>(),
+                ),
             });
         }
     }
-    let opt_int = |f: fn(&RunResult) -> Option<usize>| runs.iter().map(|(_, r)| f(r).map(|e| e as i64)).collect::<Vec<_>>();
+    let opt_int =
+        |f: fn(&RunResult) -> Option<usize>| runs.iter().map(|(_, r)| f(r).map(|e| e as i64)).collect::<Vec<_>>();
     let float = |f: fn(&RunResult) -> f64| runs.iter().map(|(_, r)| f(r)).collect::<Vec<f64>>();
-    columns.extend([
-        Column::new("status".into(), runs.iter().map(|(_, r)| r.status.as_str()).collect::<Vec<&str>>()),
-    ]);
+    columns.extend([Column::new("status".into(), runs.iter().map(|(_, r)| r.status.as_str()).collect::<Vec<&str>>())]);
     if let Some(reasons) = skip_reasons {
         columns.push(Column::new("skip_reason".into(), reasons.to_vec()));
     }

@@ -68,7 +68,9 @@ pub fn default_max_memory(device: &candle_core::Device) -> u64 {
     }
     let _ = device; // only CUDA devices are asked
     let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-        text.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        text.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
     });
     available_kib.map_or(8 << 30, |kib| kib * 1024 / 4 * 3)
 }

@@ -30,8 +30,14 @@ impl Shard {
         if text == "slurm" {
             return Self::from_slurm(env);
         }
-        let (k, n) = text.split_once('/').with_context(|| format!("--shard {text}: expected K/N (shard K of N, 0-based) or `slurm`"))?;
-        let number = |part: &str| part.trim().parse::<usize>().with_context(|| format!("--shard {text}: `{part}` is not a non-negative integer (expected K/N)"));
+        let (k, n) = text
+            .split_once('/')
+            .with_context(|| format!("--shard {text}: expected K/N (shard K of N, 0-based) or `slurm`"))?;
+        let number = |part: &str| {
+            part.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--shard {text}: `{part}` is not a non-negative integer (expected K/N)"))
+        };
         Self::new(number(k)?, number(n)?).with_context(|| format!("--shard {text}"))
     }
 
@@ -49,12 +55,27 @@ impl Shard {
     /// SLURM_ARRAY_TASK_COUNT, so `--array=0-7` and `--array=1-8` both give shards 0 to 7.
     fn from_slurm(env: impl Fn(&str) -> Option<String>) -> Result<Shard> {
         let var = |name: &str| -> Result<usize> {
-            let value = env(name).with_context(|| format!("--shard slurm: the environment variable {name} is not set (run it as a task of an sbatch --array job)"))?;
+            let value = env(name).with_context(|| {
+                format!(
+                    "--shard slurm: the environment variable {name} is not set \
+                (run it as a task of an sbatch --array job)"
+                )
+            })?;
             value.trim().parse().with_context(|| format!("--shard slurm: {name}={value} is not a non-negative integer"))
         };
-        let (id, min, count) = (var("SLURM_ARRAY_TASK_ID")?, var("SLURM_ARRAY_TASK_MIN")?, var("SLURM_ARRAY_TASK_COUNT")?);
-        let index = id.checked_sub(min).with_context(|| format!("--shard slurm: SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"))?;
-        Self::new(index, count).with_context(|| format!("--shard slurm: SLURM_ARRAY_TASK_ID={id} − SLURM_ARRAY_TASK_MIN={min} is shard {index}, SLURM_ARRAY_TASK_COUNT={count} (the array must be contiguous, e.g. --array=0-{})", count.max(1) - 1))
+        let (id, min, count) =
+            (var("SLURM_ARRAY_TASK_ID")?, var("SLURM_ARRAY_TASK_MIN")?, var("SLURM_ARRAY_TASK_COUNT")?);
+        let index = id
+            .checked_sub(min)
+            .with_context(|| format!("--shard slurm: SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"))?;
+        Self::new(index, count).with_context(|| {
+            format!(
+                "--shard slurm: SLURM_ARRAY_TASK_ID={id} − \
+            SLURM_ARRAY_TASK_MIN={min} is shard {index}, SLURM_ARRAY_TASK_COUNT={count} (the array must be contiguous, \
+            e.g. --array=0-{})",
+                count.max(1) - 1
+            )
+        })
     }
 
     /// `K-of-N`, the shard's folder name.
@@ -92,7 +113,12 @@ pub fn setting_work(runs: &[RunSpec]) -> Vec<f64> {
 /// nothing to train, and a Slurm task that finds nothing to do is more likely a mistake.
 pub fn assign(work: &[f64], count: usize) -> Result<Vec<Vec<usize>>> {
     if count > work.len() {
-        bail!("--shard: the sweep has {} setting(s), fewer than the {count} shards asked for; a shard holds whole settings (all their seeds), so use at most {} shards", work.len(), work.len());
+        bail!(
+            "--shard: the sweep has {} setting(s), fewer than the {count} shards asked for; a shard holds whole \
+            settings (all their seeds), so use at most {} shards",
+            work.len(),
+            work.len()
+        );
     }
     let mut order: Vec<usize> = (0..work.len()).collect();
     order.sort_by(|&a, &b| work[b].total_cmp(&work[a]).then(a.cmp(&b)));
@@ -144,7 +170,10 @@ pub fn describe(sweep: &Sweep, count: usize) -> Result<String> {
         ));
     }
     let mean = total / count as f64;
-    out.push_str(&format!("balance: the largest shard has {:.3} × the mean work\n", if mean > 0.0 { largest / mean } else { 1.0 }));
+    out.push_str(&format!(
+        "balance: the largest shard has {:.3} × the mean work\n",
+        if mean > 0.0 { largest / mean } else { 1.0 }
+    ));
     Ok(out)
 }
 

@@ -65,9 +65,18 @@ impl ArrayJob {
         let throttle = r.max_parallel.map(|k| format!("%{k}")).unwrap_or_default();
         let mut lines = vec![
             "#!/bin/bash".to_string(),
-            format!("# The sweep `{}` as a Slurm job array: {} shards, one per task. Written by `grokstack slurm`.", self.name, self.shards),
-            format!("# Each task trains {out}/shards/K-of-{}/ and resumes from its checkpoint when requeued.", self.shards),
-            format!("# Resubmit unfinished shards with `sbatch --array=K,L {}`; then `grokstack merge {out}`.", Self::script_path(&self.out).display()),
+            format!(
+                "# The sweep `{}` as a Slurm job array: {} shards, one per task. Written by `grokstack slurm`.",
+                self.name, self.shards
+            ),
+            format!(
+                "# Each task trains {out}/shards/K-of-{}/ and resumes from its checkpoint when requeued.",
+                self.shards
+            ),
+            format!(
+                "# Resubmit unfinished shards with `sbatch --array=K,L {}`; then `grokstack merge {out}`.",
+                Self::script_path(&self.out).display()
+            ),
             format!("#SBATCH --job-name=grokstack-{}", self.name),
             format!("#SBATCH --array=0-{last}{throttle}"),
             // One log per shard, appended to when the shard is requeued or resubmitted.
@@ -96,7 +105,11 @@ impl ArrayJob {
             "set -euo pipefail".to_string(),
             "# The CPU pass uses as many threads as the task was given cores.".to_string(),
             "export RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"".to_string(),
-            format!("echo \"== shard ${{SLURM_ARRAY_TASK_ID}} of {}: job ${{SLURM_JOB_ID}} on $(hostname), $(date -u +%FT%TZ)\"", self.shards),
+            format!(
+                "echo \"== shard ${{SLURM_ARRAY_TASK_ID}} of {}: job ${{SLURM_JOB_ID}} on $(hostname), $(date -u \
+                +%FT%TZ)\"",
+                self.shards
+            ),
             // The shard count is written out rather than read from SLURM_ARRAY_TASK_COUNT:
             // resubmitting some tasks (`--array=3`) makes a smaller array of the same shards.
             format!(
@@ -124,7 +137,10 @@ impl ArrayJob {
             }
         }
         if r.gpus_per_task.is_some_and(|g| g > 1) {
-            bail!("--gpus-per-task {}: a task trains on one GPU; use more --shards to use more GPUs", r.gpus_per_task.unwrap_or(0));
+            bail!(
+                "--gpus-per-task {}: a task trains on one GPU; use more --shards to use more GPUs",
+                r.gpus_per_task.unwrap_or(0)
+            );
         }
         if r.cpus_per_task == Some(0) {
             bail!("--cpus-per-task 0: expected at least 1");
@@ -168,7 +184,11 @@ impl ArrayJob {
 /// Submit a batch script with `sbatch`; returns the job id.
 pub fn submit(script: &Path) -> Result<String> {
     let output = Command::new("sbatch").arg("--parsable").arg(script).output().map_err(|e| {
-        anyhow::anyhow!("cannot run sbatch ({e}): is this a Slurm login node? The script is {}; submit it with `sbatch {}`", script.display(), script.display())
+        anyhow::anyhow!(
+            "cannot run sbatch ({e}): is this a Slurm login node? The script is {}; submit it with `sbatch {}`",
+            script.display(),
+            script.display()
+        )
     })?;
     if !output.status.success() {
         bail!("sbatch {} failed: {}", script.display(), String::from_utf8_lossy(&output.stderr).trim());
@@ -186,7 +206,9 @@ pub fn submit(script: &Path) -> Result<String> {
 fn check_memory(mem: &str) -> Result<()> {
     let digits = mem.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(mem);
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || digits.parse::<u64>().ok() == Some(0) {
-        bail!("--mem {mem}: expected Slurm's notation, a positive number with an optional unit K, M, G or T (e.g. 16G)");
+        bail!(
+            "--mem {mem}: expected Slurm's notation, a positive number with an optional unit K, M, G or T (e.g. 16G)"
+        );
     }
     Ok(())
 }
@@ -229,17 +251,34 @@ pub struct Request<'a> {
 pub fn prepare(request: Request) -> Result<PathBuf> {
     let out = std::path::absolute(request.out).with_context(|| format!("--out {}", request.out.display()))?;
     let binary = std::env::current_exe().context("cannot find this grokstack binary's path")?;
-    let device = request.device.unwrap_or_else(|| if request.resources.gpus_per_task.unwrap_or(0) > 0 { "cuda".into() } else { "cpu".into() });
-    let job = ArrayJob { name: request.sweep.name.clone(), binary, out: out.clone(), shards: request.shards, device, resources: request.resources };
+    let device = request.device.unwrap_or_else(|| {
+        if request.resources.gpus_per_task.unwrap_or(0) > 0 {
+            "cuda".into()
+        } else {
+            "cpu".into()
+        }
+    });
+    let job = ArrayJob {
+        name: request.sweep.name.clone(),
+        binary,
+        out: out.clone(),
+        shards: request.shards,
+        device,
+        resources: request.resources,
+    };
     let script = job.script()?;
     let settings = request.sweep.setting_count();
     if request.shards > settings {
-        bail!("--shards {}: the sweep has {settings} settings, and a shard holds whole settings (all their seeds)", request.shards);
+        bail!(
+            "--shards {}: the sweep has {settings} settings, and a shard holds whole settings (all their seeds)",
+            request.shards
+        );
     }
     crate::output::holds_sweep(&out, request.sweep)?;
     if let Some(other) = other_shard_counts(&out, request.shards)?.first() {
         bail!(
-            "{} holds shards of a {other}-shard split ({}); a {}-shard array would train their runs again. Use --shards {other}, or a new --out directory",
+            "{} holds shards of a {other}-shard split ({}); a {}-shard array would train their runs again. Use \
+                --shards {other}, or a new --out directory",
             out.display(),
             out.join(SHARDS_DIR).display(),
             request.shards

@@ -19,7 +19,13 @@ pub fn get<'a>(state: &'a StateDict, key: &str) -> Result<&'a Tensor> {
 pub fn restore_like(state: &StateDict, key: &str, like: &Tensor) -> Result<Tensor> {
     let t = get(state, key)?;
     if t.dims() != like.dims() || t.dtype() != like.dtype() {
-        bail!("`{key}` in the checkpoint is {:?} {:?}, expected {:?} {:?}", t.dtype(), t.dims(), like.dtype(), like.dims());
+        bail!(
+            "`{key}` in the checkpoint is {:?} {:?}, expected {:?} {:?}",
+            t.dtype(),
+            t.dims(),
+            like.dtype(),
+            like.dims()
+        );
     }
     Ok(t.to_device(like.device())?)
 }

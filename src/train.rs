@@ -11,13 +11,13 @@
 
 use crate::config::{Loss, Precision, RunSpec, StackKey};
 use crate::data;
+use crate::faults;
+use crate::lipschitz::PowerIteration;
 use crate::metrics::{MetricRows, RunResult, RunTracker};
 use crate::models::{compute_dtype, Arch, DropoutDraw, Model};
-use crate::lipschitz::PowerIteration;
 use crate::optim::{self, Optimizer, RunHyper};
 use crate::progress::{ProgressRow, StackProgress};
 use crate::run_axis::{pick_runs, run_index};
-use crate::faults;
 use crate::state::{self, State, StateDict};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -35,7 +35,10 @@ impl Batch {
         let rows: Vec<u32> = runs.iter().flat_map(|e| arch.inputs(e)).collect();
         let k = rows.len() / (r * n).max(1);
         let labels: Vec<u32> = runs.iter().flat_map(|e| e.labels.iter().copied()).collect();
-        Ok(Batch { rows: Tensor::from_vec(rows, (r, n, k), device)?, labels: Tensor::from_vec(labels, (r, n), device)? })
+        Ok(Batch {
+            rows: Tensor::from_vec(rows, (r, n, k), device)?,
+            labels: Tensor::from_vec(labels, (r, n), device)?,
+        })
     }
 
     /// The rows `index` `[R·B]` (positions r·N + i into the flattened `[R·N]` rows) as a batch
@@ -93,7 +96,8 @@ impl Stack {
         let hyper = RunHyper::from_configs(runs.iter().map(|r| &r.config));
         let optimizer = optim::build(&first, &model, &hyper)?;
         let lipschitz = if first.lipschitz {
-            let shapes: Vec<(usize, usize)> = model.spectral_weights().iter().map(|w| Ok((w.dim(1)?, w.dim(2)?))).collect::<Result<_>>()?;
+            let shapes: Vec<(usize, usize)> =
+                model.spectral_weights().iter().map(|w| Ok((w.dim(1)?, w.dim(2)?))).collect::<Result<_>>()?;
             Some(PowerIteration::new(&seeds, &shapes, first.power_iters, first.lipschitz_rms, dtype, device)?)
         } else {
             None
@@ -133,7 +137,15 @@ impl Stack {
         let seeds: Vec<u64> = self.runs.iter().map(|run| run.seed).collect();
         let dropout = DropoutDraw { seeds: &seeds, step: self.steps };
         // Statistics [R, 4], one gradient per parameter, the logits [R, N, C] when kept.
-        let (stats, grads, logits) = self.model.train_pass_keeping(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group, Some(&dropout), keep_logits)?;
+        let (stats, grads, logits) = self.model.train_pass_keeping(
+            &batch.rows,
+            &batch.labels,
+            self.loss,
+            self.loss_bf16,
+            group,
+            Some(&dropout),
+            keep_logits,
+        )?;
         self.optimizer.step(&mut self.model, &grads, &self.hyper.lr_scale(self.steps + 1))?;
         if let Some(power) = &mut self.lipschitz {
             power.update(&self.model.spectral_weights())?;
@@ -160,8 +172,13 @@ impl Stack {
         let device = self.train.rows.device().clone();
         for start in (0..n).step_by(b) {
             let end = (start + b).min(n);
-            let index: Vec<u32> = orders.iter().enumerate().flat_map(|(r, order)| order[start..end].iter().map(move |&i| (r * n + i) as u32)).collect();
-            let batch = self.train.select(&Tensor::from_vec(index, self.runs.len() * (end - start), &device)?, end - start)?;
+            let index: Vec<u32> = orders
+                .iter()
+                .enumerate()
+                .flat_map(|(r, order)| order[start..end].iter().map(move |&i| (r * n + i) as u32))
+                .collect();
+            let batch =
+                self.train.select(&Tensor::from_vec(index, self.runs.len() * (end - start), &device)?, end - start)?;
             self.step_on(&batch, false)?;
         }
         Ok(None)
@@ -175,7 +192,14 @@ impl Stack {
     /// [`Stack::evaluate`], and the logits `[R, N, C]` when the progress measures read them.
     fn evaluate_keeping(&self, batch: &Batch) -> Result<(Tensor, Option<Tensor>)> {
         let group = self.model.runs_per_group(batch.rows.dim(1)?);
-        self.model.evaluate_keeping(&batch.rows, &batch.labels, self.loss, self.loss_bf16, group, self.progress.is_some())
+        self.model.evaluate_keeping(
+            &batch.rows,
+            &batch.labels,
+            self.loss,
+            self.loss_bf16,
+            group,
+            self.progress.is_some(),
+        )
     }
 
     /// Whether the training pass drops units: its logits are not the model's, so the progress
@@ -339,7 +363,11 @@ impl Training {
         let active = state::read_integers(saved, "tracker.active")?;
         let active_runs = active
             .iter()
-            .map(|slot| slot.and_then(|s| runs.get(s)).cloned().context("`tracker.active` in the checkpoint names a run this stack does not have"))
+            .map(|slot| {
+                slot.and_then(|s| runs.get(s))
+                    .cloned()
+                    .context("`tracker.active` in the checkpoint names a run this stack does not have")
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut stack = Stack::new(active_runs, device)?;
         let mut tracker = RunTracker::new(&runs, &stack.model);
@@ -364,12 +392,17 @@ impl Training {
         let mut retired_params = vec![None; stack.model.params.len()];
         let mut retired_slots = Vec::new();
         if saved.contains_key("retired.slots") {
-            retired_slots = state::read_integers(saved, "retired.slots")?.into_iter().map(|s| s.filter(|&s| s < runs.len())).collect::<Option<Vec<_>>>().context("`retired.slots` in the checkpoint names a run this stack does not have")?;
+            retired_slots = state::read_integers(saved, "retired.slots")?
+                .into_iter()
+                .map(|s| s.filter(|&s| s < runs.len()))
+                .collect::<Option<Vec<_>>>()
+                .context("`retired.slots` in the checkpoint names a run this stack does not have")?;
             for (param, retired) in stack.model.params.iter().zip(&mut retired_params) {
                 let mut shape = param.value.dims().to_vec();
                 shape[0] = retired_slots.len();
                 let like = Tensor::zeros(shape, param.value.dtype(), &Device::Cpu)?;
-                *retired = Some(state::restore_like(saved, &format!("retired.{}", param.name), &like)?.to_device(device)?);
+                *retired =
+                    Some(state::restore_like(saved, &format!("retired.{}", param.name), &like)?.to_device(device)?);
             }
         }
         Ok(Training {
@@ -541,7 +574,8 @@ impl Training {
                 row_of[slot] = Some(self.retired_slots.len() + position);
             }
         }
-        let rows = row_of.into_iter().collect::<Option<Vec<usize>>>().context("internal: a run has no final weights")?;
+        let rows =
+            row_of.into_iter().collect::<Option<Vec<usize>>>().context("internal: a run has no final weights")?;
         let index = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<u32>>(), rows.len(), &Device::Cpu)?;
         let params = self
             .stack
@@ -550,7 +584,8 @@ impl Training {
             .iter()
             .zip(&self.retired_params)
             .map(|(param, retired)| {
-                let mut parts: Vec<Tensor> = retired.iter().map(|t| t.to_device(&Device::Cpu)).collect::<candle_core::Result<_>>()?;
+                let mut parts: Vec<Tensor> =
+                    retired.iter().map(|t| t.to_device(&Device::Cpu)).collect::<candle_core::Result<_>>()?;
                 if with_active {
                     parts.push(param.value.to_device(&Device::Cpu)?);
                 }

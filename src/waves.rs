@@ -77,8 +77,11 @@ impl Departures {
     pub fn before(waves: &Waves, wave: usize, runs: Option<&DataFrame>) -> Result<Departures> {
         let mut reasons = BTreeMap::new();
         let Some(df) = runs else { return Ok(Departures { reasons }) };
-        let ints = |name: &str| -> Result<Vec<Option<i64>>> { Ok(df.column(name).with_context(|| format!("runs.parquet has no column `{name}`"))?.i64()?.iter().collect()) };
-        let (run_ids, settings, seeds, grok, trained) = (ints("run_id")?, ints("setting_id")?, ints("seed")?, ints("grok_epoch")?, ints("epochs_trained")?);
+        let ints = |name: &str| -> Result<Vec<Option<i64>>> {
+            Ok(df.column(name).with_context(|| format!("runs.parquet has no column `{name}`"))?.i64()?.iter().collect())
+        };
+        let (run_ids, settings, seeds, grok, trained) =
+            (ints("run_id")?, ints("setting_id")?, ints("seed")?, ints("grok_epoch")?, ints("epochs_trained")?);
         let status: Vec<Option<&str>> = df.column("status")?.str()?.iter().collect();
         let mut order: Vec<usize> = (0..df.height()).collect();
         order.sort_by_key(|&row| run_ids[row]);
@@ -95,7 +98,13 @@ impl Departures {
                 format!("did not grok within {epochs} epochs")
             };
             let seed = seeds[row].map_or("?".into(), |s| s.to_string());
-            reasons.insert(setting as usize, format!("its setting cannot qualify: run {run_id} (seed {seed}, wave {}) {what}", waves.of_run(run_id as usize) + 1));
+            reasons.insert(
+                setting as usize,
+                format!(
+                    "its setting cannot qualify: run {run_id} (seed {seed}, wave {}) {what}",
+                    waves.of_run(run_id as usize) + 1
+                ),
+            );
         }
         Ok(Departures { reasons })
     }

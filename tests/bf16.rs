@@ -19,9 +19,13 @@ fn bf16_representable(t: &Tensor) -> bool {
 #[test]
 fn one_pure_bf16_step_equals_rounded_f32() {
     let (p, lr, wd) = (7usize, 0.01, 1.0);
-    let runs = common::runs(common::TINY, &["model.input=two_hot", "model.hidden=[6]", "model.activation=relu", "train.dtype=bf16", "train.all_reg=true"]);
+    let runs = common::runs(
+        common::TINY,
+        &["model.input=two_hot", "model.hidden=[6]", "model.activation=relu", "train.dtype=bf16", "train.all_reg=true"],
+    );
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
-    let (w0, w1) = (stack.model.mlp().unwrap().linear(0).clone(), stack.model.mlp().unwrap().linear(1).clone()); // [R, 2p, 6], [R, 6, p]
+    // [R, 2p, 6], [R, 6, p]
+    let (w0, w1) = (stack.model.mlp().unwrap().linear(0).clone(), stack.model.mlp().unwrap().linear(1).clone());
     assert!(bf16_representable(&w0) && bf16_representable(&w1), "bf16 weights are stored rounded");
     let rows = stack.train.rows.clone(); // [R, N, 2]
     let labels = stack.train.labels.clone(); // [R, N]
@@ -42,7 +46,13 @@ fn one_pure_bf16_step_equals_rounded_f32() {
     // Softmax cross-entropy gradient (mean over each run's rows), stored in bf16.
     let e = logits.broadcast_sub(&logits.max_keepdim(D::Minus1).unwrap()).unwrap().exp().unwrap();
     let softmax = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
-    let one_hot = labels.unsqueeze(2).unwrap().broadcast_eq(&Tensor::arange(0u32, p as u32, &Device::Cpu).unwrap().reshape((1, 1, p)).unwrap()).unwrap().to_dtype(DType::F32).unwrap();
+    let one_hot = labels
+        .unsqueeze(2)
+        .unwrap()
+        .broadcast_eq(&Tensor::arange(0u32, p as u32, &Device::Cpu).unwrap().reshape((1, 1, p)).unwrap())
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
     let dlogits = r(((softmax - one_hot).unwrap() / n as f64).unwrap());
     // Backward.
     let dw1 = r(a.t().unwrap().matmul(&dlogits).unwrap());
@@ -53,7 +63,13 @@ fn one_pure_bf16_step_equals_rounded_f32() {
         let idx = rows.get(run).unwrap();
         let mut table = Tensor::zeros((2 * p, 6), DType::F32, &Device::Cpu).unwrap();
         for k in 0..2 {
-            table = table.index_add(&idx.narrow(1, k, 1).unwrap().squeeze(1).unwrap().contiguous().unwrap(), &dz.get(run).unwrap(), 0).unwrap();
+            table = table
+                .index_add(
+                    &idx.narrow(1, k, 1).unwrap().squeeze(1).unwrap().contiguous().unwrap(),
+                    &dz.get(run).unwrap(),
+                    0,
+                )
+                .unwrap();
         }
         dw0.push(table);
     }
@@ -86,7 +102,8 @@ fn one_pure_bf16_step_equals_rounded_f32() {
 #[test]
 fn a_short_bf16_sweep_still_groks() {
     let runs = common::runs(
-        "[task]\np = 47\ntrain_fraction = 0.6\n[model]\nembed_dim = 32\nhidden = [128, 128]\n[train]\nepochs = 200\nweight_decay = 3.0\nall_reg = true\ndtype = \"bf16\"\nlog_every = 5\n",
+        "[task]\np = 47\ntrain_fraction = 0.6\n[model]\nembed_dim = 32\nhidden = [128, 128]\n[train]\nepochs = \
+            200\nweight_decay = 3.0\nall_reg = true\ndtype = \"bf16\"\nlog_every = 5\n",
         &["seeds=[5, 6]"],
     );
     let (results, _) = Stack::new(runs, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();

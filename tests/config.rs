@@ -27,11 +27,24 @@ seeds = 3
 
 #[test]
 fn overrides_set_values_and_make_axes() {
-    let sweep = Sweep::parse("[train]\nlr = 0.1\n", "o.toml", &["train.lr=0.02".into(), "model.hidden=[[8], [8, 8]]".into(), "task.op=mul".into(), "seeds=[5, 6]".into()]).unwrap();
+    let sweep = Sweep::parse(
+        "[train]\nlr = 0.1\n",
+        "o.toml",
+        &["train.lr=0.02".into(), "model.hidden=[[8], [8, 8]]".into(), "task.op=mul".into(), "seeds=[5, 6]".into()],
+    )
+    .unwrap();
     assert_eq!(sweep.base["train.lr"], Value::Float(0.02));
     assert_eq!(sweep.base["task.op"], Value::Str("mul".into()));
-    let axes: Vec<(&str, &[&str], &[Vec<Value>])> = sweep.grid.iter().map(|a| (a.name.as_str(), a.keys.as_slice(), a.cases.as_slice())).collect();
-    assert_eq!(axes, [("model.hidden", &["model.hidden"][..], &[vec![Value::IntList(vec![8])], vec![Value::IntList(vec![8, 8])]][..])]);
+    let axes: Vec<(&str, &[&str], &[Vec<Value>])> =
+        sweep.grid.iter().map(|a| (a.name.as_str(), a.keys.as_slice(), a.cases.as_slice())).collect();
+    assert_eq!(
+        axes,
+        [(
+            "model.hidden",
+            &["model.hidden"][..],
+            &[vec![Value::IntList(vec![8])], vec![Value::IntList(vec![8, 8])]][..]
+        )]
+    );
     assert_eq!(sweep.seeds, vec![5, 6]);
     assert_eq!(sweep.runs().unwrap().len(), 4);
 }
@@ -93,11 +106,28 @@ fn a_linked_axis_sets_its_keys_together() {
     let sweep = Sweep::parse(LINKED, "linked.toml", &[]).unwrap();
     let runs = sweep.runs().unwrap();
     assert_eq!(runs.len(), 2 * 2 * 3);
-    let setting = |r: &grokstack::config::RunSpec| (r.values["task.op"].to_string(), r.values["task.train_fraction"].to_string(), r.values["train.loss"].to_string(), r.values["train.optimizer"].to_string(), r.values["train.lr"].to_string());
+    let setting = |r: &grokstack::config::RunSpec| {
+        (
+            r.values["task.op"].to_string(),
+            r.values["task.train_fraction"].to_string(),
+            r.values["train.loss"].to_string(),
+            r.values["train.optimizer"].to_string(),
+            r.values["train.lr"].to_string(),
+        )
+    };
     // The first axis slowest, the keys of a case always together.
-    assert_eq!(setting(&runs[0]), ("\"add\"".into(), "0.5".into(), "\"softmax\"".into(), "\"adamw\"".into(), "0.001".into()));
-    assert_eq!(setting(&runs[2]), ("\"add\"".into(), "0.5".into(), "\"softmax\"".into(), "\"muon\"".into(), "0.02".into()));
-    assert_eq!(setting(&runs[11]), ("\"mul\"".into(), "0.8".into(), "\"stablemax\"".into(), "\"muon\"".into(), "0.02".into()));
+    assert_eq!(
+        setting(&runs[0]),
+        ("\"add\"".into(), "0.5".into(), "\"softmax\"".into(), "\"adamw\"".into(), "0.001".into())
+    );
+    assert_eq!(
+        setting(&runs[2]),
+        ("\"add\"".into(), "0.5".into(), "\"softmax\"".into(), "\"muon\"".into(), "0.02".into())
+    );
+    assert_eq!(
+        setting(&runs[11]),
+        ("\"mul\"".into(), "0.8".into(), "\"stablemax\"".into(), "\"muon\"".into(), "0.02".into())
+    );
     assert!(runs.iter().all(|r| (r.values["task.op"] == Value::Str("add".into())) == (r.config.train_fraction == 0.5)));
     // The resolved sweep writes it back as a linked axis.
     let again = Sweep::parse(&sweep.to_toml(), "resolved", &[]).unwrap();
@@ -113,10 +143,18 @@ fn linked_axes_are_checked() {
             assert!(text.contains(part), "{text:?} should say {part:?}");
         }
     };
-    refused("[grid]\nt = [{ \"task.op\" = \"add\" }, { \"task.p\" = 7 }]\n", &[], &["linked.toml", "`t`", "case 2", "same keys"]);
+    refused(
+        "[grid]\nt = [{ \"task.op\" = \"add\" }, { \"task.p\" = 7 }]\n",
+        &[],
+        &["linked.toml", "`t`", "case 2", "same keys"],
+    );
     refused("[grid]\nt = [{ \"task.opp\" = \"add\" }]\n", &[], &["linked.toml", "`t`", "unknown key `task.opp`"]);
     refused("[grid]\nt = [{ \"train.lr\" = -1.0 }]\n", &[], &["linked.toml", "`t`", "`train.lr`"]);
-    refused("[grid]\nt = [{ \"train.lr\" = 0.1 }]\n\"train.lr\" = [0.1, 0.2]\n", &[], &["`train.lr`", "also set by the grid axis `t`"]);
+    refused(
+        "[grid]\nt = [{ \"train.lr\" = 0.1 }]\n\"train.lr\" = [0.1, 0.2]\n",
+        &[],
+        &["`train.lr`", "also set by the grid axis `t`"],
+    );
     refused("[grid]\nt = [1, 2]\n", &[], &["`t`", "unknown key"]);
     refused(LINKED, &["train.lr=0.1"], &["train.lr", "linked axis `optimizer`"]);
     refused(LINKED, &["train.lr=[0.1, 0.2]"], &["train.lr", "linked axis `optimizer`"]);

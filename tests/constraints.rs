@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use grokstack::models::Place;
-use grokstack::optim::constraints::{cap_rms, hardcap, msign, spectral_normalize, project};
+use grokstack::optim::constraints::{cap_rms, hardcap, msign, project, spectral_normalize};
 use grokstack::optim::RunHyper;
 use grokstack::train::Stack;
 
@@ -18,7 +18,14 @@ fn known(m: usize, n: usize) -> Tensor {
     let data: Vec<f64> = RUN_SCALES
         .iter()
         .enumerate()
-        .flat_map(|(run, scale)| common::with_singular_values(m, n, &SIGMAS[..k].iter().map(|s| s * scale).collect::<Vec<_>>(), 10 + run as u64))
+        .flat_map(|(run, scale)| {
+            common::with_singular_values(
+                m,
+                n,
+                &SIGMAS[..k].iter().map(|s| s * scale).collect::<Vec<_>>(),
+                10 + run as u64,
+            )
+        })
         .collect();
     Tensor::from_vec(data, (3, m, n), &Device::Cpu).unwrap()
 }
@@ -41,7 +48,8 @@ fn hardcap_caps_every_singular_value_at_beta_and_leaves_smaller_ones() {
                 assert!((g - s.min(beta[run])).abs() < 1e-9, "{m}x{n} run {run}: σ {g} vs min(β, {s})");
             }
             if run == 2 {
-                let diff = before.iter().flatten().zip(after.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                let diff =
+                    before.iter().flatten().zip(after.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
                 assert!(diff < 1e-10, "{m}x{n}: σ_max ≤ β must leave W unchanged, moved {diff:e}");
             }
         }
@@ -76,7 +84,11 @@ fn stiefel_gives_all_singular_values_one() {
             let w = known(m, n).to_dtype(dtype).unwrap();
             for (run, after) in matrices(&msign(&w).unwrap()).iter().enumerate() {
                 let tol = if dtype == DType::F64 { 1e-9 } else { 1e-5 };
-                assert!(common::singular_values(after).iter().all(|s| (s - 1.0).abs() < tol), "{m}x{n} {dtype:?} run {run}: {:?}", common::singular_values(after));
+                assert!(
+                    common::singular_values(after).iter().all(|s| (s - 1.0).abs() < tol),
+                    "{m}x{n} {dtype:?} run {run}: {:?}",
+                    common::singular_values(after)
+                );
             }
         }
     }
@@ -85,7 +97,8 @@ fn stiefel_gives_all_singular_values_one() {
 fn hyper_of(runs: usize, beta: &[f64], lambda: &[f64], cap: &[f64]) -> RunHyper {
     let configs = common::runs(common::TINY, &[&format!("seeds={runs}")]);
     let mut hyper = RunHyper::from_configs(configs.iter().map(|r| &r.config));
-    (hyper.constraint_beta, hyper.constraint_lambda, hyper.embed_rms_cap) = (beta.to_vec(), lambda.to_vec(), cap.to_vec());
+    (hyper.constraint_beta, hyper.constraint_lambda, hyper.embed_rms_cap) =
+        (beta.to_vec(), lambda.to_vec(), cap.to_vec());
     hyper
 }
 
@@ -122,7 +135,18 @@ const CONSTRAINTS: [&str; 4] = ["spectral_normalize", "spectral_hardcap", "spect
 #[test]
 fn every_step_ends_inside_the_constraint() {
     for optimizer in ["adamw", "muon", "scion"] {
-        let runs = common::runs(common::TINY, &[&format!("train.optimizer={optimizer}"), "train.dtype=f64", "train.constraint=spectral_hardcap", "train.constraint_beta=[0.3, 0.5]", "train.embed_rms_cap=0.5", "train.lr=0.1", "seeds=1"]);
+        let runs = common::runs(
+            common::TINY,
+            &[
+                &format!("train.optimizer={optimizer}"),
+                "train.dtype=f64",
+                "train.constraint=spectral_hardcap",
+                "train.constraint_beta=[0.3, 0.5]",
+                "train.embed_rms_cap=0.5",
+                "train.lr=0.1",
+                "seeds=1",
+            ],
+        );
         let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
         for _ in 0..3 {
             stack.step().unwrap();
@@ -132,7 +156,11 @@ fn every_step_ends_inside_the_constraint() {
                 match param.group.place {
                     place if place.is_linear_layer() => {
                         let beta = [0.3, 0.5][run];
-                        assert!(common::singular_values(matrix)[0] <= beta + 1e-9, "{optimizer} {} run {run}", param.name);
+                        assert!(
+                            common::singular_values(matrix)[0] <= beta + 1e-9,
+                            "{optimizer} {} run {run}",
+                            param.name
+                        );
                     }
                     Place::Embedding => {
                         for row in matrix {
@@ -151,10 +179,29 @@ fn every_step_ends_inside_the_constraint() {
 fn every_constraint_is_bit_identical_alone_and_in_a_stack_and_finite_in_bf16() {
     for constraint in CONSTRAINTS {
         for dtype in ["bf16", "f32"] {
-            let sets = [format!("train.constraint={constraint}"), format!("train.dtype={dtype}"), "train.optimizer=muon".into(), "train.epochs=4".into(), "train.embed_rms_cap=1".into()];
+            let sets = [
+                format!("train.constraint={constraint}"),
+                format!("train.dtype={dtype}"),
+                "train.optimizer=muon".into(),
+                "train.epochs=4".into(),
+                "train.embed_rms_cap=1".into(),
+            ];
             let sets: Vec<&str> = sets.iter().map(|s| s.as_str()).collect();
             let target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.05"]].concat()).remove(0);
-            let neighbours = common::runs(common::TINY, &[&sets[..], &["seeds=2", "train.lr=[0.001, 1e3]", "train.constraint_beta=[0.5, 2]", "train.constraint_lambda=0.9", "train.embed_rms_cap=[0, 0.3]"]].concat());
+            let neighbours = common::runs(
+                common::TINY,
+                &[
+                    &sets[..],
+                    &[
+                        "seeds=2",
+                        "train.lr=[0.001, 1e3]",
+                        "train.constraint_beta=[0.5, 2]",
+                        "train.constraint_lambda=0.9",
+                        "train.embed_rms_cap=[0, 0.3]",
+                    ],
+                ]
+                .concat(),
+            );
             let (alone, together) = common::alone_and_stacked(target, neighbours, 3);
             assert_eq!(alone.len(), 4);
             assert_eq!(alone, together, "{constraint} {dtype}: alone vs stacked");
@@ -184,10 +231,13 @@ fn a_nan_run_changes_no_other_run_under_any_constraint() {
     let poisoned = Tensor::cat(&[w.narrow(0, 0, 1).unwrap(), nan_run, w.narrow(0, 2, 1).unwrap()], 0).unwrap();
     let hyper = hyper_of(3, &[1.0, 1.0, 2.0], &[0.5, 0.5, 0.25], &[1.0, 1.0, 0.5]);
     let alone = |run: usize, kind: Constraint| -> Vec<Vec<f64>> {
-        let one = hyper_of(1, &[hyper.constraint_beta[run]], &[hyper.constraint_lambda[run]], &[hyper.embed_rms_cap[run]]);
+        let one =
+            hyper_of(1, &[hyper.constraint_beta[run]], &[hyper.constraint_lambda[run]], &[hyper.embed_rms_cap[run]]);
         matrices(&project(kind, &w.narrow(0, run, 1).unwrap(), &one).unwrap()).remove(0)
     };
-    for kind in [Constraint::SpectralNormalize, Constraint::SpectralHardcap, Constraint::SpectralClippedWd, Constraint::Stiefel] {
+    for kind in
+        [Constraint::SpectralNormalize, Constraint::SpectralHardcap, Constraint::SpectralClippedWd, Constraint::Stiefel]
+    {
         let got = matrices(&project(kind, &poisoned, &hyper).unwrap());
         for run in [0, 2] {
             assert_eq!(got[run], alone(run, kind), "{kind:?}: run {run} beside a NaN run");

@@ -42,8 +42,10 @@ fn compare(overrides: &[&str], tol: f64) {
     let stack = Stack::new(runs, &Device::Cpu).unwrap();
     let (rows, labels) = (&stack.train.rows, &stack.train.labels);
     assert!(rows.dim(1).unwrap() > 2 * CHUNK_ROWS, "the test needs several chunks per run");
-    let (stats, grads) = grokstack::models::mlp::cpu::train_pass(&stack.model.mlp().unwrap(), rows, labels, loss, loss_bf16).unwrap();
-    let (expected_stats, expected_grads) = stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 2, None).unwrap();
+    let (stats, grads) =
+        grokstack::models::mlp::cpu::train_pass(&stack.model.mlp().unwrap(), rows, labels, loss, loss_bf16).unwrap();
+    let (expected_stats, expected_grads) =
+        stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 2, None).unwrap();
     let what = overrides.join(" ");
     // Accuracy and the collapse counts are exact; the loss is within the tolerance.
     let (s, e) = (values(&stats), values(&expected_stats));
@@ -53,7 +55,14 @@ fn compare(overrides: &[&str], tol: f64) {
         let diff = max_diff_of_largest(&values(got), &values(expected));
         assert!(diff < tol, "{what}: {} gradient differs by {diff:e} of its largest value", param.name);
     }
-    let test_stats = grokstack::models::mlp::cpu::evaluate(&stack.model.mlp().unwrap(), &stack.test.rows, &stack.test.labels, loss, loss_bf16).unwrap();
+    let test_stats = grokstack::models::mlp::cpu::evaluate(
+        &stack.model.mlp().unwrap(),
+        &stack.test.rows,
+        &stack.test.labels,
+        loss,
+        loss_bf16,
+    )
+    .unwrap();
     let expected = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, loss_bf16, 2).unwrap();
     assert!(max_diff_of_largest(&values(&test_stats), &values(&expected)) < tol, "{what}: evaluation");
 }
@@ -63,7 +72,12 @@ fn f64_matches_tensor_ops() {
     for input in ["embedding", "two_hot"] {
         for activation in ["relu", "gelu", "tanh"] {
             for loss in ["softmax", "stablemax", "sparsemax"] {
-                let overrides = [&format!("model.input={input}") as &str, &format!("model.activation={activation}"), &format!("train.loss={loss}"), "train.dtype=f64"];
+                let overrides = [
+                    &format!("model.input={input}") as &str,
+                    &format!("model.activation={activation}"),
+                    &format!("train.loss={loss}"),
+                    "train.dtype=f64",
+                ];
                 compare(&overrides, 1e-12);
             }
         }
@@ -103,13 +117,35 @@ fn a_run_gets_the_same_bits_alone_and_in_any_stack() {
         let seeds = format!("seeds={}", RUNS_PER_WAVE + 6);
         let runs = common::runs(WIDE, &[&format!("train.dtype={dtype}"), &seeds]);
         let stack = Stack::new(runs.clone(), &Device::Cpu).unwrap();
-        let (stats, grads) = grokstack::models::mlp::cpu::train_pass(&stack.model.mlp().unwrap(), &stack.train.rows, &stack.train.labels, Loss::Softmax, false).unwrap();
+        let (stats, grads) = grokstack::models::mlp::cpu::train_pass(
+            &stack.model.mlp().unwrap(),
+            &stack.train.rows,
+            &stack.train.labels,
+            Loss::Softmax,
+            false,
+        )
+        .unwrap();
         for position in [3, RUNS_PER_WAVE + 2] {
             let alone = Stack::new(vec![runs[position].clone()], &Device::Cpu).unwrap();
-            let (alone_stats, alone_grads) = grokstack::models::mlp::cpu::train_pass(&alone.model.mlp().unwrap(), &alone.train.rows, &alone.train.labels, Loss::Softmax, false).unwrap();
-            assert_eq!(values(&stats.narrow(0, position, 1).unwrap()), values(&alone_stats), "{dtype}: statistics of run {position}");
+            let (alone_stats, alone_grads) = grokstack::models::mlp::cpu::train_pass(
+                &alone.model.mlp().unwrap(),
+                &alone.train.rows,
+                &alone.train.labels,
+                Loss::Softmax,
+                false,
+            )
+            .unwrap();
+            assert_eq!(
+                values(&stats.narrow(0, position, 1).unwrap()),
+                values(&alone_stats),
+                "{dtype}: statistics of run {position}"
+            );
             for (g, a) in grads.iter().zip(&alone_grads) {
-                assert_eq!(values(&g.narrow(0, position, 1).unwrap()), values(a), "{dtype}: gradients of run {position}");
+                assert_eq!(
+                    values(&g.narrow(0, position, 1).unwrap()),
+                    values(a),
+                    "{dtype}: gradients of run {position}"
+                );
             }
         }
     }

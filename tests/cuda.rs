@@ -50,21 +50,119 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "mlp adamw f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.lr=[0.003, 0.01]"], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "mlp ortho_adamw f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.optimizer=ortho_adamw"], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "mlp sgd f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.optimizer=sgd", "train.lr=0.1"], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "mlp muon f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.optimizer=muon", "model.hidden=[16, 16]"], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "mlp stablemax f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.loss=stablemax"], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "mlp sparsemax f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.loss=sparsemax"], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "mlp minibatch f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.batch_size=64", "train.warmup=3"], epochs: 5, loss_rel: 1e-4 },
-    Case { name: "mlp adamw bf16", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.dtype=bf16", "train.all_reg=true"], epochs: 5, loss_rel: 3e-2 },
-    Case { name: "mlp muon bf16", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.dtype=bf16", "train.optimizer=muon", "model.hidden=[16, 16]"], epochs: 5, loss_rel: 3e-2 },
-    Case { name: "mlp scion f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.optimizer=scion", "train.polar_dtype=f32", "model.hidden=[16, 16]"], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "mlp scion constrained bf16", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.dtype=bf16", "train.optimizer=scion", "train.scion_constrained=true", "model.hidden=[16, 16]"], epochs: 5, loss_rel: 3e-2 },
-    Case { name: "mlp muon hardcap f32", toml: common::TINY, overrides: &["seeds=4", "task.p=23", "train.optimizer=muon", "train.constraint=spectral_hardcap", "train.embed_rms_cap=1", "model.hidden=[16, 16]"], epochs: 10, loss_rel: 1e-4 },
+    Case {
+        name: "mlp adamw f32",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.lr=[0.003, 0.01]"],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "mlp ortho_adamw f32",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.optimizer=ortho_adamw"],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "mlp sgd f32",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.optimizer=sgd", "train.lr=0.1"],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "mlp muon f32",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.optimizer=muon", "model.hidden=[16, 16]"],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "mlp stablemax f32",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.loss=stablemax"],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "mlp sparsemax f32",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.loss=sparsemax"],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "mlp minibatch f32",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.batch_size=64", "train.warmup=3"],
+        epochs: 5,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "mlp adamw bf16",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.dtype=bf16", "train.all_reg=true"],
+        epochs: 5,
+        loss_rel: 3e-2,
+    },
+    Case {
+        name: "mlp muon bf16",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.dtype=bf16", "train.optimizer=muon", "model.hidden=[16, 16]"],
+        epochs: 5,
+        loss_rel: 3e-2,
+    },
+    Case {
+        name: "mlp scion f32",
+        toml: common::TINY,
+        overrides: &["seeds=4", "task.p=23", "train.optimizer=scion", "train.polar_dtype=f32", "model.hidden=[16, 16]"],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "mlp scion constrained bf16",
+        toml: common::TINY,
+        overrides: &[
+            "seeds=4",
+            "task.p=23",
+            "train.dtype=bf16",
+            "train.optimizer=scion",
+            "train.scion_constrained=true",
+            "model.hidden=[16, 16]",
+        ],
+        epochs: 5,
+        loss_rel: 3e-2,
+    },
+    Case {
+        name: "mlp muon hardcap f32",
+        toml: common::TINY,
+        overrides: &[
+            "seeds=4",
+            "task.p=23",
+            "train.optimizer=muon",
+            "train.constraint=spectral_hardcap",
+            "train.embed_rms_cap=1",
+            "model.hidden=[16, 16]",
+        ],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
     Case { name: "transformer adamw f32", toml: TRANSFORMER, overrides: &[], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "transformer muon f32", toml: TRANSFORMER, overrides: &["train.optimizer=muon", "train.lr=0.02"], epochs: 10, loss_rel: 1e-4 },
-    Case { name: "transformer minibatch f32", toml: TRANSFORMER, overrides: &["train.batch_size=50", "train.loss=stablemax"], epochs: 4, loss_rel: 1e-4 },
+    Case {
+        name: "transformer muon f32",
+        toml: TRANSFORMER,
+        overrides: &["train.optimizer=muon", "train.lr=0.02"],
+        epochs: 10,
+        loss_rel: 1e-4,
+    },
+    Case {
+        name: "transformer minibatch f32",
+        toml: TRANSFORMER,
+        overrides: &["train.batch_size=50", "train.loss=stablemax"],
+        epochs: 4,
+        loss_rel: 1e-4,
+    },
 ];
 
 /// The statistics `[R, 4]` (mean loss, accuracy, ...) as rows of f64, from any device.
@@ -87,7 +185,11 @@ fn compare(case: &Case, gpu: &Device) -> (f64, f64) {
             let cpu = host_rows(&on_cpu.evaluate(cpu).unwrap());
             let gpu = host_rows(&on_gpu.evaluate(gpu).unwrap());
             for (c, g) in cpu.iter().zip(&gpu) {
-                assert!(g.iter().all(|v| v.is_finite()), "{}: epoch {epoch}: non-finite GPU statistics {g:?}", case.name);
+                assert!(
+                    g.iter().all(|v| v.is_finite()),
+                    "{}: epoch {epoch}: non-finite GPU statistics {g:?}",
+                    case.name
+                );
                 loss_rel = loss_rel.max((c[0] - g[0]).abs() / c[0].abs().max(1e-12));
                 acc_rows = acc_rows.max((c[1] - g[1]).abs() * n_test);
             }
@@ -106,7 +208,9 @@ fn gpu_and_cpu_agree_on_small_stacks() {
         }
     };
     let mut failures = Vec::new();
-    eprintln!("| case | epochs | max loss rel. diff | tolerance | max accuracy diff (test rows) |\n|---|---|---|---|---|");
+    eprintln!(
+        "| case | epochs | max loss rel. diff | tolerance | max accuracy diff (test rows) |\n|---|---|---|---|---|"
+    );
     for case in CASES {
         let (loss_rel, acc_rows) = compare(case, &gpu);
         eprintln!("| {} | {} | {loss_rel:.2e} | {:.0e} | {acc_rows:.1} |", case.name, case.epochs, case.loss_rel);

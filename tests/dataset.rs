@@ -58,7 +58,22 @@ fn expected(name: &str, a: u64, b: u64, p: u64) -> Option<u64> {
 #[test]
 fn every_binary_operation_labels_and_row_counts() {
     let p = 13;
-    for name in ["add", "sub", "mul", "div", "exp", "gcd", "x**2+y", "x**3+y", "x**2+y**2", "x**2+x*y+y**2", "x**2+x*y+y**2+x", "x**3+x*y", "x**3+x*y**2+y", "x/y if y%2==1 else x-y"] {
+    for name in [
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "exp",
+        "gcd",
+        "x**2+y",
+        "x**3+y",
+        "x**2+y**2",
+        "x**2+x*y+y**2",
+        "x**2+x*y+y**2+x",
+        "x**3+x*y",
+        "x**3+x*y**2+y",
+        "x/y if y%2==1 else x-y",
+    ] {
         let c = config(&[&format!("task.op={name:?}"), &format!("task.p={p}")]);
         let examples = all_examples(&c, 0);
         let mut rows = 0;
@@ -86,7 +101,15 @@ fn every_binary_operation_labels_and_row_counts() {
 
 #[test]
 fn openai_grok_operator_strings_are_aliases() {
-    for (alias, name) in [("+", "add"), ("/", "div"), ("**2+", "x**2+y"), ("x**2+y**2+x*y_mod_97", "x**2+x*y+y**2"), ("x**3+x*y**2+y_mod_97", "x**3+x*y**2+y"), ("(x._value//y)if(y._value%2==1)else(x-y)_mod_97", "mix1"), ("s5conj", "s5_conjugate")] {
+    for (alias, name) in [
+        ("+", "add"),
+        ("/", "div"),
+        ("**2+", "x**2+y"),
+        ("x**2+y**2+x*y_mod_97", "x**2+x*y+y**2"),
+        ("x**3+x*y**2+y_mod_97", "x**3+x*y**2+y"),
+        ("(x._value//y)if(y._value%2==1)else(x-y)_mod_97", "mix1"),
+        ("s5conj", "s5_conjugate"),
+    ] {
         assert_eq!(Op::parse(alias), Op::parse(name), "{alias}");
         assert!(Op::parse(alias).is_some(), "{alias}");
     }
@@ -96,11 +119,16 @@ fn openai_grok_operator_strings_are_aliases() {
 fn all_permutations() -> Vec<[u8; 5]> {
     let mut perms: Vec<Vec<u8>> = vec![vec![]];
     for value in 0..5u8 {
-        perms = perms.iter().flat_map(|p| (0..=p.len()).map(move |at| {
-            let mut q = p.clone();
-            q.insert(at, value);
-            q
-        })).collect();
+        perms = perms
+            .iter()
+            .flat_map(|p| {
+                (0..=p.len()).map(move |at| {
+                    let mut q = p.clone();
+                    q.insert(at, value);
+                    q
+                })
+            })
+            .collect();
     }
     let mut out: Vec<[u8; 5]> = perms.into_iter().map(|p| p.try_into().expect("5 elements")).collect();
     out.sort();

@@ -22,7 +22,11 @@ impl Tmpfs {
         }
         let dir = temp_path(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"]).arg(&dir).status().expect("run mount");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
         assert!(status.success(), "root could not mount a tmpfs on {}", dir.display());
         Some(Tmpfs(dir))
     }
@@ -77,7 +81,11 @@ fn full_then_resume(fs: &Tmpfs, left: impl Fn(&Path) -> u64, overrides: &[&str],
         assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
     }
     let before = snapshot(&dir);
-    assert!(before.keys().all(|p| !p.to_string_lossy().contains(".tmp-")), "a temporary file was left: {:?}", before.keys());
+    assert!(
+        before.keys().all(|p| !p.to_string_lossy().contains(".tmp-")),
+        "a temporary file was left: {:?}",
+        before.keys()
+    );
     assert!(dir.join("sweep.toml").is_file() && dir.join("plan.json").is_file());
 
     // Still full: a second attempt fails the same way and changes nothing.
@@ -90,7 +98,10 @@ fn full_then_resume(fs: &Tmpfs, left: impl Fn(&Path) -> u64, overrides: &[&str],
     assert!(resumed.status.success(), "resume after freeing space: {}", String::from_utf8_lossy(&resumed.stderr));
     assert!(read_runs(&dir).equals_missing(&read_runs(&reference)), "runs.parquet after the resume differs");
     assert!(read_metrics(&dir).equals_missing(&read_metrics(&reference)), "metrics after the resume differ");
-    assert_eq!(std::fs::read(dir.join("weights/part-00000.safetensors")).unwrap(), std::fs::read(reference.join("weights/part-00000.safetensors")).unwrap());
+    assert_eq!(
+        std::fs::read(dir.join("weights/part-00000.safetensors")).unwrap(),
+        std::fs::read(reference.join("weights/part-00000.safetensors")).unwrap()
+    );
     std::fs::remove_dir_all(&reference).ok();
 }
 
@@ -98,7 +109,12 @@ fn full_then_resume(fs: &Tmpfs, left: impl Fn(&Path) -> u64, overrides: &[&str],
 fn disk_full_during_a_checkpoint() {
     let Some(fs) = Tmpfs::mount("disk-full-checkpoint", 24) else { return };
     // The stack's first checkpoint (its weights and AdamW moments, megabytes) does not fit.
-    full_then_resume(&fs, |_| 512 << 10, &["train.epochs=40", "train.checkpoint_every=10"], "checkpoints/part-00000.step-");
+    full_then_resume(
+        &fs,
+        |_| 512 << 10,
+        &["train.epochs=40", "train.checkpoint_every=10"],
+        "checkpoints/part-00000.step-",
+    );
 }
 
 #[test]
@@ -111,7 +127,12 @@ fn disk_full_during_a_parquet_write() {
         let weights = std::fs::metadata(reference.join("weights/part-00000.safetensors")).unwrap().len();
         weights.div_ceil(PAGE) * PAGE + 3 * PAGE + 4 * PAGE
     };
-    full_then_resume(&fs, left, &["train.epochs=40", "train.checkpoint_every=0", "train.log_every=1"], "metrics.parquet/part-00000.parquet");
+    full_then_resume(
+        &fs,
+        left,
+        &["train.epochs=40", "train.checkpoint_every=0", "train.log_every=1"],
+        "metrics.parquet/part-00000.parquet",
+    );
 }
 
 #[test]
@@ -148,7 +169,13 @@ fn disk_full_during_a_merge() {
     let out = grokstack(&["merge", dir.to_str().unwrap()]);
     assert!(out.status.success(), "merge after freeing space: {}", String::from_utf8_lossy(&out.stderr));
     assert!(snapshot(&dir).keys().all(|p| !p.to_string_lossy().contains(".tmp-")), "a temporary file was left");
-    assert!(read_runs(&dir).equals_missing(&read_runs(&reference)), "the merged runs differ from the single-process sweep");
-    assert!(read_metrics(&dir).equals_missing(&read_metrics(&reference)), "the merged metrics differ from the single-process sweep");
+    assert!(
+        read_runs(&dir).equals_missing(&read_runs(&reference)),
+        "the merged runs differ from the single-process sweep"
+    );
+    assert!(
+        read_metrics(&dir).equals_missing(&read_metrics(&reference)),
+        "the merged metrics differ from the single-process sweep"
+    );
     std::fs::remove_dir_all(&reference).ok();
 }

@@ -55,7 +55,10 @@ fn check(sets: &[&str]) {
     assert_eq!(bad.status, Status::Diverged, "{sets:?}: {bad:?}");
     let bad_rows: Vec<_> = rows.iter().filter(|r| r.run_id == diverging.run_id).collect();
     let last = bad_rows.last().unwrap();
-    assert!(![last.train_loss, last.test_loss, last.weight_norm].iter().all(|x| x.is_finite()), "the last row is the diverged one");
+    assert!(
+        ![last.train_loss, last.test_loss, last.weight_norm].iter().all(|x| x.is_finite()),
+        "the last row is the diverged one"
+    );
     assert!(bad_rows[..bad_rows.len() - 1].iter().all(|r| r.train_loss.is_finite() && r.weight_norm.is_finite()));
     assert_eq!(bad.epochs_trained, last.epoch + 1, "marked diverged at the epoch it was found");
     assert!(bad.epochs_trained < 30);
@@ -76,6 +79,11 @@ fn a_diverging_adamw_run_changes_no_other_run() {
 #[test]
 fn a_diverging_run_changes_no_other_run_under_any_optimizer() {
     for optimizer in ["ortho_adamw", "sgd", "muon"] {
-        check(&[&format!("train.optimizer={optimizer}"), "train.log_every=4", "train.stop=none", "metrics.lipschitz=true"]);
+        check(&[
+            &format!("train.optimizer={optimizer}"),
+            "train.log_every=4",
+            "train.stop=none",
+            "metrics.lipschitz=true",
+        ]);
     }
 }

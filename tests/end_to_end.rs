@@ -33,7 +33,25 @@ fn small_sweep_groks_and_writes_the_documented_files() {
 
     let runs = read(&dir.join("runs.parquet"));
     assert_eq!(runs.height(), 4);
-    for column in ["run_id", "setting_id", "seed", "task.op", "task.p", "train.dtype", "train.lr", "train.weight_decay", "status", "epochs_trained", "grok_epoch", "solve_epoch", "lipschitz_at_grok", "final_train_acc", "final_test_acc", "final_train_loss", "final_test_loss"] {
+    for column in [
+        "run_id",
+        "setting_id",
+        "seed",
+        "task.op",
+        "task.p",
+        "train.dtype",
+        "train.lr",
+        "train.weight_decay",
+        "status",
+        "epochs_trained",
+        "grok_epoch",
+        "solve_epoch",
+        "lipschitz_at_grok",
+        "final_train_acc",
+        "final_test_acc",
+        "final_train_loss",
+        "final_test_loss",
+    ] {
         assert!(runs.column(column).is_ok(), "runs.parquet lacks {column}");
     }
     let grok = runs.column("grok_epoch").unwrap().i64().unwrap();
@@ -47,22 +65,52 @@ fn small_sweep_groks_and_writes_the_documented_files() {
     let metrics = parts.iter().map(|p| read(p)).reduce(|a, b| a.vstack(&b).unwrap()).unwrap();
     // Logged epochs 0, 5, …, 195 and the last one, 199.
     assert_eq!(metrics.height(), 4 * 41);
-    for column in ["run_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "softmax_collapse", "zero_terms", "lipschitz_bound", "layer0_weight_norm", "layer2_weight_norm"] {
+    for column in [
+        "run_id",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "weight_norm",
+        "softmax_collapse",
+        "zero_terms",
+        "lipschitz_bound",
+        "layer0_weight_norm",
+        "layer2_weight_norm",
+    ] {
         assert!(metrics.column(column).is_ok(), "metrics lack {column}");
     }
     let acc = metrics.column("test_acc").unwrap().f64().unwrap();
     assert!(acc.into_no_null_iter().all(|a| (0.0..=1.0).contains(&a)));
     let resolved = std::fs::read_to_string(dir.join("sweep.toml")).unwrap();
     let reread = grokstack::config::Sweep::parse(&resolved, "sweep.toml", &[]).unwrap();
-    assert_eq!(reread.base["train.eps"], grokstack::config::Value::Float(1e-25), "defaults are written out: {resolved}");
+    assert_eq!(
+        reread.base["train.eps"],
+        grokstack::config::Value::Float(1e-25),
+        "defaults are written out: {resolved}"
+    );
     assert_eq!(reread.seeds, vec![0, 1]);
 
     // The analysis stage on what was just trained: one settings.csv row per setting.
     let analyzed = grokstack(&["analyze", dir.to_str().unwrap()]);
     assert!(analyzed.status.success(), "analyze failed: {}", String::from_utf8_lossy(&analyzed.stderr));
-    let settings = CsvReadOptions::default().try_into_reader_with_file_path(Some(dir.join("analysis/settings.csv"))).unwrap().finish().unwrap();
+    let settings = CsvReadOptions::default()
+        .try_into_reader_with_file_path(Some(dir.join("analysis/settings.csv")))
+        .unwrap()
+        .finish()
+        .unwrap();
     assert_eq!(settings.height(), 2, "two settings (f32, bf16): {settings}");
-    for column in ["setting_id", "train.dtype", "seeds", "grokked_fraction", "median_grok_epoch", "q25_grok_epoch", "q75_grok_epoch", "qualified"] {
+    for column in [
+        "setting_id",
+        "train.dtype",
+        "seeds",
+        "grokked_fraction",
+        "median_grok_epoch",
+        "q25_grok_epoch",
+        "q75_grok_epoch",
+        "qualified",
+    ] {
         assert!(settings.column(column).is_ok(), "settings.csv lacks {column}: {settings}");
     }
     let qualified = settings.column("qualified").unwrap().bool().unwrap();
@@ -71,7 +119,11 @@ fn small_sweep_groks_and_writes_the_documented_files() {
     let headline = String::from_utf8_lossy(&analyzed.stdout).into_owned();
     assert!(headline.contains("(rule first)"), "the default rule is named: {headline}");
     let near_max = grokstack(&["analyze", dir.to_str().unwrap(), "--grok-rule", "near-max"]);
-    assert!(near_max.status.success(), "analyze --grok-rule near-max failed: {}", String::from_utf8_lossy(&near_max.stderr));
+    assert!(
+        near_max.status.success(),
+        "analyze --grok-rule near-max failed: {}",
+        String::from_utf8_lossy(&near_max.stderr)
+    );
     assert!(String::from_utf8_lossy(&near_max.stdout).contains("(rule near-max)"));
     let unknown = grokstack(&["analyze", dir.to_str().unwrap(), "--grok-rule", "last"]);
     let error = String::from_utf8_lossy(&unknown.stderr);
@@ -84,7 +136,8 @@ fn small_sweep_groks_and_writes_the_documented_files() {
 
     // The same directory again is refused and left as it was.
     let before = std::fs::read(dir.join("runs.parquet")).unwrap();
-    let again = grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--set", "train.lr=0.02"]);
+    let again =
+        grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--set", "train.lr=0.02"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("different sweep"));
     assert_eq!(std::fs::read(dir.join("runs.parquet")).unwrap(), before);
@@ -95,7 +148,9 @@ fn small_sweep_groks_and_writes_the_documented_files() {
 #[test]
 fn a_sparsemax_sweep_fits_its_train_rows() {
     // Weak weight decay, so that margins grow past 1 and rows drop out of the loss.
-    let toml = "name = \"sparsemax\"\nseeds = 2\n[task]\np = 23\ntrain_fraction = 0.6\n[model]\nembed_dim = 16\nhidden = [64]\n[train]\nepochs = 60\nweight_decay = 0.1\nloss = \"sparsemax\"\nlog_every = 1000\n";
+    let toml =
+        "name = \"sparsemax\"\nseeds = 2\n[task]\np = 23\ntrain_fraction = 0.6\n[model]\nembed_dim = 16\nhidden \
+        = [64]\n[train]\nepochs = 60\nweight_decay = 0.1\nloss = \"sparsemax\"\nlog_every = 1000\n";
     let (dir, sweep) = common::train_sweep("sparsemax", toml, &[]);
     let parts: Vec<_> = std::fs::read_dir(dir.join("metrics.parquet")).unwrap().map(|e| e.unwrap().path()).collect();
     let metrics = parts.iter().map(|p| read(p)).reduce(|a, b| a.vstack(&b).unwrap()).unwrap();
@@ -106,7 +161,12 @@ fn a_sparsemax_sweep_fits_its_train_rows() {
     assert_eq!(acc.len(), 4, "{sorted}");
     for run in 0..2 {
         let (first, last) = (2 * run, 2 * run + 1);
-        assert!(acc[last] > acc[first] + 0.5 && acc[last] > 0.9, "run {run}: train accuracy {} -> {}", acc[first], acc[last]);
+        assert!(
+            acc[last] > acc[first] + 0.5 && acc[last] > 0.9,
+            "run {run}: train accuracy {} -> {}",
+            acc[first],
+            acc[last]
+        );
         // A zero loss needs a one-hot sparsemax.
         assert!(zero_terms[last] > 0.5 && collapse[last] >= zero_terms[last], "run {run}: {collapse:?} {zero_terms:?}");
     }
@@ -116,7 +176,11 @@ fn a_sparsemax_sweep_fits_its_train_rows() {
 
 #[test]
 fn bad_sweeps_are_refused_before_anything_is_written() {
-    for (text, key) in [("[train]\nlr = -0.5\n", "train.lr"), ("[task]\ntrain_fraction = 1.5\n", "task.train_fraction"), ("[model]\nwidth = 3\n", "model.width")] {
+    for (text, key) in [
+        ("[train]\nlr = -0.5\n", "train.lr"),
+        ("[task]\ntrain_fraction = 1.5\n", "task.train_fraction"),
+        ("[model]\nwidth = 3\n", "model.width"),
+    ] {
         let dir = common::temp_path("bad");
         let sweep = dir.with_extension("toml");
         std::fs::write(&sweep, text).unwrap();

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::grokstack;
 use candle_core::{Device, Tensor};
+use common::grokstack;
 use std::path::Path;
 use std::process::Command;
 
@@ -47,7 +47,8 @@ fn exported_runs_load_in_pytorch_layout_and_reproduce_their_accuracy() {
     }
     for run in 0..4usize {
         let file = dir.join(format!("run-{run}.safetensors"));
-        let out = grokstack(&["export", dir.to_str().unwrap(), "--run", &run.to_string(), "--out", file.to_str().unwrap()]);
+        let out =
+            grokstack(&["export", dir.to_str().unwrap(), "--run", &run.to_string(), "--out", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
         // Names, layout and metadata, checked from Rust.
@@ -58,9 +59,17 @@ fn exported_runs_load_in_pytorch_layout_and_reproduce_their_accuracy() {
         assert_eq!(config["task.p"], 31);
         let two_hot = config["model.input"] == "two_hot";
         let exported = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
-        let stacked = candle_core::safetensors::load(dir.join("weights/part-00000.safetensors").parent().unwrap().join(format!("part-{run:05}.safetensors")), &Device::Cpu).unwrap();
+        let stacked = candle_core::safetensors::load(
+            dir.join("weights/part-00000.safetensors").parent().unwrap().join(format!("part-{run:05}.safetensors")),
+            &Device::Cpu,
+        )
+        .unwrap();
         let first_in = if two_hot { 62 } else { 32 };
-        let mut expected_names = vec![("layers.0.weight", vec![64, first_in]), ("layers.1.weight", vec![64, 64]), ("layers.2.weight", vec![31, 64])];
+        let mut expected_names = vec![
+            ("layers.0.weight", vec![64, first_in]),
+            ("layers.1.weight", vec![64, 64]),
+            ("layers.2.weight", vec![31, 64]),
+        ];
         if !two_hot {
             expected_names.push(("embedding.weight", vec![31, 16]));
         }
@@ -84,7 +93,10 @@ fn exported_runs_load_in_pytorch_layout_and_reproduce_their_accuracy() {
         }
 
         if let Some(python) = &python {
-            let check = Command::new(python).args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/export_check.py"), file.to_str().unwrap()]).output().unwrap();
+            let check = Command::new(python)
+                .args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/export_check.py"), file.to_str().unwrap()])
+                .output()
+                .unwrap();
             let said = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
             assert!(check.status.success(), "run {run}: Python did not reproduce the test accuracy: {said}");
         }
@@ -96,7 +108,11 @@ fn exported_runs_load_in_pytorch_layout_and_reproduce_their_accuracy() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no run 4"));
     std::fs::remove_file(dir.join("weights/part-00002.safetensors")).unwrap();
     let out = grokstack(&["export", dir.to_str().unwrap(), "--run", "2", "--out", file.to_str().unwrap()]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not finished"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not finished"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = grokstack(&["export", "/nonexistent/dir", "--run", "0", "--out", file.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/sweep.toml"));
     assert!(!file.exists());

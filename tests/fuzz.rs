@@ -19,7 +19,31 @@ use grokstack::sweep::{describe_plan, plan_chunks};
 use proptest::prelude::*;
 
 const CHOICES: &[&str] = &[
-    "add", "sub", "mul", "div", "two_hot", "embedding", "relu", "gelu", "tanh", "adamw", "ortho_adamw", "sgd", "muon", "f32", "f64", "bf16", "bf16_mixed", "auto", "softmax", "stablemax", "sparsemax", "none", "diverged", "grok", "solve",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "two_hot",
+    "embedding",
+    "relu",
+    "gelu",
+    "tanh",
+    "adamw",
+    "ortho_adamw",
+    "sgd",
+    "muon",
+    "f32",
+    "f64",
+    "bf16",
+    "bf16_mixed",
+    "auto",
+    "softmax",
+    "stablemax",
+    "sparsemax",
+    "none",
+    "diverged",
+    "grok",
+    "solve",
 ];
 
 fn leaf() -> impl Strategy<Value = toml::Value> {
@@ -27,7 +51,8 @@ fn leaf() -> impl Strategy<Value = toml::Value> {
         any::<i64>().prop_map(toml::Value::Integer),
         (-3i64..200).prop_map(toml::Value::Integer),
         any::<f64>().prop_map(toml::Value::Float),
-        prop::sample::select(vec![0.0, -0.0, 5e-324, 0.4, 0.999, 1.0, 1e6, f64::INFINITY, f64::NEG_INFINITY, f64::NAN]).prop_map(toml::Value::Float),
+        prop::sample::select(vec![0.0, -0.0, 5e-324, 0.4, 0.999, 1.0, 1e6, f64::INFINITY, f64::NEG_INFINITY, f64::NAN])
+            .prop_map(toml::Value::Float),
         any::<bool>().prop_map(toml::Value::Boolean),
         ".{0,12}".prop_map(toml::Value::String),
         prop::sample::select(CHOICES).prop_map(|s| toml::Value::String(s.to_string())),
@@ -38,7 +63,8 @@ fn value() -> impl Strategy<Value = toml::Value> {
     leaf().prop_recursive(2, 12, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(toml::Value::Array),
-            prop::collection::btree_map("[a-z_.]{1,10}", inner, 0..3).prop_map(|m| toml::Value::Table(m.into_iter().collect())),
+            prop::collection::btree_map("[a-z_.]{1,10}", inner, 0..3)
+                .prop_map(|m| toml::Value::Table(m.into_iter().collect())),
         ]
     })
 }
@@ -50,30 +76,42 @@ fn value_for(kind: Kind) -> BoxedStrategy<toml::Value> {
         Kind::Int { min } => prop_oneof![(min..min + 40), Just(min)].prop_map(toml::Value::Integer).boxed(),
         Kind::Float { low, high, .. } => {
             let top = if high.is_finite() { high } else { low + 10.0 };
-            prop_oneof![(low..top).prop_map(toml::Value::Float), Just(toml::Value::Float(low)), Just(toml::Value::Float(high))].boxed()
+            prop_oneof![
+                (low..top).prop_map(toml::Value::Float),
+                Just(toml::Value::Float(low)),
+                Just(toml::Value::Float(high))
+            ]
+            .boxed()
         }
         Kind::Bool => any::<bool>().prop_map(toml::Value::Boolean).boxed(),
-        Kind::IntList { min } => prop::collection::vec(min..min + 40, 1..4).prop_map(|v| toml::Value::Array(v.into_iter().map(toml::Value::Integer).collect())).boxed(),
+        Kind::IntList { min } => prop::collection::vec(min..min + 40, 1..4)
+            .prop_map(|v| toml::Value::Array(v.into_iter().map(toml::Value::Integer).collect()))
+            .boxed(),
     };
     prop_oneof![6 => valid, 1 => value()].boxed()
 }
 
 /// A schema key with a value (mostly one it accepts), or any dotted name with any value.
 fn entry() -> impl Strategy<Value = (String, toml::Value)> {
-    let known = (0..SCHEMA.len()).prop_flat_map(|i| value_for(SCHEMA[i].kind).prop_map(move |v| (SCHEMA[i].key.to_string(), v)));
+    let known = (0..SCHEMA.len())
+        .prop_flat_map(|i| value_for(SCHEMA[i].kind).prop_map(move |v| (SCHEMA[i].key.to_string(), v)));
     let unknown = ("[a-z_]{1,8}(\\.[a-z_]{1,8})?", value());
     prop_oneof![12 => known, 1 => unknown]
 }
 
 /// A grid axis: a schema key (mostly) and a few values.
 fn axis() -> impl Strategy<Value = (String, toml::Value)> {
-    let known = (0..SCHEMA.len()).prop_flat_map(|i| prop::collection::vec(value_for(SCHEMA[i].kind), 1..4).prop_map(move |v| (SCHEMA[i].key.to_string(), toml::Value::Array(v))));
+    let known = (0..SCHEMA.len()).prop_flat_map(|i| {
+        prop::collection::vec(value_for(SCHEMA[i].kind), 1..4)
+            .prop_map(move |v| (SCHEMA[i].key.to_string(), toml::Value::Array(v)))
+    });
     prop_oneof![12 => known, 1 => ("seeds|[a-z_.]{1,10}", value())]
 }
 
 /// A key for `--set`: a schema key (mostly) or any name.
 fn key() -> impl Strategy<Value = String> {
-    let keys: Vec<String> = SCHEMA.iter().map(|s| s.key.to_string()).chain(["seeds", "name", "grid", "task"].map(String::from)).collect();
+    let keys: Vec<String> =
+        SCHEMA.iter().map(|s| s.key.to_string()).chain(["seeds", "name", "grid", "task"].map(String::from)).collect();
     prop_oneof![6 => prop::sample::select(keys), 1 => "[a-z_]{1,8}(\\.[a-z_]{1,8})?"]
 }
 
@@ -88,7 +126,8 @@ fn sweep_table() -> impl Strategy<Value = toml::Table> {
         for (key, value) in entries {
             match key.split_once('.') {
                 Some((section, name)) => {
-                    let section = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    let section =
+                        table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
                     if let toml::Value::Table(section) = section {
                         section.insert(name.to_string(), value);
                     }
@@ -121,7 +160,8 @@ fn check_parse(text: &str, overrides: &[String]) {
         }
         Ok(sweep) => {
             let resolved = sweep.to_toml();
-            let again = Sweep::parse(&resolved, "resolved.toml", &[]).unwrap_or_else(|e| panic!("the resolved sweep does not parse: {e:#}\n{resolved}"));
+            let again = Sweep::parse(&resolved, "resolved.toml", &[])
+                .unwrap_or_else(|e| panic!("the resolved sweep does not parse: {e:#}\n{resolved}"));
             assert_eq!(sweep, again, "the resolved sweep reads back differently:\n{resolved}");
             if sweep.run_count() <= 64 {
                 let runs = sweep.runs().expect("a parsed sweep lists its runs");
@@ -154,8 +194,41 @@ fn mutate(text: &str, position: usize, kind: u8, insert: &str) -> String {
 
 fn token() -> impl Strategy<Value = String> {
     let fixed: Vec<String> = [
-        "train", "analyze", "bench", "export", "--out", "--set", "--resume", "--device", "--max-memory", "--dry-run", "--run", "--threshold", "--group-by", "--grok-rule", "after-train", "near-max", "--runs", "--epochs", "--json", "--single", "cpu", "cuda", "cuda:1", "cuda:x",
-        "8GiB", "1e3", "-1", "0", "nan", "train.lr=0.1", "seeds=3", "train.lr=[1,2]", "=", "sweeps/quick.toml", "",
+        "train",
+        "analyze",
+        "bench",
+        "export",
+        "--out",
+        "--set",
+        "--resume",
+        "--device",
+        "--max-memory",
+        "--dry-run",
+        "--run",
+        "--threshold",
+        "--group-by",
+        "--grok-rule",
+        "after-train",
+        "near-max",
+        "--runs",
+        "--epochs",
+        "--json",
+        "--single",
+        "cpu",
+        "cuda",
+        "cuda:1",
+        "cuda:x",
+        "8GiB",
+        "1e3",
+        "-1",
+        "0",
+        "nan",
+        "train.lr=0.1",
+        "seeds=3",
+        "train.lr=[1,2]",
+        "=",
+        "sweeps/quick.toml",
+        "",
     ]
     .map(String::from)
     .to_vec();
@@ -176,7 +249,10 @@ proptest! {
     }
 
     #[test]
-    fn mutated_sweep_files_never_panic(file in 0..SHIPPED.len(), edits in prop::collection::vec((any::<usize>(), any::<u8>(), ".{0,6}"), 1..4)) {
+    fn mutated_sweep_files_never_panic(
+        file in 0..SHIPPED.len(),
+        edits in prop::collection::vec((any::<usize>(), any::<u8>(), ".{0,6}"), 1..4),
+    ) {
         let mut text = SHIPPED[file].to_string();
         for (position, kind, insert) in &edits {
             text = mutate(&text, *position, *kind, insert);
@@ -236,10 +312,23 @@ fn a_large_valid_grid_is_validated_per_setting() {
 /// Many long axes overflowed the run count.
 #[test]
 fn a_grid_with_too_many_settings_is_refused() {
-    let axes: Vec<String> = ["train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps", "train.momentum", "train.muon_momentum", "train.muon_adam_lr", "model.alpha", "task.train_fraction"]
-        .iter()
-        .map(|k| format!("\"{k}\" = [{}]", (1..=90).map(|i| format!("{}", 0.001 * i as f64)).collect::<Vec<_>>().join(", ")))
-        .collect();
+    let axes: Vec<String> = [
+        "train.lr",
+        "train.weight_decay",
+        "train.beta1",
+        "train.beta2",
+        "train.eps",
+        "train.momentum",
+        "train.muon_momentum",
+        "train.muon_adam_lr",
+        "model.alpha",
+        "task.train_fraction",
+    ]
+    .iter()
+    .map(|k| {
+        format!("\"{k}\" = [{}]", (1..=90).map(|i| format!("{}", 0.001 * i as f64)).collect::<Vec<_>>().join(", "))
+    })
+    .collect();
     let text = format!("[grid]\n{}\n", axes.join("\n"));
     let error = Sweep::parse(&text, "fuzz.toml", &[]).unwrap_err().to_string();
     assert!(error.contains("runs"), "{error}");
@@ -260,7 +349,8 @@ fn any_sweep_name_reads_back() {
 /// Grid axes now keep the file's order everywhere.
 #[test]
 fn grid_axes_keep_their_order_through_the_resolved_sweep() {
-    let sweep = Sweep::parse(include_str!("../sweeps/quick.toml"), "quick.toml", &["task.op=[\"add\"]".into()]).unwrap();
+    let sweep =
+        Sweep::parse(include_str!("../sweeps/quick.toml"), "quick.toml", &["task.op=[\"add\"]".into()]).unwrap();
     let again = Sweep::parse(&sweep.to_toml(), "resolved", &[]).unwrap();
     assert_eq!(sweep, again);
     let lipschitz = Sweep::parse(include_str!("../sweeps/lipschitz.toml"), "lipschitz.toml", &[]).unwrap();
@@ -271,7 +361,8 @@ fn grid_axes_keep_their_order_through_the_resolved_sweep() {
 /// `extra_epochs` near i64::MAX overflowed `grok epoch + extra_epochs`.
 #[test]
 fn a_huge_extra_epochs_does_not_overflow() {
-    let runs = common::runs(common::TINY, &["train.stop=grok", "train.extra_epochs=9223372036854775807", "train.epochs=4"]);
+    let runs =
+        common::runs(common::TINY, &["train.stop=grok", "train.extra_epochs=9223372036854775807", "train.epochs=4"]);
     grokstack::train::Stack::new(runs, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
 }
 

@@ -37,7 +37,14 @@ fn check_with(input: &str, activation: &str, loss_name: &str, alpha: f64, hidden
     let dlogits = loss::grad(loss_kind, &logits, &stack.train.labels).unwrap();
     let grads = stack.model.backward(&stack.train.rows, &cache, &dlogits).unwrap();
     assert_eq!(grads.len(), stack.model.params.len());
-    let (_, cpu_grads) = grokstack::models::mlp::cpu::train_pass(&stack.model.mlp().unwrap(), &stack.train.rows, &stack.train.labels, loss_kind, false).unwrap();
+    let (_, cpu_grads) = grokstack::models::mlp::cpu::train_pass(
+        &stack.model.mlp().unwrap(),
+        &stack.train.rows,
+        &stack.train.labels,
+        loss_kind,
+        false,
+    )
+    .unwrap();
     assert_eq!(cpu_grads.len(), stack.model.params.len());
 
     let h = 1e-6;

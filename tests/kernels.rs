@@ -51,21 +51,31 @@ fn gather_and_scatter() {
             let table = random((1, v, h), 1.0, dtype);
             let expected = values(&gather::gather_sum(&table, &rows).unwrap());
             let got = match dtype {
-                DType::F64 => in_place::<f64>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &indices, k, h, z)),
-                _ => in_place::<f32>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &indices, k, h, z)),
+                DType::F64 => in_place::<f64>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| {
+                    gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &indices, k, h, z)
+                }),
+                _ => in_place::<f32>(&Tensor::zeros((n, h), dtype, &Device::Cpu).unwrap(), |z| {
+                    gather::gather_rows(&table.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &indices, k, h, z)
+                }),
             };
             assert_close(&got, &expected, dtype, "gather");
             // Independently: row 0 is the sum of the table rows its indices name.
             let t = values(&table);
-            let by_hand: Vec<f64> = (0..h).map(|c| indices[..k].iter().filter(|&&i| (i as usize) < v).map(|&i| t[i as usize * h + c]).sum()).collect();
+            let by_hand: Vec<f64> = (0..h)
+                .map(|c| indices[..k].iter().filter(|&&i| (i as usize) < v).map(|&i| t[i as usize * h + c]).sum())
+                .collect();
             assert_close(&got[..h], &by_hand, dtype, "gather of row 0 by hand");
 
             let dz = random((1, n, h), 1.0, dtype);
             let expected = values(&gather::scatter_sum(&dz, &rows, v).unwrap());
             let zeros = Tensor::zeros((v, h), dtype, &Device::Cpu).unwrap();
             let got = match dtype {
-                DType::F64 => in_place::<f64>(&zeros, |t| gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &indices, k, h, t)),
-                _ => in_place::<f32>(&zeros, |t| gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &indices, k, h, t)),
+                DType::F64 => in_place::<f64>(&zeros, |t| {
+                    gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f64>().unwrap(), &indices, k, h, t)
+                }),
+                _ => in_place::<f32>(&zeros, |t| {
+                    gather::scatter_rows(&dz.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &indices, k, h, t)
+                }),
             };
             assert_close(&got, &expected, dtype, "scatter");
         }
@@ -76,14 +86,24 @@ fn check_activation<T: Real>(kind: Activation, z: &Tensor, da: &Tensor) {
     let dtype = z.dtype();
     let expected_a = values(&activation::forward(kind, z).unwrap());
     let expected_d = values(&activation::derivative(kind, z).unwrap());
-    assert_close(&in_place::<T>(z, |x| activation::forward_in_place(kind, x, None)), &expected_a, dtype, &format!("{kind:?} forward"));
+    assert_close(
+        &in_place::<T>(z, |x| activation::forward_in_place(kind, x, None)),
+        &expected_a,
+        dtype,
+        &format!("{kind:?} forward"),
+    );
     let mut derivative: Vec<T> = vec![T::zero(); z.elem_count()];
     let a = in_place::<T>(z, |x| activation::forward_in_place(kind, x, Some(&mut derivative)));
     assert_close(&a, &expected_a, dtype, &format!("{kind:?} forward with derivative"));
     let d: Vec<f64> = derivative.iter().map(|x| x.to_f64().unwrap()).collect();
     assert_close(&d, &expected_d, dtype, &format!("{kind:?} derivative"));
     let expected_dz = values(&(da * activation::derivative(kind, z).unwrap()).unwrap());
-    assert_close(&in_place::<T>(da, |g| activation::backward_in_place(g, &derivative)), &expected_dz, dtype, &format!("{kind:?} backward"));
+    assert_close(
+        &in_place::<T>(da, |g| activation::backward_in_place(g, &derivative)),
+        &expected_dz,
+        dtype,
+        &format!("{kind:?} backward"),
+    );
 }
 
 #[test]
@@ -126,7 +146,11 @@ fn losses_statistics_and_gradients() {
     for dtype in [DType::F64, DType::F32] {
         let plain = random((1, n, c), 3.0, dtype);
         // Large label logits make every softmax collapse (sum exactly 1) and every loss 0.
-        let one_hot = label_tensor.unsqueeze(2).unwrap().broadcast_eq(&Tensor::arange(0u32, c as u32, &Device::Cpu).unwrap().reshape((1, 1, c)).unwrap()).unwrap();
+        let one_hot = label_tensor
+            .unsqueeze(2)
+            .unwrap()
+            .broadcast_eq(&Tensor::arange(0u32, c as u32, &Device::Cpu).unwrap().reshape((1, 1, c)).unwrap())
+            .unwrap();
         let spiked = (&plain + (one_hot.to_dtype(dtype).unwrap() * 1e4).unwrap()).unwrap();
         for (logits, is_spiked) in [(&plain, false), (&spiked, true)] {
             for kind in [Loss::Softmax, Loss::StableMax, Loss::Sparsemax] {
@@ -134,8 +158,18 @@ fn losses_statistics_and_gradients() {
                     DType::F64 => rows_through_slices::<f64>(kind, logits, &labels, false),
                     _ => rows_through_slices::<f32>(kind, logits, &labels, false),
                 };
-                assert_close(&stats, &values(&loss::stats(kind, logits, &label_tensor, false).unwrap()), dtype, &format!("{kind:?} stats"));
-                assert_close(&grads, &values(&loss::grad(kind, logits, &label_tensor).unwrap()), dtype, &format!("{kind:?} grad"));
+                assert_close(
+                    &stats,
+                    &values(&loss::stats(kind, logits, &label_tensor, false).unwrap()),
+                    dtype,
+                    &format!("{kind:?} stats"),
+                );
+                assert_close(
+                    &grads,
+                    &values(&loss::grad(kind, logits, &label_tensor).unwrap()),
+                    dtype,
+                    &format!("{kind:?} grad"),
+                );
                 if is_spiked {
                     assert_eq!(stats[loss::STAT_ACC], 1.0, "the spiked rows are always right");
                     if kind != Loss::StableMax {
@@ -159,7 +193,12 @@ fn the_loss_kept_in_bf16_matches_the_tensor_ops() {
     let logits = random((1, n, c), 2.0, DType::F64);
     for kind in [Loss::Softmax, Loss::StableMax, Loss::Sparsemax] {
         let (stats, _) = rows_through_slices::<f64>(kind, &logits, &labels, true);
-        assert_close(&stats, &values(&loss::stats(kind, &logits, &label_tensor, true).unwrap()), DType::F64, &format!("{kind:?} stats, bf16 loss"));
+        assert_close(
+            &stats,
+            &values(&loss::stats(kind, &logits, &label_tensor, true).unwrap()),
+            DType::F64,
+            &format!("{kind:?} stats, bf16 loss"),
+        );
     }
 }
 
@@ -190,15 +229,17 @@ fn sparsemax_by_counting(z: &[f64], label: usize) -> (f64, Vec<f64>) {
 /// A logit row of 1 to 40 classes, from nearly uniform to nearly one-hot, shifted anywhere,
 /// and a label.
 fn logit_row() -> impl Strategy<Value = (Vec<f64>, usize)> {
-    (1usize..40, prop::sample::select(vec![0.1, 1.0, 3.0, 30.0]), -50.0f64..50.0)
-        .prop_flat_map(|(c, spread, shift)| (prop::collection::vec((-1.0f64..1.0).prop_map(move |v| shift + spread * v), c), 0..c))
+    (1usize..40, prop::sample::select(vec![0.1, 1.0, 3.0, 30.0]), -50.0f64..50.0).prop_flat_map(|(c, spread, shift)| {
+        (prop::collection::vec((-1.0f64..1.0).prop_map(move |v| shift + spread * v), c), 0..c)
+    })
 }
 
 /// Whether `row` with the label's logit at `label` gives a zero sparsemax loss, a one-hot
 /// sparsemax, a zero gradient and the matching statistics, in `T` and with the loss in bf16.
 fn check_label_wins<T: Real + std::fmt::Debug>(row: &[T], label: usize) {
     let as_f64 = |v: &T| v.to_f64().unwrap();
-    let runner_up = row.iter().enumerate().filter(|&(j, _)| j != label).map(|(_, v)| as_f64(v)).fold(f64::NEG_INFINITY, f64::max);
+    let runner_up =
+        row.iter().enumerate().filter(|&(j, _)| j != label).map(|(_, v)| as_f64(v)).fold(f64::NEG_INFINITY, f64::max);
     assert!(as_f64(&row[label]) - runner_up >= 1.0, "the test wants the label to win by at least 1");
     for bf16 in [false, true] {
         let mut x = row.to_vec();
@@ -219,7 +260,8 @@ proptest! {
         }
         prop_assert!((got_loss - loss).abs() <= 1e-12 * scale * scale, "loss {got_loss} vs {loss}");
         prop_assert!(got_loss >= 0.0, "loss {got_loss} < 0");
-        prop_assert!(p.iter().all(|&v| v >= 0.0) && (p.iter().sum::<f64>() - 1.0).abs() <= 1e-12 * z.len() as f64, "p {p:?}");
+        let total = p.iter().sum::<f64>();
+        prop_assert!(p.iter().all(|&v| v >= 0.0) && (total - 1.0).abs() <= 1e-12 * z.len() as f64, "p {p:?}");
         let support = p.iter().filter(|&&v| v > 0.0).count();
         prop_assert_eq!(stats[loss::STAT_COLLAPSE], if support == 1 { 1.0 } else { 0.0 });
         prop_assert_eq!(stats[loss::STAT_ZERO_TERMS], if got_loss == 0.0 { 1.0 } else { 0.0 });
@@ -233,7 +275,8 @@ proptest! {
         let loss_bf16 = loss::row(Loss::Sparsemax, &mut x, label, true, None)[loss::STAT_LOSS];
         prop_assert_eq!(loss_bf16, loss_bf16.round_bf16(), "a bf16 value");
         // E = Σ_S p_j (z_j + τ) ∈ [−2, 0) and the loss are each rounded once.
-        prop_assert!((loss_bf16 - got_loss).abs() <= 2f64.powi(-8) * (1.0 + got_loss.abs()), "bf16 loss {loss_bf16} vs {got_loss}");
+        prop_assert!((loss_bf16 - got_loss).abs() <= 2f64.powi(-8) * (1.0 + got_loss.abs()), "bf16 loss {loss_bf16} vs \
+            {got_loss}");
     }
 
     #[test]
@@ -256,18 +299,21 @@ proptest! {
             }
             let numeric = (up - down) / (2.0 * h);
             let analytic = p[i] - if i == label { 1.0 } else { 0.0 };
-            prop_assert!((numeric - analytic).abs() <= 1e-6 * scale * scale, "d/dz[{i}]: {analytic} vs finite difference {numeric}");
+            prop_assert!((numeric - analytic).abs() <= 1e-6 * scale * scale, "d/dz[{i}]: {analytic} vs finite \
+                difference {numeric}");
         }
     }
 
     #[test]
     fn sparsemax_loss_is_zero_when_the_label_wins_by_more_than_one((z, label) in logit_row(), margin in 1.0f64..100.0) {
         let mut z = z;
-        z[label] = z.iter().enumerate().filter(|&(j, _)| j != label).map(|(_, &v)| v).fold(f64::NEG_INFINITY, f64::max).max(-1e3) + margin;
+        let others = z.iter().enumerate().filter(|&(j, _)| j != label).map(|(_, &v)| v);
+        z[label] = others.fold(f64::NEG_INFINITY, f64::max).max(-1e3) + margin;
         check_label_wins::<f64>(&z, label);
         // In f32 the rounded logits may win by a hair less than 1: then the margin goes up.
         let mut z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
-        let runner_up = z32.iter().enumerate().filter(|&(j, _)| j != label).map(|(_, &v)| v).fold(f32::NEG_INFINITY, f32::max);
+        let others = z32.iter().enumerate().filter(|&(j, _)| j != label).map(|(_, &v)| v);
+        let runner_up = others.fold(f32::NEG_INFINITY, f32::max);
         while (z32[label] as f64) - (runner_up as f64) < 1.0 {
             z32[label] = z32[label].next_up();
         }
@@ -336,12 +382,26 @@ fn bf16_rounding_on_the_bits_matches_half() {
     use grokstack::kernels::round::{f32_to_bf16, round_slice};
     // Every 2^-8 step of the bit patterns, plus ties, infinities, NaNs and subnormals.
     let mut values: Vec<f32> = (0..=u32::MAX / 251).map(|i| f32::from_bits(i.wrapping_mul(251))).collect();
-    values.extend([0.0, -0.0, 1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, f32::MIN_POSITIVE / 3.0]);
+    values.extend([
+        0.0,
+        -0.0,
+        1.0 + 1.0 / 256.0,
+        1.0 + 3.0 / 256.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MAX,
+        f32::MIN_POSITIVE / 3.0,
+    ]);
     let mut rounded = values.clone();
     round_slice(&mut rounded);
     for (&x, &got) in values.iter().zip(&rounded) {
         let expected = half::bf16::from_f32(x).to_f32();
-        assert!(got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()), "{x:e} ({:#x}): {got:e} vs half's {expected:e}", x.to_bits());
+        assert!(
+            got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()),
+            "{x:e} ({:#x}): {got:e} vs half's {expected:e}",
+            x.to_bits()
+        );
         assert_eq!(got.to_bits(), f32_to_bf16(x).to_bits(), "the slice loop and the scalar function agree");
     }
 }

@@ -25,7 +25,12 @@ fn spectral_norms_of_known_matrices() {
 #[test]
 fn warm_start_converges_in_fewer_iterations() {
     let dev = Device::Cpu;
-    let w = Tensor::from_vec(common::with_singular_values(8, 8, &[2.0, 1.8, 1.0, 0.5, 0.4, 0.3, 0.2, 0.1], 5), (1, 8, 8), &dev).unwrap();
+    let w = Tensor::from_vec(
+        common::with_singular_values(8, 8, &[2.0, 1.8, 1.0, 0.5, 0.4, 0.3, 0.2, 0.1], 5),
+        (1, 8, 8),
+        &dev,
+    )
+    .unwrap();
     let v0 = Tensor::randn(0f64, 1.0, (1, 1, 8), &dev).unwrap();
     let (warm_vector, _) = iterate(&w, &v0, 40).unwrap();
     // A small change of the weights, as one optimizer step makes.
@@ -47,7 +52,10 @@ fn the_rms_norm_scales_each_layer_by_the_root_of_fan_in_over_fan_out() {
     // TINY's layers are [6, 5], [5, 4] and [4, 7] (fan_in, fan_out).
     let scales = [(6.0f64 / 5.0).sqrt(), (5.0f64 / 4.0).sqrt(), (4.0f64 / 7.0).sqrt()];
     let train = |norm: &str| {
-        let runs = common::runs(common::TINY, &["metrics.lipschitz=true", &format!("metrics.lipschitz_norm={norm}"), "train.dtype=f64", "seeds=1"]);
+        let runs = common::runs(
+            common::TINY,
+            &["metrics.lipschitz=true", &format!("metrics.lipschitz_norm={norm}"), "train.dtype=f64", "seeds=1"],
+        );
         grokstack::train::Stack::new(runs, &Device::Cpu).unwrap().train(|_, _| {}).unwrap().1
     };
     let (l2, rms) = (train("l2"), train("rms"));
@@ -59,6 +67,10 @@ fn the_rms_norm_scales_each_layer_by_the_root_of_fan_in_over_fan_out() {
         }
         let (bound_l2, bound_rms) = (a.lipschitz_bound.unwrap(), b.lipschitz_bound.unwrap());
         assert!((bound_l2 - a.layer_spectral_norms.iter().product::<f64>()).abs() < 1e-12 * bound_l2);
-        assert!((bound_rms - bound_l2 * scales.iter().product::<f64>()).abs() < 1e-12 * bound_rms, "epoch {}: bound", a.epoch);
+        assert!(
+            (bound_rms - bound_l2 * scales.iter().product::<f64>()).abs() < 1e-12 * bound_rms,
+            "epoch {}: bound",
+            a.epoch
+        );
     }
 }

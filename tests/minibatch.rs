@@ -35,7 +35,9 @@ fn params(stack: &Stack) -> Vec<Vec<f64>> {
 
 /// The rows `positions` of run 0's train batch, as table indices `[1, B, K]` and labels `[1, B]`.
 fn rows_of(stack: &Stack, positions: &[usize]) -> (Tensor, Tensor) {
-    let index = Tensor::from_vec(positions.iter().map(|&i| i as u32).collect::<Vec<_>>(), positions.len(), &Device::Cpu).unwrap();
+    let index =
+        Tensor::from_vec(positions.iter().map(|&i| i as u32).collect::<Vec<_>>(), positions.len(), &Device::Cpu)
+            .unwrap();
     let rows = stack.train.rows.get(0).unwrap().index_select(&index, 0).unwrap().unsqueeze(0).unwrap();
     let labels = stack.train.labels.get(0).unwrap().index_select(&index, 0).unwrap().unsqueeze(0).unwrap();
     (rows, labels)
@@ -45,7 +47,10 @@ fn rows_of(stack: &Stack, positions: &[usize]) -> (Tensor, Tensor) {
 fn a_minibatch_epoch_steps_through_a_fresh_shuffle_of_every_train_row() {
     // Plain SGD (no momentum, no decay): each step is p ← p − lr·g on that step's rows, so the
     // epoch can be replayed by hand from the epoch's order.
-    let runs = common::runs(BASE, &["seeds=[4]", "train.optimizer=sgd", "train.momentum=0.0", "train.weight_decay=0.0", "train.lr=0.5"]);
+    let runs = common::runs(
+        BASE,
+        &["seeds=[4]", "train.optimizer=sgd", "train.momentum=0.0", "train.weight_decay=0.0", "train.lr=0.5"],
+    );
     let (seed, n_train) = (runs[0].seed, runs[0].config.n_train());
     assert_eq!(n_train, 60, "floor(0.5 · 121)");
     assert_eq!(runs[0].config.steps_per_epoch(), 4, "ceil(60 / 16): the last partial batch is kept");
@@ -63,7 +68,10 @@ fn a_minibatch_epoch_steps_through_a_fresh_shuffle_of_every_train_row() {
         assert!(stack.epoch_steps(epoch).unwrap().is_none(), "a minibatch epoch measures itself");
         assert_eq!(stack.steps, 4 * (epoch + 1));
         for (got, expected) in params(&stack).iter().zip(by_hand.params.iter().map(|p| values(&p.value))) {
-            assert!(common::max_rel_diff(got, &expected) < 1e-12, "epoch {epoch}: the stack's steps differ from the replay");
+            assert!(
+                common::max_rel_diff(got, &expected) < 1e-12,
+                "epoch {epoch}: the stack's steps differ from the replay"
+            );
         }
     }
 }
@@ -82,7 +90,8 @@ fn a_batch_as_large_as_the_train_set_is_the_full_batch_step() {
 }
 
 fn row_values(r: &MetricRow) -> Vec<f64> {
-    let mut v = vec![r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.weight_norm, r.softmax_collapse, r.zero_terms];
+    let mut v =
+        vec![r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.weight_norm, r.softmax_collapse, r.zero_terms];
     v.extend(&r.layer_weight_norms);
     v
 }
@@ -93,7 +102,16 @@ fn a_minibatch_run_alone_equals_it_inside_a_stack() {
         let dtype_key = format!("train.dtype={dtype}");
         let mut target: RunSpec = common::runs(BASE, &["seeds=[3]", &dtype_key, "train.warmup=3"]).remove(0);
         target.run_id = 1000;
-        let mut stacked = common::runs(BASE, &["seeds=[0, 1, 2, 5, 6, 7, 8]", &dtype_key, "train.lr=[0.003, 0.03]", "train.warmup=[0, 2]", "task.op=[\"add\", \"exp\"]"]);
+        let mut stacked = common::runs(
+            BASE,
+            &[
+                "seeds=[0, 1, 2, 5, 6, 7, 8]",
+                &dtype_key,
+                "train.lr=[0.003, 0.03]",
+                "train.warmup=[0, 2]",
+                "task.op=[\"add\", \"exp\"]",
+            ],
+        );
         stacked.truncate(7);
         stacked.insert(4, target.clone());
         let (_, alone) = Stack::new(vec![target.clone()], &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
@@ -102,7 +120,12 @@ fn a_minibatch_run_alone_equals_it_inside_a_stack() {
         assert_eq!(alone.len(), 6);
         assert_eq!(together.len(), 6);
         for (a, b) in alone.iter().zip(together) {
-            assert_eq!(row_values(a), row_values(b), "{dtype} epoch {}: alone vs stacked must be bit-identical", a.epoch);
+            assert_eq!(
+                row_values(a),
+                row_values(b),
+                "{dtype} epoch {}: alone vs stacked must be bit-identical",
+                a.epoch
+            );
         }
     }
 }
@@ -123,10 +146,22 @@ fn warmup_scales_the_first_steps_of_every_optimizer() {
     // Full batch, no decay. SGD without momentum moves by −lr·(t/W)·g; AdamW's first step
     // moves every weight by −lr·(1/W)·sign(g) (m̂/√v̂ = g/|g| when ε is negligible).
     for optimizer in ["sgd", "adamw"] {
-        let runs = common::runs(BASE, &["seeds=[1]", "train.batch_size=0", "train.weight_decay=0.0", "train.momentum=0.0", "train.warmup=4", "train.lr=0.1", &format!("train.optimizer={optimizer}")]);
+        let runs = common::runs(
+            BASE,
+            &[
+                "seeds=[1]",
+                "train.batch_size=0",
+                "train.weight_decay=0.0",
+                "train.momentum=0.0",
+                "train.warmup=4",
+                "train.lr=0.1",
+                &format!("train.optimizer={optimizer}"),
+            ],
+        );
         let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
         let before = params(&stack);
-        let (_, grads) = stack.model.train_pass(&stack.train.rows, &stack.train.labels, Loss::Softmax, false, 1, None).unwrap();
+        let (_, grads) =
+            stack.model.train_pass(&stack.train.rows, &stack.train.labels, Loss::Softmax, false, 1, None).unwrap();
         stack.step().unwrap();
         for ((after, before), grad) in params(&stack).iter().zip(&before).zip(grads.iter().map(values)) {
             for ((a, b), g) in after.iter().zip(before).zip(grad) {
@@ -135,7 +170,10 @@ fn warmup_scales_the_first_steps_of_every_optimizer() {
                     _ if g == 0.0 => *b,
                     _ => b - 0.1 * 0.25 * g.signum(),
                 };
-                assert!((a - expected).abs() < 1e-12 * (1.0 + b.abs()), "{optimizer}: step 1 uses lr/4: {a} vs {expected}");
+                assert!(
+                    (a - expected).abs() < 1e-12 * (1.0 + b.abs()),
+                    "{optimizer}: step 1 uses lr/4: {a} vs {expected}"
+                );
             }
         }
     }

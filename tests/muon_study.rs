@@ -33,7 +33,10 @@ fn the_study_sweeps_parse_and_cross_tasks_losses_and_optimizers() {
         }
         // The paper's setting (AdamW 1e-3, Muon 0.02) is in the grid.
         for (optimizer, lr) in [("adamw", 1e-3), ("muon", 0.02)] {
-            assert!(runs.iter().any(|r| r.values["train.optimizer"].to_string().contains(optimizer) && r.config.lr == lr), "{file}: {optimizer} at {lr}");
+            assert!(
+                runs.iter().any(|r| r.values["train.optimizer"].to_string().contains(optimizer) && r.config.lr == lr),
+                "{file}: {optimizer} at {lr}"
+            );
         }
     }
 }
@@ -46,7 +49,16 @@ fn the_cpu_study_trains_and_writes_its_report() {
     assert!(String::from_utf8_lossy(&plan.stdout).contains("216 runs"), "{}", String::from_utf8_lossy(&plan.stdout));
 
     let dir = common::temp_path("muon-cpu");
-    let out = common::grokstack(&["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--set", "train.epochs=4", "--set", "seeds=1"]);
+    let out = common::grokstack(&[
+        "train",
+        sweep.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "seeds=1",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let analyze = |study: &[&str]| {
         let mut args = vec!["analyze", dir.to_str().unwrap(), "--grok-rule", "after-train"];
@@ -60,7 +72,14 @@ fn the_cpu_study_trains_and_writes_its_report() {
     assert!(!dir.join("analysis/study.md").exists(), "study.md only with --study");
     analyze(&["--study"]);
     let report = std::fs::read_to_string(dir.join("analysis/study.md")).unwrap();
-    for part in ["## The paper's comparison", "| adamw | ", "| muon | ", "## Per task, tuned", "## Per output function, at the paper's setting", "rule after-train"] {
+    for part in [
+        "## The paper's comparison",
+        "| adamw | ",
+        "| muon | ",
+        "## Per task, tuned",
+        "## Per output function, at the paper's setting",
+        "rule after-train",
+    ] {
         assert!(report.contains(part), "study.md lacks {part:?}:\n{report}");
     }
     for file in ["study_box_optimizers.png", "study_box_tasks.svg", "study_tuned_lr.csv"] {

@@ -9,7 +9,13 @@ use grokstack::optim::{adamw::AdamW, Optimizer, RunHyper};
 
 fn hyper() -> AdamHyper {
     // Two runs with different hyperparameters.
-    AdamHyper { lr: vec![0.1, 0.01], weight_decay: vec![0.5, 0.0], beta1: vec![0.9, 0.8], beta2: vec![0.99, 0.999], eps: vec![1e-8, 1e-8] }
+    AdamHyper {
+        lr: vec![0.1, 0.01],
+        weight_decay: vec![0.5, 0.0],
+        beta1: vec![0.9, 0.8],
+        beta2: vec![0.99, 0.999],
+        eps: vec![1e-8, 1e-8],
+    }
 }
 
 #[test]
@@ -51,21 +57,29 @@ fn fused_adamw_matches_reference_ops() {
         let m = Tensor::randn(0f64, 0.1, (2, 3, 4), &dev).unwrap().to_dtype(dtype).unwrap();
         let v = Tensor::randn(0f64, 0.1, (2, 3, 4), &dev).unwrap().abs().unwrap().to_dtype(dtype).unwrap();
         for bf16_state in [false, true] {
-        let fused = step(&p, &g, &m, &v, &hyper(), 7, bf16_state).unwrap();
-        let plain = reference::step(&p, &g, &m, &v, &hyper(), 7, bf16_state).unwrap();
-        let tol = if dtype == candle_core::DType::F64 { 1e-12 } else { 1e-5 };
-        for (a, b) in [(fused.0, plain.0), (fused.1, plain.1), (fused.2, plain.2)] {
-            let a: Vec<f64> = a.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let b: Vec<f64> = b.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            assert!(common::max_rel_diff(&a, &b) < tol, "{dtype:?} bf16 state {bf16_state}: fused AdamW differs from reference");
-        }
+            let fused = step(&p, &g, &m, &v, &hyper(), 7, bf16_state).unwrap();
+            let plain = reference::step(&p, &g, &m, &v, &hyper(), 7, bf16_state).unwrap();
+            let tol = if dtype == candle_core::DType::F64 { 1e-12 } else { 1e-5 };
+            for (a, b) in [(fused.0, plain.0), (fused.1, plain.1), (fused.2, plain.2)] {
+                let a: Vec<f64> =
+                    a.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let b: Vec<f64> =
+                    b.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                assert!(
+                    common::max_rel_diff(&a, &b) < tol,
+                    "{dtype:?} bf16 state {bf16_state}: fused AdamW differs from reference"
+                );
+            }
         }
     }
 }
 
 /// With zero gradients AdamW only decays: regularized tensors shrink by (1 − lr·wd), the others stay.
 fn decayed_tensors(input: &str, all_reg: bool) -> Vec<(String, bool)> {
-    let runs = common::runs(common::TINY, &[&format!("model.input={input}"), &format!("train.all_reg={all_reg}"), "train.dtype=f64"]);
+    let runs = common::runs(
+        common::TINY,
+        &[&format!("model.input={input}"), &format!("train.all_reg={all_reg}"), "train.dtype=f64"],
+    );
     let arch = runs[0].config.arch();
     let mut model = Model::init(&arch, &[0, 1], grokstack::config::Precision::F64, &Device::Cpu).unwrap();
     let before = model.clone();
@@ -94,7 +108,10 @@ fn decayed_tensors(input: &str, all_reg: bool) -> Vec<(String, bool)> {
 fn weight_decay_only_on_the_reference_groups() {
     let names = |list: Vec<(String, bool)>| list.into_iter().filter(|(_, d)| *d).map(|(n, _)| n).collect::<Vec<_>>();
     assert_eq!(names(decayed_tensors("embedding", false)), ["layers.0.weight", "layers.1.weight", "layers.2.weight"]);
-    assert_eq!(names(decayed_tensors("embedding", true)), ["embedding.weight", "layers.0.weight", "layers.1.weight", "layers.2.weight"]);
+    assert_eq!(
+        names(decayed_tensors("embedding", true)),
+        ["embedding.weight", "layers.0.weight", "layers.1.weight", "layers.2.weight"]
+    );
     assert_eq!(names(decayed_tensors("two_hot", false)), ["layers.1.weight", "layers.2.weight"]);
     assert_eq!(names(decayed_tensors("two_hot", true)), ["layers.0.weight", "layers.1.weight", "layers.2.weight"]);
 }

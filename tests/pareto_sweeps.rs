@@ -20,7 +20,11 @@ fn the_pareto_sweeps_parse_and_hold_every_family() {
         for run in &runs {
             let c = &run.config;
             let ModelConfig::Mlp(mlp) = &c.model else { panic!("{file}: not an MLP") };
-            assert_eq!((c.p, mlp.embed_dim, mlp.hidden.as_slice(), c.epochs, c.all_reg), (113, 113, &[200, 200][..], epochs, true), "{file}");
+            assert_eq!(
+                (c.p, mlp.embed_dim, mlp.hidden.as_slice(), c.epochs, c.all_reg),
+                (113, 113, &[200, 200][..], epochs, true),
+                "{file}"
+            );
             assert!(c.lipschitz, "{file}");
             if file == "pareto.toml" {
                 assert_eq!(c.precision, Precision::Bf16, "{file}");
@@ -30,11 +34,20 @@ fn the_pareto_sweeps_parse_and_hold_every_family() {
             }
             // Muon runs carry Cesista's embedding cap; the others none.
             assert_eq!(c.embed_rms_cap, if c.optimizer == Optimizer::Muon { 1.0 } else { 0.0 }, "{file}");
-            families.insert(format!("{:?}/{:?}/{}", c.optimizer, c.constraint, c.optimizer == Optimizer::Scion && c.scion_constrained));
+            families.insert(format!(
+                "{:?}/{:?}/{}",
+                c.optimizer,
+                c.constraint,
+                c.optimizer == Optimizer::Scion && c.scion_constrained
+            ));
         }
         if file == "pareto.toml" {
             assert_eq!(lambdas.into_iter().collect::<Vec<_>>(), [1, 10, 25, 50, 75, 90], "Cesista's λ values");
-            assert_eq!(families.len(), 1 + 5 + 2, "adamw, muon with none and each of four constraints, scion both ways: {families:?}");
+            assert_eq!(
+                families.len(),
+                1 + 5 + 2,
+                "adamw, muon with none and each of four constraints, scion both ways: {families:?}"
+            );
         } else {
             assert_eq!(families.len(), 5, "{families:?}");
         }

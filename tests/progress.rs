@@ -18,7 +18,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const PROGRESS_COLUMNS: [&str; 6] = ["restricted_loss", "excluded_loss", "key_frequencies", "embedding_spectrum", "embedding_gini", "embedding_ipr"];
+const PROGRESS_COLUMNS: [&str; 6] =
+    ["restricted_loss", "excluded_loss", "key_frequencies", "embedding_spectrum", "embedding_gini", "embedding_ipr"];
 
 /// A table over every pair (a, b) of p = 11 and class c: two waves in the answer s = a + b,
 /// 3·cos(2π·2(s − c)/p) + cos(2π·5(s − c)/p), a wave in a alone, 0.5·cos(2π·3(a − c)/p), which
@@ -65,11 +66,17 @@ fn pairs(rows: &Tensor) -> Vec<(usize, usize)> {
 
 /// The measures of the table for one run whose key frequencies are chosen by `keys` (TOML).
 fn measure_table(keys: &str) -> (ProgressRow, Vec<(usize, usize)>) {
-    let toml = format!("seeds = [3]\n[task]\np = {P}\ntrain_fraction = 0.4\n[model]\nembed_dim = 4\nhidden = [8]\n[metrics]\nprogress = true\n{keys}\n");
+    let toml = format!(
+        "seeds = [3]\n[task]\np = {P}\ntrain_fraction = 0.4\n[model]\nembed_dim = 4\nhidden = \
+        [8]\n[metrics]\nprogress = true\n{keys}\n"
+    );
     let runs = Sweep::parse(&toml, "table.toml", &[]).unwrap().runs().unwrap();
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
     let table = |rows: &[(usize, usize)]| {
-        let values: Vec<f64> = rows.iter().flat_map(|&(a, b)| (0..P).map(move |c| answer_waves((a + b) % P, c) + operand_wave(a, c) + bias(c))).collect();
+        let values: Vec<f64> = rows
+            .iter()
+            .flat_map(|&(a, b)| (0..P).map(move |c| answer_waves((a + b) % P, c) + operand_wave(a, c) + bias(c)))
+            .collect();
         Tensor::from_vec(values, (1, rows.len(), P), &Device::Cpu).unwrap()
     };
     let (train, test) = (pairs(&stack.train.rows), pairs(&stack.test.rows));
@@ -87,7 +94,11 @@ fn a_table_of_known_frequencies_measures_what_it_is_made_of() {
         let (row, train) = measure_table(keys);
         assert_eq!(row.key_frequencies, vec![2, 5], "{keys}: 2 carries 9 times the energy of 5");
         let excluded = mean_cross_entropy(&train, |a, _, c| operand_wave(a, c) + bias(c));
-        assert!((row.restricted_loss - restricted).abs() < 1e-12, "{keys}: restricted {} vs {restricted}", row.restricted_loss);
+        assert!(
+            (row.restricted_loss - restricted).abs() < 1e-12,
+            "{keys}: restricted {} vs {restricted}",
+            row.restricted_loss
+        );
         assert!((row.excluded_loss - excluded).abs() < 1e-12, "{keys}: excluded {} vs {excluded}", row.excluded_loss);
         assert_eq!(row.embedding_spectrum.len(), (P - 1) / 2);
     }
@@ -134,7 +145,13 @@ case = [
 
 /// The last logged row of `run` as the JSON tests/progress_check.py reads.
 fn last_row_json(metrics: &DataFrame, run: usize) -> String {
-    let rows = metrics.clone().lazy().filter(col("run_id").eq(lit(run as i64))).sort(["epoch"], Default::default()).collect().unwrap();
+    let rows = metrics
+        .clone()
+        .lazy()
+        .filter(col("run_id").eq(lit(run as i64)))
+        .sort(["epoch"], Default::default())
+        .collect()
+        .unwrap();
     let last = rows.height() - 1;
     let float = |name: &str| rows.column(name).unwrap().f64().unwrap().get(last).unwrap();
     let list = |name: &str| rows.column(name).unwrap().list().unwrap().get_as_series(last).unwrap();
@@ -159,10 +176,18 @@ fn logged_measures_agree_with_numpy_from_the_exported_weights() {
     for run in 0..6usize {
         let file = dir.join(format!("run-{run}.safetensors"));
         let expected = dir.join(format!("run-{run}.json"));
-        let out = grokstack(&["export", dir.to_str().unwrap(), "--run", &run.to_string(), "--out", file.to_str().unwrap()]);
+        let out =
+            grokstack(&["export", dir.to_str().unwrap(), "--run", &run.to_string(), "--out", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::write(&expected, last_row_json(&metrics, run)).unwrap();
-        let check = Command::new(&python).args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/progress_check.py"), file.to_str().unwrap(), expected.to_str().unwrap()]).output().unwrap();
+        let check = Command::new(&python)
+            .args([
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/progress_check.py"),
+                file.to_str().unwrap(),
+                expected.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
         let said = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
         println!("run {run}: {said}");
         assert!(check.status.success(), "run {run}: numpy does not agree: {said}");
@@ -200,7 +225,11 @@ fn a_run_measures_the_same_alone_as_in_a_stack_and_runs_without_them_have_nulls(
     let (stacked, sweep) = train_sweep("progress-stacked", STACKED, &[]);
     let metrics = read_metrics(&stacked);
     for seed in 0..3i64 {
-        let (alone, alone_sweep) = train_sweep("progress-alone", STACKED, &["--set", &format!("seeds=[{seed}]"), "--set", "metrics.progress=true"]);
+        let (alone, alone_sweep) = train_sweep(
+            "progress-alone",
+            STACKED,
+            &["--set", &format!("seeds=[{seed}]"), "--set", "metrics.progress=true"],
+        );
         let mine = progress_columns(&metrics, seed);
         let theirs = progress_columns(&read_metrics(&alone), 0);
         assert_eq!(mine.height(), 4, "epochs 0, 4, 8, 11");
@@ -263,7 +292,11 @@ fn a_sweep_killed_and_resumed_logs_the_same_measures() {
     let (reference, sweep) = train_sweep("progress-resume-reference", RESUMED, &[]);
     let dir = temp_path("progress-resume");
     // Stack 2 of 2 (the transformer) at epoch 12: its last checkpoint is at 10.
-    let mut child = train_command(&sweep, &dir, false).env("GROKSTACK_FAULT", "pause:step#33").stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = train_command(&sweep, &dir, false)
+        .env("GROKSTACK_FAULT", "pause:step#33")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let paused = stderr.lines().map_while(Result::ok).any(|line| line.starts_with("grokstack-fault: paused at"));
     child.kill().unwrap();
@@ -294,33 +327,57 @@ fn tasks_without_a_cyclic_group_are_refused_with_the_key_and_the_file() {
         ("p = 13", "p = 21", "metrics.progress", "prime"),
         ("p = 13", "p = 13\nskip_zero = true", "metrics.progress", "skip_zero"),
         ("progress = true", "progress = true\nkey_frequencies = 7", "metrics.key_frequencies", "6 frequencies"),
-        ("progress = true", "progress = true\nfixed_frequencies = [2, 7]", "metrics.fixed_frequencies", "outside 1 … 6"),
+        (
+            "progress = true",
+            "progress = true\nfixed_frequencies = [2, 7]",
+            "metrics.fixed_frequencies",
+            "outside 1 … 6",
+        ),
         ("progress = true", "progress = true\nfixed_frequencies = [2, 2]", "metrics.fixed_frequencies", "twice"),
     ];
     for (line, change, key, says) in refused {
         let text = base.replacen(line, change, 1);
         let error = Sweep::parse(&text, "sweeps/bad.toml", &[]).expect_err(change).to_string();
-        assert!(error.contains("sweeps/bad.toml") && error.contains(&format!("`{key}`")) && error.contains(says), "{change}: {error}");
+        assert!(
+            error.contains("sweeps/bad.toml") && error.contains(&format!("`{key}`")) && error.contains(says),
+            "{change}: {error}"
+        );
     }
     // Without the measures, the same tasks train, and mul and div with skip_zero have them.
-    assert!(Sweep::parse(&base.replace("progress = true", "progress = false").replace("p = 13", "p = 13\nop = \"gcd\""), "ok.toml", &[]).is_ok());
+    assert!(Sweep::parse(
+        &base.replace("progress = true", "progress = false").replace("p = 13", "p = 13\nop = \"gcd\""),
+        "ok.toml",
+        &[]
+    )
+    .is_ok());
     assert!(Sweep::parse(&base.replace("p = 13", "p = 13\nop = \"div\"\nskip_zero = true"), "ok.toml", &[]).is_ok());
 }
 
 #[test]
 fn a_sweep_without_the_keys_writes_neither_keys_nor_columns() {
-    let toml = "name = \"plain\"\nseeds = 1\n[task]\np = 13\n[model]\nembed_dim = 4\nhidden = [8]\n[train]\nepochs = 3\n";
+    let toml =
+        "name = \"plain\"\nseeds = 1\n[task]\np = 13\n[model]\nembed_dim = 4\nhidden = [8]\n[train]\nepochs = 3\n";
     let resolved = Sweep::parse(toml, "plain.toml", &[]).unwrap().to_toml();
     assert!(!resolved.contains("progress") && !resolved.contains("frequencies"), "{resolved}");
     let with = Sweep::parse(toml, "plain.toml", &["metrics.progress=true".into()]).unwrap().to_toml();
-    assert!(with.contains("\n[metrics]\nlipschitz = false\nlipschitz_norm = \"l2\"\npower_iters = 10\nprogress = true\n"), "{with}");
-    assert_eq!(Sweep::parse(&with, "resolved.toml", &[]).unwrap().to_toml(), with, "the resolved sweep reads back as itself");
+    assert!(
+        with.contains("\n[metrics]\nlipschitz = false\nlipschitz_norm = \"l2\"\npower_iters = 10\nprogress = true\n"),
+        "{with}"
+    );
+    assert_eq!(
+        Sweep::parse(&with, "resolved.toml", &[]).unwrap().to_toml(),
+        with,
+        "the resolved sweep reads back as itself"
+    );
 
     let (dir, sweep) = train_sweep("progress-plain", toml, &[]);
     let runs = common::read_runs(&dir);
     let metrics = read_metrics(&dir);
     for name in runs.get_column_names().into_iter().chain(metrics.get_column_names()) {
-        assert!(!name.contains("progress") && !name.contains("frequenc") && !PROGRESS_COLUMNS.contains(&name.as_str()), "column {name}");
+        assert!(
+            !name.contains("progress") && !name.contains("frequenc") && !PROGRESS_COLUMNS.contains(&name.as_str()),
+            "column {name}"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_file(&sweep).ok();
@@ -330,7 +387,8 @@ fn a_sweep_without_the_keys_writes_neither_keys_nor_columns() {
 /// measures too, and the logits it keeps are its forward pass's.
 #[test]
 fn the_tensor_path_keeps_its_logits_for_the_measures() {
-    let toml = "seeds = 2\n[task]\nop = \"div\"\np = 13\n[model]\nembed_dim = 4\nhidden = [8]\n[train]\nepochs = 6\ndtype = \"bf16\"\nlog_every = 2\n[metrics]\nprogress = true\n";
+    let toml = "seeds = 2\n[task]\nop = \"div\"\np = 13\n[model]\nembed_dim = 4\nhidden = [8]\n[train]\nepochs = \
+        6\ndtype = \"bf16\"\nlog_every = 2\n[metrics]\nprogress = true\n";
     let (dir, sweep) = train_sweep("progress-bf16", toml, &[]);
     let metrics = read_metrics(&dir);
     assert_eq!(metrics.height(), 8);
@@ -341,10 +399,14 @@ fn the_tensor_path_keeps_its_logits_for_the_measures() {
     let runs = Sweep::parse(toml, "bf16.toml", &[]).unwrap().runs().unwrap();
     let stack = Stack::new(runs, &Device::Cpu).unwrap();
     let (rows, labels) = (&stack.test.rows, &stack.test.labels);
-    let (_, logits) = stack.model.evaluate_keeping(rows, labels, grokstack::config::Loss::Softmax, false, 1, true).unwrap();
+    let (_, logits) =
+        stack.model.evaluate_keeping(rows, labels, grokstack::config::Loss::Softmax, false, 1, true).unwrap();
     let logits = logits.expect("kept");
     let (forward, _) = stack.model.forward(rows, false, None).unwrap();
-    assert_eq!(logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(), forward.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(
+        logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        forward.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_file(&sweep).ok();
 }

@@ -9,8 +9,8 @@
 
 mod common;
 
-use polars::prelude::*;
 use common::snapshot;
+use polars::prelude::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -80,7 +80,10 @@ fn finish(dir: &Path, resume: bool) -> Output {
 
 /// Start SWEEP (resuming when asked), pause it at `fault`, then SIGKILL it there.
 fn kill_sweep_at(sweep: &Path, dir: &Path, resume: bool, fault: &str) {
-    let mut child = grokstack_on(sweep, dir, if resume { &["--resume"] } else { &[] }, Some(&format!("pause:{fault}"))).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = grokstack_on(sweep, dir, if resume { &["--resume"] } else { &[] }, Some(&format!("pause:{fault}")))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = Vec::new();
     for line in stderr.lines() {
@@ -144,7 +147,11 @@ fn killed_during_training_resumes_from_the_last_checkpoint() {
     kill_at(&dir, false, "step#25");
     assert_eq!(manifest_step(&dir, 0), 20, "checkpoints every 10 epochs");
     let out = finish(&dir, true);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stack 1 from epoch 20"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stack 1 from epoch 20"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_same_as_reference(&dir);
 }
 
@@ -197,8 +204,14 @@ fn a_minibatch_sweep_killed_mid_training_resumes_to_the_same_files() {
 fn killed_while_writing_a_checkpoint_keeps_the_previous_one() {
     let dir = common::temp_path("kill-checkpoint");
     kill_at(&dir, false, "write:part-00000.step-000040.safetensors");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(leftovers.iter().any(|n| n.contains(".tmp-")), "the half-written state stays a temporary file: {leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        leftovers.iter().any(|n| n.contains(".tmp-")),
+        "the half-written state stays a temporary file: {leftovers:?}"
+    );
     assert_eq!(manifest_step(&dir, 0), 30);
     finish(&dir, true);
     assert_same_as_reference(&dir);
@@ -251,7 +264,8 @@ fn killed_again_and_again() {
 
 #[cfg(unix)]
 fn interrupt_at(dir: &Path, fault: &str, signal: i32) -> Output {
-    let mut child = grokstack(dir, &["--resume"], Some(&format!("pause:{fault}"))).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        grokstack(dir, &["--resume"], Some(&format!("pause:{fault}"))).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("grokstack-fault: paused at") {
@@ -342,7 +356,11 @@ fn unwritable_and_full_output_directories_fail_with_the_file_named() {
     let stderr = failing(&dir, &[], Some("fail:write:runs.parquet#2"));
     assert!(stderr.contains("runs.parquet") && stderr.contains("No space left"), "{stderr}");
     let files = snapshot(&dir);
-    assert!(files.keys().all(|p| !p.to_string_lossy().contains(".tmp-")), "no temporary file is left: {:?}", files.keys());
+    assert!(
+        files.keys().all(|p| !p.to_string_lossy().contains(".tmp-")),
+        "no temporary file is left: {:?}",
+        files.keys()
+    );
     assert_eq!(frame(&files[Path::new("runs.parquet")]).height(), 4, "the first stack's results are intact");
     finish(&dir, true);
     assert_same_as_reference(&dir);
@@ -436,7 +454,11 @@ fn a_sweep_with_seed_waves_killed_in_wave_1_and_between_waves_resumes_to_the_sam
     kill_sweep_at(sweep, &dir, true, "write:runs.parquet#1");
     assert!(!dir.join("runs.parquet").exists());
     let out = finish_sweep(sweep, &dir, true);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("wave 1/3 stack 1 from epoch 140"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wave 1/3 stack 1 from epoch 140"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_same_files(reference, &dir);
 }
 
@@ -450,7 +472,11 @@ fn a_sweep_with_seed_waves_killed_in_waves_2_and_3_keeps_the_earlier_waves() {
     let wave_1 = std::fs::read(dir.join("metrics.parquet/part-00000.parquet")).unwrap();
     kill_sweep_at(sweep, &dir, true, "write:part-00002.json#2");
     assert_eq!(manifest_step(&dir, 2), 20);
-    assert_eq!(std::fs::read(dir.join("metrics.parquet/part-00000.parquet")).unwrap(), wave_1, "wave 1 is not trained again");
+    assert_eq!(
+        std::fs::read(dir.join("metrics.parquet/part-00000.parquet")).unwrap(),
+        wave_1,
+        "wave 1 is not trained again"
+    );
     let out = finish_sweep(sweep, &dir, true);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("(2 of 3 stacks); wave 3/3 stack 3 from epoch 20"), "{stderr}");

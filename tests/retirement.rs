@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{read_parquet as read, GROKKING};
 use candle_core::Device;
+use common::{read_parquet as read, GROKKING};
 use grokstack::metrics::{MetricRow, Status};
 use grokstack::train::Stack;
 
@@ -17,7 +17,8 @@ fn retiring_at_grok_changes_no_result() {
     let train = |stop: &str| {
         let runs = common::runs(GROKKING, &[&format!("train.stop={stop}"), "train.extra_epochs=10"]);
         let mut active_after_each_step = Vec::new();
-        let outcome = Stack::new(runs, &Device::Cpu).unwrap().train(|_, active| active_after_each_step.push(active)).unwrap();
+        let outcome =
+            Stack::new(runs, &Device::Cpu).unwrap().train(|_, active| active_after_each_step.push(active)).unwrap();
         (outcome, active_after_each_step)
     };
     let ((full_results, full_rows), full_active) = train("none");
@@ -37,7 +38,11 @@ fn retiring_at_grok_changes_no_result() {
                 let last = retired_rows.last().unwrap().epoch;
                 assert_eq!(last, (grok + 10).div_ceil(5) * 5, "run {}: rows end at {last}", full.run_id);
                 assert_eq!(retired.epochs_trained, last + 1);
-                assert_eq!(&full_rows[..retired_rows.len()], &retired_rows[..], "metrics up to retirement are identical");
+                assert_eq!(
+                    &full_rows[..retired_rows.len()],
+                    &retired_rows[..],
+                    "metrics up to retirement are identical"
+                );
             }
             None => {
                 // Runs that stay in the compacted stack train exactly as before.
@@ -62,7 +67,12 @@ fn retiring_after_train_waits_for_both_accuracies() {
     let mut retired = 0;
     for (full, after) in full_results.iter().zip(&retired_results) {
         let (full_rows, after_rows) = (rows_of(&full_rows, full.run_id), rows_of(&retired_rows, full.run_id));
-        assert_eq!(&full_rows[..after_rows.len()], &after_rows[..], "run {}: metrics up to retirement are identical", full.run_id);
+        assert_eq!(
+            &full_rows[..after_rows.len()],
+            &after_rows[..],
+            "run {}: metrics up to retirement are identical",
+            full.run_id
+        );
         match full_rows.iter().find(|r| r.test_acc >= 0.95 && r.train_acc >= 0.99) {
             Some(grokked) => {
                 retired += 1;
@@ -79,7 +89,12 @@ fn retiring_after_train_waits_for_both_accuracies() {
 #[test]
 fn memory_chunks_give_the_same_results_as_one_stack() {
     let sweep = common::temp_path("chunks").with_extension("toml");
-    std::fs::write(&sweep, "seeds = 5\n[task]\np = 13\ntrain_fraction = 0.5\n[model]\nembed_dim = 8\nhidden = [16]\n[train]\nepochs = 20\n").unwrap();
+    std::fs::write(
+        &sweep,
+        "seeds = 5\n[task]\np = 13\ntrain_fraction = 0.5\n[model]\nembed_dim = 8\nhidden = \
+        [16]\n[train]\nepochs = 20\n",
+    )
+    .unwrap();
     let train = |name: &str, extra: &[&str]| {
         let dir = common::temp_path(name);
         let mut args = vec!["train", sweep.to_str().unwrap(), "--out", dir.to_str().unwrap()];
@@ -98,7 +113,8 @@ fn memory_chunks_give_the_same_results_as_one_stack() {
     let b = read(&chunked.join("runs.parquet"));
     assert!(a.equals_missing(&b), "runs.parquet differs:\n{a}\n{b}");
     let metrics = |dir: &std::path::Path| {
-        let mut files: Vec<_> = std::fs::read_dir(dir.join("metrics.parquet")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> =
+            std::fs::read_dir(dir.join("metrics.parquet")).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         files.iter().map(|p| read(p)).reduce(|x, y| x.vstack(&y).unwrap()).unwrap()
     };

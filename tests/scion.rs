@@ -53,10 +53,14 @@ fn polar_express_singular_values_are_the_polynomials_of_the_inputs_and_lie_in_th
             want.sort_by(|a, b| b.total_cmp(a));
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-9, "{m}x{n} run {run}: σ {g} vs p(σ/‖X‖) {w}");
-                assert!(sigmas.last().unwrap() / frobenius < 1e-3 || (lo - 1e-9..=hi + 1e-9).contains(g), "{m}x{n} run {run}: {g} outside [{lo}, {hi}]");
+                assert!(
+                    sigmas.last().unwrap() / frobenius < 1e-3 || (lo - 1e-9..=hi + 1e-9).contains(g),
+                    "{m}x{n} run {run}: {g} outside [{lo}, {hi}]"
+                );
             }
             // Against U·Vᵀ: ‖PE(X) − U·Vᵀ‖_F = √Σ(p(σᵢ) − 1)².
-            let distance = out[run].iter().flatten().zip(polar.iter().flatten()).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+            let distance =
+                out[run].iter().flatten().zip(polar.iter().flatten()).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
             let expected = want.iter().map(|w| (w - 1.0).powi(2)).sum::<f64>().sqrt();
             assert!((distance - expected).abs() < 1e-8, "{m}x{n} run {run}: ‖PE − UVᵀ‖ {distance} vs {expected}");
         }
@@ -67,10 +71,24 @@ fn polar_express_singular_values_are_the_polynomials_of_the_inputs_and_lie_in_th
 fn polar_express_in_bf16_stays_near_the_exact_one_and_finite() {
     for (m, n) in [(6, 10), (16, 16), (24, 9)] {
         let x = random(2, m, n, (m + n) as u64).to_dtype(DType::F32).unwrap();
-        let exact: Vec<f64> = polar_express(&x.to_dtype(DType::F64).unwrap(), 5, false).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        for (name, out) in [("cpu", polar_express(&x, 5, true).unwrap()), ("tensor ops", orthogonalize_tensors(&x, &Iteration { coefficients: schedule(5), eps: 1e-8, bf16: true }).unwrap())] {
+        let exact: Vec<f64> = polar_express(&x.to_dtype(DType::F64).unwrap(), 5, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (name, out) in [
+            ("cpu", polar_express(&x, 5, true).unwrap()),
+            (
+                "tensor ops",
+                orthogonalize_tensors(&x, &Iteration { coefficients: schedule(5), eps: 1e-8, bf16: true }).unwrap(),
+            ),
+        ] {
             let values: Vec<f64> = out.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            assert!(values.iter().all(|v| v.is_finite() && *v == grokstack::kernels::round::f64_to_bf16(*v)), "{name}: every value a finite bf16");
+            assert!(
+                values.iter().all(|v| v.is_finite() && *v == grokstack::kernels::round::f64_to_bf16(*v)),
+                "{name}: every value a finite bf16"
+            );
             let diff = values.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(diff < 0.1, "{m}x{n} {name}: bf16 differs from exact by {diff}");
             assert!(diff > 0.0, "{m}x{n} {name}: bf16 rounding changes something");
@@ -84,16 +102,26 @@ fn polar_express_on_the_cpu_matches_the_tensor_ops() {
     for (m, n) in [(6, 10), (8, 8), (12, 5)] {
         let x = random(4, m, n, (m * 7 + n) as u64);
         let values = |t: Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
-        let (cpu, tensors) = (values(orthogonalize(&x, &iteration).unwrap()), values(orthogonalize_tensors(&x, &iteration).unwrap()));
+        let (cpu, tensors) =
+            (values(orthogonalize(&x, &iteration).unwrap()), values(orthogonalize_tensors(&x, &iteration).unwrap()));
         assert!(common::max_rel_diff(&cpu, &tensors) < 1e-9, "{m}x{n}: CPU vs tensor ops");
     }
 }
 
 #[test]
 fn scion_groups_follow_the_fork() {
-    for (input, want) in [("embedding", vec![Lmo::ColNorm, Lmo::Spectral, Lmo::Spectral, Lmo::Sign]), ("two_hot", vec![Lmo::ColNorm, Lmo::Spectral, Lmo::Sign])] {
+    for (input, want) in [
+        ("embedding", vec![Lmo::ColNorm, Lmo::Spectral, Lmo::Spectral, Lmo::Sign]),
+        ("two_hot", vec![Lmo::ColNorm, Lmo::Spectral, Lmo::Sign]),
+    ] {
         let runs = common::runs(common::TINY, &[&format!("model.input={input}"), "model.hidden=[5, 4]"]);
-        let model = grokstack::models::Model::init(&runs[0].config.arch(), &[0], grokstack::config::Precision::F32, &Device::Cpu).unwrap();
+        let model = grokstack::models::Model::init(
+            &runs[0].config.arch(),
+            &[0],
+            grokstack::config::Precision::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
         let got: Vec<Lmo> = model.params.iter().map(|p| Lmo::of(p).unwrap()).collect();
         assert_eq!(got, want, "{input}");
     }
@@ -139,9 +167,11 @@ case = [
     let constrained = |lmo: Lmo, run: usize| run > 0 && (lmo != Lmo::ColNorm || run == 2);
     let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
     let lmos: Vec<Lmo> = stack.model.params.iter().map(|p| Lmo::of(p).unwrap()).collect();
-    let mut buffers: Vec<Vec<Vec<Vec<f64>>>> = stack.model.params.iter().map(|p| values3(&p.value.zeros_like().unwrap())).collect();
+    let mut buffers: Vec<Vec<Vec<Vec<f64>>>> =
+        stack.model.params.iter().map(|p| values3(&p.value.zeros_like().unwrap())).collect();
     for step in 0..2 {
-        let (before, g): (Vec<_>, Vec<_>) = (stack.model.params.iter().map(|p| values3(&p.value)).collect(), grads(&stack));
+        let (before, g): (Vec<_>, Vec<_>) =
+            (stack.model.params.iter().map(|p| values3(&p.value)).collect(), grads(&stack));
         stack.step().unwrap();
         for (i, lmo) in lmos.iter().enumerate() {
             let g = values3(&g[i]);
@@ -153,7 +183,14 @@ case = [
                 }
                 let (fan_in, fan_out) = (d.len(), d[0].len());
                 let direction: Vec<Vec<f64>> = match lmo {
-                    Lmo::Sign => d.iter().map(|row| row.iter().map(|v| 7.0 * v.signum() * f64::from(u8::from(*v != 0.0)) / fan_in as f64).collect()).collect(),
+                    Lmo::Sign => d
+                        .iter()
+                        .map(|row| {
+                            row.iter()
+                                .map(|v| 7.0 * v.signum() * f64::from(u8::from(*v != 0.0)) / fan_in as f64)
+                                .collect()
+                        })
+                        .collect(),
                     Lmo::ColNorm => d
                         .iter()
                         .map(|row| {
@@ -163,15 +200,21 @@ case = [
                         .collect(),
                     Lmo::Spectral => {
                         let t = Tensor::new(d.clone(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-                        let o: Vec<Vec<f64>> = polar_express(&t, 5, false).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+                        let o: Vec<Vec<f64>> =
+                            polar_express(&t, 5, false).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
                         let scale = 1.5 * (fan_out as f64 / fan_in as f64).sqrt();
                         o.iter().map(|row| row.iter().map(|v| scale * v).collect()).collect()
                     }
                 };
                 let keep = if constrained(*lmo, run) { 1.0 - lr[run] } else { 1.0 };
-                for ((w0, w1), u) in before[i][run].iter().flatten().zip(after[run].iter().flatten()).zip(direction.iter().flatten()) {
+                for ((w0, w1), u) in
+                    before[i][run].iter().flatten().zip(after[run].iter().flatten()).zip(direction.iter().flatten())
+                {
                     let want = keep * w0 - lr[run] * u;
-                    assert!((w1 - want).abs() < 1e-12 * want.abs().max(1.0), "{input} step {step} {lmo:?} run {run}: {w1} vs {want}");
+                    assert!(
+                        (w1 - want).abs() < 1e-12 * want.abs().max(1.0),
+                        "{input} step {step} {lmo:?} run {run}: {w1} vs {want}"
+                    );
                 }
             }
         }
@@ -192,7 +235,14 @@ fn a_scion_run_alone_is_bit_identical_inside_a_stack_and_bf16_stays_finite() {
         sets.push(format!("train.dtype={dtype}"));
         let sets: Vec<&str> = sets.iter().map(|s| s.as_str()).collect();
         let target = common::runs(common::TINY, &[&sets[..], &["seeds=[7]", "train.lr=0.02"]].concat()).remove(0);
-        let neighbours = common::runs(common::TINY, &[&sets[..], &["seeds=3", "train.lr=[0.001, 0.5]", "train.scion_constrained=[true, false]", "train.all_reg=true"]].concat());
+        let neighbours = common::runs(
+            common::TINY,
+            &[
+                &sets[..],
+                &["seeds=3", "train.lr=[0.001, 0.5]", "train.scion_constrained=[true, false]", "train.all_reg=true"],
+            ]
+            .concat(),
+        );
         let (alone, together) = common::alone_and_stacked(target, neighbours, 2);
         assert_eq!(alone.len(), 5);
         assert_eq!(alone, together, "{dtype}: alone vs stacked");

@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 /// 12 settings of unequal work (three widths × two epoch budgets × two learning rates) of
 /// [`common::TINY`], 2 seeds.
 fn sweep_text() -> String {
-    format!("{}\n[grid]\n\"model.hidden\" = [[5, 4], [12, 12], [8]]\n\"train.epochs\" = [4, 9]\n\"train.lr\" = [0.01, 0.03]\n", common::TINY)
+    format!(
+        "{}\n[grid]\n\"model.hidden\" = [[5, 4], [12, 12], [8]]\n\"train.epochs\" = [4, 9]\n\"train.lr\" = [0.01, \
+        0.03]\n",
+        common::TINY
+    )
 }
 
 fn sweep(text: &str) -> Sweep {
@@ -58,10 +62,18 @@ fn shards_are_disjoint_covering_deterministic_and_balanced() {
             for index in 0..count {
                 let mine = shard::runs_of(&s, Some(Shard { index, count })).unwrap();
                 let again = shard::runs_of(&s, Some(Shard { index, count })).unwrap();
-                assert_eq!(mine.iter().map(|r| r.run_id).collect::<Vec<_>>(), again.iter().map(|r| r.run_id).collect::<Vec<_>>(), "deterministic");
+                assert_eq!(
+                    mine.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+                    again.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+                    "deterministic"
+                );
                 assert!(!mine.is_empty(), "shard {index} of {count} is empty");
                 let settings: BTreeSet<usize> = mine.iter().map(|r| r.setting_id).collect();
-                assert_eq!(mine.len(), settings.len() * s.seeds.len(), "shard {index} of {count} holds every seed of its settings");
+                assert_eq!(
+                    mine.len(),
+                    settings.len() * s.seeds.len(),
+                    "shard {index} of {count} holds every seed of its settings"
+                );
                 assert!(mine.windows(2).all(|w| w[0].run_id < w[1].run_id), "in run-id order");
                 for run in &mine {
                     seen[run.run_id] += 1;
@@ -87,26 +99,44 @@ fn shards_are_disjoint_covering_deterministic_and_balanced() {
 fn shard_arguments_and_the_slurm_environment_are_checked() {
     let none = |_: &str| None;
     assert_eq!(Shard::parse("2/5", none).unwrap(), Shard { index: 2, count: 5 });
-    for (bad, says) in [("5/5", "shard 5 of 5 does not exist"), ("0/0", "N must be at least 1"), ("a/2", "`a` is not a non-negative integer"), ("3", "expected K/N"), ("-1/2", "`-1`")] {
+    for (bad, says) in [
+        ("5/5", "shard 5 of 5 does not exist"),
+        ("0/0", "N must be at least 1"),
+        ("a/2", "`a` is not a non-negative integer"),
+        ("3", "expected K/N"),
+        ("-1/2", "`-1`"),
+    ] {
         let error = format!("{:#}", Shard::parse(bad, none).unwrap_err());
         assert!(error.contains(&format!("--shard {bad}")) && error.contains(says), "{bad}: {error}");
     }
-    let slurm = |vars: &'static [(&'static str, &'static str)]| move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
-    const OK: [(&str, &str); 3] = [("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_MIN", "4"), ("SLURM_ARRAY_TASK_COUNT", "8")];
+    let slurm = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    };
+    const OK: [(&str, &str); 3] =
+        [("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_MIN", "4"), ("SLURM_ARRAY_TASK_COUNT", "8")];
     assert_eq!(Shard::parse("slurm", slurm(&OK)).unwrap(), Shard { index: 3, count: 8 });
     let cases: [(&'static [(&str, &str)], &str); 5] = [
         (&[("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_COUNT", "8")], "SLURM_ARRAY_TASK_ID is not set"),
         (&[("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_COUNT", "8")], "SLURM_ARRAY_TASK_MIN is not set"),
         (&[("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_MIN", "0")], "SLURM_ARRAY_TASK_COUNT is not set"),
-        (&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_COUNT", "8")], "SLURM_ARRAY_TASK_ID=x is not a non-negative integer"),
-        (&[("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_MIN", "2"), ("SLURM_ARRAY_TASK_COUNT", "8")], "SLURM_ARRAY_TASK_ID=1 is below SLURM_ARRAY_TASK_MIN=2"),
+        (
+            &[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_COUNT", "8")],
+            "SLURM_ARRAY_TASK_ID=x is not a non-negative integer",
+        ),
+        (
+            &[("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_MIN", "2"), ("SLURM_ARRAY_TASK_COUNT", "8")],
+            "SLURM_ARRAY_TASK_ID=1 is below SLURM_ARRAY_TASK_MIN=2",
+        ),
     ];
     for (vars, says) in cases {
         let error = format!("{:#}", Shard::parse("slurm", slurm(vars)).unwrap_err());
         assert!(error.contains(says), "{vars:?}: {error}");
     }
-    const STRIDED: [(&str, &str); 3] = [("SLURM_ARRAY_TASK_ID", "8"), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_COUNT", "4")];
-    assert!(format!("{:#}", Shard::parse("slurm", slurm(&STRIDED)).unwrap_err()).contains("the array must be contiguous"));
+    const STRIDED: [(&str, &str); 3] =
+        [("SLURM_ARRAY_TASK_ID", "8"), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_COUNT", "4")];
+    assert!(
+        format!("{:#}", Shard::parse("slurm", slurm(&STRIDED)).unwrap_err()).contains("the array must be contiguous")
+    );
 
     // The binary reads the real environment.
     let (dir, file) = fixture("slurm-env");
@@ -117,7 +147,11 @@ fn shard_arguments_and_the_slurm_environment_are_checked() {
     }
     let out = command.output().unwrap();
     assert!(out.status.success() && text(&out).contains("shard 2-of-4: "), "{}", text(&out));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grokstack")).args(["train", file.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--shard", "slurm"]).env_remove("SLURM_ARRAY_TASK_ID").output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grokstack"))
+        .args(["train", file.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--shard", "slurm"])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .output()
+        .unwrap();
     assert!(!out.status.success() && text(&out).contains("SLURM_ARRAY_TASK_ID is not set"), "{}", text(&out));
     assert!(!dir.exists(), "a refused shard writes nothing");
 }
@@ -135,8 +169,15 @@ fn the_dry_run_shows_every_shard_and_this_shards_stacks() {
     }
     assert!(printed.contains("balance: the largest shard has"), "{printed}");
     let mine = shard::runs_of(&s, Some(Shard { index: 1, count: 3 })).unwrap();
-    assert!(printed.contains(&format!("shard 1-of-3: {} runs = {} settings × 2 seeds", mine.len(), mine.len() / 2)), "{printed}");
-    let stacked: usize = printed.lines().filter_map(|l| l.trim().strip_prefix("stack ")).map(|l| l.split("R = ").nth(1).unwrap().split(',').next().unwrap().parse::<usize>().unwrap()).sum();
+    assert!(
+        printed.contains(&format!("shard 1-of-3: {} runs = {} settings × 2 seeds", mine.len(), mine.len() / 2)),
+        "{printed}"
+    );
+    let stacked: usize = printed
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("stack "))
+        .map(|l| l.split("R = ").nth(1).unwrap().split(',').next().unwrap().parse::<usize>().unwrap())
+        .sum();
     assert_eq!(stacked, mine.len(), "the stacks listed are the shard's: {printed}");
     let bad = grokstack(&["train", file.to_str().unwrap(), "--dry-run", "--shard", "3/3"]);
     assert!(!bad.status.success() && text(&bad).contains("shard 3 of 3 does not exist"), "{}", text(&bad));
@@ -167,18 +208,26 @@ fn merged_shards_are_the_single_process_sweep() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("merged 24 of 24 runs from 3 shard folder(s)"), "{}", text(&out));
     let merged = read_parquet(&dir.join("runs.parquet"));
-    assert!(merged.equals_missing(&read_runs(&reference)), "runs.parquet differs from the single-process sweep:\n{merged}");
+    assert!(
+        merged.equals_missing(&read_runs(&reference)),
+        "runs.parquet differs from the single-process sweep:\n{merged}"
+    );
     assert!(metrics(&dir).equals_missing(&metrics(&reference)), "the metrics differ from the single-process sweep");
-    assert_eq!(std::fs::read(dir.join("progress.json")).unwrap(), std::fs::read(reference.join("progress.json")).unwrap());
+    assert_eq!(
+        std::fs::read(dir.join("progress.json")).unwrap(),
+        std::fs::read(reference.join("progress.json")).unwrap()
+    );
 
     // Every run exports the weights the single-process sweep has.
     for run in 0..24 {
         let export = |d: &Path| {
             let path = d.join(format!("run-{run}.safetensors"));
-            let out = grokstack(&["export", d.to_str().unwrap(), "--run", &run.to_string(), "--out", path.to_str().unwrap()]);
+            let out =
+                grokstack(&["export", d.to_str().unwrap(), "--run", &run.to_string(), "--out", path.to_str().unwrap()]);
             assert!(out.status.success(), "{}", text(&out));
             let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
-            let mut values: Vec<(String, Vec<f32>)> = tensors.into_iter().map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
+            let mut values: Vec<(String, Vec<f32>)> =
+                tensors.into_iter().map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
             values.sort_by(|a, b| a.0.cmp(&b.0));
             std::fs::remove_file(path).unwrap();
             values
@@ -210,7 +259,10 @@ fn missing_and_duplicated_runs_are_reported() {
     assert_eq!(report.missing_runs, absent.len());
     assert_eq!(report.unfinished_shards, vec!["shards/1-of-3: not started".to_string()]);
     let page = std::fs::read_to_string(report.out_dir.join("report.html")).unwrap();
-    assert!(page.contains("Unfinished shards") && page.contains("<code>shards/1-of-3: not started</code>"), "report.html names the unfinished shard");
+    assert!(
+        page.contains("Unfinished shards") && page.contains("<code>shards/1-of-3: not started</code>"),
+        "report.html names the unfinished shard"
+    );
 
     let out = grokstack(&["merge", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -225,9 +277,14 @@ fn missing_and_duplicated_runs_are_reported() {
     let out = grokstack(&["merge", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let printed = text(&out);
-    assert!(printed.contains("listed by both shards/0-of-2 and shards/0-of-3") || printed.contains("listed by both shards/0-of-2 and shards/2-of-3"), "{printed}");
+    assert!(
+        printed.contains("listed by both shards/0-of-2 and shards/0-of-3")
+            || printed.contains("listed by both shards/0-of-2 and shards/2-of-3"),
+        "{printed}"
+    );
     let two = shard::runs_of(&s, Some(Shard { index: 1, count: 2 })).unwrap();
-    let still_missing: Vec<usize> = absent.iter().map(|r| r.run_id).filter(|id| two.iter().any(|r| r.run_id == *id)).collect();
+    let still_missing: Vec<usize> =
+        absent.iter().map(|r| r.run_id).filter(|id| two.iter().any(|r| r.run_id == *id)).collect();
     if !still_missing.is_empty() {
         assert!(printed.contains("shards/1-of-2 (not started) or shards/1-of-3 (not started)"), "{printed}");
     }
@@ -236,18 +293,29 @@ fn missing_and_duplicated_runs_are_reported() {
     let ids: Vec<i64> = merged.column("run_id").unwrap().i64().unwrap().into_no_null_iter().collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted by run id, none twice");
     let merged_metrics = metrics(&dir);
-    let keys: Vec<(i64, i64)> = merged_metrics.column("run_id").unwrap().i64().unwrap().into_no_null_iter().zip(merged_metrics.column("epoch").unwrap().i64().unwrap().into_no_null_iter()).collect();
+    let keys: Vec<(i64, i64)> = merged_metrics
+        .column("run_id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .zip(merged_metrics.column("epoch").unwrap().i64().unwrap().into_no_null_iter())
+        .collect();
     assert!(keys.windows(2).all(|w| w[0] != w[1]), "no metric row twice");
     // Parts of which another shard has some runs keep their weights: every merged run exports.
     for id in ids {
         let path = dir.join("run.safetensors");
-        let out = grokstack(&["export", dir.to_str().unwrap(), "--run", &id.to_string(), "--out", path.to_str().unwrap()]);
+        let out =
+            grokstack(&["export", dir.to_str().unwrap(), "--run", &id.to_string(), "--out", path.to_str().unwrap()]);
         assert!(out.status.success(), "run {id}: {}", text(&out));
     }
 
     // Unmerged shards of two N are refused by the analysis.
     std::fs::remove_file(dir.join("runs.parquet")).unwrap();
-    let error = format!("{:#}", grokstack_analysis::analyze(&dir, &grokstack_analysis::AnalyzeOptions::default()).err().unwrap());
+    let error = format!(
+        "{:#}",
+        grokstack_analysis::analyze(&dir, &grokstack_analysis::AnalyzeOptions::default()).err().unwrap()
+    );
     assert!(error.contains("shards of different counts N [2, 3]"), "{error}");
 }
 
@@ -258,7 +326,12 @@ fn shards_of_another_sweep_are_refused() {
     let before = snapshot(&dir);
     // Another sweep into the same directory: refused, the file named, nothing touched.
     let out = train(&file, &dir, &["--shard", "1/2", "--set", "train.weight_decay=2.0"]);
-    assert!(!out.status.success() && text(&out).contains(&format!("already holds a different sweep ({})", dir.join("sweep.toml").display())), "{}", text(&out));
+    assert!(
+        !out.status.success()
+            && text(&out).contains(&format!("already holds a different sweep ({})", dir.join("sweep.toml").display())),
+        "{}",
+        text(&out)
+    );
     assert_eq!(snapshot(&dir), before);
 
     // A shard folder of another sweep, copied in: merge names it and writes nothing.
@@ -268,7 +341,11 @@ fn shards_of_another_sweep_are_refused() {
     let before = snapshot(&dir);
     let out = grokstack(&["merge", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains(&format!("{} holds a different sweep", dir.join("shards/1-of-2").display())), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{} holds a different sweep", dir.join("shards/1-of-2").display())),
+        "{}",
+        text(&out)
+    );
     assert_eq!(snapshot(&dir), before);
 
     // A directory trained in one process is not a merge target.
@@ -310,7 +387,11 @@ fn a_stopped_shard_resumes_with_its_shard_argument() {
         .env("GROKSTACK_FAULT", "fail:write:runs.parquet#2")
         .output()
         .unwrap();
-    assert!(!out.status.success() && text(&out).contains(&format!("--out {} --shard 1/2 --resume", dir.display())), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains(&format!("--out {} --shard 1/2 --resume", dir.display())),
+        "{}",
+        text(&out)
+    );
     let out = grokstack(&["merge", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "shard 1 is unfinished: {}", text(&out));
     assert!(text(&out).contains("shards/1-of-2 (unfinished: 2 of "), "{}", text(&out));

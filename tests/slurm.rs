@@ -36,8 +36,14 @@ fn wait_for(job: &str, limit: Duration) -> Vec<String> {
 fn wait_for_checkpoint(dir: &Path, k: usize) {
     let checkpoints = dir.join(format!("shards/{k}-of-{SHARDS}/checkpoints"));
     let start = Instant::now();
-    while !std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json")))) {
-        assert!(start.elapsed() < Duration::from_secs(300), "task {k} wrote no checkpoint in {}", checkpoints.display());
+    while !std::fs::read_dir(&checkpoints)
+        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "task {k} wrote no checkpoint in {}",
+            checkpoints.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -56,12 +62,14 @@ fn a_job_array_with_a_cancelled_and_a_requeued_task_merges_into_the_single_proce
     let out = grokstack(&args);
     assert!(out.status.success(), "single-process train: {}", String::from_utf8_lossy(&out.stderr));
 
-    let mut args = vec!["slurm", sweep, "--out", sharded.to_str().unwrap(), "--shards", "3", "--cpus-per-task", "1", "--submit"];
+    let mut args =
+        vec!["slurm", sweep, "--out", sharded.to_str().unwrap(), "--shards", "3", "--cpus-per-task", "1", "--submit"];
     args.extend(OVERRIDES);
     let out = grokstack(&args);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "grokstack slurm --submit: {}", String::from_utf8_lossy(&out.stderr));
-    let job = stdout.split("submitted job array ").nth(1).and_then(|s| s.split(':').next()).expect("a job id").to_string();
+    let job =
+        stdout.split("submitted job array ").nth(1).and_then(|s| s.split(':').next()).expect("a job id").to_string();
 
     // Cancel task 1 once it has written a checkpoint, i.e. mid-run; scancel's SIGTERM makes
     // it checkpoint again and stop.
@@ -81,7 +89,10 @@ fn a_job_array_with_a_cancelled_and_a_requeued_task_merges_into_the_single_proce
     let states = wait_for(&job, Duration::from_secs(600));
     assert_eq!(states.iter().filter(|s| *s == "CANCELLED").count(), 1, "states of job {job}: {states:?}");
     assert_eq!(states.iter().filter(|s| *s == "COMPLETED").count(), 2, "states of job {job}: {states:?}");
-    assert!(!sharded.join(format!("shards/1-of-{SHARDS}/runs.parquet")).exists(), "task 1 finished before it was cancelled");
+    assert!(
+        !sharded.join(format!("shards/1-of-{SHARDS}/runs.parquet")).exists(),
+        "task 1 finished before it was cancelled"
+    );
     let log = std::fs::read_to_string(sharded.join("slurm/logs/shard-2.log")).unwrap();
     assert_eq!(log.matches("== shard 2 of 3").count(), 2, "the requeued task ran twice, into one log:\n{log}");
 
@@ -96,11 +107,25 @@ fn a_job_array_with_a_cancelled_and_a_requeued_task_merges_into_the_single_proce
     let states = wait_for(resubmitted.split(';').next().unwrap(), Duration::from_secs(600));
     assert_eq!(states, ["COMPLETED"], "the resubmitted task");
     let log = std::fs::read_to_string(sharded.join("slurm/logs/shard-1.log")).unwrap();
-    assert!(log.contains("interrupted; continue with --resume") && log.matches("== shard 1 of 3").count() == 2, "shard 1's log:\n{log}");
+    assert!(
+        log.contains("interrupted; continue with --resume") && log.matches("== shard 1 of 3").count() == 2,
+        "shard 1's log:\n{log}"
+    );
 
     let merge = grokstack(&["merge", sharded.to_str().unwrap()]);
-    assert!(merge.status.success(), "merge: {}{}", String::from_utf8_lossy(&merge.stdout), String::from_utf8_lossy(&merge.stderr));
-    assert!(read_runs(&sharded).equals_missing(&read_runs(&single)), "merged runs.parquet differs from the single-process run");
-    assert!(read_metrics(&sharded).equals_missing(&read_metrics(&single)), "merged metrics differ from the single-process run");
+    assert!(
+        merge.status.success(),
+        "merge: {}{}",
+        String::from_utf8_lossy(&merge.stdout),
+        String::from_utf8_lossy(&merge.stderr)
+    );
+    assert!(
+        read_runs(&sharded).equals_missing(&read_runs(&single)),
+        "merged runs.parquet differs from the single-process run"
+    );
+    assert!(
+        read_metrics(&sharded).equals_missing(&read_metrics(&single)),
+        "merged metrics differ from the single-process run"
+    );
     std::fs::remove_dir_all(&root).ok();
 }

@@ -24,7 +24,8 @@ fn check_golden(name: &str, script: &str) {
     if std::env::var_os("GROKSTACK_BLESS").is_some() {
         std::fs::write(&path, script).expect("write the golden file");
     }
-    let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (GROKSTACK_BLESS=1 writes it)", path.display()));
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (GROKSTACK_BLESS=1 writes it)", path.display()));
     assert_eq!(script, golden, "{} differs from the script written now", path.display());
 }
 
@@ -49,7 +50,13 @@ fn gpu_array_with_every_option() {
 
 #[test]
 fn cpu_array_with_days_and_a_throttle() {
-    let resources = Resources { cpus_per_task: Some(16), mem: Some("64000".into()), time: Some("1-12".into()), max_parallel: Some(2), ..Resources::default() };
+    let resources = Resources {
+        cpus_per_task: Some(16),
+        mem: Some("64000".into()),
+        time: Some("1-12".into()),
+        max_parallel: Some(2),
+        ..Resources::default()
+    };
     check_golden("cpu-days.sbatch", &job(40, "cpu", resources).script().unwrap());
 }
 
@@ -93,7 +100,10 @@ fn the_command_writes_the_sweep_and_refuses_what_would_mix_runs() {
     assert!(written.contains("epochs = 2"), "the override is in the resolved sweep:\n{written}");
     let script = std::fs::read_to_string(dir.join("slurm/array.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0-2\n") && script.contains("#SBATCH --time=10\n"));
-    assert!(script.contains(&format!("train '{}/sweep.toml' --out '{d}' --shard \"${{SLURM_ARRAY_TASK_ID}}/3\" --resume --device cpu", d)));
+    assert!(script.contains(&format!(
+        "train '{}/sweep.toml' --out '{d}' --shard \"${{SLURM_ARRAY_TASK_ID}}/3\" --resume --device cpu",
+        d
+    )));
     assert!(dir.join("slurm/logs").is_dir());
 
     let refused = |args: &[&str], expected: &str| {
@@ -101,10 +111,17 @@ fn the_command_writes_the_sweep_and_refuses_what_would_mix_runs() {
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(!out.status.success() && stderr.contains(expected), "expected {expected:?}, got {stderr:?}");
         assert_eq!(std::fs::read_to_string(dir.join("sweep.toml")).unwrap(), written, "a refusal rewrote sweep.toml");
-        assert_eq!(std::fs::read_to_string(dir.join("slurm/array.sbatch")).unwrap(), script, "a refusal rewrote the script");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("slurm/array.sbatch")).unwrap(),
+            script,
+            "a refusal rewrote the script"
+        );
     };
     refused(&["slurm", s, "--out", d, "--shards", "3", "--set", "train.epochs=3"], "already holds a different sweep");
-    refused(&["slurm", s, "--out", d, "--shards", "4", "--set", "train.epochs=2"], "--shards 4: the sweep has 3 settings");
+    refused(
+        &["slurm", s, "--out", d, "--shards", "4", "--set", "train.epochs=2"],
+        "--shards 4: the sweep has 3 settings",
+    );
     std::fs::create_dir_all(dir.join("shards/0-of-3")).unwrap();
     refused(&["slurm", s, "--out", d, "--shards", "2", "--set", "train.epochs=2"], "holds shards of a 3-shard split");
     refused(&["slurm", s, "--out", d, "--shards", "3", "--set", "train.epochs=2", "--mem", "lots"], "--mem lots");
@@ -121,7 +138,10 @@ fn the_command_writes_the_sweep_and_refuses_what_would_mix_runs() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("cannot run sbatch") && stderr.contains("array.sbatch"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("cannot run sbatch") && stderr.contains("array.sbatch"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_file(&sweep).ok();
 }

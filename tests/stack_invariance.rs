@@ -22,7 +22,8 @@ weight_decay = 1.0
 "#;
 
 fn row_values(r: &MetricRow) -> Vec<f64> {
-    let mut v = vec![r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.weight_norm, r.softmax_collapse, r.zero_terms];
+    let mut v =
+        vec![r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.weight_norm, r.softmax_collapse, r.zero_terms];
     v.extend(&r.layer_weight_norms);
     v.extend(r.embedding_weight_norm);
     v
@@ -37,7 +38,7 @@ fn check(dtype: &str, input: &str, tolerance: f64) {
     };
     let mut target: RunSpec = with(&["seeds=[3]"]).remove(0);
     target.run_id = 1000; // distinct from the neighbours' ids
-    // Seven neighbours with other seeds, ops, learning rates, weight decays and all_reg.
+                          // Seven neighbours with other seeds, ops, learning rates, weight decays and all_reg.
     let mut neighbours = with(&["seeds=[0, 1, 2, 4]", "task.op=[\"add\", \"mul\"]", "train.all_reg=true"]);
     neighbours.truncate(4);
     neighbours.extend(with(&["seeds=[9]", "train.lr=[0.003, 0.03, 0.05]", "train.weight_decay=0.1", "task.op=sub"]));
@@ -77,7 +78,9 @@ fn passes_over_groups_of_runs_equal_one_pass() {
         let stack = Stack::new(runs, &Device::Cpu).unwrap();
         let (rows, labels) = (&stack.train.rows, &stack.train.labels);
         let loss = grokstack::config::Loss::Softmax;
-        let values = |t: &candle_core::Tensor| -> Vec<f64> { t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap() };
+        let values = |t: &candle_core::Tensor| -> Vec<f64> {
+            t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        };
         let (stats, grads) = stack.model.train_pass_tensors(rows, labels, loss, false, 10, None).unwrap();
         for group in [1, 3, 4] {
             let (g_stats, g_grads) = stack.model.train_pass_tensors(rows, labels, loss, false, group, None).unwrap();
@@ -86,7 +89,8 @@ fn passes_over_groups_of_runs_equal_one_pass() {
                 assert_eq!(values(a), values(b), "{dtype}: gradients in groups of {group}");
             }
             let whole = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, false, 10).unwrap();
-            let grouped = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, false, group).unwrap();
+            let grouped =
+                stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, false, group).unwrap();
             assert_eq!(values(&whole), values(&grouped), "{dtype}: evaluation in groups of {group}");
         }
     }

@@ -25,7 +25,10 @@ lr = 0.01
 weight_decay = 0.1
 log_every = 10
 [grid]
-"task.op" = ["add", "sub", "mul", "div", "exp", "gcd", "x**2+y", "x**3+y", "x**2+y**2", "x**2+x*y+y**2", "x**2+x*y+y**2+x", "x**3+x*y", "x**3+x*y**2+y", "mix1", "s5_compose", "s5_conjugate", "s5_aba", "parity", "sparse_parity"]
+"task.op" = [
+    "add", "sub", "mul", "div", "exp", "gcd", "x**2+y", "x**3+y", "x**2+y**2", "x**2+x*y+y**2", "x**2+x*y+y**2+x",
+    "x**3+x*y", "x**3+x*y**2+y", "mix1", "s5_compose", "s5_conjugate", "s5_aba", "parity", "sparse_parity",
+]
 "#;
 
 #[test]
@@ -47,7 +50,10 @@ fn every_task_trains() {
         }
         // Three times chance, or 60% for the two-class tasks.
         let acc = train_acc.get(i).unwrap();
-        assert!(acc > (3.0 / classes).min(0.6), "{op}: train accuracy {acc} after 30 epochs is near chance (1/{classes})");
+        assert!(
+            acc > (3.0 / classes).min(0.6),
+            "{op}: train accuracy {acc} after 30 epochs is near chance (1/{classes})"
+        );
     }
 }
 

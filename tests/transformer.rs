@@ -9,7 +9,8 @@ use grokstack::train::Stack;
 
 #[test]
 fn the_nanda_sweep_groks_on_the_cpu() {
-    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sweeps/transformer-nanda-cpu.toml")).unwrap();
+    let toml =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sweeps/transformer-nanda-cpu.toml")).unwrap();
     let (dir, _) = common::train_sweep("nanda", &toml, &["--set", "seeds=[0, 1]"]);
     let runs = common::read_parquet(&dir.join("runs.parquet"));
     let grok = runs.column("grok_epoch").unwrap().i64().unwrap();
@@ -64,7 +65,13 @@ fn every_optimizer_trains_a_run_alone_as_inside_a_stack() {
         };
         let mut target: RunSpec = with(&["seeds=[3]", "train.batch_size=10"]).remove(0);
         target.run_id = 100;
-        let mut stacked = with(&["seeds=[0, 1, 2]", "train.batch_size=10", "train.lr=[0.003, 0.03]", "train.all_reg=true", "task.op=[\"add\", \"mul\"]"]);
+        let mut stacked = with(&[
+            "seeds=[0, 1, 2]",
+            "train.batch_size=10",
+            "train.lr=[0.003, 0.03]",
+            "train.all_reg=true",
+            "task.op=[\"add\", \"mul\"]",
+        ]);
         stacked.truncate(3);
         stacked.insert(1, target.clone());
         let (_, alone) = Stack::new(vec![target], &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
@@ -83,7 +90,13 @@ fn every_optimizer_trains_a_run_alone_as_inside_a_stack() {
 #[test]
 fn transformer_settings_are_checked() {
     let refused = |set: &[&str], key: &str| {
-        let err = grokstack::config::Sweep::parse(SMALL, "small.toml", &set.iter().map(|s| s.to_string()).collect::<Vec<_>>()).err().expect("refused");
+        let err = grokstack::config::Sweep::parse(
+            SMALL,
+            "small.toml",
+            &set.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .err()
+        .expect("refused");
         let text = format!("{err:#}");
         assert!(text.contains(key) && text.contains("small.toml"), "{text}");
     };
@@ -104,7 +117,8 @@ fn a_diverging_run_changes_no_other_run_of_its_stack() {
     let (results, got) = Stack::new(wild, &Device::Cpu).unwrap().train(|_, _| {}).unwrap();
     assert_eq!(results[1].status.as_str(), "diverged", "lr 1e200 diverges");
     for run in [0, 2] {
-        let (a, b): (Vec<_>, Vec<_>) = (expected.iter().filter(|r| r.run_id == run).collect(), got.iter().filter(|r| r.run_id == run).collect());
+        let (a, b): (Vec<_>, Vec<_>) =
+            (expected.iter().filter(|r| r.run_id == run).collect(), got.iter().filter(|r| r.run_id == run).collect());
         assert_eq!(a.len(), b.len());
         for (a, b) in a.iter().zip(b) {
             assert_eq!(row_values(a), row_values(b), "run {run} epoch {}: a diverging neighbour changed it", a.epoch);
@@ -145,10 +159,11 @@ fn every_parameter_has_its_own_norm_column() {
 
     let names: Vec<String> = metrics.get_column_names().iter().map(|n| n.to_string()).collect();
     assert!(!names.iter().any(|n| n.starts_with("layer") && !n.starts_with("layers.")), "{names:?}");
-    let expected: Vec<String> = ["position.weight", "layers.0.norm1.weight", "layers.0.norm1.bias", "layers.0.attn.q.weight"]
-        .iter()
-        .map(|n| format!("{n}_norm"))
-        .collect();
+    let expected: Vec<String> =
+        ["position.weight", "layers.0.norm1.weight", "layers.0.norm1.bias", "layers.0.attn.q.weight"]
+            .iter()
+            .map(|n| format!("{n}_norm"))
+            .collect();
     let norm_columns: Vec<&String> = names.iter().filter(|n| n.ends_with("_norm") && n.contains('.')).collect();
     assert_eq!(norm_columns[..4].iter().map(|s| s.as_str()).collect::<Vec<_>>(), expected);
     // Every exported tensor but the embedding has its column, and nothing else does.
@@ -156,12 +171,18 @@ fn every_parameter_has_its_own_norm_column() {
 
     let last = metrics.height() - 1;
     let norm_of = |name: &str| {
-        let values: Vec<f64> = weights[name].to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let values: Vec<f64> =
+            weights[name].to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         values.iter().map(|v| v * v).sum::<f64>().sqrt()
     };
     for (name, _) in &weights {
-        let column = if name == "embedding.weight" { "embedding_weight_norm".to_string() } else { format!("{name}_norm") };
+        let column =
+            if name == "embedding.weight" { "embedding_weight_norm".to_string() } else { format!("{name}_norm") };
         let logged = metrics.column(&column).unwrap().f64().unwrap().get(last).unwrap();
-        assert!((logged - norm_of(name)).abs() <= 1e-12 * logged.max(1.0), "{column}: logged {logged}, exported {}", norm_of(name));
+        assert!(
+            (logged - norm_of(name)).abs() <= 1e-12 * logged.max(1.0),
+            "{column}: logged {logged}, exported {}",
+            norm_of(name)
+        );
     }
 }

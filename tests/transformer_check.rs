@@ -147,8 +147,11 @@ fn grokstack_side(dir: &Path, run: usize, epoch1: &Path, epoch2: &Path, out: &Pa
 
     let (every, _) = rows(&tokens, &data::all_examples(config, seed), arch.seq_len);
     let (train, labels) = rows(&tokens, &data::split(config, seed).train, arch.seq_len);
-    let mut side: HashMap<String, Tensor> = init.params.iter().map(|p| (format!("weights.{}", p.name), p.value.get(0).unwrap())).collect();
-    for (point, model) in [("init", init.clone()), ("epoch1", from_export(&init, epoch1)), ("epoch2", from_export(&init, epoch2))] {
+    let mut side: HashMap<String, Tensor> =
+        init.params.iter().map(|p| (format!("weights.{}", p.name), p.value.get(0).unwrap())).collect();
+    for (point, model) in
+        [("init", init.clone()), ("epoch1", from_export(&init, epoch1)), ("epoch2", from_export(&init, epoch2))]
+    {
         side.insert(format!("{point}.logits"), model.forward(&every, None).unwrap().0.get(0).unwrap());
         let (logits, cache) = model.forward(&train, None).unwrap();
         let dlogits = loss::grad(Loss::Softmax, &logits, &labels).unwrap();
@@ -175,11 +178,23 @@ fn transformer_matches_an_independent_pytorch_implementation() {
         let (one, one_sweep) = common::train_sweep(&format!("torch-{name}-1"), &sweep, &["--set", "train.epochs=1"]);
         let (two, two_sweep) = common::train_sweep(&format!("torch-{name}-2"), &sweep, &[]);
         for run in 0..2 {
-            let (epoch1, epoch2, side) = (one.join(format!("run-{run}.safetensors")), two.join(format!("run-{run}.safetensors")), two.join(format!("grokstack-{run}.safetensors")));
+            let (epoch1, epoch2, side) = (
+                one.join(format!("run-{run}.safetensors")),
+                two.join(format!("run-{run}.safetensors")),
+                two.join(format!("grokstack-{run}.safetensors")),
+            );
             export(&one, run, &epoch1);
             export(&two, run, &epoch2);
             grokstack_side(&two, run, &epoch1, &epoch2, &side);
-            let check = Command::new(&python).args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transformer_check.py"), side.to_str().unwrap(), epoch1.to_str().unwrap(), epoch2.to_str().unwrap()]).output().unwrap();
+            let check = Command::new(&python)
+                .args([
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transformer_check.py"),
+                    side.to_str().unwrap(),
+                    epoch1.to_str().unwrap(),
+                    epoch2.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
             let said = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
             println!("{name} run {run}: {said}");
             assert!(check.status.success(), "{name} run {run}: PyTorch does not agree: {said}");

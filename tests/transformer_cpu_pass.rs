@@ -32,7 +32,12 @@ epochs = 1
 lr = 0.01
 "#;
 
-const DROPOUT: [&str; 4] = ["model.dropout_attention=0.2", "model.dropout_attention_output=0.1", "model.dropout_ffn_hidden=0.3", "model.dropout_ffn_output=0.15"];
+const DROPOUT: [&str; 4] = [
+    "model.dropout_attention=0.2",
+    "model.dropout_attention_output=0.1",
+    "model.dropout_ffn_hidden=0.3",
+    "model.dropout_ffn_output=0.15",
+];
 
 /// Ten configurations that together cover every norm × placement, every position, every FFN,
 /// causal or not, 1 and 4 heads, 1 and 2 layers, biases or not, T = 2, 3, 4 and a bit string
@@ -46,17 +51,57 @@ fn configurations() -> Vec<Vec<String>> {
         set
     };
     vec![
-        spec("model.norm=rms model.norm_position=pre model.positional=rope model.ffn=swiglu model.causal=true model.heads=4 model.layers=2 model.bias=false model.tokens=a_op_b_eq", true),
-        spec("model.norm=layer model.norm_position=pre model.positional=learned model.ffn=relu model.causal=false model.heads=1 model.layers=1 model.bias=true model.tokens=a_b", true),
-        spec("model.norm=none model.norm_position=pre model.positional=none model.ffn=gelu model.causal=true model.heads=4 model.layers=2 model.bias=true model.tokens=a_b_eq", true),
-        spec("model.norm=rms model.norm_position=post model.positional=learned model.ffn=gelu model.causal=true model.heads=1 model.layers=2 model.bias=true model.tokens=a_b_eq", true),
-        spec("model.norm=layer model.norm_position=post model.positional=rope model.ffn=swiglu model.causal=false model.heads=1 model.layers=2 model.bias=true model.tokens=a_op_b_eq", true),
-        spec("model.norm=none model.norm_position=post model.positional=rope model.ffn=relu model.causal=true model.heads=4 model.layers=1 model.bias=false model.tokens=a_b", false),
-        spec("model.norm=layer model.norm_position=pre model.positional=rope model.ffn=gelu model.causal=true model.heads=4 model.layers=2 model.bias=true model.tokens=a_op_b_eq train.loss=stablemax", false),
-        spec("model.norm=rms model.norm_position=pre model.positional=none model.ffn=relu model.causal=false model.heads=1 model.layers=2 model.bias=false model.tokens=a_b_eq train.loss=sparsemax", true),
-        spec("model.norm=layer model.norm_position=post model.positional=none model.ffn=swiglu model.causal=true model.heads=1 model.layers=1 model.bias=false model.tokens=a_op_b_eq", false),
+        spec(
+            "model.norm=rms model.norm_position=pre model.positional=rope model.ffn=swiglu model.causal=true \
+            model.heads=4 model.layers=2 model.bias=false model.tokens=a_op_b_eq",
+            true,
+        ),
+        spec(
+            "model.norm=layer model.norm_position=pre model.positional=learned model.ffn=relu model.causal=false \
+            model.heads=1 model.layers=1 model.bias=true model.tokens=a_b",
+            true,
+        ),
+        spec(
+            "model.norm=none model.norm_position=pre model.positional=none model.ffn=gelu model.causal=true \
+            model.heads=4 model.layers=2 model.bias=true model.tokens=a_b_eq",
+            true,
+        ),
+        spec(
+            "model.norm=rms model.norm_position=post model.positional=learned model.ffn=gelu model.causal=true \
+            model.heads=1 model.layers=2 model.bias=true model.tokens=a_b_eq",
+            true,
+        ),
+        spec(
+            "model.norm=layer model.norm_position=post model.positional=rope model.ffn=swiglu model.causal=false \
+            model.heads=1 model.layers=2 model.bias=true model.tokens=a_op_b_eq",
+            true,
+        ),
+        spec(
+            "model.norm=none model.norm_position=post model.positional=rope model.ffn=relu model.causal=true \
+            model.heads=4 model.layers=1 model.bias=false model.tokens=a_b",
+            false,
+        ),
+        spec(
+            "model.norm=layer model.norm_position=pre model.positional=rope model.ffn=gelu model.causal=true \
+            model.heads=4 model.layers=2 model.bias=true model.tokens=a_op_b_eq train.loss=stablemax",
+            false,
+        ),
+        spec(
+            "model.norm=rms model.norm_position=pre model.positional=none model.ffn=relu model.causal=false \
+            model.heads=1 model.layers=2 model.bias=false model.tokens=a_b_eq train.loss=sparsemax",
+            true,
+        ),
+        spec(
+            "model.norm=layer model.norm_position=post model.positional=none model.ffn=swiglu model.causal=true \
+            model.heads=1 model.layers=1 model.bias=false model.tokens=a_op_b_eq",
+            false,
+        ),
         // Parity of 10 bits: [bits, =], T = 11, 819 train rows (2 chunks, a partial block).
-        spec("task.op=parity task.bits=10 model.norm=rms model.norm_position=pre model.positional=rope model.ffn=swiglu model.causal=true model.heads=4 model.layers=2 model.bias=true model.tokens=a_op_b_eq", true),
+        spec(
+            "task.op=parity task.bits=10 model.norm=rms model.norm_position=pre model.positional=rope \
+            model.ffn=swiglu model.causal=true model.heads=4 model.layers=2 model.bias=true model.tokens=a_op_b_eq",
+            true,
+        ),
     ]
 }
 
@@ -87,12 +132,16 @@ fn compare(overrides: &[String], dtype: &str, tol: f64) {
     let (loss, loss_bf16) = (config.loss, config.loss_bf16);
     let (rows, labels) = (&stack.train.rows, &stack.train.labels);
     let (n, t) = (rows.dim(1).unwrap(), rows.dim(2).unwrap());
-    assert!(n > CHUNK_ROWS && !(n % CHUNK_ROWS).is_multiple_of(block_rows(t)), "the test needs several chunks per run and a partial block");
+    assert!(
+        n > CHUNK_ROWS && !(n % CHUNK_ROWS).is_multiple_of(block_rows(t)),
+        "the test needs several chunks per run and a partial block"
+    );
     let seeds: Vec<u64> = stack.runs.iter().map(|r| r.seed).collect();
     let draw = DropoutDraw { seeds: &seeds, step: 5 };
     let model = transformer(&stack.model);
     let (stats, grads) = cpu::train_pass(&model, rows, labels, loss, loss_bf16, Some(&draw)).unwrap();
-    let (expected_stats, expected_grads) = stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 1, Some(&draw)).unwrap();
+    let (expected_stats, expected_grads) =
+        stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 1, Some(&draw)).unwrap();
     let what = format!("{dtype} {}", overrides.join(" "));
     // Accuracy and the collapse counts are exact; the loss is within the tolerance.
     let (s, e) = (values(&stats), values(&expected_stats));
@@ -142,20 +191,25 @@ fn the_model_takes_the_cpu_pass_on_the_cpu() {
     let draw = DropoutDraw { seeds: &seeds, step: 0 };
     let (rows, labels) = (&stack.train.rows, &stack.train.labels);
     let (stats, grads) = stack.model.train_pass(rows, labels, config.loss, config.loss_bf16, 1, Some(&draw)).unwrap();
-    let (cpu_stats, cpu_grads) = cpu::train_pass(&transformer(&stack.model), rows, labels, config.loss, config.loss_bf16, Some(&draw)).unwrap();
+    let (cpu_stats, cpu_grads) =
+        cpu::train_pass(&transformer(&stack.model), rows, labels, config.loss, config.loss_bf16, Some(&draw)).unwrap();
     assert_eq!(values(&stats), values(&cpu_stats));
     for (g, c) in grads.iter().zip(&cpu_grads) {
         assert_eq!(values(g), values(c));
     }
     let eval = stack.model.evaluate(&stack.test.rows, &stack.test.labels, config.loss, config.loss_bf16, 1).unwrap();
-    let cpu_eval = cpu::evaluate(&transformer(&stack.model), &stack.test.rows, &stack.test.labels, config.loss, config.loss_bf16).unwrap();
+    let cpu_eval =
+        cpu::evaluate(&transformer(&stack.model), &stack.test.rows, &stack.test.labels, config.loss, config.loss_bf16)
+            .unwrap();
     assert_eq!(values(&eval), values(&cpu_eval));
 }
 
 #[test]
 fn a_run_gets_the_same_bits_alone_and_in_a_stack_of_8() {
     const { assert!(RUNS_PER_WAVE < 8, "the stack of 8 should span more than one wave") };
-    for (overrides, dtype) in [(&configurations()[0], "f32"), (&configurations()[4], "f64"), (&configurations()[9], "f32")] {
+    for (overrides, dtype) in
+        [(&configurations()[0], "f32"), (&configurations()[4], "f64"), (&configurations()[9], "f32")]
+    {
         let mut all: Vec<String> = overrides.clone();
         all.push(format!("train.dtype={dtype}"));
         all.push("seeds=8".into());
@@ -165,19 +219,43 @@ fn a_run_gets_the_same_bits_alone_and_in_a_stack_of_8() {
         let config = &runs[0].config;
         let seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
         let draw = DropoutDraw { seeds: &seeds, step: 2 };
-        let (stats, grads) = cpu::train_pass(&transformer(&stack.model), &stack.train.rows, &stack.train.labels, config.loss, config.loss_bf16, Some(&draw)).unwrap();
-        let test = cpu::evaluate(&transformer(&stack.model), &stack.test.rows, &stack.test.labels, config.loss, config.loss_bf16).unwrap();
+        let (stats, grads) = cpu::train_pass(
+            &transformer(&stack.model),
+            &stack.train.rows,
+            &stack.train.labels,
+            config.loss,
+            config.loss_bf16,
+            Some(&draw),
+        )
+        .unwrap();
+        let test = cpu::evaluate(
+            &transformer(&stack.model),
+            &stack.test.rows,
+            &stack.test.labels,
+            config.loss,
+            config.loss_bf16,
+        )
+        .unwrap();
         for position in [1, RUNS_PER_WAVE + 2] {
             let alone = Stack::new(vec![runs[position].clone()], &Device::Cpu).unwrap();
             let alone_draw = DropoutDraw { seeds: &seeds[position..position + 1], step: 2 };
             let model = transformer(&alone.model);
-            let (alone_stats, alone_grads) = cpu::train_pass(&model, &alone.train.rows, &alone.train.labels, config.loss, config.loss_bf16, Some(&alone_draw)).unwrap();
+            let (alone_stats, alone_grads) = cpu::train_pass(
+                &model,
+                &alone.train.rows,
+                &alone.train.labels,
+                config.loss,
+                config.loss_bf16,
+                Some(&alone_draw),
+            )
+            .unwrap();
             let what = format!("{dtype} {}: run {position}", overrides.join(" "));
             assert_eq!(values(&stats.narrow(0, position, 1).unwrap()), values(&alone_stats), "{what}: statistics");
             for ((g, a), p) in grads.iter().zip(&alone_grads).zip(&alone.model.params) {
                 assert_eq!(values(&g.narrow(0, position, 1).unwrap()), values(a), "{what}: {} gradient", p.name);
             }
-            let alone_test = cpu::evaluate(&model, &alone.test.rows, &alone.test.labels, config.loss, config.loss_bf16).unwrap();
+            let alone_test =
+                cpu::evaluate(&model, &alone.test.rows, &alone.test.labels, config.loss, config.loss_bf16).unwrap();
             assert_eq!(values(&test.narrow(0, position, 1).unwrap()), values(&alone_test), "{what}: evaluation");
         }
     }

@@ -6,17 +6,28 @@
 use candle_core::{DType, Device, Tensor, Var};
 use grokstack::config::Loss;
 use grokstack::kernels::loss;
-use grokstack::rng::{Rng, Stream};
 use grokstack::models::transformer::{
     Dropout, FfnKind, Masks, NormKind, NormPlacement, Position, StepDropout, Transformer, TransformerArch,
 };
+use grokstack::rng::{Rng, Stream};
 
 const DROPOUT: Dropout = Dropout { attn_weights: 0.2, attn_out: 0.1, ffn_hidden: 0.3, ffn_out: 0.15 };
 const ROWS: usize = 3;
 
 /// d = 8, V = C = 5, F = 12; the options under test vary.
 #[allow(clippy::too_many_arguments)]
-fn arch(norm: NormKind, placement: NormPlacement, position: Position, ffn: FfnKind, causal: bool, heads: usize, layers: usize, bias: bool, seq_len: usize, dropout: bool) -> TransformerArch {
+fn arch(
+    norm: NormKind,
+    placement: NormPlacement,
+    position: Position,
+    ffn: FfnKind,
+    causal: bool,
+    heads: usize,
+    layers: usize,
+    bias: bool,
+    seq_len: usize,
+    dropout: bool,
+) -> TransformerArch {
     TransformerArch {
         layers,
         d_model: 8,
@@ -45,15 +56,30 @@ fn configurations() -> Vec<(&'static str, TransformerArch)> {
     let rope_small = Position::Rope { base: 10.0 }; // turns far enough for every pair to matter
     vec![
         ("rms/pre/rope/swiglu/causal/h4/L2", arch(Rms, Pre, rope_small, SwiGlu, true, 4, 2, false, 3, false)),
-        ("layer/pre/learned/relu/h1/L1/bias/drop", arch(Layer, Pre, Position::Learned, Relu, false, 1, 1, true, 2, true)),
-        ("none/pre/nopos/gelu/causal/h4/L2/bias/drop", arch(NoNorm, Pre, Position::None, Gelu, true, 4, 2, true, 4, true)),
-        ("rms/post/learned/gelu/causal/h1/L2/bias/drop", arch(Rms, Post, Position::Learned, Gelu, true, 1, 2, true, 3, true)),
+        (
+            "layer/pre/learned/relu/h1/L1/bias/drop",
+            arch(Layer, Pre, Position::Learned, Relu, false, 1, 1, true, 2, true),
+        ),
+        (
+            "none/pre/nopos/gelu/causal/h4/L2/bias/drop",
+            arch(NoNorm, Pre, Position::None, Gelu, true, 4, 2, true, 4, true),
+        ),
+        (
+            "rms/post/learned/gelu/causal/h1/L2/bias/drop",
+            arch(Rms, Post, Position::Learned, Gelu, true, 1, 2, true, 3, true),
+        ),
         ("layer/post/rope/swiglu/h1/L2/bias/drop", arch(Layer, Post, rope_small, SwiGlu, false, 1, 2, true, 4, true)),
         ("none/post/rope/relu/causal/h4/L1", arch(NoNorm, Post, rope, Relu, true, 4, 1, false, 2, false)),
         ("layer/pre/rope/gelu/causal/h4/L2/bias/drop", arch(Layer, Pre, rope_small, Gelu, true, 4, 2, true, 3, true)),
         ("rms/pre/nopos/relu/h1/L2/drop", arch(Rms, Pre, Position::None, Relu, false, 1, 2, false, 4, true)),
-        ("layer/post/nopos/swiglu/causal/h1/L1", arch(Layer, Post, Position::None, SwiGlu, true, 1, 1, false, 3, false)),
-        ("rms/pre/learned/swiglu/h4/L1/bias/drop", arch(Rms, Pre, Position::Learned, SwiGlu, false, 4, 1, true, 2, true)),
+        (
+            "layer/post/nopos/swiglu/causal/h1/L1",
+            arch(Layer, Post, Position::None, SwiGlu, true, 1, 1, false, 3, false),
+        ),
+        (
+            "rms/pre/learned/swiglu/h4/L1/bias/drop",
+            arch(Rms, Pre, Position::Learned, SwiGlu, false, 4, 1, true, 2, true),
+        ),
     ]
 }
 
@@ -79,8 +105,14 @@ fn setup(arch: &TransformerArch, seeds: &[u64], dtype: DType) -> Setup {
     let device = Device::Cpu;
     let model = Transformer::init(arch, seeds, dtype, &device).unwrap();
     let mut data_rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Synthetic)).collect();
-    let tokens: Vec<u32> = data_rngs.iter_mut().flat_map(|rng| (0..ROWS * arch.seq_len).map(|_| rng.below(arch.vocab) as u32).collect::<Vec<_>>()).collect();
-    let labels: Vec<u32> = data_rngs.iter_mut().flat_map(|rng| (0..ROWS).map(|_| rng.below(arch.classes) as u32).collect::<Vec<_>>()).collect();
+    let tokens: Vec<u32> = data_rngs
+        .iter_mut()
+        .flat_map(|rng| (0..ROWS * arch.seq_len).map(|_| rng.below(arch.vocab) as u32).collect::<Vec<_>>())
+        .collect();
+    let labels: Vec<u32> = data_rngs
+        .iter_mut()
+        .flat_map(|rng| (0..ROWS).map(|_| rng.below(arch.classes) as u32).collect::<Vec<_>>())
+        .collect();
     let r = seeds.len();
     let masks = arch.dropout.any().then(|| {
         let runs: Vec<StepDropout> = seeds.iter().map(|&s| StepDropout::new(s, 0).unwrap()).collect();
@@ -106,7 +138,9 @@ impl Setup {
     /// Logits and every gradient of [`Setup::loss`], by the shortcut or the full pass.
     fn logits_and_grads(&self, full: bool) -> (Tensor, Vec<Tensor>) {
         let masks = self.masks.as_ref();
-        let (logits, cache) = if full { self.model.forward_full(&self.tokens, masks) } else { self.model.forward(&self.tokens, masks) }.unwrap();
+        let (logits, cache) =
+            if full { self.model.forward_full(&self.tokens, masks) } else { self.model.forward(&self.tokens, masks) }
+                .unwrap();
         let dlogits = loss::grad(self.loss, &logits, &self.labels).unwrap();
         let grads = self.model.backward(&self.tokens, &cache, &dlogits).unwrap();
         (logits, grads)
@@ -195,7 +229,12 @@ fn a_run_of_a_stack_matches_the_run_alone() {
                 loss: Loss::Softmax,
             };
             for (a, b) in alone.model.params.iter().zip(&stack.model.params) {
-                assert_eq!(values(&a.value), values(&b.value.narrow(0, r, 1).unwrap()), "{name}: run {r}: {} init depends on the stack", a.name);
+                assert_eq!(
+                    values(&a.value),
+                    values(&b.value.narrow(0, r, 1).unwrap()),
+                    "{name}: run {r}: {} init depends on the stack",
+                    a.name
+                );
             }
             let (logits_alone, grads_alone) = alone.logits_and_grads(false);
             let d = max_diff(&logits.narrow(0, r, 1).unwrap(), &logits_alone);
@@ -229,7 +268,9 @@ fn the_last_block_shortcut_matches_the_full_computation() {
 #[test]
 fn the_backward_pass_matches_candles_autograd() {
     let configs = configurations();
-    for ((name, arch), tolerance) in [(&configs[0], 1e-10), (&configs[4], 1e-10), (&configs[7], 1e-10), (&configs[6], 1e-5)] {
+    for ((name, arch), tolerance) in
+        [(&configs[0], 1e-10), (&configs[4], 1e-10), (&configs[7], 1e-10), (&configs[6], 1e-5)]
+    {
         let s = setup(arch, &[2, 9], DType::F64);
         let vars: Vec<Var> = s.model.params.iter().map(|p| Var::from_tensor(&p.value).unwrap()).collect();
         let mut tracked = s.model.clone();
@@ -242,7 +283,8 @@ fn the_backward_pass_matches_candles_autograd() {
         let autograd = functional.backward().unwrap();
         let grads = s.model.backward(&s.tokens, &cache, &weights).unwrap();
         for ((g, v), p) in grads.iter().zip(&vars).zip(&s.model.params) {
-            let expected = autograd.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: autograd gave {} no gradient", p.name));
+            let expected =
+                autograd.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: autograd gave {} no gradient", p.name));
             let d = max_diff(expected, g);
             assert!(d <= tolerance, "{name}: d/d {}: explicit backward and autograd differ by {d:e}", p.name);
         }
@@ -271,19 +313,44 @@ fn f32_follows_f64() {
 fn parameter_names_follow_pytorch() {
     let a = arch(NormKind::Layer, NormPlacement::Pre, Position::Learned, FfnKind::SwiGlu, true, 2, 1, true, 3, false);
     let expected = [
-        "embedding.weight", "position.weight",
-        "layers.0.norm1.weight", "layers.0.norm1.bias",
-        "layers.0.attn.q.weight", "layers.0.attn.q.bias", "layers.0.attn.k.weight", "layers.0.attn.k.bias",
-        "layers.0.attn.v.weight", "layers.0.attn.v.bias", "layers.0.attn.o.weight", "layers.0.attn.o.bias",
-        "layers.0.norm2.weight", "layers.0.norm2.bias",
-        "layers.0.ffn.w1.weight", "layers.0.ffn.w1.bias", "layers.0.ffn.w3.weight", "layers.0.ffn.w3.bias", "layers.0.ffn.w2.weight", "layers.0.ffn.w2.bias",
-        "norm.weight", "norm.bias",
-        "unembed.weight", "unembed.bias",
+        "embedding.weight",
+        "position.weight",
+        "layers.0.norm1.weight",
+        "layers.0.norm1.bias",
+        "layers.0.attn.q.weight",
+        "layers.0.attn.q.bias",
+        "layers.0.attn.k.weight",
+        "layers.0.attn.k.bias",
+        "layers.0.attn.v.weight",
+        "layers.0.attn.v.bias",
+        "layers.0.attn.o.weight",
+        "layers.0.attn.o.bias",
+        "layers.0.norm2.weight",
+        "layers.0.norm2.bias",
+        "layers.0.ffn.w1.weight",
+        "layers.0.ffn.w1.bias",
+        "layers.0.ffn.w3.weight",
+        "layers.0.ffn.w3.bias",
+        "layers.0.ffn.w2.weight",
+        "layers.0.ffn.w2.bias",
+        "norm.weight",
+        "norm.bias",
+        "unembed.weight",
+        "unembed.bias",
     ];
     assert_eq!(Transformer::param_names(&a), expected);
     // Post-norm has no final norm; no norm, no biases and no learned positions leave only matrices.
     let b = arch(NormKind::None, NormPlacement::Post, Position::None, FfnKind::Relu, false, 1, 1, false, 2, false);
-    let expected = ["embedding.weight", "layers.0.attn.q.weight", "layers.0.attn.k.weight", "layers.0.attn.v.weight", "layers.0.attn.o.weight", "layers.0.ffn.w1.weight", "layers.0.ffn.w2.weight", "unembed.weight"];
+    let expected = [
+        "embedding.weight",
+        "layers.0.attn.q.weight",
+        "layers.0.attn.k.weight",
+        "layers.0.attn.v.weight",
+        "layers.0.attn.o.weight",
+        "layers.0.ffn.w1.weight",
+        "layers.0.ffn.w2.weight",
+        "unembed.weight",
+    ];
     assert_eq!(Transformer::param_names(&b), expected);
     let model = Transformer::init(&a, &[1, 2], DType::F64, &Device::Cpu).unwrap();
     let d = 8usize;
@@ -295,18 +362,35 @@ fn parameter_names_follow_pytorch() {
     assert!(values(&model.params[2].value).iter().all(|&g| g == 1.0), "gains start at 1");
     assert!(values(&model.params[3].value).iter().all(|&b| b == 0.0), "norm biases start at 0");
     let bound = 1.0 / (d as f64).sqrt();
-    assert!(values(&model.params[5].value).iter().all(|&b| b.abs() <= bound && b != 0.0), "Linear biases are U(±1/√fan_in)");
+    assert!(
+        values(&model.params[5].value).iter().all(|&b| b.abs() <= bound && b != 0.0),
+        "Linear biases are U(±1/√fan_in)"
+    );
     // Parameters come back in (a checkpoint's, say) only under their own names and shapes.
     Transformer::from_params(&a, model.params.clone()).unwrap();
     let mut swapped = model.params.clone();
     swapped.swap(4, 6);
     assert!(Transformer::from_params(&a, swapped).is_err());
-    assert_eq!(a.param_count(), 5 * 8 + 3 * 8 + 3 * (8 + 8) + 4 * (64 + 8) + 2 * (8 * 12 + 12) + (12 * 8 + 8) + (8 * 5 + 5)); // 3 LayerNorms
+    assert_eq!(
+        a.param_count(),
+        5 * 8 + 3 * 8 + 3 * (8 + 8) + 4 * (64 + 8) + 2 * (8 * 12 + 12) + (12 * 8 + 8) + (8 * 5 + 5)
+    ); // 3 LayerNorms
 }
 
 #[test]
 fn bad_architectures_are_refused() {
-    let mut a = arch(NormKind::Rms, NormPlacement::Pre, Position::Rope { base: 1e6 }, FfnKind::Relu, true, 3, 1, false, 3, false);
+    let mut a = arch(
+        NormKind::Rms,
+        NormPlacement::Pre,
+        Position::Rope { base: 1e6 },
+        FfnKind::Relu,
+        true,
+        3,
+        1,
+        false,
+        3,
+        false,
+    );
     assert!(a.validate().is_err(), "3 heads do not divide d = 8");
     a.heads = 8; // d_head 1: RoPE needs pairs
     assert!(a.validate().is_err());
@@ -322,7 +406,6 @@ fn bad_architectures_are_refused() {
     masks.layers[0].ffn_hidden = None;
     assert!(s.model.forward(&s.tokens, Some(&masks)).is_err());
 }
-
 
 /// One run's forward pass written out position by position with plain loops, from the
 /// parameters looked up by name: an independent reading of the architecture (causal mask,
@@ -397,7 +480,13 @@ impl Reference<'_> {
         let mut x: Vec<Vec<f64>> = tokens
             .iter()
             .enumerate()
-            .map(|(t, &tok)| (0..d).map(|i| embedding[tok as usize * d + i] + self.get("position.weight").map_or(0.0, |p| p[t * d + i])).collect())
+            .map(|(t, &tok)| {
+                (0..d)
+                    .map(|i| {
+                        embedding[tok as usize * d + i] + self.get("position.weight").map_or(0.0, |p| p[t * d + i])
+                    })
+                    .collect()
+            })
             .collect();
         let add = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x + y).collect() };
         for l in 0..a.layers {
@@ -416,7 +505,12 @@ impl Reference<'_> {
                         for hh in 0..heads {
                             let span = hh * e..(hh + 1) * e;
                             let keys = if a.causal { i + 1 } else { t_len };
-                            let scores: Vec<f64> = (0..keys).map(|j| q[i][span.clone()].iter().zip(&k[j][span.clone()]).map(|(x, y)| x * y).sum::<f64>() / (e as f64).sqrt()).collect();
+                            let scores: Vec<f64> = (0..keys)
+                                .map(|j| {
+                                    q[i][span.clone()].iter().zip(&k[j][span.clone()]).map(|(x, y)| x * y).sum::<f64>()
+                                        / (e as f64).sqrt()
+                                })
+                                .collect();
                             let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                             let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
                             for j in 0..keys {
@@ -435,7 +529,9 @@ impl Reference<'_> {
                 let pre = self.linear(&name("ffn.w1"), h);
                 let hidden: Vec<f64> = match a.ffn {
                     FfnKind::Relu => pre.iter().map(|z| z.max(0.0)).collect(),
-                    FfnKind::Gelu => pre.iter().map(|z| z * 0.5 * (1.0 + libm::erf(z / std::f64::consts::SQRT_2))).collect(),
+                    FfnKind::Gelu => {
+                        pre.iter().map(|z| z * 0.5 * (1.0 + libm::erf(z / std::f64::consts::SQRT_2))).collect()
+                    }
                     FfnKind::SwiGlu => {
                         let gate = self.linear(&name("ffn.w3"), h);
                         pre.iter().zip(&gate).map(|(z, g)| z / (1.0 + (-z).exp()) * g).collect()
@@ -481,25 +577,37 @@ fn the_forward_pass_matches_a_loop_by_loop_reference() {
                 Some(m) => m
                     .layers
                     .iter()
-                    .map(|l| [&l.attn_weights, &l.attn_out, &l.ffn_hidden, &l.ffn_out].map(|m| m.as_ref().map(|m| values(&m.narrow(0, r, 1).unwrap()))))
+                    .map(|l| {
+                        [&l.attn_weights, &l.attn_out, &l.ffn_hidden, &l.ffn_out]
+                            .map(|m| m.as_ref().map(|m| values(&m.narrow(0, r, 1).unwrap())))
+                    })
                     .collect(),
                 None => vec![[None, None, None, None]; arch.layers],
             };
             let probs = [p.attn_weights, p.attn_out, p.ffn_hidden, p.ffn_out];
             for n in 0..ROWS {
                 // Per-row unit counts: [H, T, T], [T, d], [T, F], [T, d].
-                let shapes = [[arch.heads, t_len, t_len], [1, t_len, arch.d_model], [1, t_len, arch.ffn_width], [1, t_len, arch.d_model]];
+                let shapes = [
+                    [arch.heads, t_len, t_len],
+                    [1, t_len, arch.d_model],
+                    [1, t_len, arch.ffn_width],
+                    [1, t_len, arch.d_model],
+                ];
                 let mask = |layer: usize, kind: usize, index: &[usize]| -> f64 {
                     let Some(m) = &masks[layer][kind] else { return 1.0 };
                     let [a, b, c] = shapes[kind];
-                    let flat = if kind == 0 { (index[0] * b + index[1]) * c + index[2] } else { index[0] * c + index[1] };
+                    let flat =
+                        if kind == 0 { (index[0] * b + index[1]) * c + index[2] } else { index[0] * c + index[1] };
                     m[n * a * b * c + flat] / (1.0 - probs[kind])
                 };
                 let row_tokens = &tokens[(r * ROWS + n) * t_len..][..t_len];
                 let expected = reference.row(row_tokens, &mask);
                 let got = &logits[(r * ROWS + n) * c..][..c];
                 for (g, x) in got.iter().zip(&expected) {
-                    assert!((g - x).abs() <= 1e-12 * x.abs().max(1.0), "{name}: run {r}, row {n}: logits {got:?}, reference {expected:?}");
+                    assert!(
+                        (g - x).abs() <= 1e-12 * x.abs().max(1.0),
+                        "{name}: run {r}, row {n}: logits {got:?}, reference {expected:?}"
+                    );
                 }
             }
         }

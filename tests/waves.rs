@@ -23,7 +23,8 @@ fn strings(df: &DataFrame, name: &str) -> Vec<Option<String>> {
 }
 
 fn only_runs(df: &DataFrame, ids: &BTreeSet<i64>) -> DataFrame {
-    let mask: BooleanChunked = ints(df, "run_id").iter().map(|id| Some(id.is_some_and(|id| ids.contains(&id)))).collect();
+    let mask: BooleanChunked =
+        ints(df, "run_id").iter().map(|id| Some(id.is_some_and(|id| ids.contains(&id)))).collect();
     df.filter(&mask).unwrap()
 }
 
@@ -33,7 +34,16 @@ fn waves_train_only_the_standing_settings_and_change_no_run() {
     let (waved, sweep) = common::train_sweep("waves", &waves_sweep(), &["--set", WAVES_SET]);
     // About 1.6 MiB a run: chunks of two.
     let chunked = common::temp_path("waves-chunked");
-    let out = common::grokstack(&["train", sweep.to_str().unwrap(), "--out", chunked.to_str().unwrap(), "--set", WAVES_SET, "--max-memory", "3500KiB"]);
+    let out = common::grokstack(&[
+        "train",
+        sweep.to_str().unwrap(),
+        "--out",
+        chunked.to_str().unwrap(),
+        "--set",
+        WAVES_SET,
+        "--max-memory",
+        "3500KiB",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary = String::from_utf8_lossy(&out.stderr).into_owned();
 
@@ -50,52 +60,97 @@ fn waves_train_only_the_standing_settings_and_change_no_run() {
         }
     }
     let expected_skipped: BTreeSet<i64> = (0..full.height())
-        .filter(|&i| failed_in.get(&settings[i].unwrap()).is_some_and(|&w| WAVE_OF_POSITION[ids[i].unwrap() as usize % SEEDS] > w))
+        .filter(|&i| {
+            failed_in
+                .get(&settings[i].unwrap())
+                .is_some_and(|&w| WAVE_OF_POSITION[ids[i].unwrap() as usize % SEEDS] > w)
+        })
         .map(|i| ids[i].unwrap())
         .collect();
     let all_settings: BTreeSet<i64> = settings.iter().flatten().copied().collect();
     let qualifying: BTreeSet<i64> = all_settings.iter().copied().filter(|s| !failed_in.contains_key(s)).collect();
-    assert!(!qualifying.is_empty() && failed_in.values().any(|&w| w == 0) && failed_in.values().any(|&w| w > 0), "the fixture needs a qualifying setting, one failing in wave 1 and one failing later: {failed_in:?}");
+    assert!(
+        !qualifying.is_empty() && failed_in.values().any(|&w| w == 0) && failed_in.values().any(|&w| w > 0),
+        "the fixture needs a qualifying setting, one failing in wave 1 and one failing later: {failed_in:?}"
+    );
 
     let with_waves = runs(&waved);
     let status = strings(&with_waves, "status");
     let reasons = strings(&with_waves, "skip_reason");
-    let skipped: BTreeSet<i64> = ints(&with_waves, "run_id").into_iter().zip(&status).filter(|(_, s)| s.as_deref() == Some("skipped")).map(|(id, _)| id.unwrap()).collect();
+    let skipped: BTreeSet<i64> = ints(&with_waves, "run_id")
+        .into_iter()
+        .zip(&status)
+        .filter(|(_, s)| s.as_deref() == Some("skipped"))
+        .map(|(id, _)| id.unwrap())
+        .collect();
     assert_eq!(skipped, expected_skipped, "the runs of settings out of the sweep, and only those, are skipped");
     for (i, reason) in reasons.iter().enumerate() {
-        assert_eq!(reason.is_some(), status[i].as_deref() == Some("skipped"), "row {i}: a reason exactly for the skipped runs");
+        assert_eq!(
+            reason.is_some(),
+            status[i].as_deref() == Some("skipped"),
+            "row {i}: a reason exactly for the skipped runs"
+        );
     }
     // A skipped run names the run that took its setting out: the setting's first failure.
     for (i, reason) in reasons.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i, r))) {
         let setting = ints(&with_waves, "setting_id")[i].unwrap();
-        let culprit = (0..full.height()).find(|&j| settings[j] == Some(setting) && grok[j].is_none()).map(|j| ids[j].unwrap()).unwrap();
+        let culprit = (0..full.height())
+            .find(|&j| settings[j] == Some(setting) && grok[j].is_none())
+            .map(|j| ids[j].unwrap())
+            .unwrap();
         assert!(reason.contains(&format!("run {culprit} ")), "{reason}");
     }
     assert_eq!(with_waves.height(), full.height(), "every run of the sweep is listed");
     let saved = expected_skipped.len() * 150;
-    assert!(summary.contains(&format!("{} runs skipped by seed waves, saving up to {saved} run-epochs", expected_skipped.len())), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "{} runs skipped by seed waves, saving up to {saved} run-epochs",
+            expected_skipped.len()
+        )),
+        "{summary}"
+    );
 
     // The trained runs are those of the sweep without waves, row for row and metric for metric.
     let trained: BTreeSet<i64> = ids.iter().flatten().copied().filter(|id| !skipped.contains(id)).collect();
     let columns: Vec<String> = full.get_column_names().iter().map(|c| c.to_string()).collect();
     let trained_rows = only_runs(&with_waves, &trained).select(columns).unwrap();
-    assert!(only_runs(&full, &trained).equals_missing(&trained_rows), "trained runs differ from the sweep without waves");
+    assert!(
+        only_runs(&full, &trained).equals_missing(&trained_rows),
+        "trained runs differ from the sweep without waves"
+    );
     let waved_metrics = metrics(&waved);
-    assert!(only_runs(&metrics(&reference), &trained).equals_missing(&waved_metrics), "metrics differ from the sweep without waves");
+    assert!(
+        only_runs(&metrics(&reference), &trained).equals_missing(&waved_metrics),
+        "metrics differ from the sweep without waves"
+    );
     let logged: BTreeSet<i64> = ints(&waved_metrics, "run_id").into_iter().flatten().collect();
     assert_eq!(logged, trained, "a skipped run trains no epoch");
 
     // The same qualifying settings: every seed trained and grokked.
     let waved_grok = ints(&with_waves, "grok_epoch");
     let waved_settings = ints(&with_waves, "setting_id");
-    let qualifying_with_waves: BTreeSet<i64> = all_settings.iter().copied().filter(|&s| (0..with_waves.height()).all(|i| waved_settings[i] != Some(s) || waved_grok[i].is_some())).collect();
+    let qualifying_with_waves: BTreeSet<i64> = all_settings
+        .iter()
+        .copied()
+        .filter(|&s| (0..with_waves.height()).all(|i| waved_settings[i] != Some(s) || waved_grok[i].is_some()))
+        .collect();
     assert_eq!(qualifying_with_waves, qualifying);
 
     // The analysis finds the same qualifying settings, and counts the skipped runs apart.
     let analysed = |dir: &Path| {
         let report = grokstack_analysis::analyze(dir, &grokstack_analysis::AnalyzeOptions::default()).unwrap();
-        let csv = CsvReadOptions::default().with_has_header(true).try_into_reader_with_file_path(Some(dir.join("analysis/settings.csv"))).unwrap().finish().unwrap();
-        let qualified: BTreeSet<i64> = ints(&csv, "setting_id").into_iter().zip(csv.column("qualified").unwrap().bool().unwrap().iter()).filter(|(_, q)| *q == Some(true)).map(|(id, _)| id.unwrap()).collect();
+        let csv = CsvReadOptions::default()
+            .with_has_header(true)
+            .try_into_reader_with_file_path(Some(dir.join("analysis/settings.csv")))
+            .unwrap()
+            .finish()
+            .unwrap();
+        let qualified: BTreeSet<i64> = ints(&csv, "setting_id")
+            .into_iter()
+            .zip(csv.column("qualified").unwrap().bool().unwrap().iter())
+            .filter(|(_, q)| *q == Some(true))
+            .map(|(id, _)| id.unwrap())
+            .collect();
         (report, qualified)
     };
     let (report, qualified_by_analysis) = analysed(&waved);
@@ -107,16 +162,32 @@ fn waves_train_only_the_standing_settings_and_change_no_run() {
     // Chunks inside each wave (some of them all skipped) change nothing either.
     assert!(runs(&waved).equals_missing(&runs(&chunked)), "chunked waves: runs.parquet differs");
     assert!(waved_metrics.equals_missing(&metrics(&chunked)), "chunked waves: metrics differ");
-    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(chunked.join("plan.json")).unwrap()).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(chunked.join("plan.json")).unwrap()).unwrap();
     assert!(plan["parts"].as_array().unwrap().len() > 3, "the chunked sweep has several parts per wave: {plan}");
     assert_eq!(plan["seed_waves"], serde_json::json!([1, 1, 2]));
-    let unwaved_plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reference.join("plan.json")).unwrap()).unwrap();
-    assert!(unwaved_plan.get("seed_waves").is_none(), "a sweep without waves keeps the plan format of earlier versions: {unwaved_plan}");
+    let unwaved_plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reference.join("plan.json")).unwrap()).unwrap();
+    assert!(
+        unwaved_plan.get("seed_waves").is_none(),
+        "a sweep without waves keeps the plan format of earlier versions: {unwaved_plan}"
+    );
 
     // Exporting a skipped run says why there is nothing to export.
     let skipped_run = skipped.iter().next().unwrap().to_string();
-    let export = common::grokstack(&["export", waved.to_str().unwrap(), "--run", &skipped_run, "--out", common::temp_path("skipped.safetensors").to_str().unwrap()]);
-    assert!(!export.status.success() && String::from_utf8_lossy(&export.stderr).contains("skipped by seed waves"), "{}", String::from_utf8_lossy(&export.stderr));
+    let export = common::grokstack(&[
+        "export",
+        waved.to_str().unwrap(),
+        "--run",
+        &skipped_run,
+        "--out",
+        common::temp_path("skipped.safetensors").to_str().unwrap(),
+    ]);
+    assert!(
+        !export.status.success() && String::from_utf8_lossy(&export.stderr).contains("skipped by seed waves"),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
     for dir in [reference, waved, chunked] {
         std::fs::remove_dir_all(dir).ok();
     }
@@ -132,7 +203,12 @@ fn dry_run_shows_the_waves_and_the_work() {
     let settings = 3;
     let (all, first) = (settings * SEEDS * 150, settings * 150);
     assert!(text.contains("seed waves [1, 1, 2]") && text.contains("wave 3/3 stack 2: R = 6"), "{text}");
-    assert!(text.contains(&format!("worst case (every setting qualifies, every run trains its whole budget): {all} run-epochs")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "worst case (every setting qualifies, every run trains its whole budget): {all} run-epochs"
+        )),
+        "{text}"
+    );
     let percent = 100.0 * first as f64 / all as f64;
     assert!(text.contains(&format!("every setting leaves in wave 1: {first} run-epochs ({percent:.1}%)")), "{text}");
     std::fs::remove_file(sweep).ok();
@@ -151,13 +227,19 @@ fn bad_seed_waves_are_refused_with_the_key_and_the_file() {
         ("[]", "the list is empty"),
     ] {
         let error = Sweep::parse(&with(waves), "bad.toml", &[]).unwrap_err().to_string();
-        assert!(error.contains("bad.toml") && error.contains("train.seed_waves") && error.contains(expected), "{waves}: {error}");
+        assert!(
+            error.contains("bad.toml") && error.contains("train.seed_waves") && error.contains(expected),
+            "{waves}: {error}"
+        );
     }
     let error = Sweep::parse(&plain, "bad.toml", &["train.seed_waves=[3,3]".into()]).unwrap_err().to_string();
     assert!(error.contains("train.seed_waves") && error.contains("hold 6 seeds"), "{error}");
     let grid = plain.replace("[grid]", "[grid]\n\"train.seed_waves\" = [[2, 2], [4]]");
     let error = Sweep::parse(&grid, "bad.toml", &[]).unwrap_err().to_string();
-    assert!(error.contains("bad.toml") && error.contains("train.seed_waves") && error.contains("not a grid axis"), "{error}");
+    assert!(
+        error.contains("bad.toml") && error.contains("train.seed_waves") && error.contains("not a grid axis"),
+        "{error}"
+    );
     // One wave of every seed is the default, and reads back as it.
     let one = Sweep::parse(&with("[4]"), "one.toml", &[]).unwrap();
     assert_eq!(one.to_toml(), Sweep::parse(&plain, "none.toml", &[]).unwrap().to_toml());
@@ -180,10 +262,16 @@ fn resuming_with_other_waves_is_refused_and_touches_nothing() {
         args.extend(extra);
         let out = common::grokstack(&args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success() && stderr.contains(dir.to_str().unwrap()) && stderr.contains("resumes only with the waves it started with"), "{extra:?}: {stderr}");
+        assert!(
+            !out.status.success()
+                && stderr.contains(dir.to_str().unwrap())
+                && stderr.contains("resumes only with the waves it started with"),
+            "{extra:?}: {stderr}"
+        );
         stderr
     };
-    assert!(refused(&["--set", "train.seed_waves=[2]"]).contains("started with train.seed_waves = [1, 1], this command asks for one wave of all seeds"));
+    assert!(refused(&["--set", "train.seed_waves=[2]"])
+        .contains("started with train.seed_waves = [1, 1], this command asks for one wave of all seeds"));
     std::fs::write(&sweep, common::TINY).unwrap();
     refused(&[]);
     assert!(before == files(), "a refused resume changed the directory");

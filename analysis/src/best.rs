@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use polars::prelude::{
-    col, lit, AnyValue, DataFrame, Expr, IntoLazy, JoinArgs, JoinType, SortMultipleOptions,
-};
+use polars::prelude::{col, lit, AnyValue, DataFrame, Expr, IntoLazy, JoinArgs, JoinType, SortMultipleOptions};
 
 use crate::columns::*;
 use crate::grok_rule::GrokCriterion;
@@ -38,78 +36,37 @@ pub(crate) fn baseline_optimizer(optimizers: &[String]) -> String {
         .map_or_else(|| PREFERRED_BASELINE.to_string(), String::clone)
 }
 
-pub(crate) fn best_settings(
-    settings: &DataFrame,
-    keys: &[String],
-    varying: &[String],
-) -> Result<BestTable> {
+pub(crate) fn best_settings(settings: &DataFrame, keys: &[String], varying: &[String]) -> Result<BestTable> {
     let optimizers = distinct_strings(settings, OPTIMIZER)?;
     let baseline = baseline_optimizer(&optimizers);
 
-    let group: Vec<Expr> = keys
-        .iter()
-        .map(|k| col(k.as_str()))
-        .chain([col(OPTIMIZER)])
+    let group: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).chain([col(OPTIMIZER)]).collect();
+    let detail: Vec<&str> =
+        varying.iter().map(String::as_str).filter(|c| *c != OPTIMIZER && !keys.iter().any(|k| k == c)).collect();
+    let picked: Vec<&str> = [SETTING_ID, MEDIAN_GROK_EPOCH, Q25_GROK_EPOCH, Q75_GROK_EPOCH]
+        .into_iter()
+        .chain(detail.iter().copied())
         .collect();
-    let detail: Vec<&str> = varying
-        .iter()
-        .map(String::as_str)
-        .filter(|c| *c != OPTIMIZER && !keys.iter().any(|k| k == c))
-        .collect();
-    let picked: Vec<&str> = [
-        SETTING_ID,
-        MEDIAN_GROK_EPOCH,
-        Q25_GROK_EPOCH,
-        Q75_GROK_EPOCH,
-    ]
-    .into_iter()
-    .chain(detail.iter().copied())
-    .collect();
 
     // Lowest median first; the lower setting_id breaks ties so the choice is deterministic.
     let order = SortMultipleOptions::default();
-    let best_of = |name: &str| {
-        col(name)
-            .sort_by([col(MEDIAN_GROK_EPOCH), col(SETTING_ID)], order.clone())
-            .first()
-            .alias(name)
-    };
+    let best_of =
+        |name: &str| col(name).sort_by([col(MEDIAN_GROK_EPOCH), col(SETTING_ID)], order.clone()).first().alias(name);
     let lf = settings.clone().lazy();
-    let budgets = lf
-        .clone()
-        .group_by(group.clone())
-        .agg([col(EPOCH_BUDGET).max().alias(EPOCH_BUDGET_MAX)]);
-    let best = lf
-        .filter(col(QUALIFIED))
-        .group_by(group.clone())
-        .agg(picked.iter().map(|c| best_of(c)).collect::<Vec<_>>());
-    let with_best = budgets.join(
-        best,
-        group.clone(),
-        group.clone(),
-        JoinArgs::new(JoinType::Left),
-    );
+    let budgets = lf.clone().group_by(group.clone()).agg([col(EPOCH_BUDGET).max().alias(EPOCH_BUDGET_MAX)]);
+    let best =
+        lf.filter(col(QUALIFIED)).group_by(group.clone()).agg(picked.iter().map(|c| best_of(c)).collect::<Vec<_>>());
+    let with_best = budgets.join(best, group.clone(), group.clone(), JoinArgs::new(JoinType::Left));
 
     let key_exprs: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).collect();
     let baseline_rows = with_best
         .clone()
         .filter(col(OPTIMIZER).eq(lit(baseline.as_str())))
-        .select(
-            key_exprs
-                .iter()
-                .cloned()
-                .chain([col(MEDIAN_GROK_EPOCH).alias(BASELINE_MEDIAN)])
-                .collect::<Vec<_>>(),
-        );
+        .select(key_exprs.iter().cloned().chain([col(MEDIAN_GROK_EPOCH).alias(BASELINE_MEDIAN)]).collect::<Vec<_>>());
     let mut sort_by: Vec<&str> = keys.iter().map(String::as_str).collect();
     sort_by.push(OPTIMIZER);
     let frame = with_best
-        .join(
-            baseline_rows,
-            key_exprs.clone(),
-            key_exprs,
-            JoinArgs::new(JoinType::Left),
-        )
+        .join(baseline_rows, key_exprs.clone(), key_exprs, JoinArgs::new(JoinType::Left))
         .with_column((col(MEDIAN_GROK_EPOCH) - col(BASELINE_MEDIAN)).alias(DIFFERENCE))
         .select(
             group
@@ -132,11 +89,7 @@ pub(crate) fn best_settings(
         .sort(sort_by, SortMultipleOptions::default())
         .collect()
         .context("finding the best setting per optimizer")?;
-    Ok(BestTable {
-        frame,
-        baseline,
-        optimizers,
-    })
+    Ok(BestTable { frame, baseline, optimizers })
 }
 
 /// A best-table cell: the median grok epoch of the best qualified setting, or
@@ -174,19 +127,10 @@ pub(crate) fn format_cell(value: Outcome, baseline: Option<Outcome>) -> String {
     format!("{shown} ({difference})")
 }
 
-pub(crate) fn best_markdown(
-    best: &BestTable,
-    keys: &[String],
-    grok: GrokCriterion,
-) -> Result<String> {
+pub(crate) fn best_markdown(best: &BestTable, keys: &[String], grok: GrokCriterion) -> Result<String> {
     let frame = &best.frame;
     let mut columns_in_order = vec![best.baseline.clone()];
-    columns_in_order.extend(
-        best.optimizers
-            .iter()
-            .filter(|o| **o != best.baseline)
-            .cloned(),
-    );
+    columns_in_order.extend(best.optimizers.iter().filter(|o| **o != best.baseline).cloned());
 
     // (group label, optimizer) -> outcome; the frame has a few rows per group.
     let mut outcomes: BTreeMap<(String, String), Outcome> = BTreeMap::new();
@@ -204,19 +148,13 @@ pub(crate) fn best_markdown(
             groups.push(label.clone());
         }
         let outcome = match median_col.get(i)? {
-            AnyValue::Null => {
-                Outcome::NotWithin(budget_col.get(i)?.extract::<f64>().unwrap_or(f64::NAN))
-            }
+            AnyValue::Null => Outcome::NotWithin(budget_col.get(i)?.extract::<f64>().unwrap_or(f64::NAN)),
             v => Outcome::Epoch(v.extract::<f64>().unwrap_or(f64::NAN)),
         };
         outcomes.insert((label, format_value(&optimizer_col.get(i)?)), outcome);
     }
 
-    let mut header = vec![if keys.is_empty() {
-        "group".to_string()
-    } else {
-        keys.join(", ")
-    }];
+    let mut header = vec![if keys.is_empty() { "group".to_string() } else { keys.join(", ") }];
     header.extend(columns_in_order.iter().cloned());
     let rows: Vec<Vec<String>> = groups
         .iter()
@@ -260,17 +198,8 @@ mod tests {
         assert_eq!(format_cell(Epoch(111.0), Some(Epoch(198.0))), "111 (-87)");
         assert_eq!(format_cell(Epoch(120.5), Some(Epoch(120.5))), "120.5 (+0)");
         assert_eq!(format_cell(Epoch(124.0), None), "124");
-        assert_eq!(
-            format_cell(NotWithin(400.0), Some(Epoch(146.0))),
-            ">400 (>+254)"
-        );
-        assert_eq!(
-            format_cell(Epoch(146.0), Some(NotWithin(400.0))),
-            "146 (<-254)"
-        );
-        assert_eq!(
-            format_cell(NotWithin(400.0), Some(NotWithin(400.0))),
-            ">400 (±?)"
-        );
+        assert_eq!(format_cell(NotWithin(400.0), Some(Epoch(146.0))), ">400 (>+254)");
+        assert_eq!(format_cell(Epoch(146.0), Some(NotWithin(400.0))), "146 (<-254)");
+        assert_eq!(format_cell(NotWithin(400.0), Some(NotWithin(400.0))), ">400 (±?)");
     }
 }

@@ -15,15 +15,7 @@ pub const WEIGHT_DECAY: &str = "train.weight_decay";
 /// Optional: absent from sweeps written before Scion and the weight constraints.
 pub const SCION_CONSTRAINED: &str = "train.scion_constrained";
 pub const CONSTRAINT: &str = "train.constraint";
-pub const REQUIRED_RUN_COLUMNS: &[&str] = &[
-    RUN_ID,
-    SETTING_ID,
-    SEED,
-    STATUS,
-    TASK_OP,
-    OPTIMIZER,
-    EPOCH_BUDGET,
-];
+pub const REQUIRED_RUN_COLUMNS: &[&str] = &[RUN_ID, SETTING_ID, SEED, STATUS, TASK_OP, OPTIMIZER, EPOCH_BUDGET];
 /// Configuration columns are the resolved sweep keys, named by their section.
 pub const CONFIG_PREFIXES: &[&str] = &["task.", "model.", "train.", "metrics."];
 pub const DEFAULT_GROUP_KEYS: &[&str] = &["model.hidden", "model.input"];
@@ -46,14 +38,8 @@ pub const EXCLUDED_LOSS: &str = "excluded_loss";
 /// List[Int64]: that epoch's key frequencies, strongest first.
 pub const KEY_FREQUENCIES: &str = "key_frequencies";
 /// What the phase analysis reads besides the required columns.
-pub const PROGRESS_METRIC_COLUMNS: &[&str] = &[
-    TRAIN_LOSS,
-    TEST_LOSS,
-    WEIGHT_NORM,
-    RESTRICTED_LOSS,
-    EXCLUDED_LOSS,
-    KEY_FREQUENCIES,
-];
+pub const PROGRESS_METRIC_COLUMNS: &[&str] =
+    &[TRAIN_LOSS, TEST_LOSS, WEIGHT_NORM, RESTRICTED_LOSS, EXCLUDED_LOSS, KEY_FREQUENCIES];
 
 // Per run, recomputed under the analysis rule and threshold.
 pub const GROK_EPOCH: &str = "grok_epoch";
@@ -87,7 +73,5 @@ pub const FRONT: &str = "front";
 pub const OVERALL_FRONT: &str = "overall";
 
 pub fn is_config_column(name: &str) -> bool {
-    CONFIG_PREFIXES
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
+    CONFIG_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
 }

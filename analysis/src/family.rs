@@ -24,7 +24,8 @@ pub(crate) fn family_name(optimizer: &str, scion_constrained: Option<bool>, cons
 
 /// `settings` with a `family` column after `setting_id`.
 pub(crate) fn with_family(mut settings: DataFrame) -> Result<DataFrame> {
-    let optimizer = Context::context(settings.column(OPTIMIZER)?.str(), "train.optimizer is not a string column")?.clone();
+    let optimizer =
+        Context::context(settings.column(OPTIMIZER)?.str(), "train.optimizer is not a string column")?.clone();
     let scion = match settings.column(SCION_CONSTRAINED) {
         Ok(c) => Some(Context::context(c.bool(), "train.scion_constrained is not a boolean column")?.clone()),
         Err(_) => None,

@@ -46,10 +46,7 @@ impl GrokRule {
     pub fn parse(name: &str) -> Result<Self> {
         match Self::ALL.into_iter().find(|rule| rule.name() == name) {
             Some(rule) => Ok(rule),
-            None => bail!(
-                "unknown grok rule `{name}` (expected one of: {})",
-                Self::ALL.map(Self::name).join(", ")
-            ),
+            None => bail!("unknown grok rule `{name}` (expected one of: {})", Self::ALL.map(Self::name).join(", ")),
         }
     }
 }
@@ -70,9 +67,7 @@ pub(crate) struct GrokCriterion {
 /// `name >= at_least`. The upper bound 1 also rejects NaN, which polars orders
 /// above every number, so a diverged run's NaN never counts.
 fn accuracy_at_least(name: &str, at_least: f64) -> Expr {
-    col(name)
-        .gt_eq(lit(at_least))
-        .and(col(name).lt_eq(lit(1.0)))
+    col(name).gt_eq(lit(at_least)).and(col(name).lt_eq(lit(1.0)))
 }
 
 /// Per metrics row: train accuracy is at least [`TRAINED_ACC`] (NaN never is).
@@ -103,20 +98,16 @@ impl GrokCriterion {
         let test = if self.threshold >= 1.0 {
             "solve epoch = first logged epoch at 100% test accuracy".to_string()
         } else {
-            format!(
-                "grok epoch = first logged epoch with test accuracy ≥ {}",
-                format_number(self.threshold)
-            )
+            format!("grok epoch = first logged epoch with test accuracy ≥ {}", format_number(self.threshold))
         };
         let extra = match self.rule {
             GrokRule::First => String::new(),
             GrokRule::AfterTrain => {
                 format!(" and train accuracy ≥ {}", format_number(TRAINED_ACC))
             }
-            GrokRule::NearMax => format!(
-                " and within {} of the run's best test accuracy",
-                format_number(NEAR_MAX_MARGIN)
-            ),
+            GrokRule::NearMax => {
+                format!(" and within {} of the run's best test accuracy", format_number(NEAR_MAX_MARGIN))
+            }
         };
         format!("{test}{extra} (rule {})", self.rule)
     }
@@ -132,10 +123,7 @@ mod tests {
             assert_eq!(GrokRule::parse(&rule.to_string()).unwrap(), rule);
         }
         let error = GrokRule::parse("last").unwrap_err().to_string();
-        assert!(
-            error.contains("`last`") && error.contains("first, after-train, near-max"),
-            "{error}"
-        );
+        assert!(error.contains("`last`") && error.contains("first, after-train, near-max"), "{error}");
     }
 
     #[test]
@@ -145,10 +133,7 @@ mod tests {
             at(0.95, GrokRule::AfterTrain),
             "grok epoch = first logged epoch with test accuracy ≥ 0.95 and train accuracy ≥ 0.99 (rule after-train)"
         );
-        assert_eq!(
-            at(1.0, GrokRule::First),
-            "solve epoch = first logged epoch at 100% test accuracy (rule first)"
-        );
+        assert_eq!(at(1.0, GrokRule::First), "solve epoch = first logged epoch at 100% test accuracy (rule first)");
         assert!(at(0.9, GrokRule::NearMax)
             .ends_with("≥ 0.9 and within 0.01 of the run's best test accuracy (rule near-max)"));
     }

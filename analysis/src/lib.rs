@@ -104,34 +104,20 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     let sweep = sweep_dir::SweepDir::open(dir)?;
     let config = sweep.config_columns();
     let group_keys = resolve_group_keys(&sweep, &opts.group_by)?;
-    let grok = grok_rule::GrokCriterion {
-        threshold: opts.threshold,
-        rule: opts.grok_rule,
-    };
+    let grok = grok_rule::GrokCriterion { threshold: opts.threshold, rule: opts.grok_rule };
 
-    let runs = per_run::run_outcomes(
-        sweep.runs()?,
-        sweep.metrics()?,
-        grok,
-        sweep.metrics_have_lipschitz(),
-    )
-    .collect()
-    .with_context(|| format!("computing grok epochs from {}", sweep.describe_inputs()))?;
+    let runs = per_run::run_outcomes(sweep.runs()?, sweep.metrics()?, grok, sweep.metrics_have_lipschitz())
+        .collect()
+        .with_context(|| format!("computing grok epochs from {}", sweep.describe_inputs()))?;
     if runs.height() == 0 {
-        bail!(
-            "{} has no finished runs with metrics yet",
-            sweep.runs_file().display()
-        );
+        bail!("{} has no finished runs with metrics yet", sweep.runs_file().display());
     }
     let planned = match sweep.planned_runs() {
         Some(total) => total,
         None => sweep.listed_runs()?,
     };
     let skipped_runs = sweep.skipped_runs()?;
-    let study_optimizers = opts
-        .study
-        .then(|| study::optimizers(&runs, sweep.runs_file()))
-        .transpose()?;
+    let study_optimizers = opts.study.then(|| study::optimizers(&runs, sweep.runs_file())).transpose()?;
     let missing_runs = planned.saturating_sub(runs.height() + skipped_runs);
 
     let settings = settings::setting_stats(runs.clone().lazy(), sweep.runs()?, &config)
@@ -139,9 +125,8 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
         .context("aggregating runs into settings")?;
     let settings = family::with_family(settings)?;
     let varying = settings::varying_columns(&settings, &config)?;
-    let front = pareto::pareto_fronts(settings.clone().lazy(), &varying)?
-        .collect()
-        .context("computing the Pareto front")?;
+    let front =
+        pareto::pareto_fronts(settings.clone().lazy(), &varying)?.collect().context("computing the Pareto front")?;
     let best_table = best::best_settings(&settings, &group_keys, &varying)?;
     let comparison = optimizer_comparison::compare_optimizers(runs.clone().lazy(), grok)?;
     let curves = plots::accuracy_curves::curve_quantiles(&sweep, runs.clone().lazy(), &settings)?;
@@ -190,15 +175,12 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     if let Some(optimizers) = &study_optimizers {
         study::write(&mut stage, &runs, optimizers, grok)?;
     }
-    let has_lipschitz =
-        settings.column(columns::MEDIAN_LIPSCHITZ)?.null_count() < settings.height();
+    let has_lipschitz = settings.column(columns::MEDIAN_LIPSCHITZ)?.null_count() < settings.height();
     if has_lipschitz {
         plots::pareto_scatter::draw(&mut stage, &settings, &front, grok)?;
     }
     plots::accuracy_curves::draw(&mut stage, &curves, &settings, &varying)?;
-    if varying.iter().any(|c| c == columns::LR)
-        && varying.iter().any(|c| c == columns::WEIGHT_DECAY)
-    {
+    if varying.iter().any(|c| c == columns::LR) && varying.iter().any(|c| c == columns::WEIGHT_DECAY) {
         plots::lr_wd_heatmap::draw(&mut stage, &settings, &varying, grok)?;
     }
     if let Some(phases) = &phases {
@@ -219,12 +201,7 @@ pub fn analyze(dir: &Path, opts: &AnalyzeOptions) -> Result<AnalysisReport> {
     stage.write(report::FILE, html.as_bytes())?;
     stage.commit(&[OUTPUT_FILES, study::OUTPUT_FILES, phases::OUTPUT_FILES].concat())?;
 
-    Ok(AnalysisReport {
-        headline,
-        missing_runs,
-        unfinished_shards: sweep.shard_notes().to_vec(),
-        out_dir,
-    })
+    Ok(AnalysisReport { headline, missing_runs, unfinished_shards: sweep.shard_notes().to_vec(), out_dir })
 }
 
 /// The group keys to use, each checked to be a configuration column of runs.parquet.
@@ -237,11 +214,7 @@ fn resolve_group_keys(sweep: &sweep_dir::SweepDir, requested: &[String]) -> Resu
             .map(|k| k.to_string())
             .collect();
         // task.op is a required column, so a table always has some grouping.
-        return Ok(if present.is_empty() {
-            vec![columns::TASK_OP.to_string()]
-        } else {
-            present
-        });
+        return Ok(if present.is_empty() { vec![columns::TASK_OP.to_string()] } else { present });
     }
     for key in requested {
         if !config.contains(key) {

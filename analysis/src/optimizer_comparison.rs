@@ -14,9 +14,8 @@ use crate::welch::{welch_t_test, SampleSummary};
 
 /// ttest.md, or None when the sweep ran a single optimizer.
 pub(crate) fn compare_optimizers(runs: LazyFrame, grok: GrokCriterion) -> Result<Option<String>> {
-    let samples = study::epoch_summary(runs, &[OPTIMIZER])
-        .collect()
-        .context("summarising grok epochs per optimizer")?;
+    let samples =
+        study::epoch_summary(runs, &[OPTIMIZER]).collect().context("summarising grok epochs per optimizer")?;
     if samples.height() < 2 {
         return Ok(None);
     }
@@ -48,31 +47,15 @@ pub(crate) fn compare_optimizers(runs: LazyFrame, grok: GrokCriterion) -> Result
             let test = (*name != baseline).then(|| welch_t_test(s, &baseline_summary));
             let (t, df, p) = match test {
                 None => ("baseline".to_string(), "".to_string(), "".to_string()),
-                Some(None) => (
-                    "n/a (needs 2+ grokked runs with spread)".to_string(),
-                    "".to_string(),
-                    "".to_string(),
-                ),
-                Some(Some(w)) => (
-                    format!("{:.4}", w.t),
-                    format!("{:.2}", w.df),
-                    format!("{:.3e}", w.p_two_sided),
-                ),
+                Some(None) => ("n/a (needs 2+ grokked runs with spread)".to_string(), "".to_string(), "".to_string()),
+                Some(Some(w)) => (format!("{:.4}", w.t), format!("{:.2}", w.df), format!("{:.3e}", w.p_two_sided)),
             };
             vec![
                 name.clone(),
                 s.n.to_string(),
                 runs.to_string(),
-                if s.n > 0 {
-                    format!("{:.2}", s.mean)
-                } else {
-                    "—".to_string()
-                },
-                if s.n > 1 {
-                    format!("{:.2}", s.variance.sqrt())
-                } else {
-                    "—".to_string()
-                },
+                if s.n > 0 { format!("{:.2}", s.mean) } else { "—".to_string() },
+                if s.n > 1 { format!("{:.2}", s.variance.sqrt()) } else { "—".to_string() },
                 t,
                 df,
                 p,

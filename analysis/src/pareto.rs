@@ -39,10 +39,8 @@ fn pareto_front(settings: LazyFrame, extra: &[String], within: &[&str], front: E
     let rivals = candidates.clone().select(rival_columns);
 
     // Every pair within a group; a few hundred settings make this tiny.
-    let dominates = col(RIVAL_X)
-        .lt_eq(x())
-        .and(col(RIVAL_Y).lt_eq(y()))
-        .and(col(RIVAL_X).lt(x()).or(col(RIVAL_Y).lt(y())));
+    let dominates =
+        col(RIVAL_X).lt_eq(x()).and(col(RIVAL_Y).lt_eq(y())).and(col(RIVAL_X).lt(x()).or(col(RIVAL_Y).lt(y())));
     let mut own = vec![col(SETTING_ID), x(), y()];
     own.extend(keys());
     let dominated = candidates
@@ -52,30 +50,10 @@ fn pareto_front(settings: LazyFrame, extra: &[String], within: &[&str], front: E
         .group_by([col(SETTING_ID)])
         .agg([dominates.any(true).alias(DOMINATED)]);
 
-    let extra: Vec<&str> = extra
-        .iter()
-        .map(String::as_str)
-        .filter(|c| *c != TASK_OP && *c != FAMILY)
-        .collect();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).filter(|c| *c != TASK_OP && *c != FAMILY).collect();
     candidates
-        .join(
-            dominated,
-            [col(SETTING_ID)],
-            [col(SETTING_ID)],
-            JoinArgs::new(JoinType::Inner),
-        )
+        .join(dominated, [col(SETTING_ID)], [col(SETTING_ID)], JoinArgs::new(JoinType::Inner))
         .filter(col(DOMINATED).not())
-        .select([
-            front.alias(FRONT),
-            col(TASK_OP),
-            col(FAMILY),
-            col(SETTING_ID),
-            x(),
-            y(),
-            cols(extra).as_expr(),
-        ])
-        .sort(
-            [TASK_OP, MEDIAN_GROK_EPOCH, MEDIAN_LIPSCHITZ, SETTING_ID],
-            SortMultipleOptions::default(),
-        )
+        .select([front.alias(FRONT), col(TASK_OP), col(FAMILY), col(SETTING_ID), x(), y(), cols(extra).as_expr()])
+        .sort([TASK_OP, MEDIAN_GROK_EPOCH, MEDIAN_LIPSCHITZ, SETTING_ID], SortMultipleOptions::default())
 }

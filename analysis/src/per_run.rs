@@ -28,22 +28,16 @@ pub(crate) fn run_outcomes(
         lit(NULL).cast(DataType::Float64)
     };
     let at_grok = reached.and(col(EPOCH).eq(grok_epoch.clone()));
-    let outcomes = metrics.group_by([col(RUN_ID)]).agg([
-        grok_epoch.alias(GROK_EPOCH),
-        lipschitz.filter(at_grok).first().alias(LIPSCHITZ_AT_GROK),
-    ]);
+    let outcomes = metrics
+        .group_by([col(RUN_ID)])
+        .agg([grok_epoch.alias(GROK_EPOCH), lipschitz.filter(at_grok).first().alias(LIPSCHITZ_AT_GROK)]);
 
     // The trainer's own grok_epoch/solve_epoch/lipschitz_at_grok are at its
     // fixed thresholds; they are replaced, not kept beside the recomputed ones.
     let stale = [GROK_EPOCH, "solve_epoch", LIPSCHITZ_AT_GROK];
     let config = all().exclude_cols(stale).as_expr();
     runs.select([config])
-        .join(
-            outcomes,
-            [col(RUN_ID)],
-            [col(RUN_ID)],
-            JoinArgs::new(JoinType::Inner),
-        )
+        .join(outcomes, [col(RUN_ID)], [col(RUN_ID)], JoinArgs::new(JoinType::Inner))
         .with_column(col(STATUS).eq(lit(STATUS_DIVERGED)).alias(DIVERGED))
         .sort([RUN_ID], SortMultipleOptions::default())
 }
@@ -70,13 +64,10 @@ mod tests {
         let mut epoch = Vec::new();
         let mut test = Vec::new();
         let mut train = Vec::new();
-        for (id, (t, tr)) in [
-            (&run0_test[..], &run0_train[..]),
-            (&run1_test[..], &run1_train[..]),
-            (&run2_test[..], &run2_train[..]),
-        ]
-        .into_iter()
-        .enumerate()
+        for (id, (t, tr)) in
+            [(&run0_test[..], &run0_train[..]), (&run1_test[..], &run1_train[..]), (&run2_test[..], &run2_train[..])]
+                .into_iter()
+                .enumerate()
         {
             run_id.extend(std::iter::repeat_n(id as i64, t.len()));
             epoch.extend(0..t.len() as i64);
@@ -108,42 +99,25 @@ mod tests {
         )
         .unwrap()
         .lazy();
-        let grok = GrokCriterion {
-            threshold: 0.95,
-            rule,
-        };
+        let grok = GrokCriterion { threshold: 0.95, rule };
         let frame = run_outcomes(runs, metrics(), grok, true).collect().unwrap();
         let epochs = frame.column(GROK_EPOCH).unwrap().i64().unwrap().clone();
-        let bounds = frame
-            .column(LIPSCHITZ_AT_GROK)
-            .unwrap()
-            .f64()
-            .unwrap()
-            .clone();
+        let bounds = frame.column(LIPSCHITZ_AT_GROK).unwrap().f64().unwrap().clone();
         epochs.iter().zip(bounds.iter()).collect()
     }
 
     #[test]
     fn grok_rule_first_takes_the_first_epoch_at_the_threshold() {
-        assert_eq!(
-            outcomes(GrokRule::First),
-            [(Some(3), Some(30.0)), (None, None), (Some(1), Some(10.0))]
-        );
+        assert_eq!(outcomes(GrokRule::First), [(Some(3), Some(30.0)), (None, None), (Some(1), Some(10.0))]);
     }
 
     #[test]
     fn grok_rule_after_train_waits_for_train_accuracy() {
-        assert_eq!(
-            outcomes(GrokRule::AfterTrain),
-            [(Some(5), Some(50.0)), (None, None), (None, None)]
-        );
+        assert_eq!(outcomes(GrokRule::AfterTrain), [(Some(5), Some(50.0)), (None, None), (None, None)]);
     }
 
     #[test]
     fn grok_rule_near_max_waits_for_the_best_test_accuracy_and_ignores_nan() {
-        assert_eq!(
-            outcomes(GrokRule::NearMax),
-            [(Some(7), Some(70.0)), (None, None), (Some(2), Some(20.0))]
-        );
+        assert_eq!(outcomes(GrokRule::NearMax), [(Some(7), Some(70.0)), (None, None), (Some(2), Some(20.0))]);
     }
 }

@@ -3,8 +3,7 @@
 
 use anyhow::{Context, Result};
 use polars::prelude::{
-    col, cols, len, lit, DataFrame, DataType, Expr, JoinArgs, JoinType, LazyFrame,
-    QuantileMethod, SortMultipleOptions,
+    col, cols, len, lit, DataFrame, DataType, Expr, JoinArgs, JoinType, LazyFrame, QuantileMethod, SortMultipleOptions,
 };
 
 use crate::columns::*;
@@ -24,21 +23,11 @@ pub(crate) fn setting_stats(runs: LazyFrame, listed: LazyFrame, config: &[String
     aggregates.extend([
         len().cast(DataType::Int64).alias(SEEDS),
         // count() skips nulls, i.e. the seeds that never grokked.
-        col(GROK_EPOCH)
-            .count()
-            .cast(DataType::Int64)
-            .alias(GROKKED_SEEDS),
-        col(DIVERGED)
-            .cast(DataType::Int64)
-            .sum()
-            .alias(DIVERGED_SEEDS),
+        col(GROK_EPOCH).count().cast(DataType::Int64).alias(GROKKED_SEEDS),
+        col(DIVERGED).cast(DataType::Int64).sum().alias(DIVERGED_SEEDS),
         grok().median().alias(MEDIAN_GROK_EPOCH),
-        grok()
-            .quantile(lit(0.25), QuantileMethod::Linear)
-            .alias(Q25_GROK_EPOCH),
-        grok()
-            .quantile(lit(0.75), QuantileMethod::Linear)
-            .alias(Q75_GROK_EPOCH),
+        grok().quantile(lit(0.25), QuantileMethod::Linear).alias(Q25_GROK_EPOCH),
+        grok().quantile(lit(0.75), QuantileMethod::Linear).alias(Q75_GROK_EPOCH),
         col(LIPSCHITZ_AT_GROK).median().alias(MEDIAN_LIPSCHITZ),
     ]);
     let skipped = listed
@@ -47,24 +36,13 @@ pub(crate) fn setting_stats(runs: LazyFrame, listed: LazyFrame, config: &[String
         .agg([len().cast(DataType::Int64).alias(SKIPPED_SEEDS)]);
     runs.group_by([col(SETTING_ID)])
         .agg(aggregates)
-        .join(
-            skipped,
-            [col(SETTING_ID)],
-            [col(SETTING_ID)],
-            JoinArgs::new(JoinType::Left),
-        )
+        .join(skipped, [col(SETTING_ID)], [col(SETTING_ID)], JoinArgs::new(JoinType::Left))
         .with_columns([
-            (col(GROKKED_SEEDS).cast(DataType::Float64) / col(SEEDS).cast(DataType::Float64))
-                .alias(GROKKED_FRACTION),
+            (col(GROKKED_SEEDS).cast(DataType::Float64) / col(SEEDS).cast(DataType::Float64)).alias(GROKKED_FRACTION),
             col(SKIPPED_SEEDS).fill_null(lit(0i64)).alias(SKIPPED_SEEDS),
             col(SKIPPED_SEEDS).is_not_null().alias(PARTIAL),
         ])
-        .with_column(
-            col(GROKKED_SEEDS)
-                .eq(col(SEEDS))
-                .and(col(PARTIAL).not())
-                .alias(QUALIFIED),
-        )
+        .with_column(col(GROKKED_SEEDS).eq(col(SEEDS)).and(col(PARTIAL).not()).alias(QUALIFIED))
         .select([
             col(SETTING_ID),
             cols(config.iter().map(String::as_str)).as_expr(),
@@ -101,12 +79,8 @@ pub(crate) fn varying_columns(settings: &DataFrame, config: &[String]) -> Result
 
 /// The distinct non-null values of a string column, sorted.
 pub(crate) fn distinct_strings(frame: &DataFrame, name: &str) -> Result<Vec<String>> {
-    let column = frame
-        .column(name)
-        .with_context(|| format!("no column {name}"))?;
-    let values = column
-        .str()
-        .with_context(|| format!("{name} is not a string column"))?;
+    let column = frame.column(name).with_context(|| format!("no column {name}"))?;
+    let values = column.str().with_context(|| format!("{name} is not a string column"))?;
     let mut distinct: Vec<String> = values.iter().flatten().map(str::to_string).collect();
     distinct.sort();
     distinct.dedup();

@@ -28,10 +28,7 @@ impl Staging {
     pub fn create(out_dir: &Path) -> Result<Self> {
         let created_out_dir = !out_dir.exists();
         fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         // Unique per process and call, so concurrent analyses cannot collide.
         let stage_dir = out_dir.join(format!(".staging-{}-{nanos}", std::process::id()));
         let stage = Self {
@@ -42,8 +39,7 @@ impl Staging {
             committed: false,
             report: report::Contents::default(),
         };
-        fs::create_dir(&stage.stage_dir)
-            .with_context(|| format!("creating {}", stage.stage_dir.display()))?;
+        fs::create_dir(&stage.stage_dir).with_context(|| format!("creating {}", stage.stage_dir.display()))?;
         Ok(stage)
     }
 
@@ -89,19 +85,14 @@ impl Staging {
             fs::rename(self.stage_dir.join(name), &target)
                 .with_context(|| format!("moving {} into place", target.display()))?;
         }
-        for name in known_outputs
-            .iter()
-            .filter(|n| !self.staged.iter().any(|s| s == *n))
-        {
+        for name in known_outputs.iter().filter(|n| !self.staged.iter().any(|s| s == *n)) {
             let stale = self.out_dir.join(name);
             if stale.exists() {
-                fs::remove_file(&stale)
-                    .with_context(|| format!("removing the stale {}", stale.display()))?;
+                fs::remove_file(&stale).with_context(|| format!("removing the stale {}", stale.display()))?;
             }
         }
         self.committed = true;
-        fs::remove_dir_all(&self.stage_dir)
-            .with_context(|| format!("removing {}", self.stage_dir.display()))
+        fs::remove_dir_all(&self.stage_dir).with_context(|| format!("removing {}", self.stage_dir.display()))
     }
 }
 

@@ -93,12 +93,8 @@ fn ln_gamma(x: f64) -> f64 {
         return (PI / (PI * x).sin()).ln() - ln_gamma(1.0 - x);
     }
     let x = x - 1.0;
-    let series = COEFFICIENTS[1..]
-        .iter()
-        .enumerate()
-        .fold(COEFFICIENTS[0], |sum, (i, c)| {
-            sum + c / (x + i as f64 + 1.0)
-        });
+    let series =
+        COEFFICIENTS[1..].iter().enumerate().fold(COEFFICIENTS[0], |sum, (i, c)| sum + c / (x + i as f64 + 1.0));
     let t = x + G + 0.5;
     0.5 * (2.0 * PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
 }

@@ -111,7 +111,12 @@ pub(crate) fn tuned_learning_rates(runs: LazyFrame) -> LazyFrame {
 /// [`tuned_learning_rates`]).
 fn at_tuned_setting(runs: LazyFrame, chosen: LazyFrame) -> LazyFrame {
     let chosen = chosen.select([col(OPTIMIZER), col(TASK_OP), col(LR)]);
-    runs.join(chosen, [col(OPTIMIZER), col(TASK_OP), col(LR)], [col(OPTIMIZER), col(TASK_OP), col(LR)], JoinArgs::new(JoinType::Inner))
+    runs.join(
+        chosen,
+        [col(OPTIMIZER), col(TASK_OP), col(LR)],
+        [col(OPTIMIZER), col(TASK_OP), col(LR)],
+        JoinArgs::new(JoinType::Inner),
+    )
 }
 
 /// One row of an [`epoch_summary`], read out.
@@ -159,7 +164,9 @@ pub(crate) fn rows(summary: &DataFrame, by: &[&str]) -> Result<Vec<Row>> {
 
 fn epochs_cell(row: &Row) -> String {
     match (row.median, row.q25, row.q75) {
-        (Some(m), Some(a), Some(b)) => format!("{} ({}–{}), {}/{}", format_number(m), format_number(a), format_number(b), row.sample.n, row.runs),
+        (Some(m), Some(a), Some(b)) => {
+            format!("{} ({}–{}), {}/{}", format_number(m), format_number(a), format_number(b), row.sample.n, row.runs)
+        }
         _ => format!("never, 0/{}", row.runs),
     }
 }
@@ -180,8 +187,17 @@ fn pooled_table(rows: &[Row]) -> String {
     let baseline = baseline_optimizer(&names);
     let base = rows.iter().find(|r| r.keys[0] == baseline).map(|r| r.sample);
     let header: Vec<String> = [
-        "optimizer", "grokked / runs", "mean grok epoch", "std", "median (IQR)",
-        &format!("Welch t ({baseline} − it)"), "Welch df", "Welch p", &format!("Student t ({baseline} − it)"), "Student df", "Student p",
+        "optimizer",
+        "grokked / runs",
+        "mean grok epoch",
+        "std",
+        "median (IQR)",
+        &format!("Welch t ({baseline} − it)"),
+        "Welch df",
+        "Welch p",
+        &format!("Student t ({baseline} − it)"),
+        "Student df",
+        "Student p",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -190,7 +206,9 @@ fn pooled_table(rows: &[Row]) -> String {
         .iter()
         .map(|r| {
             let (welch, student) = match (base, r.keys[0] == baseline) {
-                (Some(b), false) => (test_cells(welch_t_test(&b, &r.sample)), test_cells(student_t_test(&b, &r.sample))),
+                (Some(b), false) => {
+                    (test_cells(welch_t_test(&b, &r.sample)), test_cells(student_t_test(&b, &r.sample)))
+                }
                 _ => (["baseline".into(), "".into(), "".into()], ["baseline".into(), "".into(), "".into()]),
             };
             let mut row = vec![
@@ -199,7 +217,9 @@ fn pooled_table(rows: &[Row]) -> String {
                 if r.sample.n > 0 { format_number(r.sample.mean) } else { "—".into() },
                 if r.sample.n > 1 { format_number(r.sample.variance.sqrt()) } else { "—".into() },
                 match (r.median, r.q25, r.q75) {
-                    (Some(m), Some(a), Some(b)) => format!("{} ({}–{})", format_number(m), format_number(a), format_number(b)),
+                    (Some(m), Some(a), Some(b)) => {
+                        format!("{} ({}–{})", format_number(m), format_number(a), format_number(b))
+                    }
                     _ => "never".into(),
                 },
             ];
@@ -226,12 +246,14 @@ fn winners_table(rows: &[Row], optimizers: &[String], group_title: &str) -> Stri
             let of = |o: &String| rows.iter().find(|r| &r.keys[0] == group && &r.keys[1] == o);
             let mut row = vec![group.clone()];
             row.extend(optimizers.iter().map(|o| of(o).map_or_else(|| "—".to_string(), epochs_cell)));
-            let mut ranked: Vec<(&String, f64)> = optimizers.iter().filter_map(|o| of(o).map(|r| (o, r.median_all))).collect();
+            let mut ranked: Vec<(&String, f64)> =
+                optimizers.iter().filter_map(|o| of(o).map(|r| (o, r.median_all))).collect();
             ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
             let (winner, lead) = match ranked.as_slice() {
-                [(best, b), (_, next), ..] if b.is_finite() && b < next => {
-                    (best.to_string(), if next.is_finite() { format_number(next - b) } else { "the other never".into() })
-                }
+                [(best, b), (_, next), ..] if b.is_finite() && b < next => (
+                    best.to_string(),
+                    if next.is_finite() { format_number(next - b) } else { "the other never".into() },
+                ),
                 [(_, b), (_, next), ..] if b.is_finite() && b == next => ("tie".into(), "0".into()),
                 _ => ("—".into(), "—".into()),
             };
@@ -286,7 +308,8 @@ pub(crate) fn optimizers(runs: &DataFrame, runs_file: &Path) -> Result<Vec<Strin
 
 /// The study of `runs` (per-run outcomes under `grok`) of the [`optimizers`] into `stage`.
 pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String], grok: GrokCriterion) -> Result<()> {
-    let collect = |frame: LazyFrame, what: &str| Context::with_context(frame.collect(), || format!("the study: {what}"));
+    let collect =
+        |frame: LazyFrame, what: &str| Context::with_context(frame.collect(), || format!("the study: {what}"));
     // The runs of each comparison, selected once; every table below summarizes one of them.
     let tuned_lr = collect(tuned_learning_rates(runs.clone().lazy()), "the tuned learning rates")?;
     let paper = collect(at_paper_setting(runs.clone().lazy()), "the paper's setting")?;
@@ -299,7 +322,10 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String]
     let tuned_tasks = summary(&tuned, &[TASK_OP, OPTIMIZER], "per task, tuned")?;
     // Outputs of grokstack before train.loss existed have no such column: one output function.
     let losses = if runs.column(LOSS).is_ok() {
-        Some((summary(&paper, &[LOSS, OPTIMIZER], "per output function")?, summary(&tuned, &[LOSS, OPTIMIZER], "per output function, tuned")?))
+        Some((
+            summary(&paper, &[LOSS, OPTIMIZER], "per output function")?,
+            summary(&tuned, &[LOSS, OPTIMIZER], "per output function, tuned")?,
+        ))
     } else {
         None
     };
@@ -339,7 +365,10 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String]
     md.push_str("\nThe learning rate chosen per optimizer and task:\n\n");
     md.push_str(&crate::tables::markdown_table(&tuned_lr)?);
 
-    let mut per_group = vec![("Per task, at the paper's setting", &paper_tasks, TASK_OP, "task"), ("Per task, tuned", &tuned_tasks, TASK_OP, "task")];
+    let mut per_group = vec![
+        ("Per task, at the paper's setting", &paper_tasks, TASK_OP, "task"),
+        ("Per task, tuned", &tuned_tasks, TASK_OP, "task"),
+    ];
     if let Some((paper, tuned)) = &losses {
         per_group.insert(1, ("Per output function, at the paper's setting", paper, LOSS, "output function"));
         per_group.push(("Per output function, tuned", tuned, LOSS, "output function"));
@@ -389,6 +418,11 @@ pub(crate) fn write(stage: &mut Staging, runs: &DataFrame, optimizers: &[String]
     let title = |what: &str| format!("Grok epochs {what} at the paper's setting ({})", grok.meaning());
     box_plot::draw(stage, "study_box_optimizers", &title("per optimizer"), &boxes(&paper_rows, |r| r.keys[0].clone()))?;
     let task_rows = rows(&paper_tasks, &[TASK_OP, OPTIMIZER])?;
-    box_plot::draw(stage, "study_box_tasks", &title("per task × optimizer"), &boxes(&task_rows, |r| format!("{} {}", r.keys[0], r.keys[1])))?;
+    box_plot::draw(
+        stage,
+        "study_box_tasks",
+        &title("per task × optimizer"),
+        &boxes(&task_rows, |r| format!("{} {}", r.keys[0], r.keys[1])),
+    )?;
     Ok(())
 }

@@ -28,10 +28,7 @@ impl Summary<'_> {
         let missing = if self.missing_runs == 0 {
             "no runs missing".to_string()
         } else {
-            format!(
-                "{} runs still missing (sweep unfinished: results are provisional)",
-                self.missing_runs
-            )
+            format!("{} runs still missing (sweep unfinished: results are provisional)", self.missing_runs)
         };
         let skipped = if self.skipped_runs == 0 {
             String::new()
@@ -62,22 +59,11 @@ impl Summary<'_> {
 
     /// "Fastest qualified setting for add: #17 (train.lr=0.01, ...): median 123 (IQR 110–140)".
     fn fastest_per_task(&self) -> Result<Vec<String>> {
-        let described: Vec<&str> = self
-            .varying
-            .iter()
-            .map(String::as_str)
-            .filter(|c| *c != TASK_OP)
+        let described: Vec<&str> = self.varying.iter().map(String::as_str).filter(|c| *c != TASK_OP).collect();
+        let shown: Vec<&str> = [SETTING_ID, MEDIAN_GROK_EPOCH, Q25_GROK_EPOCH, Q75_GROK_EPOCH, MEDIAN_LIPSCHITZ]
+            .into_iter()
+            .chain(described.iter().copied())
             .collect();
-        let shown: Vec<&str> = [
-            SETTING_ID,
-            MEDIAN_GROK_EPOCH,
-            Q25_GROK_EPOCH,
-            Q75_GROK_EPOCH,
-            MEDIAN_LIPSCHITZ,
-        ]
-        .into_iter()
-        .chain(described.iter().copied())
-        .collect();
         let fastest = self
             .settings
             .clone()
@@ -89,10 +75,7 @@ impl Summary<'_> {
                     .iter()
                     .map(|c| {
                         col(*c)
-                            .sort_by(
-                                [col(MEDIAN_GROK_EPOCH), col(SETTING_ID)],
-                                SortMultipleOptions::default(),
-                            )
+                            .sort_by([col(MEDIAN_GROK_EPOCH), col(SETTING_ID)], SortMultipleOptions::default())
                             .first()
                     })
                     .collect::<Vec<_>>(),
@@ -103,13 +86,9 @@ impl Summary<'_> {
 
         let mut lines = Vec::new();
         for i in 0..fastest.height() {
-            let value =
-                |name: &str| -> Result<String> { Ok(format_value(&fastest.column(name)?.get(i)?)) };
-            let config = described
-                .iter()
-                .map(|c| Ok(format!("{c}={}", value(c)?)))
-                .collect::<Result<Vec<_>>>()?
-                .join(", ");
+            let value = |name: &str| -> Result<String> { Ok(format_value(&fastest.column(name)?.get(i)?)) };
+            let config =
+                described.iter().map(|c| Ok(format!("{c}={}", value(c)?))).collect::<Result<Vec<_>>>()?.join(", ");
             let lipschitz = match fastest.column(MEDIAN_LIPSCHITZ)?.get(i)? {
                 AnyValue::Null => String::new(),
                 v => format!(", median Lipschitz bound {}", format_value(&v)),
@@ -131,26 +110,13 @@ impl Summary<'_> {
             .config
             .iter()
             .filter(|c| !self.varying.contains(c))
-            .map(|c| {
-                Ok(format!(
-                    "`{c}` = {}",
-                    format_value(&self.settings.column(c)?.get(0)?)
-                ))
-            })
+            .map(|c| Ok(format!("`{c}` = {}", format_value(&self.settings.column(c)?.get(0)?))))
             .collect::<Result<Vec<_>>>()?
             .join(", ");
-        let has_lipschitz =
-            self.settings.column(MEDIAN_LIPSCHITZ)?.null_count() < self.settings.height();
+        let has_lipschitz = self.settings.column(MEDIAN_LIPSCHITZ)?.null_count() < self.settings.height();
         let mut shown: Vec<&str> = vec![SETTING_ID];
         shown.extend(self.varying.iter().map(String::as_str));
-        shown.extend([
-            SEEDS,
-            GROKKED_SEEDS,
-            DIVERGED_SEEDS,
-            MEDIAN_GROK_EPOCH,
-            Q25_GROK_EPOCH,
-            Q75_GROK_EPOCH,
-        ]);
+        shown.extend([SEEDS, GROKKED_SEEDS, DIVERGED_SEEDS, MEDIAN_GROK_EPOCH, Q25_GROK_EPOCH, Q75_GROK_EPOCH]);
         if has_lipschitz {
             shown.push(MEDIAN_LIPSCHITZ);
         }
@@ -158,10 +124,7 @@ impl Summary<'_> {
             shown.extend([SKIPPED_SEEDS, PARTIAL]);
         }
         shown.push(QUALIFIED);
-        let table = self
-            .settings
-            .select(shown)
-            .context("selecting the settings.md columns")?;
+        let table = self.settings.select(shown).context("selecting the settings.md columns")?;
         Ok(format!(
             "# Settings\n\n{headline}\n\n\
              Epochs are medians and quartiles over the seeds that grokked; \

@@ -46,10 +46,7 @@ impl SweepDir {
     /// Finds the documented files in `root` and checks the columns analysis needs.
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {
-            bail!(
-                "{} is not a directory (expected the --out DIR of `grokstack train`)",
-                root.display()
-            );
+            bail!("{} is not a directory (expected the --out DIR of `grokstack train`)", root.display());
         }
         let runs_file = root.join("runs.parquet");
         let shards = root.join(SHARDS_DIR);
@@ -73,14 +70,7 @@ impl SweepDir {
                 shard_notes: Vec::new(),
             }
         };
-        let Files {
-            runs_location,
-            runs_files,
-            metrics_location,
-            metric_parts,
-            planned_runs,
-            shard_notes,
-        } = files;
+        let Files { runs_location, runs_files, metrics_location, metric_parts, planned_runs, shard_notes } = files;
 
         let run_schema = scan_many(&runs_files)?
             .collect_schema()
@@ -89,11 +79,7 @@ impl SweepDir {
         let metric_schema = scan_many(&metric_parts)?
             .collect_schema()
             .with_context(|| format!("reading the schema of {}", metric_parts[0].display()))?;
-        require_columns(
-            &metric_schema,
-            columns::REQUIRED_METRIC_COLUMNS,
-            &metric_parts[0],
-        )?;
+        require_columns(&metric_schema, columns::REQUIRED_METRIC_COLUMNS, &metric_parts[0])?;
         let metrics_have_progress = metric_schema.contains(columns::RESTRICTED_LOSS);
         if metrics_have_progress {
             require_columns(&metric_schema, columns::PROGRESS_METRIC_COLUMNS, &metric_parts[0])?;
@@ -119,11 +105,7 @@ impl SweepDir {
 
     /// For error messages about queries that read both inputs.
     pub fn describe_inputs(&self) -> String {
-        format!(
-            "{} and {}",
-            self.runs_location.display(),
-            self.metrics_location.display()
-        )
+        format!("{} and {}", self.runs_location.display(), self.metrics_location.display())
     }
 
     pub fn runs(&self) -> Result<LazyFrame> {
@@ -144,11 +126,7 @@ impl SweepDir {
 
     /// The `task.*`, `model.*`, `train.*` and `metrics.*` columns, in file order.
     pub fn config_columns(&self) -> Vec<String> {
-        self.run_columns
-            .iter()
-            .filter(|c| columns::is_config_column(c))
-            .cloned()
-            .collect()
+        self.run_columns.iter().filter(|c| columns::is_config_column(c)).cloned().collect()
     }
 
     /// Rows of runs.parquet, i.e. runs the trainer has finished.
@@ -159,9 +137,7 @@ impl SweepDir {
     /// Rows of runs.parquet with status `skipped`: runs a sweep with seed waves
     /// never trained.
     pub fn skipped_runs(&self) -> Result<usize> {
-        let skipped = self
-            .runs()?
-            .filter(col(columns::STATUS).eq(lit(columns::STATUS_SKIPPED)));
+        let skipped = self.runs()?.filter(col(columns::STATUS).eq(lit(columns::STATUS_SKIPPED)));
         self.count(skipped, "the skipped runs")
     }
 
@@ -172,9 +148,7 @@ impl SweepDir {
         if !path.exists() {
             return Ok(None);
         }
-        fs::read_to_string(&path)
-            .map(Some)
-            .with_context(|| format!("reading {}", path.display()))
+        fs::read_to_string(&path).map(Some).with_context(|| format!("reading {}", path.display()))
     }
 
     /// The number of rows of a query over runs.parquet.
@@ -211,24 +185,20 @@ fn read_progress(dir: &Path) -> Result<Option<(usize, usize, usize)>> {
         return Ok(None);
     }
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let progress: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let progress: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     let count = |key: &str| -> Result<Option<usize>> {
         match progress.get(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(|n| Some(n as usize)).with_context(|| {
-                format!("{}: `{key}` is not a non-negative integer", path.display())
-            }),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .with_context(|| format!("{}: `{key}` is not a non-negative integer", path.display())),
         }
     };
-    let total =
-        count("total_runs")?.with_context(|| format!("{} has no `total_runs`", path.display()))?;
+    let total = count("total_runs")?.with_context(|| format!("{} has no `total_runs`", path.display()))?;
     let finished = count("finished_runs")?.unwrap_or(0);
-    Ok(Some((
-        count("sweep_total_runs")?.unwrap_or(total),
-        total,
-        finished,
-    )))
+    Ok(Some((count("sweep_total_runs")?.unwrap_or(total), total, finished)))
 }
 
 /// The runs files and metric parts of every shard folder in `shards` that has
@@ -237,32 +207,20 @@ fn read_progress(dir: &Path) -> Result<Option<(usize, usize, usize)>> {
 fn sharded_files(shards: &Path) -> Result<Files> {
     let mut found: Vec<(usize, usize, PathBuf)> = Vec::new();
     for entry in fs::read_dir(shards).with_context(|| format!("listing {}", shards.display()))? {
-        let path = entry
-            .with_context(|| format!("listing {}", shards.display()))?
-            .path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let parsed = name
-            .split_once("-of-")
-            .and_then(|(k, n)| Some((k.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+        let path = entry.with_context(|| format!("listing {}", shards.display()))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parsed =
+            name.split_once("-of-").and_then(|(k, n)| Some((k.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
         match parsed {
             Some((k, n)) if path.is_dir() && k < n => found.push((n, k, path)),
-            _ if path.is_dir() && !name.starts_with('.') => bail!(
-                "{} is not a shard folder (expected K-of-N, 0 <= K < N)",
-                path.display()
-            ),
+            _ if path.is_dir() && !name.starts_with('.') => {
+                bail!("{} is not a shard folder (expected K-of-N, 0 <= K < N)", path.display())
+            }
             _ => {}
         }
     }
     found.sort();
-    let counts: Vec<usize> = found
-        .iter()
-        .map(|f| f.0)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let counts: Vec<usize> = found.iter().map(|f| f.0).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let count = match counts.as_slice() {
         [] => bail!("{} holds no shard folders (K-of-N)", shards.display()),
         [count] => *count,
@@ -284,9 +242,7 @@ fn sharded_files(shards: &Path) -> Result<Files> {
         if let Some((sweep_runs, total, finished)) = progress {
             planned_runs = Some(sweep_runs);
             if finished < total {
-                notes.push(format!(
-                    "{SHARDS_DIR}/{name}: {finished} of {total} runs finished"
-                ));
+                notes.push(format!("{SHARDS_DIR}/{name}: {finished} of {total} runs finished"));
             }
         } else {
             notes.push(format!("{SHARDS_DIR}/{name}: no stack finished yet"));
@@ -322,10 +278,7 @@ fn list_metric_parts(location: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![location.to_path_buf()]);
     }
     if !location.is_dir() {
-        bail!(
-            "{} not found: the sweep has written no metrics yet",
-            location.display()
-        );
+        bail!("{} not found: the sweep has written no metrics yet", location.display());
     }
     let parts = parquet_files(location)?;
     if parts.is_empty() {
@@ -338,9 +291,7 @@ fn list_metric_parts(location: &Path) -> Result<Vec<PathBuf>> {
 fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut parts = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let path = entry
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
+        let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
         if path.is_file() && path.extension().is_some_and(|e| e == "parquet") {
             parts.push(path);
         }
@@ -354,26 +305,15 @@ fn pl_path(path: &Path) -> Result<PlRefPath> {
 }
 
 fn scan_many(files: &[PathBuf]) -> Result<LazyFrame> {
-    let paths = files
-        .iter()
-        .map(|f| pl_path(f))
-        .collect::<Result<Vec<_>>>()?;
+    let paths = files.iter().map(|f| pl_path(f)).collect::<Result<Vec<_>>>()?;
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
-        .with_context(|| {
-            format!(
-                "opening the parts of {}",
-                files[0].parent().unwrap_or(Path::new(".")).display()
-            )
-        })
+        .with_context(|| format!("opening the parts of {}", files[0].parent().unwrap_or(Path::new(".")).display()))
 }
 
 fn require_columns(schema: &Schema, required: &[&str], file: &Path) -> Result<()> {
     for name in required {
         if !schema.contains(name) {
-            bail!(
-                "{} has no column `{name}` (see docs/OUTPUT.md)",
-                file.display()
-            );
+            bail!("{} has no column `{name}` (see docs/OUTPUT.md)", file.display());
         }
     }
     Ok(())

@@ -6,10 +6,7 @@ use polars::prelude::{AnyValue, CsvWriter, DataFrame, PolarsResult, SerWriter};
 pub(crate) fn csv_bytes(frame: &DataFrame) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut frame = frame.clone();
-    CsvWriter::new(&mut bytes)
-        .include_header(true)
-        .finish(&mut frame)
-        .context("formatting a table as CSV")?;
+    CsvWriter::new(&mut bytes).include_header(true).finish(&mut frame).context("formatting a table as CSV")?;
     Ok(bytes)
 }
 
@@ -21,11 +18,7 @@ pub(crate) fn markdown_table(frame: &DataFrame) -> Result<String> {
 
 /// The column names and every row of `frame` as formatted cells ([`format_value`]).
 pub(crate) fn cells(frame: &DataFrame) -> Result<(Vec<String>, Vec<Vec<String>>)> {
-    let header: Vec<String> = frame
-        .get_column_names()
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
+    let header: Vec<String> = frame.get_column_names().iter().map(|n| n.to_string()).collect();
     let mut rows = Vec::with_capacity(frame.height());
     for i in 0..frame.height() {
         let row = frame
@@ -41,14 +34,7 @@ pub(crate) fn cells(frame: &DataFrame) -> Result<(Vec<String>, Vec<Vec<String>>)
 
 pub(crate) fn markdown_from_cells(header: &[String], rows: &[Vec<String>]) -> String {
     let line = |cells: &[String]| {
-        format!(
-            "| {} |\n",
-            cells
-                .iter()
-                .map(|c| c.replace('|', "\\|"))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        )
+        format!("| {} |\n", cells.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "))
     };
     let mut out = line(header);
     out.push_str(&line(&vec!["---".to_string(); header.len()]));

@@ -53,13 +53,9 @@ pub fn welch_t_test(a: &SampleSummary, b: &SampleSummary) -> Option<WelchTest> {
         return None;
     }
     let t = (a.mean - b.mean) / squared_error.sqrt();
-    let df = squared_error * squared_error
-        / (share_a * share_a / (a.n - 1) as f64 + share_b * share_b / (b.n - 1) as f64);
-    Some(WelchTest {
-        t,
-        df,
-        p_two_sided: student_t::two_sided_p(t, df),
-    })
+    let df =
+        squared_error * squared_error / (share_a * share_a / (a.n - 1) as f64 + share_b * share_b / (b.n - 1) as f64);
+    Some(WelchTest { t, df, p_two_sided: student_t::two_sided_p(t, df) })
 }
 
 #[cfg(test)]
@@ -80,18 +76,15 @@ mod tests {
     }
 
     fn close(actual: f64, expected: f64, tolerance: f64) {
-        assert!(
-            (actual - expected).abs() <= tolerance,
-            "got {actual}, expected {expected} ± {tolerance}"
-        );
+        assert!((actual - expected).abs() <= tolerance, "got {actual}, expected {expected} ± {tolerance}");
     }
 
     #[test]
     fn unequal_sizes_and_variances() {
         let a = [19.8, 20.4, 19.6, 17.8, 18.5, 18.9, 18.3, 18.9, 19.5, 22.0];
         let b = [
-            28.2, 26.6, 20.1, 23.3, 25.2, 22.1, 17.7, 27.6, 20.6, 13.7, 23.2, 17.5, 20.6, 18.0, 23.9,
-            21.6, 24.3, 20.4, 23.9, 13.3,
+            28.2, 26.6, 20.1, 23.3, 25.2, 22.1, 17.7, 27.6, 20.6, 13.7, 23.2, 17.5, 20.6, 18.0, 23.9, 21.6, 24.3, 20.4,
+            23.9, 13.3,
         ];
         let test = welch_t_test(&summary(&a), &summary(&b)).unwrap();
         close(test.t, -2.225512039969852, 1e-10);
@@ -102,12 +95,8 @@ mod tests {
     #[test]
     fn wikipedia_example_one() {
         // Welch's t-test article, example 1 (t ≈ −2.46, df ≈ 25.0, p ≈ 0.021).
-        let a = [
-            27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4,
-        ];
-        let b = [
-            27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4,
-        ];
+        let a = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4];
+        let b = [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4];
         let test = welch_t_test(&summary(&a), &summary(&b)).unwrap();
         close(test.t, -2.455356398286006, 1e-10);
         close(test.df, 24.988529290231416, 1e-9);
@@ -134,16 +123,8 @@ mod tests {
 
     #[test]
     fn incomplete_beta() {
-        close(
-            regularized_incomplete_beta(0.3, 2.5, 0.5),
-            0.018927124071945658,
-            1e-13,
-        );
-        close(
-            regularized_incomplete_beta(0.9, 10.0, 3.0),
-            0.889130022255,
-            1e-11,
-        );
+        close(regularized_incomplete_beta(0.3, 2.5, 0.5), 0.018927124071945658, 1e-13);
+        close(regularized_incomplete_beta(0.9, 10.0, 3.0), 0.889130022255, 1e-11);
         close(regularized_incomplete_beta(0.5, 0.5, 0.5), 0.5, 1e-13);
         assert_eq!(regularized_incomplete_beta(0.0, 2.0, 3.0), 0.0);
         assert_eq!(regularized_incomplete_beta(1.0, 2.0, 3.0), 1.0);
@@ -151,16 +132,8 @@ mod tests {
 
     #[test]
     fn degenerate_samples_have_no_test() {
-        let one = SampleSummary {
-            n: 1,
-            mean: 3.0,
-            variance: 0.0,
-        };
-        let constant = SampleSummary {
-            n: 4,
-            mean: 3.0,
-            variance: 0.0,
-        };
+        let one = SampleSummary { n: 1, mean: 3.0, variance: 0.0 };
+        let constant = SampleSummary { n: 4, mean: 3.0, variance: 0.0 };
         assert!(welch_t_test(&one, &summary(&[1.0, 2.0, 3.0])).is_none());
         assert!(welch_t_test(&constant, &constant).is_none());
     }

@@ -34,19 +34,10 @@ fn missing_directory() {
 
 #[test]
 fn threshold_outside_zero_one() {
-    let dir = fixture(Options {
-        lipschitz: true,
-        progress_json: true,
-    });
+    let dir = fixture(Options { lipschitz: true, progress_json: true });
     let before = snapshot(dir.path());
     for threshold in [0.0, -0.5, 1.0001, 95.0, f64::NAN] {
-        let error = message(analyze(
-            dir.path(),
-            &AnalyzeOptions {
-                threshold,
-                ..AnalyzeOptions::default()
-            },
-        ));
+        let error = message(analyze(dir.path(), &AnalyzeOptions { threshold, ..AnalyzeOptions::default() }));
         assert!(error.contains("threshold"), "{threshold}: {error}");
     }
     assert_eq!(snapshot(dir.path()), before);
@@ -54,10 +45,7 @@ fn threshold_outside_zero_one() {
 
 #[test]
 fn group_key_that_is_not_a_column_leaves_an_earlier_analysis_alone() {
-    let dir = fixture(Options {
-        lipschitz: true,
-        progress_json: true,
-    });
+    let dir = fixture(Options { lipschitz: true, progress_json: true });
     analyze(dir.path(), &AnalyzeOptions::default()).unwrap();
     let before = snapshot(dir.path());
     let opts = AnalyzeOptions {
@@ -66,19 +54,13 @@ fn group_key_that_is_not_a_column_leaves_an_earlier_analysis_alone() {
         ..AnalyzeOptions::default()
     };
     let error = message(analyze(dir.path(), &opts));
-    assert!(
-        error.contains("model.widht") && error.contains("runs.parquet"),
-        "{error}"
-    );
+    assert!(error.contains("model.widht") && error.contains("runs.parquet"), "{error}");
     assert_eq!(snapshot(dir.path()), before);
 }
 
 #[test]
 fn runs_without_metrics_folder() {
-    let dir = fixture(Options {
-        lipschitz: true,
-        progress_json: true,
-    });
+    let dir = fixture(Options { lipschitz: true, progress_json: true });
     fs::remove_dir_all(dir.path().join("metrics.parquet")).unwrap();
     let before = snapshot(dir.path());
     let error = message(analyze(dir.path(), &AnalyzeOptions::default()));
@@ -88,10 +70,7 @@ fn runs_without_metrics_folder() {
 
 #[test]
 fn runs_parquet_that_is_not_parquet() {
-    let dir = fixture(Options {
-        lipschitz: true,
-        progress_json: true,
-    });
+    let dir = fixture(Options { lipschitz: true, progress_json: true });
     fs::write(dir.path().join("runs.parquet"), "garbage").unwrap();
     let before = snapshot(dir.path());
     let error = message(analyze(dir.path(), &AnalyzeOptions::default()));

@@ -28,13 +28,7 @@ struct Run {
 /// 4, 2 (3; 2.5, 3.5), grok 5, never, 6 (5.5; 5.25, 5.75), cleanup end 7, never, 9 (8; 7.5, 8.5);
 /// by grok epoch its runs are 3, 5, 4, so its median seed is run 5.
 fn runs() -> Vec<Run> {
-    let run = |setting, op, lr, phases, final_keys| Run {
-        setting,
-        op,
-        lr,
-        phases,
-        final_keys,
-    };
+    let run = |setting, op, lr, phases, final_keys| Run { setting, op, lr, phases, final_keys };
     vec![
         run(0, "add", 0.01, (2, 5, Some((8, 12))), &[14, 35, 41]),
         run(0, "add", 0.01, (3, 6, Some((10, 14))), &[14, 35, 52]),
@@ -69,11 +63,7 @@ fn write_sweep(dir: &Path, with_progress: bool) {
                 4.0
             });
             excluded.push(if e >= circuit { 3.0 } else { 0.1 });
-            norm.push(if grok.is_some_and(|(_, end)| e >= end) {
-                20.0
-            } else {
-                40.0
-            });
+            norm.push(if grok.is_some_and(|(_, end)| e >= end) { 20.0 } else { 40.0 });
             let at_end: &[i64] = if e == EPOCHS - 1 { run.final_keys } else { &[1, 2] };
             keys.push(Series::new("".into(), at_end));
         }
@@ -93,10 +83,7 @@ fn write_sweep(dir: &Path, with_progress: bool) {
             Column::new("restricted_loss".into(), restricted),
             Column::new("excluded_loss".into(), excluded),
             Column::new("key_frequencies".into(), keys),
-            Column::new(
-                "embedding_spectrum".into(),
-                vec![Series::new("".into(), [0.5, 0.5]); rows],
-            ),
+            Column::new("embedding_spectrum".into(), vec![Series::new("".into(), [0.5, 0.5]); rows]),
             Column::new("embedding_gini".into(), vec![0.3; rows]),
             Column::new("embedding_ipr".into(), vec![0.5; rows]),
         ]);
@@ -125,33 +112,15 @@ fn write_sweep(dir: &Path, with_progress: bool) {
     ParquetWriter::new(fs::File::create(dir.join("metrics.parquet/part-00000.parquet")).unwrap())
         .finish(&mut metrics)
         .unwrap();
-    ParquetWriter::new(fs::File::create(dir.join("runs.parquet")).unwrap())
-        .finish(&mut runs_frame)
-        .unwrap();
+    ParquetWriter::new(fs::File::create(dir.join("runs.parquet")).unwrap()).finish(&mut runs_frame).unwrap();
 }
 
 fn ints(frame: &DataFrame, name: &str) -> Vec<Option<i64>> {
-    frame
-        .column(name)
-        .unwrap()
-        .cast(&DataType::Int64)
-        .unwrap()
-        .i64()
-        .unwrap()
-        .iter()
-        .collect()
+    frame.column(name).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().iter().collect()
 }
 
 fn floats(frame: &DataFrame, name: &str) -> Vec<Option<f64>> {
-    frame
-        .column(name)
-        .unwrap()
-        .cast(&DataType::Float64)
-        .unwrap()
-        .f64()
-        .unwrap()
-        .iter()
-        .collect()
+    frame.column(name).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().iter().collect()
 }
 
 #[test]
@@ -189,11 +158,7 @@ fn phase_epochs_per_run_are_where_the_curves_put_them() {
         "{}",
         report.headline
     );
-    assert!(
-        report.headline.contains("--circuit-threshold 0.5"),
-        "{}",
-        report.headline
-    );
+    assert!(report.headline.contains("--circuit-threshold 0.5"), "{}", report.headline);
     assert!(
         report.headline.contains(
             "Final key frequencies most often found for add, p = 113: 14 (3 of 3 runs), 35 (2 of 3 runs), \
@@ -202,13 +167,7 @@ fn phase_epochs_per_run_are_where_the_curves_put_them() {
         "{}",
         report.headline
     );
-    assert!(
-        report
-            .headline
-            .contains("for mul, p = 97: 7 (3 of 3 runs), 21 (2 of 3 runs)."),
-        "{}",
-        report.headline
-    );
+    assert!(report.headline.contains("for mul, p = 97: 7 (3 of 3 runs), 21 (2 of 3 runs)."), "{}", report.headline);
 }
 
 #[test]
@@ -251,10 +210,7 @@ fn per_setting_medians_quartiles_and_key_frequency_counts() {
     assert_eq!(ints(&counts, "seeds"), [Some(3); 6]);
     let two_thirds = 2.0 / 3.0;
     let fractions = floats(&counts, "fraction");
-    for (got, want) in fractions
-        .iter()
-        .zip([1.0, two_thirds, two_thirds, two_thirds, 1.0, two_thirds])
-    {
+    for (got, want) in fractions.iter().zip([1.0, two_thirds, two_thirds, two_thirds, 1.0, two_thirds]) {
         assert!((got.unwrap() - want).abs() < 1e-12, "{fractions:?}");
     }
 }
@@ -263,27 +219,17 @@ fn per_setting_medians_quartiles_and_key_frequency_counts() {
 fn circuit_threshold_is_applied_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     write_sweep(dir.path(), true);
-    let strict = AnalyzeOptions {
-        circuit_threshold: 0.8,
-        ..AnalyzeOptions::default()
-    };
+    let strict = AnalyzeOptions { circuit_threshold: 0.8, ..AnalyzeOptions::default() };
     let report = analyze(dir.path(), &strict).unwrap();
     let runs = read_csv(&dir.path().join("analysis/phase_runs.csv"));
     // Restricted loss 0.5 ≤ 0.2 × 4 is first reached two epochs after the circuit epoch at 0.5.
     let later: Vec<_> = runs_circuits().iter().map(|c| Some(c + 2)).collect();
     assert_eq!(ints(&runs, "circuit_epoch"), later);
-    assert!(
-        report.headline.contains("at most 0.2 × its value at memorization"),
-        "{}",
-        report.headline
-    );
+    assert!(report.headline.contains("at most 0.2 × its value at memorization"), "{}", report.headline);
 
     let before = snapshot(dir.path());
     for bad in [0.0, 1.0, -0.5, f64::NAN] {
-        let options = AnalyzeOptions {
-            circuit_threshold: bad,
-            ..AnalyzeOptions::default()
-        };
+        let options = AnalyzeOptions { circuit_threshold: bad, ..AnalyzeOptions::default() };
         let error = format!("{:#}", analyze(dir.path(), &options).err().expect("refused"));
         assert!(error.contains("--circuit-threshold"), "{bad}: {error}");
     }
@@ -317,10 +263,7 @@ fn phase_plots_and_tables_are_in_the_report() {
     assert!(!html.contains("data-file=\"phase_runs.csv\""));
     // The loss curves are the median seeds': run 1 for setting 0, run 5 for setting 1.
     let losses = fs::read_to_string(analysis.join("phase_losses.svg")).unwrap();
-    assert!(
-        losses.contains("(run 1)") && losses.contains("(run 5)"),
-        "median seeds named in the panels"
-    );
+    assert!(losses.contains("(run 1)") && losses.contains("(run 5)"), "median seeds named in the panels");
     for legend in ["restricted", "excluded", "circuit formation", "cleanup end"] {
         assert!(losses.contains(legend), "{legend}");
     }
@@ -348,13 +291,7 @@ fn without_progress_columns_there_are_no_phase_outputs_and_stale_ones_go() {
 #[test]
 fn the_shared_fixture_without_progress_columns_gets_no_phase_outputs() {
     let dir = tempfile::tempdir().unwrap();
-    write_fixture(
-        dir.path(),
-        &Options {
-            lipschitz: true,
-            progress_json: true,
-        },
-    );
+    write_fixture(dir.path(), &Options { lipschitz: true, progress_json: true });
     analyze(dir.path(), &AnalyzeOptions::default()).unwrap();
     let files: Vec<String> = fs::read_dir(dir.path().join("analysis"))
         .unwrap()
@@ -373,15 +310,7 @@ fn progress_columns_without_the_weight_norm_name_the_column_and_file() {
         .drop(cols(["weight_norm"]))
         .collect()
         .unwrap();
-    ParquetWriter::new(fs::File::create(&part).unwrap())
-        .finish(&mut metrics)
-        .unwrap();
-    let error = format!(
-        "{:#}",
-        analyze(dir.path(), &AnalyzeOptions::default()).err().expect("refused")
-    );
-    assert!(
-        error.contains("`weight_norm`") && error.contains("part-00000.parquet"),
-        "{error}"
-    );
+    ParquetWriter::new(fs::File::create(&part).unwrap()).finish(&mut metrics).unwrap();
+    let error = format!("{:#}", analyze(dir.path(), &AnalyzeOptions::default()).err().expect("refused"));
+    assert!(error.contains("`weight_norm`") && error.contains("part-00000.parquet"), "{error}");
 }

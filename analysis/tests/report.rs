@@ -16,11 +16,7 @@ const HOSTILE_SWEEP: &str = "name = \"<script>alert(1)</script>\"\nseeds = 3\n";
 
 /// The escaping the page must apply to `text` (`&` first, so nothing is escaped twice).
 fn escaped(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// Files of `dir` whose names end in `extension`, sorted.
@@ -50,19 +46,10 @@ fn report_shows_every_output_self_contained_and_escaped() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join(HOSTILE_DIR);
     fs::create_dir(&dir).unwrap();
-    write_fixture(
-        &dir,
-        &Options {
-            lipschitz: true,
-            progress_json: true,
-        },
-    );
+    write_fixture(&dir, &Options { lipschitz: true, progress_json: true });
     fs::write(dir.join("sweep.toml"), HOSTILE_SWEEP).unwrap();
     // With the study, so that the page shows every output the analysis can write.
-    let options = AnalyzeOptions {
-        study: true,
-        ..AnalyzeOptions::default()
-    };
+    let options = AnalyzeOptions { study: true, ..AnalyzeOptions::default() };
     let report = analyze(&dir, &options).unwrap();
     let out = report.out_dir;
     let html = fs::read_to_string(out.join("report.html")).unwrap();
@@ -76,10 +63,7 @@ fn report_shows_every_output_self_contained_and_escaped() {
     // Every table the analysis wrote: one per CSV, one per Markdown table.
     let csvs = files_ending(&out, ".csv");
     let documents = files_ending(&out, ".md");
-    assert!(
-        csvs.len() >= 5 && documents.len() == 4,
-        "{csvs:?} {documents:?}"
-    );
+    assert!(csvs.len() >= 5 && documents.len() == 4, "{csvs:?} {documents:?}");
     for csv in &csvs {
         let tag = format!("<table data-file=\"{csv}\">");
         assert_eq!(html.matches(&tag).count(), 1, "{csv} is one table");
@@ -88,10 +72,7 @@ fn report_shows_every_output_self_contained_and_escaped() {
         let section = &section[..section.find("</thead>").unwrap()];
         for column in header.lines().next().unwrap().split(',') {
             let column = column.trim_matches('"');
-            assert!(
-                section.contains(&format!("<th>{}</th>", escaped(column))),
-                "{csv}: {column}"
-            );
+            assert!(section.contains(&format!("<th>{}</th>", escaped(column))), "{csv}: {column}");
         }
     }
     let mut markdown_tables = 0;
@@ -103,20 +84,10 @@ fn report_shows_every_output_self_contained_and_escaped() {
         assert_eq!(html.matches(&tag).count(), expected, "{document}'s tables");
         markdown_tables += expected;
     }
-    assert_eq!(
-        html.matches("<caption>").count(),
-        html.matches("<table").count(),
-        "every table is captioned"
-    );
+    assert_eq!(html.matches("<caption>").count(), html.matches("<table").count(), "every table is captioned");
     // The only other table: the diverged run of setting 9.
-    assert_eq!(
-        html.matches("<table").count(),
-        csvs.len() + markdown_tables + 1
-    );
-    assert_eq!(
-        html.matches("<table data-file=\"runs.parquet\">").count(),
-        1
-    );
+    assert_eq!(html.matches("<table").count(), csvs.len() + markdown_tables + 1);
+    assert_eq!(html.matches("<table data-file=\"runs.parquet\">").count(), 1);
     assert!(html.contains(&format!("{} runs missing", TOTAL_RUNS - ANALYSED_RUNS)));
 
     // Every plot inline, as written.
@@ -150,15 +121,9 @@ fn report_shows_every_output_self_contained_and_escaped() {
 
 #[test]
 fn a_directory_without_sweep_toml_says_so() {
-    let dir = fixture(Options {
-        lipschitz: false,
-        progress_json: false,
-    });
+    let dir = fixture(Options { lipschitz: false, progress_json: false });
     let report = analyze(dir.path(), &AnalyzeOptions::default()).unwrap();
     let html = fs::read_to_string(report.out_dir.join("report.html")).unwrap();
     assert!(html.contains("has no <code>sweep.toml</code>"));
-    assert_eq!(
-        html.matches("<svg").count(),
-        files_ending(&report.out_dir, ".svg").len()
-    );
+    assert_eq!(html.matches("<svg").count(), files_ending(&report.out_dir, ".svg").len());
 }

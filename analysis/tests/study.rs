@@ -44,7 +44,8 @@ fn settings() -> Vec<Setting> {
 }
 
 fn write_sweep(dir: &Path, settings: Vec<Setting>) {
-    let (mut run_id, mut setting_id, mut seed, mut op, mut optimizer, mut lr, mut loss) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut run_id, mut setting_id, mut seed, mut op, mut optimizer, mut lr, mut loss) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut m_run, mut m_epoch, mut m_train, mut m_test) = (vec![], vec![], vec![], vec![]);
     for (s, (opt, rate, task, output, seeds)) in settings.into_iter().enumerate() {
         for (k, (test_epoch, train_epoch)) in seeds.into_iter().enumerate() {
@@ -83,7 +84,9 @@ fn write_sweep(dir: &Path, settings: Vec<Setting>) {
     ParquetWriter::new(fs::File::create(dir.join("runs.parquet")).unwrap()).finish(&mut runs).unwrap();
     let mut metrics = df!("run_id" => m_run, "epoch" => m_epoch, "train_acc" => m_train, "test_acc" => m_test).unwrap();
     fs::create_dir_all(dir.join("metrics.parquet")).unwrap();
-    ParquetWriter::new(fs::File::create(dir.join("metrics.parquet/part-00000.parquet")).unwrap()).finish(&mut metrics).unwrap();
+    ParquetWriter::new(fs::File::create(dir.join("metrics.parquet/part-00000.parquet")).unwrap())
+        .finish(&mut metrics)
+        .unwrap();
 }
 
 /// The study asked for, under `rule`.
@@ -101,10 +104,28 @@ fn analyzed(rule: GrokRule) -> tempfile::TempDir {
 /// (optimizer, grokked, runs, mean, median) of a per-optimizer study CSV.
 fn per_optimizer(path: &Path) -> Vec<(String, i64, i64, f64, f64)> {
     let frame = read_csv(path);
-    let strings = |c: &str| frame.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>();
+    let strings = |c: &str| {
+        frame.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>()
+    };
     let ints = |c: &str| frame.column(c).unwrap().i64().unwrap().into_no_null_iter().collect::<Vec<_>>();
-    let floats = |c: &str| frame.column(c).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().into_no_null_iter().collect::<Vec<_>>();
-    let (names, grokked, runs, mean, median) = (strings("train.optimizer"), ints("grokked"), ints("runs"), floats("mean_grok_epoch"), floats("median_grok_epoch"));
+    let floats = |c: &str| {
+        frame
+            .column(c)
+            .unwrap()
+            .cast(&DataType::Float64)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect::<Vec<_>>()
+    };
+    let (names, grokked, runs, mean, median) = (
+        strings("train.optimizer"),
+        ints("grokked"),
+        ints("runs"),
+        floats("mean_grok_epoch"),
+        floats("median_grok_epoch"),
+    );
     (0..frame.height()).map(|i| (names[i].clone(), grokked[i], runs[i], mean[i], median[i])).collect()
 }
 
@@ -145,17 +166,28 @@ fn the_grok_rule_changes_the_grok_epoch() {
 fn the_tuned_comparison_takes_the_best_learning_rate_per_task() {
     let dir = analyzed(GrokRule::AfterTrain);
     let chosen = read_csv(&dir.path().join("analysis/study_tuned_lr.csv"));
-    let text = |c: &str| chosen.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>();
+    let text = |c: &str| {
+        chosen.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>()
+    };
     let lrs: Vec<f64> = chosen.column("train.lr").unwrap().f64().unwrap().into_no_null_iter().collect();
-    let picked: Vec<(String, String, f64)> = text("train.optimizer").into_iter().zip(text("task.op")).zip(lrs).map(|((o, t), l)| (o, t, l)).collect();
+    let picked: Vec<(String, String, f64)> =
+        text("train.optimizer").into_iter().zip(text("task.op")).zip(lrs).map(|((o, t), l)| (o, t, l)).collect();
     // Most runs grokked first: AdamW add 4/4 at 3e-3 against 3/4 at 1e-3; Muon mul 4/4 at 0.05.
     assert_eq!(
         picked,
-        [("adamw".into(), "add".into(), 0.003), ("adamw".into(), "mul".into(), 0.001), ("muon".into(), "add".into(), 0.02), ("muon".into(), "mul".into(), 0.05)]
+        [
+            ("adamw".into(), "add".into(), 0.003),
+            ("adamw".into(), "mul".into(), 0.001),
+            ("muon".into(), "add".into(), 0.02),
+            ("muon".into(), "mul".into(), 0.05)
+        ]
     );
     let rows = per_optimizer(&dir.path().join("analysis/study_tuned.csv"));
     assert_eq!((rows[0].1, rows[0].2), (8, 8));
-    assert!(close(rows[0].3, (20.0 + 50.0 + 60.0 + 30.0 + 70.0) / 8.0), "AdamW: 5 ×4 and mul's 50, 60, 30, 70: {rows:?}");
+    assert!(
+        close(rows[0].3, (20.0 + 50.0 + 60.0 + 30.0 + 70.0) / 8.0),
+        "AdamW: 5 ×4 and mul's 50, 60, 30, 70: {rows:?}"
+    );
     assert!(close(rows[1].3, (10.0 + 20.0 + 15.0 + 25.0 + 80.0) / 8.0), "Muon: add at 0.02, mul 20 ×4: {rows:?}");
 }
 
@@ -168,7 +200,10 @@ fn per_task_winners_count_never_grokked_runs_as_latest() {
     // add: AdamW 20, 30, 40, never (median over all runs 35) against Muon 10, 15, 20, 25 (17.5).
     assert!(section.contains("| add | 30 (25–35), 3/4 | 17.5 (13.75–21.25), 4/4 | muon | 17.5 |"), "{section}");
     // mul: Muon's 30, 40 and two never have an infinite median over all runs.
-    assert!(section.contains("| mul | 55 (45–62.5), 4/4 | 35 (32.5–37.5), 2/4 | adamw | the other never |"), "{section}");
+    assert!(
+        section.contains("| mul | 55 (45–62.5), 4/4 | 35 (32.5–37.5), 2/4 | adamw | the other never |"),
+        "{section}"
+    );
 }
 
 /// The medians printed above the boxes, in drawing order.
@@ -187,7 +222,8 @@ fn box_plots_are_valid_and_show_the_tables_medians() {
         let svg = fs::read_to_string(analysis.join(format!("{stem}.svg"))).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{stem}.svg is an SVG");
     }
-    let table: Vec<String> = per_optimizer(&analysis.join("study_paper.csv")).iter().map(|r| format!("{}", r.4)).collect();
+    let table: Vec<String> =
+        per_optimizer(&analysis.join("study_paper.csv")).iter().map(|r| format!("{}", r.4)).collect();
     assert_eq!(svg_medians(&analysis.join("study_box_optimizers.svg")), table);
     assert_eq!(svg_medians(&analysis.join("study_box_tasks.svg")), ["30", "17.5", "55", "35"]);
 }

@@ -10,7 +10,10 @@ pub fn run(args: AnalyzeArgs) -> Result<Ending> {
     if !(threshold > 0.0 && threshold <= 1.0) {
         bail!("--threshold {threshold}: expected a test accuracy in (0, 1]");
     }
-    let report = grokstack_analysis::analyze(&dir, &AnalyzeOptions { threshold, group_by, grok_rule, study, circuit_threshold })?;
+    let report = grokstack_analysis::analyze(
+        &dir,
+        &AnalyzeOptions { threshold, group_by, grok_rule, study, circuit_threshold },
+    )?;
     println!("{}", report.headline);
     if report.missing_runs > 0 {
         println!("{} run(s) of the sweep are not finished yet and are left out.", report.missing_runs);

@@ -36,9 +36,8 @@ pub fn run(args: TrainArgs) -> Result<Ending> {
     let (sweep_file, out_dir) = (sweep_path.display(), out.display());
     let resume_command = format!("grokstack train {sweep_file} --out {out_dir}{shard_arg} --resume");
     let options = TrainOptions { max_memory, resume, shard };
-    let summary = train_sweep_with(&sweep, &out, &device, &options).map_err(|error| {
-        disk::with_hint(error, || format!("free some space, then continue with: {resume_command}"))
-    })?;
+    let summary = train_sweep_with(&sweep, &out, &device, &options)
+        .map_err(|error| disk::with_hint(error, || format!("free some space, then continue with: {resume_command}")))?;
     let checkpoints = checkpoint_note(&summary);
     if summary.interrupted {
         eprintln!("interrupted; continue with --resume: {resume_command}{checkpoints}");

@@ -5,6 +5,8 @@ pub mod run;
 pub mod schema;
 pub mod sweep;
 
-pub use run::{is_prime, Activation, Constraint, Loss, Op, Optimizer, Precision, RunConfig, StackKey, Stop, TrainingKey};
+pub use run::{
+    is_prime, Activation, Constraint, Loss, Op, Optimizer, Precision, RunConfig, StackKey, Stop, TrainingKey,
+};
 pub use schema::Value;
 pub use sweep::{RunSpec, Sweep};

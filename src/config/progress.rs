@@ -28,12 +28,7 @@ impl ProgressConfig {
     /// The keys from a run's resolved values; a sweep that sets none of them has none there
     /// (see `super::schema::LISTED_WHEN_SET`), and gets their defaults.
     pub fn from_values(values: &BTreeMap<&'static str, Value>) -> Result<ProgressConfig> {
-        let value = |key: &str| {
-            values
-                .get(key)
-                .cloned()
-                .or_else(|| super::schema::spec(key).map(|s| (s.default)()))
-        };
+        let value = |key: &str| values.get(key).cloned().or_else(|| super::schema::spec(key).map(|s| (s.default)()));
         let enabled = match value("metrics.progress") {
             Some(Value::Bool(b)) => b,
             other => bail!("key `metrics.progress`: expected a boolean, found {other:?}"),
@@ -46,11 +41,7 @@ impl ProgressConfig {
             Some(Value::IntList(list)) => list.iter().map(|&k| k as usize).collect(),
             other => bail!("key `metrics.fixed_frequencies`: expected a list of integers, found {other:?}"),
         };
-        Ok(ProgressConfig {
-            enabled,
-            key_frequencies,
-            fixed_frequencies,
-        })
+        Ok(ProgressConfig { enabled, key_frequencies, fixed_frequencies })
     }
 
     pub fn choice(&self) -> KeyChoice {

@@ -6,8 +6,8 @@ pub use crate::kernels::activation::Activation;
 pub use crate::kernels::loss::Loss;
 pub use crate::kernels::round::Precision;
 use crate::models::{Arch, ModelConfig};
-use crate::tasks::{Symbols, TaskShape};
 pub use crate::tasks::{is_prime, Op};
+use crate::tasks::{Symbols, TaskShape};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
@@ -30,7 +30,6 @@ pub enum Constraint {
     Stiefel,
 }
 
-
 /// When a run leaves its stack before its epoch budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stop {
@@ -47,7 +46,6 @@ pub enum Stop {
     /// Diverged, or `extra_epochs` after test accuracy first reaches 1.0.
     Solve,
 }
-
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
@@ -168,7 +166,12 @@ impl RunConfig {
         let keys = Keys(values);
         let precision = keys.choice(
             "train.dtype",
-            &[("f32", Precision::F32), ("f64", Precision::F64), ("bf16", Precision::Bf16), ("bf16_mixed", Precision::Bf16Mixed)],
+            &[
+                ("f32", Precision::F32),
+                ("f64", Precision::F64),
+                ("bf16", Precision::Bf16),
+                ("bf16_mixed", Precision::Bf16Mixed),
+            ],
         )?;
         let op = Op::parse(keys.string("task.op")?).context("key `task.op`: unknown operation")?;
         let (p, bits, parity_bits, noise_bits) =
@@ -262,13 +265,28 @@ impl RunConfig {
             bail!("key `task.p`: {} is larger than the supported 4096", self.p);
         }
         if self.op.divides() && !is_prime(self.p) {
-            bail!("key `task.p`: {} divides by b and needs a prime modulus (b⁻¹ must exist for every b ≠ 0), {} is not prime", self.op_name(), self.p);
+            bail!(
+                "key `task.p`: {} divides by b and needs a prime modulus (b⁻¹ must exist for every b ≠ 0), {} is not \
+                prime",
+                self.op_name(),
+                self.p
+            );
         }
         if self.op.is_s5() && self.p != crate::tasks::S5_ORDER {
-            bail!("key `task.p`: {} works on the {} permutations of 5 elements, so task.p must be {} (it is {})", self.op_name(), crate::tasks::S5_ORDER, crate::tasks::S5_ORDER, self.p);
+            bail!(
+                "key `task.p`: {} works on the {} permutations of 5 elements, so task.p must be {} (it is {})",
+                self.op_name(),
+                crate::tasks::S5_ORDER,
+                crate::tasks::S5_ORDER,
+                self.p
+            );
         }
         if self.op == Op::Parity && self.bits > MAX_PARITY_BITS {
-            bail!("key `task.bits`: parity takes all 2^bits strings; {} bits are more than the supported {MAX_PARITY_BITS}", self.bits);
+            bail!(
+                "key `task.bits`: parity takes all 2^bits strings; {} bits are more than the supported \
+                {MAX_PARITY_BITS}",
+                self.bits
+            );
         }
         if self.op == Op::SparseParity {
             let n = self.parity_bits + self.noise_bits;
@@ -277,7 +295,10 @@ impl RunConfig {
             }
             // Distinct strings are drawn by rejection: keep at least half the strings unused.
             if n < 64 && self.samples as u128 > (1u128 << n) / 2 {
-                bail!("key `task.samples`: {} distinct strings of {n} bits are more than half of the 2^{n} there are", self.samples);
+                bail!(
+                    "key `task.samples`: {} distinct strings of {n} bits are more than half of the 2^{n} there are",
+                    self.samples
+                );
             }
         }
         if self.skip_zero && (self.op.is_bits() || self.op.is_s5()) {
@@ -288,7 +309,8 @@ impl RunConfig {
         let n_train = self.n_train();
         if n_train == 0 || n_train >= n_examples {
             bail!(
-                "key `task.train_fraction`: {} of {n_examples} rows leaves {n_train} train and {} test rows; both must be non-empty",
+                "key `task.train_fraction`: {} of {n_examples} rows leaves {n_train} train and {} test rows; both must \
+                    be non-empty",
                 self.train_fraction,
                 n_examples - n_train.min(n_examples)
             );

@@ -1,8 +1,8 @@
 //! Reading a sweep file: sections, seeds, grid axes and `--set` overrides, resolved into
 //! the list of runs. Every error names the file and the dotted key.
 
-use super::schema::{check_value, spec, Value, LISTED_WHEN_SET, SCHEMA};
 use super::run::{Op, RunConfig};
+use super::schema::{check_value, spec, Value, LISTED_WHEN_SET, SCHEMA};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,15 +65,14 @@ pub struct RunSpec {
 impl Sweep {
     /// Parse `path`, apply `overrides` (`KEY=VALUE` strings), and check every run.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Sweep> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read sweep file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read sweep file {}", path.display()))?;
         Self::parse(&text, &path.display().to_string(), overrides)
     }
 
     /// Parse sweep text; `source` names it in errors.
     pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Sweep> {
-        let table: toml::Table =
-            toml::from_str(text).map_err(|e| anyhow!("{source}: not valid TOML: {e}"))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{source}: not valid TOML: {e}"))?;
         let mut sweep = Sweep {
             name: "sweep".into(),
             seeds: vec![0],
@@ -84,10 +83,8 @@ impl Sweep {
         for (key, value) in &table {
             match key.as_str() {
                 "name" => {
-                    sweep.name = value
-                        .as_str()
-                        .ok_or_else(|| anyhow!("{source}: key `name`: expected a string"))?
-                        .to_string()
+                    sweep.name =
+                        value.as_str().ok_or_else(|| anyhow!("{source}: key `name`: expected a string"))?.to_string()
                 }
                 "seeds" => sweep.seeds = parse_seeds(value).map_err(|e| anyhow!("{source}: key `seeds`: {e}"))?,
                 "grid" => {
@@ -103,16 +100,14 @@ impl Sweep {
                     for (name, raw) in entries {
                         let dotted = format!("{section}.{name}");
                         if dotted == SEED_WAVES_KEY {
-                            sweep.seed_waves = parse_seed_waves(raw).map_err(|e| anyhow!("{source}: key `{SEED_WAVES_KEY}`: {e}"))?;
+                            sweep.seed_waves =
+                                parse_seed_waves(raw).map_err(|e| anyhow!("{source}: key `{SEED_WAVES_KEY}`: {e}"))?;
                             continue;
                         }
                         sweep.set_base(&dotted, raw).map_err(|e| anyhow!("{source}: key `{dotted}`: {e}"))?;
                     }
                 }
-                other => bail!(
-                    "{source}: unknown key `{other}` (expected name, seeds, grid, {})",
-                    SECTIONS.join(", ")
-                ),
+                other => bail!("{source}: unknown key `{other}` (expected name, seeds, grid, {})", SECTIONS.join(", ")),
             }
         }
         for assignment in overrides {
@@ -123,7 +118,12 @@ impl Sweep {
         }
         let in_waves: usize = sweep.seed_waves.iter().sum();
         if !sweep.seed_waves.is_empty() && in_waves != sweep.seeds.len() {
-            bail!("{source}: key `{SEED_WAVES_KEY}`: the waves {:?} hold {in_waves} seeds, but the sweep has {} (key `seeds`); they must add up to all of them", sweep.seed_waves, sweep.seeds.len());
+            bail!(
+                "{source}: key `{SEED_WAVES_KEY}`: the waves {:?} hold {in_waves} seeds, but the sweep has {} (key \
+                `seeds`); they must add up to all of them",
+                sweep.seed_waves,
+                sweep.seeds.len()
+            );
         }
         if sweep.seed_waves.len() == 1 {
             sweep.seed_waves.clear();
@@ -153,7 +153,10 @@ impl Sweep {
             return Err("seeds are not a grid axis; set the top-level `seeds`".into());
         }
         if name == SEED_WAVES_KEY {
-            return Err(format!("seed waves are not a grid axis; set `seed_waves` in [train] (e.g. `--set '{SEED_WAVES_KEY}=[8,16,40]'`)"));
+            return Err(format!(
+                "seed waves are not a grid axis; set `seed_waves` in [train] (e.g. `--set \
+                '{SEED_WAVES_KEY}=[8,16,40]'`)"
+            ));
         }
         let items = raw.as_array().ok_or_else(|| "a grid axis must be a list of values".to_string())?;
         if items.is_empty() {
@@ -164,7 +167,9 @@ impl Sweep {
                 let cases = items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| check_value(spec, item).map(|v| vec![v]).map_err(|e| format!("value {}: {e}", i + 1)))
+                    .map(|(i, item)| {
+                        check_value(spec, item).map(|v| vec![v]).map_err(|e| format!("value {}: {e}", i + 1))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Axis { name: spec.key.to_string(), keys: vec![spec.key], cases }
             }
@@ -172,7 +177,9 @@ impl Sweep {
             None => return Err("unknown key (a linked axis is a list of tables of keys)".into()),
         };
         self.grid.retain(|other| other.name != axis.name);
-        if let Some((key, other)) = axis.keys.iter().find_map(|k| self.grid.iter().find(|o| o.keys.contains(k)).map(|o| (k, o))) {
+        if let Some((key, other)) =
+            axis.keys.iter().find_map(|k| self.grid.iter().find(|o| o.keys.contains(k)).map(|o| (k, o)))
+        {
             return Err(format!("key `{key}` is also set by the grid axis `{}`", other.name));
         }
         self.grid.push(axis);
@@ -292,7 +299,10 @@ impl Sweep {
                 }
             }
             if *section == "train" && !self.seed_waves.is_empty() {
-                out.push_str(&format!("seed_waves = {}\n", Value::IntList(self.seed_waves.iter().map(|&n| n as i64).collect())));
+                out.push_str(&format!(
+                    "seed_waves = {}\n",
+                    Value::IntList(self.seed_waves.iter().map(|&n| n as i64).collect())
+                ));
             }
         }
         if !self.grid.is_empty() {
@@ -304,7 +314,8 @@ impl Sweep {
                     .map(|case| match axis.is_linked() {
                         false => case[0].to_string(),
                         true => {
-                            let pairs: Vec<String> = axis.keys.iter().zip(case).map(|(k, v)| format!("\"{k}\" = {v}")).collect();
+                            let pairs: Vec<String> =
+                                axis.keys.iter().zip(case).map(|(k, v)| format!("\"{k}\" = {v}")).collect();
                             format!("{{ {} }}", pairs.join(", "))
                         }
                     })
@@ -335,7 +346,12 @@ fn linked_axis(name: &str, items: &[toml::Value]) -> Result<Axis, String> {
             }
             keys = case_keys;
         } else if case_keys != keys {
-            return Err(format!("case {} sets the keys [{}], case 1 [{}]: every case must set the same keys", i + 1, case_keys.join(", "), keys.join(", ")));
+            return Err(format!(
+                "case {} sets the keys [{}], case 1 [{}]: every case must set the same keys",
+                i + 1,
+                case_keys.join(", "),
+                keys.join(", ")
+            ));
         }
         cases.push(case);
     }
@@ -363,7 +379,9 @@ fn parse_seed_waves(value: &toml::Value) -> Result<Vec<usize>, String> {
         .enumerate()
         .map(|(i, item)| match item {
             toml::Value::Integer(n) if *n >= 1 && *n <= MAX_RUNS as i64 => Ok(*n as usize),
-            toml::Value::Integer(n) => Err(format!("wave {} has {n} seeds; every wave needs at least 1 (and at most {MAX_RUNS})", i + 1)),
+            toml::Value::Integer(n) => {
+                Err(format!("wave {} has {n} seeds; every wave needs at least 1 (and at most {MAX_RUNS})", i + 1))
+            }
             other => Err(format!("wave {}: expected a seed count (an integer), found {}", i + 1, other.type_str())),
         })
         .collect()
@@ -373,7 +391,9 @@ fn parse_seed_waves(value: &toml::Value) -> Result<Vec<usize>, String> {
 fn parse_seeds(value: &toml::Value) -> Result<Vec<u64>, String> {
     match value {
         // Refused before the list is built: a count of 10¹⁸ would never fit in memory.
-        toml::Value::Integer(n) if *n > MAX_RUNS as i64 => Err(format!("{n} seeds are more than the {MAX_RUNS} runs a sweep may have")),
+        toml::Value::Integer(n) if *n > MAX_RUNS as i64 => {
+            Err(format!("{n} seeds are more than the {MAX_RUNS} runs a sweep may have"))
+        }
         toml::Value::Integer(n) if *n >= 1 => Ok((0..*n as u64).collect()),
         toml::Value::Integer(n) => Err(format!("a seed count must be at least 1, found {n}")),
         toml::Value::Array(items) => {

@@ -23,7 +23,10 @@ pub fn matmul<T: 'static + Copy + num_traits::One>(
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
 ) {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul: operands shorter than [{m}, {k}] · [{k}, {n}]");
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "matmul: operands shorter than [{m}, {k}] · [{k}, {n}]"
+    );
     // (row stride, column stride) of each operand as the product reads it.
     let (a_rs, a_cs) = match a_layout {
         Layout::Plain => (k, 1),

@@ -20,7 +20,13 @@ type Partial<T> = ([f64; N_STATS], Option<Vec<Vec<T>>>);
 /// order, so that a run's bits depend neither on its stack nor on the thread count; append each
 /// run's mean statistics over its `n` rows to `means` and its summed gradients to `stacked`
 /// (one vector per parameter slot, runs one after another); give the buffers back to the pool.
-fn reduce_wave<T: Pooled>(mut partials: Vec<Partial<T>>, chunks_per_run: usize, n: usize, means: &mut Vec<f64>, stacked: &mut [Vec<T>]) {
+fn reduce_wave<T: Pooled>(
+    mut partials: Vec<Partial<T>>,
+    chunks_per_run: usize,
+    n: usize,
+    means: &mut Vec<f64>,
+    stacked: &mut [Vec<T>],
+) {
     partials.par_chunks_mut(chunks_per_run).for_each(|chunks| {
         let (first, rest) = chunks.split_first_mut().expect("chunks_per_run ≥ 1");
         for (chunk_sums, chunk_grads) in rest.iter() {

@@ -33,7 +33,9 @@ impl Pooled for f64 {
 pub fn take<T: Pooled>(lengths: &[usize]) -> Vec<Vec<T>> {
     let reused = {
         let mut pool = T::pool().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let found = pool.iter().rposition(|set| set.len() == lengths.len() && set.iter().zip(lengths).all(|(b, &len)| b.len() == len));
+        let found = pool
+            .iter()
+            .rposition(|set| set.len() == lengths.len() && set.iter().zip(lengths).all(|(b, &len)| b.len() == len));
         found.map(|i| pool.swap_remove(i))
     };
     match reused {

@@ -27,7 +27,9 @@ crate::avx2_twin! {
 fn forward_loop<T: Real>(kind: Activation, z: &mut [T], derivative: Option<&mut [T]>) {
     match kind {
         // PyTorch's convention: the derivative at 0 is 0.
-        Activation::Relu => apply(z, derivative, |x| if x > T::zero() { (x, T::one()) } else { (T::zero(), T::zero()) }),
+        Activation::Relu => {
+            apply(z, derivative, |x| if x > T::zero() { (x, T::one()) } else { (T::zero(), T::zero()) })
+        }
         Activation::Tanh => apply(z, derivative, |x| {
             let t = x.tanh();
             (t, T::one() - t * t)

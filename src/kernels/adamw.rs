@@ -24,7 +24,13 @@ impl AdamHyper {
     /// The hyperparameters of the runs at `positions`.
     pub fn select(&self, positions: &[usize]) -> AdamHyper {
         let pick = |v: &[f64]| crate::run_axis::pick_runs(v, positions);
-        AdamHyper { lr: pick(&self.lr), weight_decay: pick(&self.weight_decay), beta1: pick(&self.beta1), beta2: pick(&self.beta2), eps: pick(&self.eps) }
+        AdamHyper {
+            lr: pick(&self.lr),
+            weight_decay: pick(&self.weight_decay),
+            beta1: pick(&self.beta1),
+            beta2: pick(&self.beta2),
+            eps: pick(&self.eps),
+        }
     }
 }
 
@@ -39,7 +45,15 @@ fn step_scalars(h: &AdamHyper, run: usize, t: usize) -> (f64, f64, f64) {
 /// One AdamW step: returns the new (param, m, v). With `bf16_state` the moments are stored in
 /// bf16, so the update reads them rounded, as a bf16 model's optimizer does; the caller rounds
 /// the returned tensors.
-pub fn step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper, t: usize, bf16_state: bool) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn step(
+    param: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    h: &AdamHyper,
+    t: usize,
+    bf16_state: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
     if !use_cpu_kernel(param) {
         return reference::step(param, grad, m, v, h, t, bf16_state);
     }
@@ -47,11 +61,20 @@ pub fn step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper
     dispatch_real!(param, step_cpu(param, &grad, m, v, h, t, bf16_state))
 }
 
-fn step_cpu<T: Real>(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper, t: usize, bf16_state: bool) -> Result<(Tensor, Tensor, Tensor)> {
+fn step_cpu<T: Real>(
+    param: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    h: &AdamHyper,
+    t: usize,
+    bf16_state: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let stored = |x: T| if bf16_state { x.round_bf16() } else { x };
     let runs = param.dim(0)?;
     let per_run = param.elem_count() / runs;
-    let (mut p_out, mut m_out, mut v_out) = (vec![T::zero(); param.elem_count()], vec![T::zero(); param.elem_count()], vec![T::zero(); param.elem_count()]);
+    let (mut p_out, mut m_out, mut v_out) =
+        (vec![T::zero(); param.elem_count()], vec![T::zero(); param.elem_count()], vec![T::zero(); param.elem_count()]);
     let cast = |x: f64| T::from(x).unwrap_or_else(T::nan);
     cpu_slice::<T, _>(param, |p_in| {
         cpu_slice::<T, _>(grad, |g_in| {
@@ -84,14 +107,26 @@ fn step_cpu<T: Real>(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &
         })
     })?;
     let (shape, device) = (param.shape(), param.device());
-    Ok((Tensor::from_vec(p_out, shape, device)?, Tensor::from_vec(m_out, shape, device)?, Tensor::from_vec(v_out, shape, device)?))
+    Ok((
+        Tensor::from_vec(p_out, shape, device)?,
+        Tensor::from_vec(m_out, shape, device)?,
+        Tensor::from_vec(v_out, shape, device)?,
+    ))
 }
 
 pub mod reference {
     use super::*;
     use crate::run_axis::per_run;
 
-    pub fn step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, h: &AdamHyper, t: usize, bf16_state: bool) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn step(
+        param: &Tensor,
+        grad: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        h: &AdamHyper,
+        t: usize,
+        bf16_state: bool,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let stored = |x: Tensor| if bf16_state { crate::kernels::round::reference(&x) } else { Ok(x) };
         let scalars: Vec<_> = (0..param.dim(0)?).map(|run| step_scalars(h, run, t)).collect();
         let column = |f: fn(&(f64, f64, f64)) -> f64| scalars.iter().map(f).collect::<Vec<f64>>();

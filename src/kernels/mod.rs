@@ -62,7 +62,13 @@ impl Real for f32 {
         // Adding 1.5·2²³ rounds to an integer, which then sits in the low mantissa bits.
         const SHIFTER: f32 = 12_582_912.0;
         const COEFFICIENTS: [f32; 8] = [1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0];
-        let x = if self < -87.0 { -87.0 } else if self > 88.0 { 88.0 } else { self }; // NaN passes
+        let x = if self < -87.0 {
+            -87.0
+        } else if self > 88.0 {
+            88.0
+        } else {
+            self
+        }; // NaN passes
         let shifted = x * LOG2E + SHIFTER;
         let n = shifted - SHIFTER;
         let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -160,9 +166,8 @@ pub struct CpuView<G> {
 /// A view of `t`'s data; fails when `t` is not contiguous.
 pub fn cpu_view(t: &Tensor) -> Result<CpuView<impl std::ops::Deref<Target = Storage> + '_>> {
     let (guard, layout) = t.storage_and_layout();
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| anyhow!("tensor of shape {:?} is not contiguous", t.shape()))?;
+    let (start, end) =
+        layout.contiguous_offsets().ok_or_else(|| anyhow!("tensor of shape {:?} is not contiguous", t.shape()))?;
     Ok(CpuView { guard, start, end })
 }
 

@@ -22,7 +22,6 @@ pub enum Precision {
     Bf16Mixed,
 }
 
-
 /// `t` rounded to bf16, kept in its f32 dtype.
 pub fn round_bf16(t: &Tensor) -> Result<Tensor> {
     if !use_cpu_kernel(t) || t.dtype() != DType::F32 {

@@ -144,7 +144,9 @@ impl Arch {
     pub fn new(config: &ModelConfig, task: &TaskShape) -> Arch {
         match config {
             ModelConfig::Mlp(c) => Arch::Mlp(MlpArch::new(c, task)),
-            ModelConfig::Transformer(c) => Arch::Transformer(TransformerArch::new(c, task), Tokens::new(c.tokens, task.symbols)),
+            ModelConfig::Transformer(c) => {
+                Arch::Transformer(TransformerArch::new(c, task), Tokens::new(c.tokens, task.symbols))
+            }
         }
     }
 
@@ -338,7 +340,11 @@ impl Model {
 
     /// The runs at `start..start + len` as a model of their own (views, no copies).
     pub fn narrow_runs(&self, start: usize, len: usize) -> Result<Model> {
-        let params = self.params.iter().map(|p| Ok(Param { value: p.value.narrow(0, start, len)?, ..p.clone() })).collect::<Result<_>>()?;
+        let params = self
+            .params
+            .iter()
+            .map(|p| Ok(Param { value: p.value.narrow(0, start, len)?, ..p.clone() }))
+            .collect::<Result<_>>()?;
         Ok(Model { arch: self.arch.clone(), params, storage: self.storage })
     }
 
@@ -356,8 +362,12 @@ impl Model {
     /// `for_backward` what the backward pass needs. `masks`: a training pass's dropout.
     pub fn forward(&self, rows: &Tensor, for_backward: bool, masks: Option<&Masks>) -> Result<(Tensor, Cache)> {
         match &self.arch {
-            Arch::Mlp(arch) => Mlp { arch, model: self }.forward(rows, for_backward).map(|(logits, cache)| (logits, Cache::Mlp(cache))),
-            Arch::Transformer(arch, _) => self.transformer(arch)?.forward(rows, masks).map(|(logits, cache)| (logits, Cache::Transformer(cache))),
+            Arch::Mlp(arch) => {
+                Mlp { arch, model: self }.forward(rows, for_backward).map(|(logits, cache)| (logits, Cache::Mlp(cache)))
+            }
+            Arch::Transformer(arch, _) => {
+                self.transformer(arch)?.forward(rows, masks).map(|(logits, cache)| (logits, Cache::Transformer(cache)))
+            }
         }
     }
 
@@ -379,7 +389,9 @@ impl Model {
     pub fn backward(&self, rows: &Tensor, cache: &Cache, dlogits: &Tensor) -> Result<Vec<Tensor>> {
         match (&self.arch, cache) {
             (Arch::Mlp(arch), Cache::Mlp(cache)) => Mlp { arch, model: self }.backward(rows, cache, dlogits),
-            (Arch::Transformer(arch, _), Cache::Transformer(cache)) => self.transformer(arch)?.backward(rows, cache, dlogits),
+            (Arch::Transformer(arch, _), Cache::Transformer(cache)) => {
+                self.transformer(arch)?.backward(rows, cache, dlogits)
+            }
             _ => anyhow::bail!("internal: a cache of another model kind"),
         }
     }
@@ -387,7 +399,15 @@ impl Model {
     /// Loss statistics `[R, 4]` of the current weights (before the update) and the gradient of
     /// every parameter: the kind's CPU pass on the CPU, else the tensor ops `group` runs at a
     /// time. `dropout`: where a model with dropout draws its masks.
-    pub fn train_pass(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
+    pub fn train_pass(
+        &self,
+        rows: &Tensor,
+        labels: &Tensor,
+        loss_kind: Loss,
+        loss_bf16: bool,
+        group: usize,
+        dropout: Option<&DropoutDraw>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let (stats, grads, _) = self.train_pass_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, false)?;
         Ok((stats, grads))
     }
@@ -395,24 +415,62 @@ impl Model {
     /// [`Model::train_pass`], and with `keep_logits` the logits `[R, N, C]` it computes anyway
     /// (the progress measures read them).
     #[allow(clippy::too_many_arguments)]
-    pub fn train_pass_keeping(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+    pub fn train_pass_keeping(
+        &self,
+        rows: &Tensor,
+        labels: &Tensor,
+        loss_kind: Loss,
+        loss_bf16: bool,
+        group: usize,
+        dropout: Option<&DropoutDraw>,
+        keep_logits: bool,
+    ) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
         if !self.on_cpu_pass() {
             return self.train_pass_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, keep_logits);
         }
         match &self.arch {
-            Arch::Mlp(arch) => mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16, true, keep_logits),
-            Arch::Transformer(arch, _) => transformer::cpu::pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, true, dropout, keep_logits),
+            Arch::Mlp(arch) => {
+                mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16, true, keep_logits)
+            }
+            Arch::Transformer(arch, _) => transformer::cpu::pass(
+                &self.transformer(arch)?,
+                rows,
+                labels,
+                loss_kind,
+                loss_bf16,
+                true,
+                dropout,
+                keep_logits,
+            ),
         }
     }
 
     /// [`Model::train_pass`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
-    pub fn train_pass_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
-        let (stats, grads, _) = self.train_pass_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, false)?;
+    pub fn train_pass_tensors(
+        &self,
+        rows: &Tensor,
+        labels: &Tensor,
+        loss_kind: Loss,
+        loss_bf16: bool,
+        group: usize,
+        dropout: Option<&DropoutDraw>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let (stats, grads, _) =
+            self.train_pass_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, false)?;
         Ok((stats, grads))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn train_pass_tensors_keeping(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+    fn train_pass_tensors_keeping(
+        &self,
+        rows: &Tensor,
+        labels: &Tensor,
+        loss_kind: Loss,
+        loss_bf16: bool,
+        group: usize,
+        dropout: Option<&DropoutDraw>,
+        keep_logits: bool,
+    ) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
         let runs = self.runs();
         let mut stats = Vec::new();
         let mut kept = Vec::new();
@@ -438,28 +496,69 @@ impl Model {
 
     /// Loss statistics `[R, 4]` on `rows` (no backward pass): the kind's CPU pass on the CPU,
     /// else the tensor ops `group` runs at a time.
-    pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+    pub fn evaluate(
+        &self,
+        rows: &Tensor,
+        labels: &Tensor,
+        loss_kind: Loss,
+        loss_bf16: bool,
+        group: usize,
+    ) -> Result<Tensor> {
         Ok(self.evaluate_keeping(rows, labels, loss_kind, loss_bf16, group, false)?.0)
     }
 
     /// [`Model::evaluate`], and with `keep_logits` the logits `[R, N, C]` it computes anyway.
-    pub fn evaluate_keeping(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
+    pub fn evaluate_keeping(
+        &self,
+        rows: &Tensor,
+        labels: &Tensor,
+        loss_kind: Loss,
+        loss_bf16: bool,
+        group: usize,
+        keep_logits: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         if !self.on_cpu_pass() {
             return self.evaluate_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, keep_logits);
         }
         let (stats, _, logits) = match &self.arch {
-            Arch::Mlp(arch) => mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16, false, keep_logits)?,
-            Arch::Transformer(arch, _) => transformer::cpu::pass(&self.transformer(arch)?, rows, labels, loss_kind, loss_bf16, false, None, keep_logits)?,
+            Arch::Mlp(arch) => {
+                mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16, false, keep_logits)?
+            }
+            Arch::Transformer(arch, _) => transformer::cpu::pass(
+                &self.transformer(arch)?,
+                rows,
+                labels,
+                loss_kind,
+                loss_bf16,
+                false,
+                None,
+                keep_logits,
+            )?,
         };
         Ok((stats, logits))
     }
 
     /// [`Model::evaluate`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
-    pub fn evaluate_tensors(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize) -> Result<Tensor> {
+    pub fn evaluate_tensors(
+        &self,
+        rows: &Tensor,
+        labels: &Tensor,
+        loss_kind: Loss,
+        loss_bf16: bool,
+        group: usize,
+    ) -> Result<Tensor> {
         Ok(self.evaluate_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, false)?.0)
     }
 
-    fn evaluate_tensors_keeping(&self, rows: &Tensor, labels: &Tensor, loss_kind: Loss, loss_bf16: bool, group: usize, keep_logits: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn evaluate_tensors_keeping(
+        &self,
+        rows: &Tensor,
+        labels: &Tensor,
+        loss_kind: Loss,
+        loss_bf16: bool,
+        group: usize,
+        keep_logits: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let runs = self.runs();
         let mut stats = Vec::new();
         let mut kept = Vec::new();
@@ -477,7 +576,11 @@ impl Model {
 
     /// Per-run L2 norm of every parameter, `[R, n_params]` f64.
     pub fn param_norms(&self) -> Result<Tensor> {
-        let norms = self.params.iter().map(|p| Ok(p.value.to_dtype(DType::F64)?.sqr()?.flatten_from(1)?.sum_keepdim(1)?.sqrt()?)).collect::<Result<Vec<_>>>()?;
+        let norms = self
+            .params
+            .iter()
+            .map(|p| Ok(p.value.to_dtype(DType::F64)?.sqr()?.flatten_from(1)?.sum_keepdim(1)?.sqrt()?))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::cat(&norms, 1)?)
     }
 }

@@ -88,7 +88,10 @@ impl AdamW {
         for (i, moments) in self.moments.iter_mut().enumerate() {
             if moments.is_some() {
                 let like = &model.params[i].value;
-                let (m, v) = (state::restore_like(state, &format!("{prefix}m.{i}"), like)?, state::restore_like(state, &format!("{prefix}v.{i}"), like)?);
+                let (m, v) = (
+                    state::restore_like(state, &format!("{prefix}m.{i}"), like)?,
+                    state::restore_like(state, &format!("{prefix}v.{i}"), like)?,
+                );
                 *moments = Some(Moments { m, v });
             }
         }

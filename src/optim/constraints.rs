@@ -15,9 +15,9 @@
 use super::muon::{orthogonalize, Iteration};
 use super::polar_express::schedule;
 use super::{Optimizer, RunHyper};
-use crate::run_axis::per_run;
 use crate::config::Constraint;
 use crate::models::{Model, Place};
+use crate::run_axis::per_run;
 use crate::state::{State, StateDict};
 use anyhow::Result;
 use candle_core::{Tensor, D};

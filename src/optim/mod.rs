@@ -101,7 +101,11 @@ impl RunHyper {
 
     /// Per-run weight decay of a parameter of `group`: zero in runs that do not decay it.
     pub fn decay_for(&self, group: Group) -> Vec<f64> {
-        self.weight_decay.iter().zip(&self.all_reg).map(|(&wd, &all_reg)| if group.decayed(all_reg) { wd } else { 0.0 }).collect()
+        self.weight_decay
+            .iter()
+            .zip(&self.all_reg)
+            .map(|(&wd, &all_reg)| if group.decayed(all_reg) { wd } else { 0.0 })
+            .collect()
     }
 }
 
@@ -135,7 +139,13 @@ pub fn optional_state(prefix: &str, tensors: &[Option<Tensor>]) -> State {
 /// Restore optional per-parameter tensors saved by [`optional_state`]: every one that is
 /// `Some` now (or, with `all`, every parameter) must be in the checkpoint, shaped as its
 /// parameter of `model`.
-pub fn load_optional(prefix: &str, tensors: &mut [Option<Tensor>], model: &Model, all: bool, state: &StateDict) -> Result<()> {
+pub fn load_optional(
+    prefix: &str,
+    tensors: &mut [Option<Tensor>],
+    model: &Model,
+    all: bool,
+    state: &StateDict,
+) -> Result<()> {
     for (i, slot) in tensors.iter_mut().enumerate() {
         if slot.is_some() || all {
             *slot = Some(restore_like(state, &format!("{prefix}{i}"), &model.params[i].value)?);

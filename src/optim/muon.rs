@@ -6,11 +6,11 @@
 //!   p ← p·(1 − lr·wd) − lr·√max(1, fan_out/fan_in)·O
 
 use super::{adamw::AdamW, load_optional, optional_state, select_state, Optimizer, RunHyper};
-use crate::run_axis::per_run;
-use crate::state::{State, StateDict};
 use crate::cpu::matmul::{matmul, Layout};
 use crate::kernels::Real;
 use crate::models::Model;
+use crate::run_axis::per_run;
+use crate::state::{State, StateDict};
 use anyhow::Result;
 use candle_core::{Tensor, D};
 use rayon::prelude::*;
@@ -66,7 +66,8 @@ fn orthogonalize_cpu<T: Real + 'static>(x: &Tensor, iteration: &Iteration) -> Re
     let x = if transposed { x.t()?.contiguous()? } else { x.contiguous()? }; // [R, rows, cols]
     let input: Vec<T> = x.flatten_all()?.to_vec1()?;
     let real = |v: f64| T::from(v).unwrap_or_else(T::nan);
-    let coefficients: Vec<(T, T, T)> = iteration.coefficients.iter().map(|&(a, b, c)| (real(a), real(b), real(c))).collect();
+    let coefficients: Vec<(T, T, T)> =
+        iteration.coefficients.iter().map(|&(a, b, c)| (real(a), real(b), real(c))).collect();
     let epsilon = T::from(iteration.eps).unwrap_or_else(T::zero);
     let round = |v: T| if iteration.bf16 { v.round_bf16() } else { v };
     let round_all = |values: &mut [T]| values.iter_mut().for_each(|v| *v = round(*v));
@@ -75,12 +76,14 @@ fn orthogonalize_cpu<T: Real + 'static>(x: &Tensor, iteration: &Iteration) -> Re
         let one_run: Vec<T> = one_run.iter().map(|&v| round(v)).collect();
         let norm = round(round(one_run.iter().map(|&v| v * v).sum::<T>().sqrt()) + epsilon);
         let mut x: Vec<T> = one_run.iter().map(|&v| round(v / norm)).collect(); // [rows, cols]
-        let (mut gram, mut poly, mut next) = (vec![T::zero(); rows * rows], vec![T::zero(); rows * rows], vec![T::zero(); rows * cols]);
+        let (mut gram, mut poly, mut next) =
+            (vec![T::zero(); rows * rows], vec![T::zero(); rows * rows], vec![T::zero(); rows * cols]);
         for &(a, b, c) in &coefficients {
             matmul(&mut gram, &x, Layout::Plain, &x, Layout::Transposed, (rows, cols, rows), false); // A = X·Xᵀ
             round_all(&mut gram);
             matmul(&mut poly, &gram, Layout::Plain, &gram, Layout::Plain, (rows, rows, rows), false); // A²
-            poly.iter_mut().zip(&gram).for_each(|(p, &g)| *p = round(round(b * g) + round(c * round(*p)))); // B = b·A + c·A²
+                                                                                                      // B = b·A + c·A²
+            poly.iter_mut().zip(&gram).for_each(|(p, &g)| *p = round(round(b * g) + round(c * round(*p))));
             matmul(&mut next, &poly, Layout::Plain, &x, Layout::Plain, (rows, rows, cols), false); // B·X
             next.iter_mut().zip(&x).for_each(|(y, &v)| *y = round(round(a * v) + round(*y))); // X = a·X + B·X
             std::mem::swap(&mut x, &mut next);
@@ -97,7 +100,9 @@ pub fn orthogonalize_tensors(x: &Tensor, iteration: &Iteration) -> Result<Tensor
     let (_, m, n) = x.dims3()?;
     let transposed = m > n;
     let mut x = round(if transposed { x.t()?.contiguous()? } else { x.contiguous()? })?;
-    let norm = round((round(x.sqr()?.flatten_from(1)?.sum_keepdim(D::Minus1)?.sqrt()?.unsqueeze(2)?)? + iteration.eps)?)?; // [R, 1, 1]
+    let norm =
+        // [R, 1, 1]
+        round((round(x.sqr()?.flatten_from(1)?.sum_keepdim(D::Minus1)?.sqrt()?.unsqueeze(2)?)? + iteration.eps)?)?;
     x = round(x.broadcast_div(&norm)?)?;
     for &(a, b, c) in &iteration.coefficients {
         let gram = round(x.matmul(&x.t()?)?)?; // A = X·Xᵀ [R, rows, rows]
@@ -202,7 +207,8 @@ impl Optimizer for Muon {
             let (_, fan_in, fan_out) = p.dims3()?;
             let scale = (fan_out as f64 / fan_in as f64).max(1.0).sqrt();
             let ortho = newton_schulz(&nesterov, self.ns_steps)?;
-            let decay: Vec<f64> = self.hyper.decay_for(param.group).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
+            let decay: Vec<f64> =
+                self.hyper.decay_for(param.group).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
             let step: Vec<f64> = lr.iter().map(|lr| lr * scale).collect();
             param.value = storage.state(decay_and_step(p, &ortho, &decay, &step)?)?;
             self.buffers[i] = Some(storage.state(new_buffer)?);

@@ -103,7 +103,12 @@ impl Optimizer for Scion {
             let constrained = (0..lr.len()).map(|r| h.scion_constrained[r] && (lmo != Lmo::ColNorm || h.all_reg[r]));
             let decay: Vec<f64> = constrained.zip(&lr).map(|(c, lr)| if c { 1.0 - lr } else { 1.0 }).collect();
             let step: Vec<f64> = lr.iter().zip(radius).map(|(lr, radius)| lr * radius * factor).collect();
-            param.value = storage.state(decay_and_step(&param.value, &direction.to_dtype(param.value.dtype())?, &decay, &step)?)?;
+            param.value = storage.state(decay_and_step(
+                &param.value,
+                &direction.to_dtype(param.value.dtype())?,
+                &decay,
+                &step,
+            )?)?;
             self.buffers[i] = Some(buffer);
         }
         Ok(())

@@ -2,9 +2,9 @@
 //!   b ← μ·b + g  (b = g at the first step);   p ← p·(1 − lr·wd) − lr·b
 
 use super::{load_optional, optional_state, select_state, Optimizer, RunHyper};
+use crate::models::Model;
 use crate::run_axis::per_run;
 use crate::state::{self, State, StateDict};
-use crate::models::Model;
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -29,7 +29,8 @@ impl Optimizer for Sgd {
                 None => grad.clone(),
                 Some(b) => (b.broadcast_mul(&per_run(&self.hyper.momentum, p)?)? + grad)?,
             };
-            let decay: Vec<f64> = self.hyper.decay_for(param.group).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
+            let decay: Vec<f64> =
+                self.hyper.decay_for(param.group).iter().zip(&lr).map(|(wd, lr)| 1.0 - lr * wd).collect();
             let decayed = p.broadcast_mul(&per_run(&decay, p)?)?;
             param.value = storage.state((decayed - buffer.broadcast_mul(&per_run(&lr, p)?)?)?)?;
             self.buffers[i] = Some(storage.state(buffer)?);
@@ -39,7 +40,10 @@ impl Optimizer for Sgd {
 
     fn state(&self) -> Result<State> {
         let mut out = optional_state("optimizer.sgd.buffer.", &self.buffers);
-        out.push(("optimizer.sgd.started".into(), state::scalar(usize::from(self.buffers.iter().any(Option::is_some)))?));
+        out.push((
+            "optimizer.sgd.started".into(),
+            state::scalar(usize::from(self.buffers.iter().any(Option::is_some)))?,
+        ));
         Ok(out)
     }
 

@@ -10,31 +10,19 @@ use polars::prelude::*;
 /// `embedding_ipr` (f64).
 pub fn columns(rows: &[MetricRow]) -> PolarsResult<Vec<Column>> {
     let float = |name: &str, f: fn(&ProgressRow) -> f64| {
-        Column::new(
-            name.into(),
-            rows.iter()
-                .map(|r| r.progress.as_ref().map(f))
-                .collect::<Vec<Option<f64>>>(),
-        )
+        Column::new(name.into(), rows.iter().map(|r| r.progress.as_ref().map(f)).collect::<Vec<Option<f64>>>())
     };
     let keys: ListChunked = rows
         .iter()
         .map(|r| {
             r.progress.as_ref().map(|p| {
-                Series::new(
-                    PlSmallStr::EMPTY,
-                    p.key_frequencies.iter().map(|&k| k as i64).collect::<Vec<i64>>(),
-                )
+                Series::new(PlSmallStr::EMPTY, p.key_frequencies.iter().map(|&k| k as i64).collect::<Vec<i64>>())
             })
         })
         .collect();
     let spectrum: ListChunked = rows
         .iter()
-        .map(|r| {
-            r.progress
-                .as_ref()
-                .map(|p| Series::new(PlSmallStr::EMPTY, p.embedding_spectrum.clone()))
-        })
+        .map(|r| r.progress.as_ref().map(|p| Series::new(PlSmallStr::EMPTY, p.embedding_spectrum.clone())))
         .collect();
     Ok(vec![
         float("restricted_loss", |p| p.restricted_loss),
@@ -49,9 +37,5 @@ pub fn columns(rows: &[MetricRow]) -> PolarsResult<Vec<Column>> {
 /// A list column named `name` whose lists hold `inner` values, also when every row is null.
 fn list_column(name: &str, values: ListChunked, inner: DataType) -> PolarsResult<Column> {
     // A part whose rows are all null would otherwise have lists of nulls.
-    Ok(values
-        .into_series()
-        .cast(&DataType::List(Box::new(inner)))?
-        .with_name(name.into())
-        .into_column())
+    Ok(values.into_series().cast(&DataType::List(Box::new(inner)))?.with_name(name.into()).into_column())
 }

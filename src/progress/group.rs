@@ -5,8 +5,8 @@
 //! non-zero v = g^i, so a·b = g^(i+j) and a·b⁻¹ = g^(i−j): residue v is group element
 //! log_g v in Z_{p−1}, and the pairs with a zero operand have no element (they are left out).
 
-use crate::tasks::{is_prime, Op};
 use crate::tasks::mod_pow;
+use crate::tasks::{is_prime, Op};
 use anyhow::{bail, Result};
 
 /// The reindexing of one task's residues and pairs onto Z_n.
@@ -37,12 +37,7 @@ impl CyclicIndex {
         }
         let (n, residue): (usize, Vec<usize>) = if logarithm {
             let g = primitive_root(p);
-            (
-                p - 1,
-                (0..p - 1)
-                    .map(|i| mod_pow(g as u64, i as u64, p as u64) as usize)
-                    .collect(),
-            )
+            (p - 1, (0..p - 1).map(|i| mod_pow(g as u64, i as u64, p as u64) as usize).collect())
         } else {
             (p, (0..p).collect())
         };
@@ -50,12 +45,7 @@ impl CyclicIndex {
         for (s, &v) in residue.iter().enumerate() {
             element[v] = Some(s);
         }
-        Ok(CyclicIndex {
-            n,
-            element,
-            residue,
-            subtract,
-        })
+        Ok(CyclicIndex { n, element, residue, subtract })
     }
 
     /// The element of residue `v` (a token's row of the embedding in group order).
@@ -72,11 +62,7 @@ impl CyclicIndex {
     /// The answer of the pair (a, b) as an element of Z_n; None for a pair left out.
     pub fn answer(&self, a: usize, b: usize) -> Option<usize> {
         let (i, j) = (self.element[a]?, self.element[b]?);
-        Some(if self.subtract {
-            (i + self.n - j) % self.n
-        } else {
-            (i + j) % self.n
-        })
+        Some(if self.subtract { (i + self.n - j) % self.n } else { (i + j) % self.n })
     }
 }
 
@@ -84,16 +70,8 @@ impl CyclicIndex {
 /// every prime q dividing p − 1.
 fn primitive_root(p: usize) -> usize {
     let order = p - 1;
-    let factors: Vec<usize> = (2..=order)
-        .filter(|&q| order.is_multiple_of(q) && is_prime(q))
-        .collect();
-    (1..p)
-        .find(|&g| {
-            factors
-                .iter()
-                .all(|&q| mod_pow(g as u64, (order / q) as u64, p as u64) != 1)
-        })
-        .unwrap_or(1)
+    let factors: Vec<usize> = (2..=order).filter(|&q| order.is_multiple_of(q) && is_prime(q)).collect();
+    (1..p).find(|&g| factors.iter().all(|&q| mod_pow(g as u64, (order / q) as u64, p as u64) != 1)).unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -104,9 +82,7 @@ mod tests {
     fn primitive_roots_generate_every_nonzero_residue() {
         for p in [2, 3, 5, 7, 11, 13, 97, 113] {
             let g = primitive_root(p);
-            let mut seen: Vec<usize> = (0..p - 1)
-                .map(|i| mod_pow(g as u64, i as u64, p as u64) as usize)
-                .collect();
+            let mut seen: Vec<usize> = (0..p - 1).map(|i| mod_pow(g as u64, i as u64, p as u64) as usize).collect();
             seen.sort_unstable();
             assert_eq!(seen, (1..p).collect::<Vec<_>>(), "p = {p}, g = {g}");
         }

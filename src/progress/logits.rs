@@ -27,15 +27,7 @@ use crate::cpu::matmul::{matmul, Layout};
 pub fn coefficients(basis: &Basis, means: &[f64], classes: usize) -> Vec<f64> {
     let n = basis.n;
     let mut out = vec![0.0; n * classes];
-    matmul(
-        &mut out,
-        &basis.matrix,
-        Layout::Plain,
-        means,
-        Layout::Plain,
-        (n, n, classes),
-        false,
-    ); // [n, C]
+    matmul(&mut out, &basis.matrix, Layout::Plain, means, Layout::Plain, (n, n, classes), false); // [n, C]
     out
 }
 
@@ -65,15 +57,7 @@ pub fn key_part(basis: &Basis, coefficients: &[f64], classes: usize, keys: &[usi
             .copy_from_slice(&coefficients[rows.start * classes..rows.end * classes]);
     }
     let mut out = vec![0.0; n * classes];
-    matmul(
-        &mut out,
-        &basis.matrix,
-        Layout::Transposed,
-        &kept,
-        Layout::Plain,
-        (n, n, classes),
-        false,
-    ); // [n, C]
+    matmul(&mut out, &basis.matrix, Layout::Transposed, &kept, Layout::Plain, (n, n, classes), false); // [n, C]
     out
 }
 
@@ -92,10 +76,7 @@ pub fn restricted_loss(
     let mut row = vec![0.0; classes];
     let total: f64 = (0..n)
         .map(|s| {
-            row.iter_mut()
-                .zip(&key_part[s * classes..(s + 1) * classes])
-                .zip(&mean)
-                .for_each(|((r, k), m)| *r = k + m);
+            row.iter_mut().zip(&key_part[s * classes..(s + 1) * classes]).zip(&mean).for_each(|((r, k), m)| *r = k + m);
             cross_entropy(&mut row, class_of(s))
         })
         .sum();
@@ -115,10 +96,7 @@ pub fn excluded_loss<T: Copy + Into<f64>>(
     let (mut total, mut count) = (0.0, 0usize);
     for (x, answer) in logits.chunks_exact(classes).zip(answers) {
         let Some(s) = answer.map(|s| s as usize) else { continue };
-        row.iter_mut()
-            .zip(x)
-            .zip(&key_part[s * classes..(s + 1) * classes])
-            .for_each(|((r, &l), k)| *r = l.into() - k);
+        row.iter_mut().zip(x).zip(&key_part[s * classes..(s + 1) * classes]).for_each(|((r, &l), k)| *r = l.into() - k);
         total += cross_entropy(&mut row, class_of(s));
         count += 1;
     }
@@ -144,14 +122,8 @@ mod tests {
             .collect();
         let basis = Basis::new(n);
         let coefficients = coefficients(&basis, &means, classes);
-        assert_eq!(
-            key_frequencies(&basis, &coefficients, classes, &KeyChoice::Strongest(2)),
-            vec![3, 1]
-        );
-        assert_eq!(
-            key_frequencies(&basis, &coefficients, classes, &KeyChoice::Fixed(vec![4, 1, 3])),
-            vec![3, 1, 4]
-        );
+        assert_eq!(key_frequencies(&basis, &coefficients, classes, &KeyChoice::Strongest(2)), vec![3, 1]);
+        assert_eq!(key_frequencies(&basis, &coefficients, classes, &KeyChoice::Fixed(vec![4, 1, 3])), vec![3, 1, 4]);
         // The key part of frequencies 3 and 1 is the means less their constant.
         let part = key_part(&basis, &coefficients, classes, &[3, 1]);
         for (s, (p, m)) in part.iter().zip(&means).enumerate() {

@@ -19,15 +19,7 @@ pub fn spectra(basis: &Basis, tables: &[f64], d: usize) -> Vec<Vec<f64>> {
         .par_chunks(n * d)
         .map(|table| {
             let mut coefficients = vec![0.0; n * d];
-            matmul(
-                &mut coefficients,
-                &basis.matrix,
-                Layout::Plain,
-                table,
-                Layout::Plain,
-                (n, n, d),
-                false,
-            ); // [n, d]
+            matmul(&mut coefficients, &basis.matrix, Layout::Plain, table, Layout::Plain, (n, n, d), false); // [n, d]
             let energy = frequency_energy(basis, &coefficients, d);
             let total: f64 = energy.iter().sum();
             energy.iter().map(|e| e / total).collect()
@@ -38,12 +30,7 @@ pub fn spectra(basis: &Basis, tables: &[f64], d: usize) -> Vec<Vec<f64>> {
 /// Per frequency k = 1 … ⌊n/2⌋, the squared norm of the coefficient rows `[n, width]` of k.
 pub fn frequency_energy(basis: &Basis, coefficients: &[f64], width: usize) -> Vec<f64> {
     (1..=basis.frequencies())
-        .map(|k| {
-            coefficients[basis.rows_of(k).start * width..basis.rows_of(k).end * width]
-                .iter()
-                .map(|c| c * c)
-                .sum()
-        })
+        .map(|k| coefficients[basis.rows_of(k).start * width..basis.rows_of(k).end * width].iter().map(|c| c * c).sum())
         .collect()
 }
 
@@ -55,11 +42,7 @@ pub fn gini(shares: &[f64]) -> f64 {
     let mut sorted = shares.to_vec();
     sorted.sort_by(f64::total_cmp);
     let m = sorted.len() as f64;
-    let weighted: f64 = sorted
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (2.0 * (i + 1) as f64 - m - 1.0) * s)
-        .sum();
+    let weighted: f64 = sorted.iter().enumerate().map(|(i, s)| (2.0 * (i + 1) as f64 - m - 1.0) * s).sum();
     weighted / (m * sorted.iter().sum::<f64>())
 }
 
@@ -78,10 +61,7 @@ mod tests {
     fn gini_is_the_mean_absolute_difference_over_twice_the_mean() {
         let shares: [f64; 5] = [0.05, 0.5, 0.1, 0.3, 0.05];
         let m = shares.len() as f64;
-        let pairs: f64 = shares
-            .iter()
-            .flat_map(|a| shares.iter().map(move |b| (a - b).abs()))
-            .sum();
+        let pairs: f64 = shares.iter().flat_map(|a| shares.iter().map(move |b| (a - b).abs())).sum();
         assert!((gini(&shares) - pairs / (2.0 * m * 1.0)).abs() < 1e-15);
         assert!(gini(&[0.25; 4]).abs() < 1e-15);
         assert!((gini(&[0.0, 0.0, 1.0, 0.0]) - 0.75).abs() < 1e-15);

@@ -75,11 +75,7 @@ impl StackProgress {
             };
             let answers = |examples: &Examples| -> Vec<Option<u32>> {
                 (0..examples.len())
-                    .map(|i| {
-                        index
-                            .answer(examples.row(i)[0] as usize, examples.row(i)[1] as usize)
-                            .map(|s| s as u32)
-                    })
+                    .map(|i| index.answer(examples.row(i)[0] as usize, examples.row(i)[1] as usize).map(|s| s as u32))
                     .collect()
             };
             let (train_answers, test_answers) = (answers(&split.train), answers(&split.test));
@@ -91,11 +87,7 @@ impl StackProgress {
                 test_answers,
             }));
         }
-        Ok(Some(StackProgress {
-            classes: runs[0].config.classes(),
-            runs: measures,
-            pending: BTreeMap::new(),
-        }))
+        Ok(Some(StackProgress { classes: runs[0].config.classes(), runs: measures, pending: BTreeMap::new() }))
     }
 
     /// The test half of logged `epoch`: the test logits `[R, N_test, C]` and the model's weights.
@@ -104,12 +96,7 @@ impl StackProgress {
         let table = table.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.contiguous()?; // [R, V, d]
         let (_, vocabulary, width) = table.dims3()?;
         let table_view = cpu_view(&table)?;
-        let tables = OperandTables {
-            values: table_view.slice::<f64>()?,
-            rows: vocabulary,
-            width,
-            two_hot,
-        };
+        let tables = OperandTables { values: table_view.slice::<f64>()?, rows: vocabulary, width, two_hot };
         let (logits, rows) = (on_host(logits)?, logits.dim(1)?);
         let view = cpu_view(&logits)?;
         let halves = match logits.dtype() {
@@ -182,12 +169,9 @@ impl StackProgress {
             .zip(halves.par_iter())
             .enumerate()
             .map(|(r, (run, half))| match (run, half) {
-                (Some(m), Some(half)) => Some(measure(
-                    m,
-                    half,
-                    &logits[r * rows * classes..][..rows * classes],
-                    classes,
-                )),
+                (Some(m), Some(half)) => {
+                    Some(measure(m, half, &logits[r * rows * classes..][..rows * classes], classes))
+                }
                 _ => None,
             })
             .collect()
@@ -213,11 +197,9 @@ fn measure<T: Copy + Into<f64>>(m: &RunMeasures, half: &TestHalf, train_logits: 
     let (mut sums, mut counts) = answer_sums(train_logits, &m.train_answers, n, classes);
     sums.iter_mut().zip(&half.sums).for_each(|(s, t)| *s += t);
     counts.iter_mut().zip(&half.counts).for_each(|(c, t)| *c += t);
-    let means: Vec<f64> = sums
-        .chunks_exact(classes)
-        .zip(&counts)
-        .flat_map(|(row, count)| row.iter().map(move |v| v / count))
-        .collect(); // [n, C]
+    let means: Vec<f64> =
+        // [n, C]
+        sums.chunks_exact(classes).zip(&counts).flat_map(|(row, count)| row.iter().map(move |v| v / count)).collect();
     let coefficients = measures::coefficients(basis, &means, classes);
     let keys = measures::key_frequencies(basis, &coefficients, classes, &m.choice);
     let part = measures::key_part(basis, &coefficients, classes, &keys);
@@ -242,10 +224,7 @@ fn answer_sums<T: Copy + Into<f64>>(
     let (mut sums, mut counts) = (vec![0.0; n * classes], vec![0.0; n]);
     for (row, answer) in logits.chunks_exact(classes).zip(answers) {
         if let Some(s) = answer.map(|s| s as usize) {
-            sums[s * classes..(s + 1) * classes]
-                .iter_mut()
-                .zip(row)
-                .for_each(|(sum, &x)| *sum += x.into());
+            sums[s * classes..(s + 1) * classes].iter_mut().zip(row).for_each(|(sum, &x)| *sum += x.into());
             counts[s] += 1.0;
         }
     }
@@ -255,11 +234,8 @@ fn answer_sums<T: Copy + Into<f64>>(
 /// `logits` on the host, contiguous, as f32 or f64 (a view when they are so already).
 fn on_host(logits: &Tensor) -> Result<Tensor> {
     let logits = logits.to_device(&Device::Cpu)?;
-    let logits = if matches!(logits.dtype(), DType::F32 | DType::F64) {
-        logits
-    } else {
-        logits.to_dtype(DType::F32)?
-    };
+    let logits =
+        if matches!(logits.dtype(), DType::F32 | DType::F64) { logits } else { logits.to_dtype(DType::F32)? };
     Ok(logits.contiguous()?)
 }
 

@@ -15,8 +15,12 @@ pub fn plan_chunks(sweep: &Sweep, runs: Vec<RunSpec>, max_memory: u64, device: &
 }
 
 /// Per wave, its runs grouped into stacks and split into chunks.
-pub(super) fn plan_waves(sweep: &Sweep, runs: Vec<RunSpec>, max_memory: u64, pass: Pass)
-    -> Result<Vec<Vec<Vec<RunSpec>>>> {
+pub(super) fn plan_waves(
+    sweep: &Sweep,
+    runs: Vec<RunSpec>,
+    max_memory: u64,
+    pass: Pass,
+) -> Result<Vec<Vec<Vec<RunSpec>>>> {
     let waves = Waves::of(sweep).split(runs);
     waves.into_iter().map(|runs| chunk_to_fit(group_into_stacks(runs), max_memory, pass)).collect()
 }

@@ -76,7 +76,8 @@ pub fn read_parquet(path: &std::path::Path) -> polars::prelude::DataFrame {
 
 /// `df` sorted by the columns `by`, so that frames from different writers compare.
 pub fn sorted(df: polars::prelude::DataFrame, by: &[&str]) -> polars::prelude::DataFrame {
-    df.sort(by.iter().map(|s| s.to_string()).collect::<Vec<_>>(), polars::prelude::SortMultipleOptions::default()).expect("sort")
+    df.sort(by.iter().map(|s| s.to_string()).collect::<Vec<_>>(), polars::prelude::SortMultipleOptions::default())
+        .expect("sort")
 }
 
 /// An output directory's runs.parquet, by run.
@@ -86,8 +87,13 @@ pub fn read_runs(dir: &std::path::Path) -> polars::prelude::DataFrame {
 
 /// Every metrics part of an output directory, by run and epoch.
 pub fn read_metrics(dir: &std::path::Path) -> polars::prelude::DataFrame {
-    let parts = std::fs::read_dir(dir.join("metrics.parquet")).expect("a metrics.parquet folder").map(|e| read_parquet(&e.expect("a directory entry").path()));
-    sorted(parts.reduce(|a, b| a.vstack(&b).expect("parts of one schema")).expect("at least one metrics part"), &["run_id", "epoch"])
+    let parts = std::fs::read_dir(dir.join("metrics.parquet"))
+        .expect("a metrics.parquet folder")
+        .map(|e| read_parquet(&e.expect("a directory entry").path()));
+    sorted(
+        parts.reduce(|a, b| a.vstack(&b).expect("parts of one schema")).expect("at least one metrics part"),
+        &["run_id", "epoch"],
+    )
 }
 
 /// Every file under `dir` (relative path → bytes), the lock file left out.
@@ -99,7 +105,10 @@ pub fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::
             if path.is_dir() {
                 walk(root, &path, out);
             } else if path.file_name().is_some_and(|n| n != ".lock") {
-                out.insert(path.strip_prefix(root).expect("under root").to_path_buf(), std::fs::read(&path).expect("a readable file"));
+                out.insert(
+                    path.strip_prefix(root).expect("under root").to_path_buf(),
+                    std::fs::read(&path).expect("a readable file"),
+                );
             }
         }
     }
@@ -213,12 +222,18 @@ pub fn metric_values(rows: &[grokstack::metrics::MetricRow], run_id: usize) -> V
 
 /// `target` trained alone and inserted at `position` among `neighbours` in one stack on the
 /// CPU: its [`metric_values`] both ways.
-pub fn alone_and_stacked(mut target: RunSpec, mut neighbours: Vec<RunSpec>, position: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+pub fn alone_and_stacked(
+    mut target: RunSpec,
+    mut neighbours: Vec<RunSpec>,
+    position: usize,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     use grokstack::train::Stack;
     target.run_id = 99_999; // distinct from the neighbours' ids
     neighbours.insert(position, target.clone());
-    let (_, alone) = Stack::new(vec![target], &candle_core::Device::Cpu).expect("a stack").train(|_, _| {}).expect("training");
-    let (_, together) = Stack::new(neighbours, &candle_core::Device::Cpu).expect("a stack").train(|_, _| {}).expect("training");
+    let (_, alone) =
+        Stack::new(vec![target], &candle_core::Device::Cpu).expect("a stack").train(|_, _| {}).expect("training");
+    let (_, together) =
+        Stack::new(neighbours, &candle_core::Device::Cpu).expect("a stack").train(|_, _| {}).expect("training");
     (metric_values(&alone, 99_999), metric_values(&together, 99_999))
 }
 
@@ -252,7 +267,9 @@ log_every = 5
 /// settings of all three kinds. `[train]` comes last, so that a test can append
 /// `seed_waves = [...]` to it.
 pub fn waves_sweep() -> String {
-    let sweep = GROKKING.replace("seeds = 2", "name = \"waves\"\nseeds = [1, 0, 2, 3]").replace("[3.0, 0.3]", "[3.0, 2.2, 0.3]");
+    let sweep = GROKKING
+        .replace("seeds = 2", "name = \"waves\"\nseeds = [1, 0, 2, 3]")
+        .replace("[3.0, 0.3]", "[3.0, 2.2, 0.3]");
     sweep + "checkpoint_every = 20\nstop = \"grok\"\n"
 }
 

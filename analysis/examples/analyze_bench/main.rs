@@ -20,10 +20,7 @@ const EPOCHS: usize = 1_001;
 const SEED: u64 = 2025;
 
 fn main() -> Result<()> {
-    let dir = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/analyze-bench"));
+    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/analyze-bench"));
     if !dir.join("runs.parquet").exists() {
         let started = Instant::now();
         write_synthetic_sweep(&dir, RUNS, EPOCHS, SEED)?;
@@ -36,32 +33,18 @@ fn main() -> Result<()> {
     // Peak memory is for the analysis alone only when the data already existed.
     let started = Instant::now();
     // The synthetic grid has two optimizers, so with the study every part of the analysis runs.
-    let options = AnalyzeOptions {
-        study: true,
-        ..AnalyzeOptions::default()
-    };
+    let options = AnalyzeOptions { study: true, ..AnalyzeOptions::default() };
     let report = analyze(&dir, &options)?;
     let seconds = started.elapsed().as_secs_f64();
     println!("{}\n", report.headline);
-    println!(
-        "analyze: {seconds:.2} s, peak RSS {:.0} MiB",
-        peak_rss_mib()?
-    );
+    println!("analyze: {seconds:.2} s, peak RSS {:.0} MiB", peak_rss_mib()?);
     Ok(())
 }
 
 /// VmHWM, the peak resident set size of this process, from /proc/self/status.
 fn peak_rss_mib() -> Result<f64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/self/status")?;
-    let kib: f64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("malformed VmHWM line")?
-        .parse()?;
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/self/status")?;
+    let kib: f64 = line.split_whitespace().nth(1).context("malformed VmHWM line")?.parse()?;
     Ok(kib / 1024.0)
 }

@@ -34,12 +34,7 @@ fn setting(index: usize) -> Setting {
     let lr = index / WEIGHT_DECAYS.len() % LRS.len();
     let optimizer = index / (WEIGHT_DECAYS.len() * LRS.len()) % OPTIMIZERS.len();
     let op = index / (WEIGHT_DECAYS.len() * LRS.len() * OPTIMIZERS.len());
-    Setting {
-        op: OPS[op],
-        optimizer: OPTIMIZERS[optimizer],
-        lr: LRS[lr],
-        weight_decay: WEIGHT_DECAYS[wd],
-    }
+    Setting { op: OPS[op], optimizer: OPTIMIZERS[optimizer], lr: LRS[lr], weight_decay: WEIGHT_DECAYS[wd] }
 }
 
 /// SplitMix64: tiny, seedable, and good enough for fake data.
@@ -110,78 +105,48 @@ pub fn write_synthetic_sweep(dir: &Path, runs: usize, epochs: usize, seed: u64) 
         let mut metrics = MetricColumns::default();
         for run_id in first_run..(first_run + RUNS_PER_PART).min(runs) {
             let mut rng = Rng(seed ^ (run_id as u64).wrapping_mul(0xA24B_AED4_963E_E407));
-            summaries.push(simulate_run(
-                run_id,
-                &setting(run_id / seeds),
-                epochs,
-                &mut rng,
-                &mut metrics,
-            ));
+            summaries.push(simulate_run(run_id, &setting(run_id / seeds), epochs, &mut rng, &mut metrics));
         }
         let path = parts_dir.join(format!("part-{part:05}.parquet"));
         write_parquet(&mut metrics.into_frame()?, &path)?;
     }
-    write_parquet(
-        &mut runs_frame(&summaries, seeds, epochs)?,
-        &dir.join("runs.parquet"),
-    )?;
+    write_parquet(&mut runs_frame(&summaries, seeds, epochs)?, &dir.join("runs.parquet"))?;
     fs::write(dir.join("sweep.toml"), sweep_toml(seeds, epochs))
         .with_context(|| format!("writing {}/sweep.toml", dir.display()))?;
-    fs::write(
-        dir.join("progress.json"),
-        format!("{{\"total_runs\": {runs}, \"finished_runs\": {runs}}}\n"),
-    )
-    .with_context(|| format!("writing {}/progress.json", dir.display()))
+    fs::write(dir.join("progress.json"), format!("{{\"total_runs\": {runs}, \"finished_runs\": {runs}}}\n"))
+        .with_context(|| format!("writing {}/progress.json", dir.display()))
 }
 
 /// Appends one run's logged epochs to `out`: train accuracy rises early, test
 /// accuracy jumps around a per-seed grok epoch, and large lr × wd can diverge.
-fn simulate_run(
-    run_id: usize,
-    s: &Setting,
-    epochs: usize,
-    rng: &mut Rng,
-    out: &mut MetricColumns,
-) -> RunSummary {
+fn simulate_run(run_id: usize, s: &Setting, epochs: usize, rng: &mut Rng, out: &mut MetricColumns) -> RunSummary {
     let lr_penalty = 1.0 + 2.4 * (s.lr / 0.01).log10().powi(2);
     let wd_penalty = 1.0 + 0.05 * (s.weight_decay - 6.0).powi(2);
     let op_factor = if s.op == "mul" { 1.15 } else { 1.0 };
     let optimizer_factor = if s.optimizer == "muon" { 0.85 } else { 1.0 };
-    let grok = 130.0
-        * lr_penalty
-        * wd_penalty
-        * op_factor
-        * optimizer_factor
-        * (0.25 * rng.normal()).exp();
+    let grok = 130.0 * lr_penalty * wd_penalty * op_factor * optimizer_factor * (0.25 * rng.normal()).exp();
     let width = (grok / 20.0).max(2.0);
     // Where the logistic test curve is centred so that it crosses 0.95 at `grok`.
     let centre = grok - width * (0.9495f64 / 0.0505).ln();
     let solved_from = grok + 0.15 * grok + 3.0;
     let train_time = (grok / 8.0).max(5.0);
-    let lipschitz_peak =
-        (40.0 + 900.0 / (s.weight_decay * (s.lr * 100.0).sqrt())) * (0.15 * rng.normal()).exp();
-    let diverges_at = (s.lr >= 0.1 && s.weight_decay >= 8.0 && rng.uniform() < 0.3)
-        .then(|| 50 + (rng.uniform() * 250.0) as usize);
+    let lipschitz_peak = (40.0 + 900.0 / (s.weight_decay * (s.lr * 100.0).sqrt())) * (0.15 * rng.normal()).exp();
+    let diverges_at =
+        (s.lr >= 0.1 && s.weight_decay >= 8.0 && rng.uniform() < 0.3).then(|| 50 + (rng.uniform() * 250.0) as usize);
     let last_epoch = diverges_at.unwrap_or(epochs - 1).min(epochs - 1);
 
-    let mut summary = RunSummary {
-        diverged: diverges_at.is_some(),
-        epochs_trained: last_epoch as i64 + 1,
-        ..Default::default()
-    };
+    let mut summary =
+        RunSummary { diverged: diverges_at.is_some(), epochs_trained: last_epoch as i64 + 1, ..Default::default() };
     for epoch in 0..=last_epoch {
         let e = epoch as f64;
-        let train_acc =
-            (1.0 - 0.99 * (-e / train_time).exp() + 0.002 * rng.normal()).clamp(0.0, 1.0);
+        let train_acc = (1.0 - 0.99 * (-e / train_time).exp() + 0.002 * rng.normal()).clamp(0.0, 1.0);
         let test_acc = if e >= solved_from {
             1.0
         } else {
-            (0.01 + 0.99 / (1.0 + (-(e - centre) / width).exp()) + 0.003 * rng.normal())
-                .clamp(0.0, 0.999)
+            (0.01 + 0.99 / (1.0 + (-(e - centre) / width).exp()) + 0.003 * rng.normal()).clamp(0.0, 0.999)
         };
-        let lipschitz = lipschitz_peak
-            * (1.0 - (-(e + 1.0) / 30.0).exp())
-            * (1.0 + 0.5 * (-(e - grok).max(0.0) / 100.0).exp());
+        let lipschitz =
+            lipschitz_peak * (1.0 - (-(e + 1.0) / 30.0).exp()) * (1.0 + 0.5 * (-(e - grok).max(0.0) / 100.0).exp());
         let weight_norm = 60.0 * (-e * s.lr * s.weight_decay * 0.02).exp() + 20.0;
         let train_loss = -(train_acc.max(1e-4)).ln() + 0.01;
         let test_loss = -(test_acc.max(1e-4)).ln() + 0.01;
@@ -288,20 +253,12 @@ fn runs_frame(summaries: &[RunSummary], seeds: usize, epochs: usize) -> Result<D
 
 fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    ParquetWriter::new(file)
-        .finish(frame)
-        .with_context(|| format!("writing {}", path.display()))?;
+    ParquetWriter::new(file).finish(frame).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 fn sweep_toml(seeds: usize, epochs: usize) -> String {
-    let list = |values: &[f64]| {
-        values
-            .iter()
-            .map(|v| format!("{v:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |values: &[f64]| values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ");
     format!(
         "# Synthetic sweep written by the analyze_bench example (write_synthetic_sweep): fake metrics, \
          no training.\n\

@@ -111,32 +111,18 @@ impl Phases {
             return Ok(None);
         }
         let inputs = sweep.describe_inputs();
-        let task_columns: Vec<&'static str> = TASK_COLUMNS
-            .into_iter()
-            .filter(|c| config.iter().any(|k| k == c))
-            .collect();
-        let runs = per_run::run_phases(
-            outcomes.clone().lazy(),
-            sweep.metrics()?,
-            circuit_threshold,
-            &task_columns,
-        )
-        .collect()
-        .with_context(|| format!("computing the phases of grokking from {inputs}"))?;
+        let task_columns: Vec<&'static str> =
+            TASK_COLUMNS.into_iter().filter(|c| config.iter().any(|k| k == c)).collect();
+        let runs = per_run::run_phases(outcomes.clone().lazy(), sweep.metrics()?, circuit_threshold, &task_columns)
+            .collect()
+            .with_context(|| format!("computing the phases of grokking from {inputs}"))?;
         if runs.height() == 0 {
             return Ok(None);
         }
-        let configuration = settings
-            .clone()
-            .lazy()
-            .select([col(SETTING_ID), cols(config.iter().map(String::as_str)).as_expr()]);
+        let configuration =
+            settings.clone().lazy().select([col(SETTING_ID), cols(config.iter().map(String::as_str)).as_expr()]);
         let per_setting = per_setting::setting_phases(runs.clone().lazy())
-            .join(
-                configuration,
-                [col(SETTING_ID)],
-                [col(SETTING_ID)],
-                JoinArgs::new(JoinType::Inner),
-            )
+            .join(configuration, [col(SETTING_ID)], [col(SETTING_ID)], JoinArgs::new(JoinType::Inner))
             .sort([SETTING_ID], SortMultipleOptions::default())
             .collect()
             .context("aggregating the phases of grokking per setting")?;
@@ -147,15 +133,7 @@ impl Phases {
             .collect()
             .context("counting the final key frequencies per task")?;
         let curves = plots::phase_losses::curves(sweep, &per_setting)?;
-        Ok(Some(Self {
-            circuit_threshold,
-            task_columns,
-            runs,
-            settings: per_setting,
-            frequencies,
-            by_task,
-            curves,
-        }))
+        Ok(Some(Self { circuit_threshold, task_columns, runs, settings: per_setting, frequencies, by_task, curves }))
     }
 
     /// Lines for the headline: the phase epochs' medians over every run, and per task the
@@ -170,10 +148,7 @@ impl Phases {
                     .iter()
                     .flat_map(|phase| {
                         [
-                            col(*phase)
-                                .cast(DataType::Float64)
-                                .median()
-                                .alias(format!("median {phase}")),
+                            col(*phase).cast(DataType::Float64).median().alias(format!("median {phase}")),
                             col(*phase).count().alias(format!("runs {phase}")),
                         ]
                     })
@@ -186,11 +161,7 @@ impl Phases {
             .iter()
             .zip(PHASE_NAMES)
             .map(|(phase, name)| {
-                Ok(format!(
-                    "{name} {} ({} runs)",
-                    cell(format!("median {phase}"))?,
-                    cell(format!("runs {phase}"))?
-                ))
+                Ok(format!("{name} {} ({} runs)", cell(format!("median {phase}"))?, cell(format!("runs {phase}"))?))
             })
             .collect::<Result<Vec<_>>>()?
             .join(", ");
@@ -209,9 +180,7 @@ impl Phases {
                 .map(|(frequency, n)| format!("{frequency} ({n} of {runs} runs)"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            text.push_str(&format!(
-                "\nFinal key frequencies most often found for {task}: {shown}."
-            ));
+            text.push_str(&format!("\nFinal key frequencies most often found for {task}: {shown}."));
         }
         Ok(text)
     }
@@ -226,11 +195,7 @@ impl Phases {
         let runs = self.by_task.column(RUNS_WITH_FREQUENCY)?.i64()?;
         for row in 0..self.by_task.height() {
             if let (Some(k), Some(n)) = (frequency.get(row), runs.get(row)) {
-                tasks
-                    .entry(self.task_label(&self.by_task, row)?)
-                    .or_default()
-                    .1
-                    .push((k, n));
+                tasks.entry(self.task_label(&self.by_task, row)?).or_default().1.push((k, n));
             }
         }
         Ok(tasks
@@ -247,11 +212,7 @@ impl Phases {
         let mut parts = Vec::new();
         for (i, column) in self.task_columns.iter().enumerate() {
             let value = format_value(&frame.column(column)?.get(row)?);
-            parts.push(if i == 0 {
-                value
-            } else {
-                format!("{} = {value}", plots::short_name(column))
-            });
+            parts.push(if i == 0 { value } else { format!("{} = {value}", plots::short_name(column)) });
         }
         Ok(parts.join(", "))
     }
@@ -280,10 +241,7 @@ impl Phases {
                 format_number(1.0 - self.circuit_threshold),
                 format_number(per_run::CLEANUP_REMAINING),
             ),
-            &self
-                .settings
-                .select(shown)
-                .context("selecting the phase_settings.csv columns")?,
+            &self.settings.select(shown).context("selecting the phase_settings.csv columns")?,
         )?;
         stage.write_csv(
             FREQUENCIES_FILE,

@@ -41,12 +41,7 @@ pub(crate) fn run_phases(
             col(RESTRICTED_LOSS).cast(DataType::Float64),
             col(KEY_FREQUENCIES),
         ])
-        .join(
-            outcomes.select(from_outcomes),
-            [col(RUN_ID)],
-            [col(RUN_ID)],
-            JoinArgs::new(JoinType::Inner),
-        );
+        .join(outcomes.select(from_outcomes), [col(RUN_ID)], [col(RUN_ID)], JoinArgs::new(JoinType::Inner));
 
     // Every expression below is evaluated within one run's rows.
     let at_epoch = |value: &str, epoch: Expr| col(value).filter(col(EPOCH).eq(epoch)).first();
@@ -61,9 +56,8 @@ pub(crate) fn run_phases(
     // Squares instead of absolute values: |a| ≤ c·|b| ⇔ a² ≤ (c·b)².
     let from_final = col(WEIGHT_NORM) - final_norm.clone();
     let allowed = (at_epoch(WEIGHT_NORM, grok.clone()) - final_norm) * lit(CLEANUP_REMAINING);
-    let settled = col(EPOCH)
-        .gt_eq(grok.clone())
-        .and((from_final.clone() * from_final).lt_eq(allowed.clone() * allowed));
+    let settled =
+        col(EPOCH).gt_eq(grok.clone()).and((from_final.clone() * from_final).lt_eq(allowed.clone() * allowed));
 
     let mut per_run = vec![col(SETTING_ID).first(), col(SEED).first()];
     per_run.extend(task_columns.iter().map(|c| col(*c).first()));
@@ -75,10 +69,7 @@ pub(crate) fn run_phases(
         col(EPOCH).filter(settled).min().alias(CLEANUP_END_EPOCH),
         at_epoch(KEY_FREQUENCIES, last_epoch).alias(FINAL_KEY_FREQUENCIES),
     ]);
-    progress
-        .group_by([col(RUN_ID)])
-        .agg(per_run)
-        .sort([RUN_ID], SortMultipleOptions::default())
+    progress.group_by([col(RUN_ID)]).agg(per_run).sort([RUN_ID], SortMultipleOptions::default())
 }
 
 #[cfg(test)]
@@ -127,9 +118,7 @@ mod tests {
         frame.2.push(1.0);
         frame.3.push(None);
         frame.4.push(10.0);
-        frame
-            .5
-            .push(Series::new_null("".into(), 0).cast(&DataType::Int64).unwrap());
+        frame.5.push(Series::new_null("".into(), 0).cast(&DataType::Int64).unwrap());
         df!(
             RUN_ID => frame.0,
             EPOCH => frame.1,
@@ -163,12 +152,7 @@ mod tests {
         let phases = run_phases(outcomes(), metrics(), 0.5, &[TASK_OP]).collect().unwrap();
         assert_eq!(column(&phases, RUN_ID), [Some(0), Some(1), Some(2)]);
         assert_eq!(column(&phases, MEMORIZATION_EPOCH), [Some(3), None, Some(0)]);
-        let restricted = phases
-            .column(RESTRICTED_AT_MEMORIZATION)
-            .unwrap()
-            .f64()
-            .unwrap()
-            .clone();
+        let restricted = phases.column(RESTRICTED_AT_MEMORIZATION).unwrap().f64().unwrap().clone();
         let restricted: Vec<Option<f64>> = restricted.iter().collect();
         assert_eq!(restricted, [Some(4.0), None, Some(4.0)]);
         assert_eq!(column(&phases, CIRCUIT_EPOCH), [Some(6), None, None]);
@@ -176,15 +160,7 @@ mod tests {
         assert_eq!(column(&phases, CLEANUP_END_EPOCH), [Some(8), None, Some(2)]);
         let lists = phases.column(FINAL_KEY_FREQUENCIES).unwrap().list().unwrap().clone();
         let finals: Vec<Vec<i64>> = (0..lists.len())
-            .map(|row| {
-                lists
-                    .get_as_series(row)
-                    .unwrap()
-                    .i64()
-                    .unwrap()
-                    .into_no_null_iter()
-                    .collect()
-            })
+            .map(|row| lists.get_as_series(row).unwrap().i64().unwrap().into_no_null_iter().collect())
             .collect();
         assert_eq!(finals, [vec![14, 35, 41], vec![3], vec![5, 7]]);
     }

@@ -20,12 +20,7 @@ pub(crate) const FRACTION: &str = "fraction";
 /// (`circuit_seeds`, `median_circuit_epoch`, `q25_circuit_epoch`, `q75_circuit_epoch`).
 pub(crate) fn stat_columns(phase: &str) -> [String; 4] {
     let name = phase.trim_end_matches("_epoch");
-    [
-        format!("{name}_seeds"),
-        format!("median_{phase}"),
-        format!("q25_{phase}"),
-        format!("q75_{phase}"),
-    ]
+    [format!("{name}_seeds"), format!("median_{phase}"), format!("q25_{phase}"), format!("q75_{phase}")]
 }
 
 /// One row per setting of `phases` ([`super::per_run::run_phases`]), sorted by `setting_id`:
@@ -56,27 +51,17 @@ pub(crate) fn setting_phases(phases: LazyFrame) -> LazyFrame {
             .first()
             .alias(MEDIAN_SEED_RUN_ID),
     );
-    phases
-        .group_by([col(SETTING_ID)])
-        .agg(aggregates)
-        .sort([SETTING_ID], SortMultipleOptions::default())
+    phases.group_by([col(SETTING_ID)]).agg(aggregates).sort([SETTING_ID], SortMultipleOptions::default())
 }
 
 /// One row per setting and frequency among its runs' final key frequencies: `runs` that end
 /// with it, `seeds` of the setting and their `fraction`; sorted by setting, then most runs,
 /// then frequency.
 pub(crate) fn key_frequency_counts(phases: LazyFrame) -> LazyFrame {
-    let seeds = phases
-        .clone()
-        .group_by([col(SETTING_ID)])
-        .agg([len().cast(DataType::Int64).alias(SEEDS_WITH_PROGRESS)]);
+    let seeds =
+        phases.clone().group_by([col(SETTING_ID)]).agg([len().cast(DataType::Int64).alias(SEEDS_WITH_PROGRESS)]);
     exploded_frequencies(phases, &[SETTING_ID])
-        .join(
-            seeds,
-            [col(SETTING_ID)],
-            [col(SETTING_ID)],
-            JoinArgs::new(JoinType::Inner),
-        )
+        .join(seeds, [col(SETTING_ID)], [col(SETTING_ID)], JoinArgs::new(JoinType::Inner))
         .with_column(
             (col(RUNS_WITH_FREQUENCY).cast(DataType::Float64) / col(SEEDS_WITH_PROGRESS).cast(DataType::Float64))
                 .alias(FRACTION),
@@ -96,13 +81,7 @@ pub(crate) fn exploded_frequencies(phases: LazyFrame, by: &[&str]) -> LazyFrame 
     groups.push(col(FREQUENCY));
     phases
         .select(kept)
-        .explode(
-            cols([FREQUENCY]),
-            ExplodeOptions {
-                empty_as_null: false,
-                keep_nulls: false,
-            },
-        )
+        .explode(cols([FREQUENCY]), ExplodeOptions { empty_as_null: false, keep_nulls: false })
         .filter(col(FREQUENCY).is_not_null())
         .group_by(groups)
         .agg([len().cast(DataType::Int64).alias(RUNS_WITH_FREQUENCY)])
@@ -133,15 +112,7 @@ mod tests {
     }
 
     fn floats(frame: &DataFrame, name: &str) -> Vec<Option<f64>> {
-        frame
-            .column(name)
-            .unwrap()
-            .cast(&DataType::Float64)
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .collect()
+        frame.column(name).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().iter().collect()
     }
 
     #[test]
@@ -170,24 +141,12 @@ mod tests {
             .map(|i| {
                 let int = |name: &str| counts.column(name).unwrap().i64().unwrap().get(i).unwrap();
                 let fraction = counts.column(FRACTION).unwrap().f64().unwrap().get(i).unwrap();
-                (
-                    int(SETTING_ID),
-                    int(FREQUENCY),
-                    int(RUNS_WITH_FREQUENCY),
-                    int(SEEDS_WITH_PROGRESS),
-                    fraction,
-                )
+                (int(SETTING_ID), int(FREQUENCY), int(RUNS_WITH_FREQUENCY), int(SEEDS_WITH_PROGRESS), fraction)
             })
             .collect();
         assert_eq!(
             rows,
-            [
-                (0, 14, 3, 4, 0.75),
-                (0, 35, 2, 4, 0.5),
-                (0, 41, 1, 4, 0.25),
-                (0, 52, 1, 4, 0.25),
-                (1, 7, 1, 1, 1.0),
-            ]
+            [(0, 14, 3, 4, 0.75), (0, 35, 2, 4, 0.5), (0, 41, 1, 4, 0.25), (0, 52, 1, 4, 0.25), (1, 7, 1, 1, 1.0),]
         );
     }
 
@@ -195,12 +154,7 @@ mod tests {
     fn stat_columns_are_named_after_the_phase() {
         assert_eq!(
             stat_columns(CLEANUP_END_EPOCH),
-            [
-                "cleanup_end_seeds",
-                "median_cleanup_end_epoch",
-                "q25_cleanup_end_epoch",
-                "q75_cleanup_end_epoch"
-            ]
+            ["cleanup_end_seeds", "median_cleanup_end_epoch", "q25_cleanup_end_epoch", "q75_cleanup_end_epoch"]
         );
     }
 }

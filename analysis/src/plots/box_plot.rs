@@ -70,17 +70,26 @@ impl Figure for BoxPlot<'_> {
             let x = i as f64;
             let colour = series_colour(i);
             area.draw(&Text::new(b.label.clone(), (x, bottom * 0.45), font(12.0).pos(above))).or_plot_error()?;
-            area.draw(&Text::new(format!("{}/{} grokked", b.grokked, b.runs), (x, bottom * 0.9), font(11.0).pos(above))).or_plot_error()?;
+            area.draw(&Text::new(
+                format!("{}/{} grokked", b.grokked, b.runs),
+                (x, bottom * 0.9),
+                font(11.0).pos(above),
+            ))
+            .or_plot_error()?;
             let Some([lo, q25, median, q75, hi]) = b.quartiles else { continue };
             let half = 0.3;
-            area.draw(&Rectangle::new([(x - half, q25), (x + half, q75)], colour.mix(0.35).filled())).or_plot_error()?;
+            area.draw(&Rectangle::new([(x - half, q25), (x + half, q75)], colour.mix(0.35).filled()))
+                .or_plot_error()?;
             area.draw(&Rectangle::new([(x - half, q25), (x + half, q75)], colour.stroke_width(2))).or_plot_error()?;
-            area.draw(&PathElement::new(vec![(x - half, median), (x + half, median)], BLACK.stroke_width(3))).or_plot_error()?;
+            area.draw(&PathElement::new(vec![(x - half, median), (x + half, median)], BLACK.stroke_width(3)))
+                .or_plot_error()?;
             for (from, to) in [(q75, hi), (q25, lo)] {
                 area.draw(&PathElement::new(vec![(x, from), (x, to)], colour.stroke_width(2))).or_plot_error()?;
-                area.draw(&PathElement::new(vec![(x - half / 2.0, to), (x + half / 2.0, to)], colour.stroke_width(2))).or_plot_error()?;
+                area.draw(&PathElement::new(vec![(x - half / 2.0, to), (x + half / 2.0, to)], colour.stroke_width(2)))
+                    .or_plot_error()?;
             }
-            area.draw(&Text::new(median_label(median), (x, hi + (top - hi) * 0.1), font(12.0).pos(above))).or_plot_error()?;
+            area.draw(&Text::new(median_label(median), (x, hi + (top - hi) * 0.1), font(12.0).pos(above)))
+                .or_plot_error()?;
         }
         Ok(())
     }

@@ -26,10 +26,7 @@ pub(crate) fn draw(stage: &mut Staging, per_task: &[TaskFrequencies]) -> Result<
         .map(|TaskFrequencies { task, runs, counts }| {
             let mut bars = counts.clone();
             bars.sort();
-            Panel {
-                title: format!("{task}: final key frequencies of {runs} runs"),
-                bars,
-            }
+            Panel { title: format!("{task}: final key frequencies of {runs} runs"), bars }
         })
         .collect();
     render(stage, "phase_key_frequencies", &KeyFrequencyHistogram { panels })
@@ -42,9 +39,7 @@ impl Figure for KeyFrequencyHistogram {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let root = root
-            .titled("Key frequencies the runs end with", font(18.0))
-            .or_plot_error()?;
+        let root = root.titled("Key frequencies the runs end with", font(18.0)).or_plot_error()?;
         let (rows, columns) = panel_grid(self.panels.len());
         for (t, (area, panel)) in root.split_evenly((rows, columns)).iter().zip(&self.panels).enumerate() {
             let highest = panel.bars.iter().map(|b| b.0).max().unwrap_or(1).max(1) as f64;

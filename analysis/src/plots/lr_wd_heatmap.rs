@@ -20,13 +20,8 @@ use crate::tables::{format_number, format_value};
 const MAX_PANELS: usize = 12;
 const UNQUALIFIED: RGBColor = RGBColor(200, 200, 200);
 /// Viridis at 0, 1/4, 1/2, 3/4 and 1, interpolated linearly in between.
-const VIRIDIS: [(f64, f64, f64); 5] = [
-    (68.0, 1.0, 84.0),
-    (59.0, 82.0, 139.0),
-    (33.0, 145.0, 140.0),
-    (94.0, 201.0, 98.0),
-    (253.0, 231.0, 37.0),
-];
+const VIRIDIS: [(f64, f64, f64); 5] =
+    [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
 
 #[derive(Clone, Copy)]
 enum Cell {
@@ -44,19 +39,9 @@ struct Heatmap {
     scale: (f64, f64),
 }
 
-pub(crate) fn draw(
-    stage: &mut Staging,
-    settings: &DataFrame,
-    varying: &[String],
-    grok: GrokCriterion,
-) -> Result<()> {
+pub(crate) fn draw(stage: &mut Staging, settings: &DataFrame, varying: &[String], grok: GrokCriterion) -> Result<()> {
     let numbers = |name: &str| -> Result<Vec<Option<f64>>> {
-        Ok(settings
-            .column(name)?
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .collect())
+        Ok(settings.column(name)?.cast(&DataType::Float64)?.f64()?.iter().collect())
     };
     let lr_of = numbers(LR)?;
     let wd_of = numbers(WEIGHT_DECAY)?;
@@ -64,10 +49,7 @@ pub(crate) fn draw(
     let qualified: Vec<Option<bool>> = settings.column(QUALIFIED)?.bool()?.iter().collect();
     let lrs = sorted_distinct(&lr_of);
     let weight_decays = sorted_distinct(&wd_of);
-    let others: Vec<&String> = varying
-        .iter()
-        .filter(|c| *c != LR && *c != WEIGHT_DECAY)
-        .collect();
+    let others: Vec<&String> = varying.iter().filter(|c| *c != LR && *c != WEIGHT_DECAY).collect();
 
     let mut panels: BTreeMap<String, BTreeMap<(usize, usize), Cell>> = BTreeMap::new();
     let mut scale = (f64::INFINITY, f64::NEG_INFINITY);
@@ -77,13 +59,7 @@ pub(crate) fn draw(
         };
         let label = others
             .iter()
-            .map(|c| {
-                Ok(format!(
-                    "{}={}",
-                    short_name(c),
-                    format_value(&settings.column(c)?.get(i)?)
-                ))
-            })
+            .map(|c| Ok(format!("{}={}", short_name(c), format_value(&settings.column(c)?.get(i)?))))
             .collect::<Result<Vec<_>>>()?
             .join(" ");
         let cell = match (qualified[i], median[i]) {
@@ -104,7 +80,10 @@ pub(crate) fn draw(
         String::new()
     };
     let figure = Heatmap {
-        title: format!("Median epoch per learning rate × weight decay ({}); grey ×: not every seed got there{shown}", grok.meaning()),
+        title: format!(
+            "Median epoch per learning rate × weight decay ({}); grey ×: not every seed got there{shown}",
+            grok.meaning()
+        ),
         lrs,
         weight_decays,
         panels,
@@ -136,11 +115,7 @@ fn viridis(fraction: f64) -> RGBColor {
 impl Heatmap {
     fn colour(&self, median: f64) -> RGBColor {
         let (lo, hi) = self.scale;
-        viridis(if hi > lo {
-            (median - lo) / (hi - lo)
-        } else {
-            0.5
-        })
+        viridis(if hi > lo { (median - lo) / (hi - lo) } else { 0.5 })
     }
 }
 
@@ -164,16 +139,10 @@ impl Figure for Heatmap {
                 .x_label_area_size(40)
                 .y_label_area_size(50)
                 // An integer range a..b has b - a + 1 values, hence one segment per value.
-                .build_cartesian_2d(
-                    (0..n_lr - 1).into_segmented(),
-                    (0..n_wd - 1).into_segmented(),
-                )
+                .build_cartesian_2d((0..n_lr - 1).into_segmented(), (0..n_wd - 1).into_segmented())
                 .or_plot_error()?;
             let value_at = |axis: &[f64], v: &SegmentValue<i32>| match v {
-                SegmentValue::CenterOf(i) => axis
-                    .get(*i as usize)
-                    .map(|x| format_number(*x))
-                    .unwrap_or_default(),
+                SegmentValue::CenterOf(i) => axis.get(*i as usize).map(|x| format_number(*x)).unwrap_or_default(),
                 _ => String::new(),
             };
             chart
@@ -200,25 +169,14 @@ impl Figure for Heatmap {
                     Cell::Qualified(m) => {
                         let fill = self.colour(m);
                         // Dark text on the bright end of the scale, white on the dark end.
-                        let luminance =
-                            0.299 * fill.0 as f64 + 0.587 * fill.1 as f64 + 0.114 * fill.2 as f64;
-                        (
-                            fill,
-                            format!("{m:.0}"),
-                            if luminance > 140.0 { BLACK } else { WHITE },
-                        )
+                        let luminance = 0.299 * fill.0 as f64 + 0.587 * fill.1 as f64 + 0.114 * fill.2 as f64;
+                        (fill, format!("{m:.0}"), if luminance > 140.0 { BLACK } else { WHITE })
                     }
                     Cell::Unqualified => (UNQUALIFIED, "×".to_string(), BLACK),
                 };
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(corners, fill.filled())))
-                    .or_plot_error()?;
-                let style = font(13.0)
-                    .color(&text_colour)
-                    .pos(Pos::new(HPos::Center, VPos::Center));
-                chart
-                    .draw_series(std::iter::once(Text::new(text, centre, style)))
-                    .or_plot_error()?;
+                chart.draw_series(std::iter::once(Rectangle::new(corners, fill.filled()))).or_plot_error()?;
+                let style = font(13.0).color(&text_colour).pos(Pos::new(HPos::Center, VPos::Center));
+                chart.draw_series(std::iter::once(Text::new(text, centre, style))).or_plot_error()?;
             }
         }
         Ok(())

@@ -78,9 +78,7 @@ pub(crate) fn render(stage: &mut Staging, stem: &str, figure: &impl Figure) -> R
 
 fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok()
-    });
+    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok());
     if ok {
         Ok(())
     } else {
@@ -107,17 +105,11 @@ pub(crate) fn panel_grid(panels: usize) -> (usize, usize) {
 
 /// Padded axis range covering `values`, so no marker sits on the frame.
 pub(crate) fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if !lo.is_finite() {
         return 0.0..1.0;
     }
-    let pad = if hi > lo {
-        (hi - lo) * 0.08
-    } else {
-        lo.abs().max(1.0) * 0.1
-    };
+    let pad = if hi > lo { (hi - lo) * 0.08 } else { lo.abs().max(1.0) * 0.1 };
     (lo - pad)..(hi + pad)
 }
 
@@ -129,18 +121,10 @@ pub(crate) fn short_name(column: &str) -> &str {
 /// "#3 lr=0.01 weight_decay=4": the setting's values on the sweep's axes (`settings`: a frame
 /// with `setting_id` and those columns).
 pub(crate) fn panel_title(settings: &DataFrame, varying: &[String], id: i64) -> Result<String> {
-    let row = settings
-        .clone()
-        .lazy()
-        .filter(col(SETTING_ID).eq(lit(id)))
-        .collect()?;
+    let row = settings.clone().lazy().filter(col(SETTING_ID).eq(lit(id))).collect()?;
     let mut title = format!("#{id}");
     for name in varying {
-        title.push_str(&format!(
-            " {}={}",
-            short_name(name),
-            format_value(&row.column(name)?.get(0)?)
-        ));
+        title.push_str(&format!(" {}={}", short_name(name), format_value(&row.column(name)?.get(0)?)));
     }
     Ok(title)
 }

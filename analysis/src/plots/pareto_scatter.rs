@@ -35,19 +35,11 @@ struct ParetoScatter {
 }
 
 /// Writes grok_vs_lipschitz.png/.svg from settings.csv and pareto.csv's frames.
-pub(crate) fn draw(
-    stage: &mut Staging,
-    settings: &DataFrame,
-    fronts: &DataFrame,
-    grok: GrokCriterion,
-) -> Result<()> {
+pub(crate) fn draw(stage: &mut Staging, settings: &DataFrame, fronts: &DataFrame, grok: GrokCriterion) -> Result<()> {
     let tasks = distinct_strings(settings, TASK_OP)?;
     let families = distinct_strings(settings, FAMILY)?;
-    let qualified = settings
-        .clone()
-        .lazy()
-        .filter(col(QUALIFIED).and(col(MEDIAN_LIPSCHITZ).is_not_null()))
-        .collect()?;
+    let qualified =
+        settings.clone().lazy().filter(col(QUALIFIED).and(col(MEDIAN_LIPSCHITZ).is_not_null())).collect()?;
     let front_rows = |overall: bool| {
         let is_overall = col(FRONT).eq(lit(OVERALL_FRONT));
         fronts.clone().lazy().filter(if overall { is_overall } else { is_overall.not() }).collect()
@@ -58,7 +50,8 @@ pub(crate) fn draw(
         .iter()
         .map(|family| {
             let rows = (0..settings.height()).filter(|&i| family_column.get(i) == Some(family.as_str()));
-            let (total, grokked) = rows.fold((0, 0), |(t, q), i| (t + 1, q + usize::from(qualified_column.get(i) == Some(true))));
+            let (total, grokked) =
+                rows.fold((0, 0), |(t, q), i| (t + 1, q + usize::from(qualified_column.get(i) == Some(true))));
             format!("{family} ({grokked} of {total} settings qualified)")
         })
         .collect();
@@ -111,10 +104,7 @@ impl Figure for ParetoScatter {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Qualified settings per optimizer family (black, ringed: the overall front)",
-                font(20.0),
-            )
+            .caption("Qualified settings per optimizer family (black, ringed: the overall front)", font(20.0))
             .margin(20)
             .x_label_area_size(50)
             .y_label_area_size(80)
@@ -134,11 +124,7 @@ impl Figure for ParetoScatter {
             .draw()
             .or_plot_error()?;
 
-        let ring = RGBColor(
-            PARETO_RING_COLOUR.0,
-            PARETO_RING_COLOUR.1,
-            PARETO_RING_COLOUR.2,
-        );
+        let ring = RGBColor(PARETO_RING_COLOUR.0, PARETO_RING_COLOUR.1, PARETO_RING_COLOUR.2);
         let along = |front: &[Point], task: usize, family: Option<usize>| -> Vec<(f64, f64)> {
             front
                 .iter()
@@ -172,11 +158,7 @@ impl Figure for ParetoScatter {
                 .label(format!("overall front, {TASK_OP} = {task}"))
                 .legend(move |at| marker::<DB, _>(t, at, BLACK.filled()));
             chart
-                .draw_series(
-                    front
-                        .iter()
-                        .map(|&(x, y)| Circle::new((x, y), 8, ring.stroke_width(2))),
-                )
+                .draw_series(front.iter().map(|&(x, y)| Circle::new((x, y), 8, ring.stroke_width(2))))
                 .or_plot_error()?;
         }
         chart

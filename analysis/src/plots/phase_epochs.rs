@@ -58,21 +58,11 @@ pub(crate) fn draw(stage: &mut Staging, settings: &DataFrame) -> Result<()> {
             for row in 0..settings.height() {
                 if let (Some(x), Some(median), Some(q25), Some(q75)) = (at[row], median[row], q25[row], q75[row]) {
                     let column = values.partition_point(|v| *v < x);
-                    points.push(Point {
-                        column,
-                        phase,
-                        median,
-                        q25,
-                        q75,
-                    });
+                    points.push(Point { column, phase, median, q25, q75 });
                 }
             }
         }
-        panels.push(Panel {
-            axis: axis.to_string(),
-            values,
-            points,
-        });
+        panels.push(Panel { axis: axis.to_string(), values, points });
     }
     render(stage, "phase_epochs", &PhaseEpochs { panels })
 }
@@ -84,16 +74,9 @@ impl Figure for PhaseEpochs {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let root = root
-            .titled(
-                "Phase epochs per setting: median over seeds, whiskers the interquartile range",
-                font(18.0),
-            )
+            .titled("Phase epochs per setting: median over seeds, whiskers the interquartile range", font(18.0))
             .or_plot_error()?;
-        for (area, panel) in root
-            .split_evenly((1, self.panels.len().max(1)))
-            .iter()
-            .zip(&self.panels)
-        {
+        for (area, panel) in root.split_evenly((1, self.panels.len().max(1))).iter().zip(&self.panels) {
             let columns = panel.values.len().max(1);
             let epochs = padded_range(panel.points.iter().flat_map(|p| [p.q25, p.q75]));
             let mut chart = ChartBuilder::on(area)

@@ -16,12 +16,8 @@ use crate::sweep_dir::SweepDir;
 /// Settings shown at most, so the panels stay readable.
 const SETTINGS_SHOWN: usize = 12;
 /// The loss columns drawn, with their legend names; colours 0–3 of the palette.
-const LOSSES: [(&str, &str); 4] = [
-    (TRAIN_LOSS, "train"),
-    (TEST_LOSS, "test"),
-    (RESTRICTED_LOSS, "restricted"),
-    (EXCLUDED_LOSS, "excluded"),
-];
+const LOSSES: [(&str, &str); 4] =
+    [(TRAIN_LOSS, "train"), (TEST_LOSS, "test"), (RESTRICTED_LOSS, "restricted"), (EXCLUDED_LOSS, "excluded")];
 
 /// A phase's colour in every plot: the palette's colours after the losses'.
 pub(crate) fn phase_colour(phase: usize) -> RGBColor {
@@ -75,10 +71,7 @@ pub(crate) fn draw(
     let setting_of = curves.column(SETTING_ID)?.i64()?;
     let run_of = curves.column(RUN_ID)?.i64()?;
     let epochs = numbers(curves, EPOCH)?;
-    let losses: Vec<Float64Chunked> = LOSSES
-        .iter()
-        .map(|(name, _)| numbers(curves, name))
-        .collect::<Result<_>>()?;
+    let losses: Vec<Float64Chunked> = LOSSES.iter().map(|(name, _)| numbers(curves, name)).collect::<Result<_>>()?;
     let phase_runs = runs.column(RUN_ID)?.i64()?;
     let phase_epochs: Vec<Float64Chunked> = PHASES.iter().map(|phase| numbers(runs, phase)).collect::<Result<_>>()?;
 
@@ -91,14 +84,7 @@ pub(crate) fn draw(
             let row = (0..runs.height()).find(|&r| phase_runs.get(r) == Some(run));
             let phases = std::array::from_fn(|p| row.and_then(|r| phase_epochs[p].get(r)));
             let title = format!("{} (run {run})", panel_title(settings, varying, id)?);
-            panels.push((
-                id,
-                Panel {
-                    title,
-                    losses: Default::default(),
-                    phases,
-                },
-            ));
+            panels.push((id, Panel { title, losses: Default::default(), phases }));
         }
         let panel = &mut panels.last_mut().expect("pushed above").1;
         for (curve, loss) in panel.losses.iter_mut().zip(&losses) {
@@ -132,15 +118,10 @@ impl Figure for PhaseLosses {
         for (p, (area, panel)) in root.split_evenly((rows, columns)).iter().zip(&self.panels).enumerate() {
             let points = || panel.losses.iter().flatten();
             let last_epoch = points().map(|p| p.0).fold(1.0, f64::max);
-            let (low, high) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-                (lo.min(p.1), hi.max(p.1))
-            });
+            let (low, high) =
+                points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
             // A decade's margin is too much on a log axis; a factor of 1.5 keeps curves off the frame.
-            let (low, high) = if low <= high {
-                (low / 1.5, high * 1.5)
-            } else {
-                (1e-3, 10.0)
-            };
+            let (low, high) = if low <= high { (low / 1.5, high * 1.5) } else { (1e-3, 10.0) };
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.title, font(13.0))
                 .margin(8)
@@ -171,12 +152,7 @@ impl Figure for PhaseLosses {
                 let Some(epoch) = *epoch else { continue };
                 let colour = phase_colour(c);
                 chart
-                    .draw_series(DashedLineSeries::new(
-                        [(epoch, low), (epoch, high)],
-                        6,
-                        4,
-                        colour.stroke_width(2),
-                    ))
+                    .draw_series(DashedLineSeries::new([(epoch, low), (epoch, high)], 6, 4, colour.stroke_width(2)))
                     .or_plot_error()?
                     .label(name)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));

@@ -20,12 +20,7 @@ pub(crate) fn escape(text: &str) -> String {
 /// A captioned table in a wrapper that scrolls sideways, so a wide table never
 /// widens the page on a phone. `file` names the output it shows (`data-file`,
 /// which the tests count); header and cells are plain text, `caption` is HTML.
-pub(crate) fn table(
-    file: &str,
-    caption_html: &str,
-    header: &[String],
-    rows: &[Vec<String>],
-) -> String {
+pub(crate) fn table(file: &str, caption_html: &str, header: &[String], rows: &[Vec<String>]) -> String {
     let mut out = format!(
         "<div class=\"scroll\"><table data-file=\"{}\">\n<caption>{caption_html}</caption>\n<thead><tr>",
         escape(file)

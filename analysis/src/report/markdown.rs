@@ -54,10 +54,7 @@ fn flush_table(out: &mut String, rows: &mut Vec<Vec<String>>, file: &str, headin
         return;
     }
     let header = rows.remove(0);
-    let separator = |row: &Vec<String>| {
-        row.iter()
-            .all(|c| !c.is_empty() && c.chars().all(|ch| ch == '-' || ch == ':'))
-    };
+    let separator = |row: &Vec<String>| row.iter().all(|c| !c.is_empty() && c.chars().all(|ch| ch == '-' || ch == ':'));
     if rows.first().is_some_and(separator) {
         rows.remove(0);
     }
@@ -96,13 +93,7 @@ fn inline(text: &str) -> String {
     parts
         .iter()
         .enumerate()
-        .map(|(i, part)| {
-            if i % 2 == 1 {
-                format!("<code>{}</code>", escape(part))
-            } else {
-                escape(part)
-            }
-        })
+        .map(|(i, part)| if i % 2 == 1 { format!("<code>{}</code>", escape(part)) } else { escape(part) })
         .collect()
 }
 
@@ -115,15 +106,9 @@ mod tests {
         let md = "# Title\n\nSome `x<y` text\nwrapped.\n\n## Part\n\n| a | b\\|c |\n| --- | --- |\n| 1 |  |\n";
         let html = to_html("t.md", md);
         assert!(html.contains("<h3>Title</h3>"), "{html}");
-        assert!(
-            html.contains("<p>Some <code>x&lt;y</code> text wrapped.</p>"),
-            "{html}"
-        );
+        assert!(html.contains("<p>Some <code>x&lt;y</code> text wrapped.</p>"), "{html}");
         assert!(html.contains("<h4>Part</h4>"), "{html}");
-        assert!(
-            html.contains("<caption><code>t.md</code> — Part</caption>"),
-            "{html}"
-        );
+        assert!(html.contains("<caption><code>t.md</code> — Part</caption>"), "{html}");
         assert!(html.contains("<th>a</th><th>b|c</th>"), "{html}");
         assert!(html.contains("<tr><td>1</td><td></td></tr>"), "{html}");
         assert_eq!(html.matches("<table").count(), 1);

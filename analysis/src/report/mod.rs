@@ -24,17 +24,9 @@ pub(crate) struct Contents {
 
 enum Section {
     /// A CSV file: its frame's cells, as the Markdown tables format them.
-    Table {
-        file: String,
-        what: String,
-        header: Vec<String>,
-        rows: Vec<Vec<String>>,
-    },
+    Table { file: String, what: String, header: Vec<String>, rows: Vec<Vec<String>> },
     /// A Markdown file, turned into HTML when the page is rendered.
-    Document {
-        file: String,
-        markdown: String,
-    },
+    Document { file: String, markdown: String },
 }
 
 struct Plot {
@@ -46,27 +38,16 @@ impl Contents {
     /// `file` holds `frame`; `what` says what a row of it is, for the caption.
     pub fn add_table(&mut self, file: &str, what: &str, frame: &DataFrame) -> Result<()> {
         let (header, rows) = tables::cells(frame).with_context(|| format!("{file} for {FILE}"))?;
-        self.tables.push(Section::Table {
-            file: file.to_string(),
-            what: what.to_string(),
-            header,
-            rows,
-        });
+        self.tables.push(Section::Table { file: file.to_string(), what: what.to_string(), header, rows });
         Ok(())
     }
 
     pub fn add_document(&mut self, file: &str, markdown: &str) {
-        self.tables.push(Section::Document {
-            file: file.to_string(),
-            markdown: markdown.to_string(),
-        });
+        self.tables.push(Section::Document { file: file.to_string(), markdown: markdown.to_string() });
     }
 
     pub fn add_plot(&mut self, file: &str, svg: &str) {
-        self.plots.push(Plot {
-            file: file.to_string(),
-            svg: svg.to_string(),
-        });
+        self.plots.push(Plot { file: file.to_string(), svg: svg.to_string() });
     }
 }
 
@@ -208,25 +189,13 @@ fn tables_section(sections: &[Section]) -> String {
     let mut out = String::from("<section id=\"tables\">\n<h2>Tables</h2>\n");
     for section in sections {
         let (file, content) = match section {
-            Section::Table {
-                file,
-                what,
-                header,
-                rows,
-            } => {
-                let caption = format!(
-                    "<code>{}</code> — {}",
-                    html::escape(file),
-                    html::escape(what)
-                );
+            Section::Table { file, what, header, rows } => {
+                let caption = format!("<code>{}</code> — {}", html::escape(file), html::escape(what));
                 (file, html::table(file, &caption, header, rows))
             }
             Section::Document { file, markdown } => (file, markdown::to_html(file, markdown)),
         };
-        out.push_str(&format!(
-            "<h3 id=\"{0}\">{0}</h3>\n{content}",
-            html::escape(file)
-        ));
+        out.push_str(&format!("<h3 id=\"{0}\">{0}</h3>\n{content}", html::escape(file)));
     }
     out.push_str("</section>\n");
     out

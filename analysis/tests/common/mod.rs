@@ -32,14 +32,7 @@ fn setting(
     wd: f64,
     seeds: &[(Option<i64>, f64)],
 ) -> Setting {
-    Setting {
-        id,
-        op,
-        optimizer,
-        lr,
-        weight_decay: wd,
-        seeds: seeds.to_vec(),
-    }
+    Setting { id, op, optimizer, lr, weight_decay: wd, seeds: seeds.to_vec() }
 }
 
 /// The fixture's settings. Known answers at threshold 0.95:
@@ -56,86 +49,16 @@ fn setting(
 pub fn settings() -> Vec<Setting> {
     let n = None;
     vec![
-        setting(
-            0,
-            "add",
-            "adamw",
-            0.01,
-            2.0,
-            &[(Some(10), 5.0), (Some(20), 7.0), (Some(40), 9.0)],
-        ),
-        setting(
-            1,
-            "add",
-            "adamw",
-            0.01,
-            4.0,
-            &[(Some(30), 3.0), (Some(30), 3.0), (Some(30), 3.0)],
-        ),
-        setting(
-            2,
-            "add",
-            "adamw",
-            0.02,
-            2.0,
-            &[(Some(5), 1.0), (Some(7), 1.0), (n, 1.0)],
-        ),
-        setting(
-            3,
-            "add",
-            "adamw",
-            0.02,
-            4.0,
-            &[(Some(20), 7.0), (Some(20), 7.0), (Some(20), 7.0)],
-        ),
-        setting(
-            4,
-            "add",
-            "adamw",
-            0.05,
-            2.0,
-            &[(Some(20), 8.0), (Some(20), 8.0), (Some(20), 8.0)],
-        ),
-        setting(
-            5,
-            "add",
-            "adamw",
-            0.05,
-            4.0,
-            &[(Some(50), 2.0), (Some(50), 2.0), (Some(50), 2.0)],
-        ),
-        setting(
-            6,
-            "add",
-            "ortho_adamw",
-            0.01,
-            2.0,
-            &[(Some(15), 10.0), (Some(15), 10.0), (Some(15), 10.0)],
-        ),
-        setting(
-            7,
-            "add",
-            "ortho_adamw",
-            0.01,
-            4.0,
-            &[(n, 1.0), (n, 1.0), (n, 1.0)],
-        ),
-        setting(
-            8,
-            "mul",
-            "adamw",
-            0.01,
-            2.0,
-            &[(Some(100), 4.0), (Some(100), 4.0), (Some(100), 4.0)],
-        ),
-        setting(
-            9,
-            "mul",
-            "ortho_adamw",
-            0.01,
-            2.0,
-            &[(Some(60), 6.0), (n, 1.0), (n, 1.0)],
-        ),
+        setting(0, "add", "adamw", 0.01, 2.0, &[(Some(10), 5.0), (Some(20), 7.0), (Some(40), 9.0)]),
+        setting(1, "add", "adamw", 0.01, 4.0, &[(Some(30), 3.0), (Some(30), 3.0), (Some(30), 3.0)]),
+        setting(2, "add", "adamw", 0.02, 2.0, &[(Some(5), 1.0), (Some(7), 1.0), (n, 1.0)]),
+        setting(3, "add", "adamw", 0.02, 4.0, &[(Some(20), 7.0), (Some(20), 7.0), (Some(20), 7.0)]),
+        setting(4, "add", "adamw", 0.05, 2.0, &[(Some(20), 8.0), (Some(20), 8.0), (Some(20), 8.0)]),
+        setting(5, "add", "adamw", 0.05, 4.0, &[(Some(50), 2.0), (Some(50), 2.0), (Some(50), 2.0)]),
+        setting(6, "add", "ortho_adamw", 0.01, 2.0, &[(Some(15), 10.0), (Some(15), 10.0), (Some(15), 10.0)]),
+        setting(7, "add", "ortho_adamw", 0.01, 4.0, &[(n, 1.0), (n, 1.0), (n, 1.0)]),
+        setting(8, "mul", "adamw", 0.01, 2.0, &[(Some(100), 4.0), (Some(100), 4.0), (Some(100), 4.0)]),
+        setting(9, "mul", "ortho_adamw", 0.01, 2.0, &[(Some(60), 6.0), (n, 1.0), (n, 1.0)]),
     ]
 }
 
@@ -167,10 +90,7 @@ pub const SKIPPED: &[(i64, i64)] = &[(2, 3), (5, 3), (9, 3), (9, 4)];
 /// progress.json counting them).
 pub fn fixture_with_skipped_runs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = Options {
-        lipschitz: true,
-        progress_json: true,
-    };
+    let options = Options { lipschitz: true, progress_json: true };
     write_fixture_with(dir.path(), &options, SKIPPED);
     dir
 }
@@ -186,12 +106,7 @@ fn write_fixture_with(dir: &Path, options: &Options, skipped: &[(i64, i64)]) {
     for s in settings() {
         for (seed, &(grok, lipschitz)) in s.seeds.iter().enumerate() {
             let diverged = s.id == 9 && seed == 2;
-            runs.push(
-                run_id,
-                &s,
-                seed as i64,
-                if diverged { "diverged" } else { "done" },
-            );
+            runs.push(run_id, &s, seed as i64, if diverged { "diverged" } else { "done" });
             for epoch in 0..EPOCHS {
                 let test_acc = match grok {
                     _ if diverged && epoch >= 50 => f64::NAN,
@@ -199,11 +114,7 @@ fn write_fixture_with(dir: &Path, options: &Options, skipped: &[(i64, i64)]) {
                     Some(g) if epoch >= g => 0.96,
                     _ => 0.5,
                 };
-                let bound = if grok == Some(epoch) {
-                    lipschitz
-                } else {
-                    LIPSCHITZ_ELSEWHERE
-                };
+                let bound = if grok == Some(epoch) { lipschitz } else { LIPSCHITZ_ELSEWHERE };
                 metrics.push(run_id, epoch, test_acc, options.lipschitz.then_some(bound));
             }
             run_id += 1;
@@ -280,9 +191,7 @@ impl RunColumns {
             "lipschitz_at_grok" => vec![Some(-1.0f64); n],
         )
         .unwrap();
-        ParquetWriter::new(fs::File::create(path).unwrap())
-            .finish(&mut frame)
-            .unwrap();
+        ParquetWriter::new(fs::File::create(path).unwrap()).finish(&mut frame).unwrap();
     }
 }
 
@@ -305,11 +214,7 @@ impl MetricColumns {
     /// Two parts, split mid-setting, as two finished stacks would be.
     fn write(self, folder: &Path) {
         let n = self.run_id.len();
-        let train_acc: Vec<f64> = self
-            .epoch
-            .iter()
-            .map(|&e| if e >= 5 { 1.0 } else { 0.2 * e as f64 })
-            .collect();
+        let train_acc: Vec<f64> = self.epoch.iter().map(|&e| if e >= 5 { 1.0 } else { 0.2 * e as f64 }).collect();
         let frame = df!(
             "run_id" => self.run_id,
             "epoch" => self.epoch,
@@ -324,14 +229,9 @@ impl MetricColumns {
         )
         .unwrap();
         let split = n / 2 + 77;
-        for (part, mut piece) in [frame.slice(0, split), frame.slice(split as i64, n - split)]
-            .into_iter()
-            .enumerate()
-        {
+        for (part, mut piece) in [frame.slice(0, split), frame.slice(split as i64, n - split)].into_iter().enumerate() {
             let path = folder.join(format!("part-{part:05}.parquet"));
-            ParquetWriter::new(fs::File::create(path).unwrap())
-                .finish(&mut piece)
-                .unwrap();
+            ParquetWriter::new(fs::File::create(path).unwrap()).finish(&mut piece).unwrap();
         }
     }
 }

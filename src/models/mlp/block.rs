@@ -168,8 +168,10 @@ impl<T: Real + 'static> Net<'_, T> {
                 0 => (&d0[..b * h_out], &mut d1[..b * h_in]),
                 _ => (&d1[..b * h_out], &mut d0[..b * h_in]),
             };
-            matmul(&mut grads[i], a_in, Layout::Transposed, dout, Layout::Plain, (h_in, b, h_out), true); // dW_i += a_{i−1}ᵀ · dout
-            matmul(da, dout, Layout::Plain, self.weights[i - 1], Layout::Transposed, (b, h_out, h_in), false); // da = dout · W_iᵀ [B, H_{i−1}]
+            // dW_i += a_{i−1}ᵀ · dout
+            matmul(&mut grads[i], a_in, Layout::Transposed, dout, Layout::Plain, (h_in, b, h_out), true);
+            // da = dout · W_iᵀ [B, H_{i−1}]
+            matmul(da, dout, Layout::Plain, self.weights[i - 1], Layout::Transposed, (b, h_out, h_in), false);
             self.store(da);
             activation::backward_in_place(da, &derivative[i - 1][..b * h_in]); // dz_{i−1} = da ⊙ act'(z_{i−1})
             self.store(da);
@@ -180,6 +182,7 @@ impl<T: Real + 'static> Net<'_, T> {
             0 => &delta[0][..b * self.hidden[0]],
             _ => &delta[1][..b * self.hidden[0]],
         };
-        gather::scatter_rows(dz0, indices, self.row_width, self.hidden[0], &mut grads[0]); // d_table += scatter(dz₀)
+        gather::scatter_rows(dz0, indices, self.row_width, self.hidden[0], &mut grads[0]);
+        // d_table += scatter(dz₀)
     }
 }

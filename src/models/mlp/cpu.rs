@@ -10,14 +10,14 @@
 //! Chunks have a fixed size and their partial gradients are summed in a fixed order, so the
 //! arithmetic of a run does not depend on the stack it is in, nor on the number of threads.
 
-use crate::kernels::loss::Loss;
-use crate::dispatch_real;
-use crate::kernels::loss::N_STATS;
-use crate::kernels::cpu_view;
 use super::block::{Buffers, Net};
 use super::Mlp;
 use crate::cpu::pool::{self, Pooled};
 use crate::cpu::{drive, Chunk, PassShape};
+use crate::dispatch_real;
+use crate::kernels::cpu_view;
+use crate::kernels::loss::Loss;
+use crate::kernels::loss::N_STATS;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 
@@ -30,7 +30,13 @@ pub const RUNS_PER_WAVE: usize = 64;
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` `[R, N, K]` / `labels` `[R, N]`,
 /// and the gradient of every parameter (see `crate::models::Model::train_pass`).
-pub fn train_pass(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<(Tensor, Vec<Tensor>)> {
+pub fn train_pass(
+    mlp: &Mlp,
+    rows: &Tensor,
+    labels: &Tensor,
+    loss: Loss,
+    loss_bf16: bool,
+) -> Result<(Tensor, Vec<Tensor>)> {
     let (stats, grads, _) = pass(mlp, rows, labels, loss, loss_bf16, true, false)?;
     Ok((stats, grads))
 }
@@ -42,9 +48,18 @@ pub fn evaluate(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16
 
 /// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients); with
 /// `keep_logits`, also the logits `[R, N, C]` it computes on the way.
-pub fn pass(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+pub fn pass(
+    mlp: &Mlp,
+    rows: &Tensor,
+    labels: &Tensor,
+    loss: Loss,
+    loss_bf16: bool,
+    training: bool,
+    keep_logits: bool,
+) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let inputs = Inputs::new(mlp, rows, labels)?;
-    let (stats, grads, logits) = dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, training, keep_logits))?;
+    let (stats, grads, logits) =
+        dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, training, keep_logits))?;
     if !training {
         return Ok((stats, grads, logits));
     }
@@ -66,20 +81,38 @@ struct Inputs {
 
 impl Inputs {
     fn new(mlp: &Mlp, rows: &Tensor, labels: &Tensor) -> Result<Inputs> {
-        let weights = (1..mlp.n_linear()).map(|i| Ok(mlp.model.compute_copy(mlp.linear(i))?.contiguous()?)).collect::<Result<_>>()?;
-        Ok(Inputs { table: mlp.first_table()?.contiguous()?, weights, rows: rows.contiguous()?, labels: labels.contiguous()? })
+        let weights = (1..mlp.n_linear())
+            .map(|i| Ok(mlp.model.compute_copy(mlp.linear(i))?.contiguous()?))
+            .collect::<Result<_>>()?;
+        Ok(Inputs {
+            table: mlp.first_table()?.contiguous()?,
+            weights,
+            rows: rows.contiguous()?,
+            labels: labels.contiguous()?,
+        })
     }
 }
 
 /// Statistics `[R, 4]` and, when `training`, the summed gradients: the table's `[R, V, H₀]`,
 /// then dW_i `[R, H_{i−1}, H_i]` for i = 1..=k; with `keep_logits`, the logits `[R, N, C]`.
-fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, training: bool, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+fn run_pass<T: Pooled>(
+    mlp: &Mlp,
+    inputs: &Inputs,
+    loss: Loss,
+    loss_bf16: bool,
+    training: bool,
+    keep_logits: bool,
+) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let (runs, n, k) = inputs.rows.dims3()?;
     if n == 0 {
         bail!("a pass over no rows");
     }
     let arch = mlp.arch;
-    let views = [&inputs.table, &inputs.rows, &inputs.labels].into_iter().chain(&inputs.weights).map(cpu_view).collect::<Result<Vec<_>>>()?;
+    let views = [&inputs.table, &inputs.rows, &inputs.labels]
+        .into_iter()
+        .chain(&inputs.weights)
+        .map(cpu_view)
+        .collect::<Result<Vec<_>>>()?;
     let (table, rows, labels) = (views[0].slice::<T>()?, views[1].slice::<u32>()?, views[2].slice::<u32>()?);
     let weights = views[3..].iter().map(|v| v.slice::<T>()).collect::<Result<Vec<_>>>()?;
     let table_len = table.len() / runs;
@@ -107,29 +140,33 @@ fn run_pass<T: Pooled>(mlp: &Mlp, inputs: &Inputs, loss: Loss, loss_bf16: bool, 
         grad_lengths: training.then(|| shapes.iter().map(|&(r, c)| r * c).collect()),
         kept_per_row: if keep_logits { classes } else { 0 },
     };
-    let sums = drive(&pass, |_| (), |_, chunk: Chunk<'_, T>| {
-        let Chunk { run, rows: chunk_rows, mut grads, mut kept } = chunk;
-        let net = net(run);
-        let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
-        let mut sums = [0.0; N_STATS];
-        for block in chunk_rows.clone().step_by(BLOCK_ROWS) {
-            let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(chunk_rows.end));
-            let indices = &rows[k * rows_here.start..k * rows_here.end];
-            net.forward(indices, &mut buf, training);
-            if let Some(out) = kept.as_deref_mut() {
-                // [B, C], before the loss overwrites them.
-                let (offset, len) = ((block - chunk_rows.start) * classes, rows_here.len() * classes);
-                out[offset..offset + len].copy_from_slice(buf.logits(len));
+    let sums = drive(
+        &pass,
+        |_| (),
+        |_, chunk: Chunk<'_, T>| {
+            let Chunk { run, rows: chunk_rows, mut grads, mut kept } = chunk;
+            let net = net(run);
+            let mut buf = Buffers::from_set(pool::take(&net.buffer_lengths(BLOCK_ROWS, training)));
+            let mut sums = [0.0; N_STATS];
+            for block in chunk_rows.clone().step_by(BLOCK_ROWS) {
+                let rows_here = (run * n + block)..(run * n + (block + BLOCK_ROWS).min(chunk_rows.end));
+                let indices = &rows[k * rows_here.start..k * rows_here.end];
+                net.forward(indices, &mut buf, training);
+                if let Some(out) = kept.as_deref_mut() {
+                    // [B, C], before the loss overwrites them.
+                    let (offset, len) = ((block - chunk_rows.start) * classes, rows_here.len() * classes);
+                    out[offset..offset + len].copy_from_slice(buf.logits(len));
+                }
+                let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
+                sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
+                if let Some(grads) = grads.as_deref_mut() {
+                    net.backward(indices, &mut buf, grads);
+                }
             }
-            let block_sums = net.loss(&labels[rows_here], &mut buf, training.then_some(scale));
-            sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
-            if let Some(grads) = grads.as_deref_mut() {
-                net.backward(indices, &mut buf, grads);
-            }
-        }
-        pool::give_back([buf.into_set()], usize::MAX);
-        sums
-    });
+            pool::give_back([buf.into_set()], usize::MAX);
+            sums
+        },
+    );
     let stats = Tensor::from_vec(sums.means, (runs, N_STATS), &Device::Cpu)?;
     let grads = sums
         .grads

@@ -19,20 +19,20 @@ pub mod cpu;
 pub use config::{Input, MlpConfig};
 
 use super::{compute_dtype, Group, Model, Param, Place};
+use crate::data::Examples;
 use crate::kernels::activation::Activation;
 use crate::kernels::round::Precision;
-use crate::tasks::{Symbols, TaskShape};
-use crate::data::Examples;
 use crate::kernels::round::Storage;
 use crate::kernels::{activation, gather};
 use crate::rng::{Rng, Stream};
+use crate::tasks::{Symbols, TaskShape};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 
 /// How an exported MLP computes its logits (`grokstack export`'s metadata).
-pub const EXPORT_DESCRIPTION: &str = "x = concat(embedding.weight[a], embedding.weight[b]) (two_hot: concat(onehot(a), \
-     onehot(b))); x = act(x @ layers.i.weight.T) for every layer but the last; logits = alpha * (x @ layers.K.weight.T); \
-     no biases";
+pub const EXPORT_DESCRIPTION: &str = "x = concat(embedding.weight[a], embedding.weight[b]) (two_hot: \
+     concat(onehot(a), onehot(b))); x = act(x @ layers.i.weight.T) for every layer but the last; logits = alpha * \
+     (x @ layers.K.weight.T); no biases";
 
 /// The canonical step `grokstack bench` times: p = 113, embedding 113, hidden [200, 200], GELU,
 /// train_fraction 0.4.
@@ -143,8 +143,16 @@ impl MlpArch {
     /// for bits, i where bit i is set and V ("no row") where it is not.
     pub fn table_indices(&self, examples: &Examples) -> Vec<u32> {
         match self.symbols {
-            Symbols::Operands { p } => examples.symbols.chunks_exact(2).flat_map(|ab| [ab[0], p as u32 + ab[1]]).collect(),
-            Symbols::Bits { n } => examples.symbols.chunks_exact(n).flat_map(|bits| bits.iter().enumerate().map(move |(i, &bit)| if bit == 1 { i as u32 } else { n as u32 })).collect(),
+            Symbols::Operands { p } => {
+                examples.symbols.chunks_exact(2).flat_map(|ab| [ab[0], p as u32 + ab[1]]).collect()
+            }
+            Symbols::Bits { n } => examples
+                .symbols
+                .chunks_exact(n)
+                .flat_map(|bits| {
+                    bits.iter().enumerate().map(move |(i, &bit)| if bit == 1 { i as u32 } else { n as u32 })
+                })
+                .collect(),
         }
     }
 }
@@ -160,43 +168,44 @@ pub struct Cache {
 /// PyTorch's initialization, per run from its own seed: Embedding N(0, 1),
 /// Linear U(−1/√fan_in, 1/√fan_in). The parameters in the order every gradient list follows.
 pub fn init(arch: &MlpArch, seeds: &[u64], precision: Precision, device: &Device) -> Result<Vec<Param>> {
-        let dtype = compute_dtype(precision);
-        let storage = Storage::of(precision);
-        let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Init)).collect();
-        let r = seeds.len();
-        let mut params = Vec::new();
-        if arch.input == Input::Embedding {
-            let (p, d) = (arch.embedding_rows(), arch.embed_dim);
-            let data: Vec<f64> = rngs.iter_mut().flat_map(|rng| (0..p * d).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
-            params.push(Param {
-                name: "embedding.weight".into(),
-                group: Group { always_decayed: false, muon: false, place: Place::Embedding },
-                value: storage.state(Tensor::from_vec(data, (r, p, d), device)?.to_dtype(dtype)?)?,
-            });
-        }
-        let shapes = arch.linear_shapes();
-        for (index, &(fan_in, fan_out)) in shapes.iter().enumerate() {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            let data: Vec<f64> = rngs
-                .iter_mut()
-                .flat_map(|rng| (0..fan_in * fan_out).map(|_| (2.0 * rng.uniform() - 1.0) * bound).collect::<Vec<_>>())
-                .collect();
-            let last = index + 1 == shapes.len();
-            // The reference's groups: the two-hot first layer plays the embedding's part (decayed
-            // only with all_reg); Muon takes the hidden matrices, not the input or output layer.
-            let input_layer = index == 0 && arch.input == Input::TwoHot;
-            let place = match (last, input_layer) {
-                (true, _) => Place::OutputLayer,
-                (false, true) => Place::InputLayer,
-                (false, false) => Place::HiddenLayer,
-            };
-            params.push(Param {
-                name: format!("layers.{index}.weight"),
-                group: Group { always_decayed: !input_layer, muon: !input_layer && !last, place },
-                value: storage.state(Tensor::from_vec(data, (r, fan_in, fan_out), device)?.to_dtype(dtype)?)?,
-            });
-        }
-        Ok(params)
+    let dtype = compute_dtype(precision);
+    let storage = Storage::of(precision);
+    let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, Stream::Init)).collect();
+    let r = seeds.len();
+    let mut params = Vec::new();
+    if arch.input == Input::Embedding {
+        let (p, d) = (arch.embedding_rows(), arch.embed_dim);
+        let data: Vec<f64> =
+            rngs.iter_mut().flat_map(|rng| (0..p * d).map(|_| rng.normal()).collect::<Vec<_>>()).collect();
+        params.push(Param {
+            name: "embedding.weight".into(),
+            group: Group { always_decayed: false, muon: false, place: Place::Embedding },
+            value: storage.state(Tensor::from_vec(data, (r, p, d), device)?.to_dtype(dtype)?)?,
+        });
+    }
+    let shapes = arch.linear_shapes();
+    for (index, &(fan_in, fan_out)) in shapes.iter().enumerate() {
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let data: Vec<f64> = rngs
+            .iter_mut()
+            .flat_map(|rng| (0..fan_in * fan_out).map(|_| (2.0 * rng.uniform() - 1.0) * bound).collect::<Vec<_>>())
+            .collect();
+        let last = index + 1 == shapes.len();
+        // The reference's groups: the two-hot first layer plays the embedding's part (decayed
+        // only with all_reg); Muon takes the hidden matrices, not the input or output layer.
+        let input_layer = index == 0 && arch.input == Input::TwoHot;
+        let place = match (last, input_layer) {
+            (true, _) => Place::OutputLayer,
+            (false, true) => Place::InputLayer,
+            (false, false) => Place::HiddenLayer,
+        };
+        params.push(Param {
+            name: format!("layers.{index}.weight"),
+            group: Group { always_decayed: !input_layer, muon: !input_layer && !last, place },
+            value: storage.state(Tensor::from_vec(data, (r, fan_in, fan_out), device)?.to_dtype(dtype)?)?,
+        });
+    }
+    Ok(params)
 }
 
 /// An MLP stack: its shapes and its parameters.
@@ -250,7 +259,8 @@ impl<'a> Mlp<'a> {
         let mut cache = Cache { derivative: Vec::new(), post: Vec::new() };
         for index in 1..self.n_linear() {
             let a = if for_backward {
-                let (a, derivative) = (activation::forward(self.arch.activation, &z)?, activation::derivative(self.arch.activation, &z)?);
+                let (a, derivative) =
+                    (activation::forward(self.arch.activation, &z)?, activation::derivative(self.arch.activation, &z)?);
                 cache.derivative.push(derivative);
                 store(a)? // [R, N, H_{i-1}]
             } else {
@@ -274,7 +284,8 @@ impl<'a> Mlp<'a> {
         let k = self.n_linear() - 1; // index of the output layer
         let mut linear_grads: Vec<Option<Tensor>> = vec![None; k + 1];
         let store = |t: Tensor| self.model.storage.compute(t);
-        let mut dout = if self.arch.alpha != 1.0 { store((dlogits * self.arch.alpha)?)? } else { dlogits.clone() }; // [R, N, out]
+        // [R, N, out]
+        let mut dout = if self.arch.alpha != 1.0 { store((dlogits * self.arch.alpha)?)? } else { dlogits.clone() };
         for index in (1..=k).rev() {
             let a_in = &cache.post[index - 1]; // [R, N, H_in]
             let w = self.model.compute_copy(self.linear(index))?; // [R, H_in, H_out]
@@ -303,7 +314,8 @@ impl<'a> Mlp<'a> {
                 let (w_a, w_b) = (w0.narrow(1, 0, d)?, w0.narrow(1, d, d)?); // [R, d, H₀]
                 let e_t = e.t()?; // [R, d, p]
                 grads.push(store((dt_a.matmul(&w_a.t()?)? + dt_b.matmul(&w_b.t()?)?)?)?); // dE [R, p, d]
-                grads.push(store(Tensor::cat(&[e_t.matmul(&dt_a)?, e_t.matmul(&dt_b)?], 1)?)?); // dW₀ [R, 2d, H₀]
+                grads.push(store(Tensor::cat(&[e_t.matmul(&dt_a)?, e_t.matmul(&dt_b)?], 1)?)?);
+                // dW₀ [R, 2d, H₀]
             }
         }
         grads.extend(later_layers);

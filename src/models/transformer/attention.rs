@@ -6,8 +6,8 @@
 //! from the last T' of the T positions (T' = T, or 1 in the last block), keys and values from
 //! all of them; query i sits at position T − T' + i.
 
-use super::layers::{dropout, linear_forward};
 use super::grads::Grads;
+use super::layers::{dropout, linear_forward};
 use super::masks::BlockDropout;
 use super::{AttnAt, Transformer};
 use anyhow::Result;
@@ -26,9 +26,12 @@ impl Rope {
     pub fn new(base: f64, t: usize, e: usize, dtype: DType, device: &Device) -> Result<Rope> {
         let half = e / 2;
         // Angles in f64 whatever the dtype, so f32 runs do not lose the small θ_i.
-        let angles: Vec<f64> = (0..t).flat_map(|pos| (0..half).map(move |i| pos as f64 * base.powf(-2.0 * i as f64 / e as f64))).collect();
-        let cos = Tensor::from_vec(angles.iter().map(|a| a.cos()).collect::<Vec<_>>(), (t, half), device)?.to_dtype(dtype)?;
-        let sin = Tensor::from_vec(angles.iter().map(|a| a.sin()).collect::<Vec<_>>(), (t, half), device)?.to_dtype(dtype)?;
+        let angles: Vec<f64> =
+            (0..t).flat_map(|pos| (0..half).map(move |i| pos as f64 * base.powf(-2.0 * i as f64 / e as f64))).collect();
+        let cos =
+            Tensor::from_vec(angles.iter().map(|a| a.cos()).collect::<Vec<_>>(), (t, half), device)?.to_dtype(dtype)?;
+        let sin =
+            Tensor::from_vec(angles.iter().map(|a| a.sin()).collect::<Vec<_>>(), (t, half), device)?.to_dtype(dtype)?;
         Ok(Rope { cos, sin })
     }
 
@@ -63,13 +66,15 @@ impl Rope {
 pub fn split_heads(x: &Tensor, n: usize, heads: usize) -> Result<Tensor> {
     let (r, m, d) = x.dims3()?;
     let (tq, e) = (m / n, d / heads);
-    Ok(x.reshape((r, n, tq, heads, e))?.transpose(2, 3)?.contiguous()?.reshape((r * n * heads, tq, e))?) // [R·N·H, T', e]
+    Ok(x.reshape((r, n, tq, heads, e))?.transpose(2, 3)?.contiguous()?.reshape((r * n * heads, tq, e))?)
+    // [R·N·H, T', e]
 }
 
 /// Inverse of [`split_heads`] (and its backward): `[R·N·H, T', e]` → `[R, N·T', d]`.
 pub fn merge_heads(x: &Tensor, r: usize, n: usize, heads: usize) -> Result<Tensor> {
     let (_, tq, e) = x.dims3()?;
-    Ok(x.reshape((r, n, heads, tq, e))?.transpose(2, 3)?.contiguous()?.reshape((r, n * tq, heads * e))?) // [R, N·T', d]
+    Ok(x.reshape((r, n, heads, tq, e))?.transpose(2, 3)?.contiguous()?.reshape((r, n * tq, heads * e))?)
+    // [R, N·T', d]
 }
 
 /// Softmax over the last axis (the keys): p = exp(s − max) / Σ exp(s − max). `[B, T', T]`.
@@ -91,7 +96,8 @@ pub fn causal_mask(tq: usize, t: usize, dtype: DType, device: &Device) -> Result
     if tq <= 1 {
         return Ok(None);
     }
-    let values: Vec<f64> = (0..tq).flat_map(|i| (0..t).map(move |j| if j > t - tq + i { f64::NEG_INFINITY } else { 0.0 })).collect();
+    let values: Vec<f64> =
+        (0..tq).flat_map(|i| (0..t).map(move |j| if j > t - tq + i { f64::NEG_INFINITY } else { 0.0 })).collect();
     Ok(Some(Tensor::from_vec(values, (tq, t), device)?.to_dtype(dtype)?))
 }
 
@@ -116,7 +122,15 @@ pub struct AttnCache {
 impl Transformer {
     /// Self-attention of the last `tq` positions over all T. `x` `[R, N·T, d]` → `[R, N·tq, d]`
     /// (after the o projection and its dropout).
-    pub(crate) fn attention_forward(&self, at: &AttnAt, x: &Tensor, n: usize, tq: usize, drop: &BlockDropout, rope: Option<&Rope>) -> Result<(Tensor, AttnCache)> {
+    pub(crate) fn attention_forward(
+        &self,
+        at: &AttnAt,
+        x: &Tensor,
+        n: usize,
+        tq: usize,
+        drop: &BlockDropout,
+        rope: Option<&Rope>,
+    ) -> Result<(Tensor, AttnCache)> {
         let (r, m, _) = x.dims3()?;
         let (t, heads) = (m / n, self.arch.heads);
         let scale = 1.0 / (self.arch.d_head() as f64).sqrt();
@@ -168,7 +182,8 @@ impl Transformer {
         let dkept = dheads.matmul(&cache.v.t()?)?; // d·vᵀ  [R·N·H, T', T]
         let dv = cache.kept.t()?.matmul(&dheads)?; // keptᵀ·d  [R·N·H, T, e]
         let dprobs = dropout(&dkept, drop.attn_weights.as_ref())?; // [R·N·H, T', T]
-        // The causal mask is a constant: masked weights are 0, so softmax's backward gives them 0.
+                                                                   // The causal mask is a constant: masked weights are
+                                                                   // 0, so softmax's backward gives them 0.
         let dscores = (softmax_backward(&dprobs, &cache.probs)? * scale)?; // [R·N·H, T', T]
         let mut dq = dscores.matmul(&cache.k)?; // [R·N·H, T', e]
         let mut dk = dscores.t()?.matmul(&cache.q)?; // [R·N·H, T, e]

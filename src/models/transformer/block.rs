@@ -50,7 +50,15 @@ impl Transformer {
     }
 
     /// One block on x `[R, N·T, d]` → the last `tq` positions `[R, N·tq, d]`.
-    fn block_forward(&self, at: &LayerAt, x: &Tensor, n: usize, tq: usize, dropout: BlockDropout, rope: Option<&Rope>) -> Result<(Tensor, BlockCache)> {
+    fn block_forward(
+        &self,
+        at: &LayerAt,
+        x: &Tensor,
+        n: usize,
+        tq: usize,
+        dropout: BlockDropout,
+        rope: Option<&Rope>,
+    ) -> Result<(Tensor, BlockCache)> {
         let t = x.dims()[1] / n;
         let x_last = last_positions(x, n, t, tq)?; // the residual at the computed positions  [R, N·tq, d]
         let (out, norm1, attn, norm2, ffn) = match self.arch.placement {
@@ -74,7 +82,16 @@ impl Transformer {
     }
 
     /// Backward of [`Transformer::block_forward`]: dx `[R, N·T, d]` from dy `[R, N·tq, d]`.
-    fn block_backward(&self, at: &LayerAt, cache: &BlockCache, dy: &Tensor, n: usize, t: usize, rope: Option<&Rope>, grads: &mut Grads) -> Result<Tensor> {
+    fn block_backward(
+        &self,
+        at: &LayerAt,
+        cache: &BlockCache,
+        dy: &Tensor,
+        n: usize,
+        t: usize,
+        rope: Option<&Rope>,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
         let tq = cache.tq;
         let drop = &cache.dropout;
         match self.arch.placement {
@@ -82,9 +99,10 @@ impl Transformer {
                 // x2 = x1 + ffn(norm2(x1)): dy reaches x1 directly and through the FFN.
                 let dh2 = self.ffn_backward(&at.ffn, &cache.ffn, dy, drop, grads)?; // [R, N·tq, d]
                 let dx1 = (dy + grads.norm(self, &at.norm2, &cache.norm2, &dh2)?)?; // [R, N·tq, d]
-                // x1 = x_last + attn(norm1(x)).
+                                                                                    // x1 = x_last + attn(norm1(x)).
                 let dh = self.attention_backward(&at.attn, &cache.attn, &dx1, n, drop, rope, grads)?; // [R, N·T, d]
-                Ok((pad_positions(&dx1, n, t, tq)? + grads.norm(self, &at.norm1, &cache.norm1, &dh)?)?) // [R, N·T, d]
+                Ok((pad_positions(&dx1, n, t, tq)? + grads.norm(self, &at.norm1, &cache.norm1, &dh)?)?)
+                // [R, N·T, d]
             }
             NormPlacement::Post => {
                 let ds2 = grads.norm(self, &at.norm2, &cache.norm2, dy)?; // d(x1 + ffn(x1))  [R, N·tq, d]
@@ -148,7 +166,8 @@ impl Transformer {
         let tq = cache.blocks.last().map_or(t, |b| b.tq);
         let mut dx = pad_positions(&dlast, n, tq, 1)?; // [R, N·tq, d]
         for (at, block) in self.layout.layers.iter().zip(&cache.blocks).rev() {
-            dx = self.block_backward(at, block, &dx, n, t, cache.rope.as_ref(), &mut grads)?; // [R, N·T, d]
+            dx = self.block_backward(at, block, &dx, n, t, cache.rope.as_ref(), &mut grads)?;
+            // [R, N·T, d]
         }
         if let Some(position) = self.layout.position {
             grads.put(position, layers::position_backward(&dx, n, t)?)?; // [R, T, d]

@@ -139,7 +139,8 @@ impl TransformerConfig {
             heads: keys.int("model.heads")?,
             ffn: keys.choice("model.ffn", &[FfnKind::SwiGlu, FfnKind::Relu, FfnKind::Gelu].map(|k| (k.name(), k)))?,
             ffn_width: if ffn_width == 0 { 4 * d_model } else { ffn_width },
-            norm: keys.choice("model.norm", &[NormKind::Rms, NormKind::Layer, NormKind::None].map(|k| (k.name(), k)))?,
+            norm: keys
+                .choice("model.norm", &[NormKind::Rms, NormKind::Layer, NormKind::None].map(|k| (k.name(), k)))?,
             placement: keys
                 .choice("model.norm_position", &[("pre", NormPlacement::Pre), ("post", NormPlacement::Post)])?,
             position: match keys.string("model.positional")? {

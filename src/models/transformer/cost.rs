@@ -35,11 +35,12 @@ impl TransformerArch {
                 let n = size.n_train;
                 let (h, t, d, f) = (self.heads, self.seq_len, self.d_model, self.ffn_width);
                 let p = self.dropout;
-                let mask_units: usize = [(p.attn_weights, h * t * t), (p.attn_out, t * d), (p.ffn_hidden, t * f), (p.ffn_out, t * d)]
-                    .iter()
-                    .filter(|(prob, _)| *prob > 0.0)
-                    .map(|(_, units)| units)
-                    .sum();
+                let mask_units: usize =
+                    [(p.attn_weights, h * t * t), (p.attn_out, t * d), (p.ffn_hidden, t * f), (p.ffn_out, t * d)]
+                        .iter()
+                        .filter(|(prob, _)| *prob > 0.0)
+                        .map(|(_, units)| units)
+                        .sum();
                 let wave = runs.min(RUNS_PER_WAVE);
                 (n.div_ceil(CHUNK_ROWS) * self.param_count() * value + self.layers * n * mask_units) * wave
             }

@@ -3,12 +3,12 @@
 //!   ReLU, GELU:  w2(act(w1·x))               GELU in its erf form
 //! with dropout on the hidden units (before w2) and on the output.
 
-use super::layers::{dropout, linear_forward};
 use super::grads::Grads;
+use super::layers::{dropout, linear_forward};
 use super::masks::BlockDropout;
 use super::{FfnAt, FfnKind, Transformer};
-use crate::kernels::activation::Activation;
 use crate::kernels::activation;
+use crate::kernels::activation::Activation;
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -41,8 +41,12 @@ impl Transformer {
         let pre = linear_forward(x, self.at(at.w1.weight), bias(at.w1.bias))?; // w1·x  [R, M, F]
         let (act, derivative) = match self.arch.ffn {
             FfnKind::SwiGlu => silu_with_derivative(&pre)?,
-            FfnKind::Relu => (activation::forward(Activation::Relu, &pre)?, activation::derivative(Activation::Relu, &pre)?),
-            FfnKind::Gelu => (activation::forward(Activation::Gelu, &pre)?, activation::derivative(Activation::Gelu, &pre)?),
+            FfnKind::Relu => {
+                (activation::forward(Activation::Relu, &pre)?, activation::derivative(Activation::Relu, &pre)?)
+            }
+            FfnKind::Gelu => {
+                (activation::forward(Activation::Gelu, &pre)?, activation::derivative(Activation::Gelu, &pre)?)
+            }
         }; // [R, M, F] each
         let gate = match &at.w3 {
             Some(w3) => Some(linear_forward(x, self.at(w3.weight), bias(w3.bias))?), // w3·x  [R, M, F]
@@ -73,7 +77,8 @@ impl Transformer {
         let (dact, dx_gate) = match (&cache.gate, &at.w3) {
             (Some(gate), Some(w3)) => {
                 let dgate = (&dhidden * &cache.act)?; // [R, M, F]
-                ((&dhidden * gate)?, Some(grads.linear(self, w3, &dgate, &cache.input)?)) // dx via w3  [R, M, d]
+                ((&dhidden * gate)?, Some(grads.linear(self, w3, &dgate, &cache.input)?))
+                // dx via w3  [R, M, d]
             }
             _ => (dhidden, None),
         };

@@ -21,8 +21,7 @@ impl Grads {
     }
 
     /// Backward of a Linear layer with the weights at `at`: stores dW (and db), returns dx.
-    pub(crate) fn linear(&mut self, model: &Transformer, at: &LinearAt, dy: &Tensor, x: &Tensor)
-        -> Result<Tensor> {
+    pub(crate) fn linear(&mut self, model: &Transformer, at: &LinearAt, dy: &Tensor, x: &Tensor) -> Result<Tensor> {
         let (dx, dw, db) = linear_backward(dy, x, model.at(at.weight), at.bias.is_some())?;
         self.put(at.weight, dw)?;
         if let (Some(index), Some(db)) = (at.bias, db) {
@@ -32,8 +31,13 @@ impl Grads {
     }
 
     /// Backward of a norm (identity without one): stores dg (and db), returns dx.
-    pub(super) fn norm(&mut self, model: &Transformer, at: &Option<NormAt>, cache: &Option<NormCache>, dy: &Tensor)
-        -> Result<Tensor> {
+    pub(super) fn norm(
+        &mut self,
+        model: &Transformer,
+        at: &Option<NormAt>,
+        cache: &Option<NormCache>,
+        dy: &Tensor,
+    ) -> Result<Tensor> {
         match (at, cache) {
             (Some(at), Some(cache)) => {
                 let gain = model.at(at.gain);

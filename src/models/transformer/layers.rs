@@ -55,7 +55,13 @@ pub fn norm_forward(kind: NormKind, x: &Tensor, gain: &Tensor, bias: Option<&Ten
 /// Backward of [`norm_forward`]: (dx `[R, M, d]`, dg `[R, d]`, db `[R, d]` with a bias).
 /// With dx̂ = dy ⊙ g, RMSNorm's dx = s·(dx̂ − x̂·mean(dx̂ ⊙ x̂)); LayerNorm's also subtracts
 /// mean(dx̂), since x̂ does not move when every input moves by the same amount.
-pub fn norm_backward(kind: NormKind, dy: &Tensor, cache: &NormCache, gain: &Tensor, bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+pub fn norm_backward(
+    kind: NormKind,
+    dy: &Tensor,
+    cache: &NormCache,
+    gain: &Tensor,
+    bias: bool,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let dgain = (dy * &cache.xhat)?.sum(1)?; // Σ over rows  [R, d]
     let dbias = if bias { Some(dy.sum(1)?) } else { None }; // [R, d]
     let dxhat = dy.broadcast_mul(&gain.unsqueeze(1)?)?; // [R, M, d]

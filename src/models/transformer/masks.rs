@@ -93,11 +93,17 @@ impl Masks {
         let r = runs.len();
         let runs: Vec<RunMasks> = runs.iter().map(|run| RunMasks::draw(arch, run, rows)).collect();
         // One kind of one layer, every run's units one after another: `[R, shape...]`.
-        let stack = |pick: &dyn Fn(&RunLayerMasks) -> &Option<Vec<u8>>, layer: usize, shape: &[usize]| -> Result<Option<Tensor>> {
+        let stack = |pick: &dyn Fn(&RunLayerMasks) -> &Option<Vec<u8>>,
+                     layer: usize,
+                     shape: &[usize]|
+         -> Result<Option<Tensor>> {
             if pick(&runs[0].layers[layer]).is_none() {
                 return Ok(None);
             }
-            let data: Vec<u8> = runs.iter().flat_map(|run| pick(&run.layers[layer]).as_deref().unwrap_or_default().iter().copied()).collect();
+            let data: Vec<u8> = runs
+                .iter()
+                .flat_map(|run| pick(&run.layers[layer]).as_deref().unwrap_or_default().iter().copied())
+                .collect();
             let mut full = vec![r];
             full.extend(shape);
             Ok(Some(Tensor::from_vec(data, full, device)?.to_dtype(dtype)?))
@@ -117,11 +123,23 @@ impl Masks {
 
     /// The masks of the runs at `start..start + len`.
     pub fn narrow_runs(&self, start: usize, len: usize) -> Result<Masks> {
-        let narrow = |m: &Option<Tensor>| -> Result<Option<Tensor>> { Ok(match m { Some(m) => Some(m.narrow(0, start, len)?), None => None }) };
+        let narrow = |m: &Option<Tensor>| -> Result<Option<Tensor>> {
+            Ok(match m {
+                Some(m) => Some(m.narrow(0, start, len)?),
+                None => None,
+            })
+        };
         let layers = self
             .layers
             .iter()
-            .map(|l| Ok(LayerMasks { attn_weights: narrow(&l.attn_weights)?, attn_out: narrow(&l.attn_out)?, ffn_hidden: narrow(&l.ffn_hidden)?, ffn_out: narrow(&l.ffn_out)? }))
+            .map(|l| {
+                Ok(LayerMasks {
+                    attn_weights: narrow(&l.attn_weights)?,
+                    attn_out: narrow(&l.attn_out)?,
+                    ffn_hidden: narrow(&l.ffn_hidden)?,
+                    ffn_out: narrow(&l.ffn_out)?,
+                })
+            })
             .collect::<Result<_>>()?;
         Ok(Masks { layers })
     }
@@ -144,9 +162,21 @@ pub struct BlockDropout {
 impl BlockDropout {
     /// Block `layer`'s factors from `masks`; no dropout at all without masks (evaluation).
     /// r runs, n rows, t positions, tq of them computed.
-    pub fn of(arch: &TransformerArch, masks: Option<&Masks>, layer: usize, r: usize, n: usize, tq: usize) -> Result<BlockDropout> {
+    pub fn of(
+        arch: &TransformerArch,
+        masks: Option<&Masks>,
+        layer: usize,
+        r: usize,
+        n: usize,
+        tq: usize,
+    ) -> Result<BlockDropout> {
         let Some(masks) = masks else { return Ok(BlockDropout::default()) };
-        ensure!(masks.layers.len() == arch.layers, "dropout masks for {} layers, the transformer has {}", masks.layers.len(), arch.layers);
+        ensure!(
+            masks.layers.len() == arch.layers,
+            "dropout masks for {} layers, the transformer has {}",
+            masks.layers.len(),
+            arch.layers
+        );
         let m = &masks.layers[layer];
         let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
         let p = arch.dropout;
@@ -156,15 +186,27 @@ impl BlockDropout {
                 return Ok(None);
             }
             let Some(mask) = mask else { anyhow::bail!("dropout {prob} on the {what} of layer {layer} but no mask") };
-            ensure!(mask.dims() == [r, n, t, width], "layer {layer}'s {what} mask is {:?}, expected {:?}", mask.dims(), [r, n, t, width]);
+            ensure!(
+                mask.dims() == [r, n, t, width],
+                "layer {layer}'s {what} mask is {:?}, expected {:?}",
+                mask.dims(),
+                [r, n, t, width]
+            );
             let last = mask.narrow(2, t - tq, tq)?.contiguous()?.reshape((r, n * tq, width))?; // [R, N·tq, width]
             Ok(Some(super::layers::dropout_factor(&last, prob)?))
         };
         let attn_weights = if p.attn_weights == 0.0 {
             None
         } else {
-            let Some(mask) = &m.attn_weights else { anyhow::bail!("dropout on the attention weights of layer {layer} but no mask") };
-            ensure!(mask.dims() == [r, n, h, t, t], "layer {layer}'s attention weight mask is {:?}, expected {:?}", mask.dims(), [r, n, h, t, t]);
+            let Some(mask) = &m.attn_weights else {
+                anyhow::bail!("dropout on the attention weights of layer {layer} but no mask")
+            };
+            ensure!(
+                mask.dims() == [r, n, h, t, t],
+                "layer {layer}'s attention weight mask is {:?}, expected {:?}",
+                mask.dims(),
+                [r, n, h, t, t]
+            );
             let last = mask.reshape((r * n * h, t, t))?.narrow(1, t - tq, tq)?.contiguous()?; // [R·N·H, tq, T]
             Some(super::layers::dropout_factor(&last, p.attn_weights)?)
         };

@@ -224,14 +224,31 @@ impl TransformerArch {
 
     pub fn validate(&self) -> Result<()> {
         ensure!(self.layers >= 1, "a transformer needs at least one layer");
-        ensure!(self.d_model >= 1 && self.vocab >= 1 && self.seq_len >= 1 && self.classes >= 1 && self.ffn_width >= 1, "transformer sizes must be positive: {self:?}");
-        ensure!(self.heads >= 1 && self.d_model % self.heads == 0, "heads ({}) must divide d_model ({})", self.heads, self.d_model);
+        ensure!(
+            self.d_model >= 1 && self.vocab >= 1 && self.seq_len >= 1 && self.classes >= 1 && self.ffn_width >= 1,
+            "transformer sizes must be positive: {self:?}"
+        );
+        ensure!(
+            self.heads >= 1 && self.d_model % self.heads == 0,
+            "heads ({}) must divide d_model ({})",
+            self.heads,
+            self.d_model
+        );
         if let Position::Rope { base } = self.position {
-            ensure!(self.d_head() % 2 == 0, "RoPE turns pairs of a head's dimensions: d_head ({}) must be even", self.d_head());
+            ensure!(
+                self.d_head() % 2 == 0,
+                "RoPE turns pairs of a head's dimensions: d_head ({}) must be even",
+                self.d_head()
+            );
             ensure!(base > 0.0 && base.is_finite(), "RoPE base must be positive, got {base}");
         }
         let d = self.dropout;
-        for (p, name) in [(d.attn_weights, "attention weights"), (d.attn_out, "attention output"), (d.ffn_hidden, "FFN hidden"), (d.ffn_out, "FFN output")] {
+        for (p, name) in [
+            (d.attn_weights, "attention weights"),
+            (d.attn_out, "attention output"),
+            (d.ffn_hidden, "FFN hidden"),
+            (d.ffn_out, "FFN output"),
+        ] {
             ensure!((0.0..1.0).contains(&p), "dropout on the {name} must be in [0, 1), got {p}");
         }
         Ok(())
@@ -338,22 +355,25 @@ fn specs(arch: &TransformerArch) -> (Vec<Spec>, Layout) {
         specs.len() - 1
     };
     let (d, f, bias) = (arch.d_model, arch.ffn_width, arch.bias);
-    let linear = |push: &mut dyn FnMut(String, Role, Vec<usize>, Init) -> usize, name: &str, fan_in: usize, fan_out: usize| {
-        let bound = 1.0 / (fan_in as f64).sqrt();
-        let weight = push(format!("{name}.weight"), Role::Matrix, vec![fan_in, fan_out], Init::Uniform(bound));
-        let bias = bias.then(|| push(format!("{name}.bias"), Role::Bias, vec![fan_out], Init::Uniform(bound)));
-        LinearAt { weight, bias }
-    };
+    let linear =
+        |push: &mut dyn FnMut(String, Role, Vec<usize>, Init) -> usize, name: &str, fan_in: usize, fan_out: usize| {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let weight = push(format!("{name}.weight"), Role::Matrix, vec![fan_in, fan_out], Init::Uniform(bound));
+            let bias = bias.then(|| push(format!("{name}.bias"), Role::Bias, vec![fan_out], Init::Uniform(bound)));
+            LinearAt { weight, bias }
+        };
     let norm = |push: &mut dyn FnMut(String, Role, Vec<usize>, Init) -> usize, name: &str| match arch.norm {
         NormKind::None => None,
         kind => {
             let gain = push(format!("{name}.weight"), Role::Gain, vec![d], Init::Ones);
-            let bias = (kind == NormKind::Layer).then(|| push(format!("{name}.bias"), Role::Bias, vec![d], Init::Zeros));
+            let bias =
+                (kind == NormKind::Layer).then(|| push(format!("{name}.bias"), Role::Bias, vec![d], Init::Zeros));
             Some(NormAt { gain, bias })
         }
     };
     let embedding = push("embedding.weight".into(), Role::Embedding, vec![arch.vocab, d], Init::Normal);
-    let position = (arch.position == Position::Learned).then(|| push("position.weight".into(), Role::Position, vec![arch.seq_len, d], Init::Normal));
+    let position = (arch.position == Position::Learned)
+        .then(|| push("position.weight".into(), Role::Position, vec![arch.seq_len, d], Init::Normal));
     let mut layers = Vec::with_capacity(arch.layers);
     for i in 0..arch.layers {
         let norm1 = norm(&mut push, &format!("layers.{i}.norm1"));

@@ -14,12 +14,14 @@
 //! positions of its input, its queries from the last T'.
 
 use super::ops::{self, AttnShape, RopeTable};
+use crate::cpu::matmul::{matmul, Layout as Operand};
 use crate::kernels::activation::Activation;
 use crate::kernels::loss::Loss;
-use crate::cpu::matmul::{matmul, Layout as Operand};
 use crate::kernels::loss::{self, N_STATS};
 use crate::kernels::{activation, Real};
-use crate::models::transformer::{AttnAt, FfnAt, FfnKind, LayerAt, Layout, LinearAt, NormAt, NormKind, NormPlacement, RunLayerMasks, TransformerArch};
+use crate::models::transformer::{
+    AttnAt, FfnAt, FfnKind, LayerAt, Layout, LinearAt, NormAt, NormKind, NormPlacement, RunLayerMasks, TransformerArch,
+};
 use std::ops::Range;
 
 /// What every block of a run shares: the architecture and the run's weights.
@@ -58,7 +60,9 @@ impl<'a, T: Real> BlockMasks<'a, T> {
         let (h, t, d, f) = (arch.heads, arch.seq_len, arch.d_model, arch.ffn_width);
         let p = arch.dropout;
         let cut = |mask: &'a Option<Vec<u8>>, per_row: usize, prob: f64| {
-            mask.as_ref().map(|m| (&m[rows.start * per_row..rows.end * per_row], T::from(1.0 / (1.0 - prob)).unwrap_or_else(T::one)))
+            mask.as_ref().map(|m| {
+                (&m[rows.start * per_row..rows.end * per_row], T::from(1.0 / (1.0 - prob)).unwrap_or_else(T::one))
+            })
         };
         BlockMasks {
             attn_weights: cut(&masks.attn_weights, h * t * t, p.attn_weights),
@@ -308,7 +312,15 @@ impl<T: Real + 'static> Net<'_, T> {
     /// y = x·W + b: x `[m, in]`, W `[in, out]` → y `[m, out]`.
     fn linear(&self, at: &LinearAt, x: &[T], y: &mut [T], (m, fan_in, fan_out): (usize, usize, usize)) {
         let y = &mut y[..m * fan_out];
-        matmul(y, &x[..m * fan_in], Operand::Plain, self.params[at.weight], Operand::Plain, (m, fan_in, fan_out), false);
+        matmul(
+            y,
+            &x[..m * fan_in],
+            Operand::Plain,
+            self.params[at.weight],
+            Operand::Plain,
+            (m, fan_in, fan_out),
+            false,
+        );
         if let Some(b) = at.bias {
             ops::add_bias(y, self.params[b]);
         }
@@ -317,14 +329,39 @@ impl<T: Real + 'static> Net<'_, T> {
     /// Backward of [`Net::linear`]: dW += xᵀ·dy, db += Σ dy, and dx = dy·Wᵀ (added to dx with
     /// `accumulate`).
     #[allow(clippy::too_many_arguments)]
-    fn linear_backward(&self, at: &LinearAt, x: &[T], dy: &[T], dx: Option<&mut [T]>, accumulate: bool, grads: &mut Grads<T>, (m, fan_in, fan_out): (usize, usize, usize)) {
+    fn linear_backward(
+        &self,
+        at: &LinearAt,
+        x: &[T],
+        dy: &[T],
+        dx: Option<&mut [T]>,
+        accumulate: bool,
+        grads: &mut Grads<T>,
+        (m, fan_in, fan_out): (usize, usize, usize),
+    ) {
         let dy = &dy[..m * fan_out];
-        matmul(&mut grads[at.weight], &x[..m * fan_in], Operand::Transposed, dy, Operand::Plain, (fan_in, m, fan_out), true);
+        matmul(
+            &mut grads[at.weight],
+            &x[..m * fan_in],
+            Operand::Transposed,
+            dy,
+            Operand::Plain,
+            (fan_in, m, fan_out),
+            true,
+        );
         if let Some(b) = at.bias {
             ops::sum_rows(dy, &mut grads[b]);
         }
         if let Some(dx) = dx {
-            matmul(&mut dx[..m * fan_in], dy, Operand::Plain, self.params[at.weight], Operand::Transposed, (m, fan_out, fan_in), accumulate);
+            matmul(
+                &mut dx[..m * fan_in],
+                dy,
+                Operand::Plain,
+                self.params[at.weight],
+                Operand::Transposed,
+                (m, fan_out, fan_in),
+                accumulate,
+            );
         }
     }
 
@@ -333,7 +370,15 @@ impl<T: Real + 'static> Net<'_, T> {
         let d = self.arch.d_model;
         let y = &mut y[..x.len()];
         match at {
-            Some(at) => ops::norm_forward(self.arch.norm, x, self.params[at.gain], at.bias.map(|b| self.params[b]), y, &mut xhat[..x.len()], &mut inv[..x.len() / d]),
+            Some(at) => ops::norm_forward(
+                self.arch.norm,
+                x,
+                self.params[at.gain],
+                at.bias.map(|b| self.params[b]),
+                y,
+                &mut xhat[..x.len()],
+                &mut inv[..x.len() / d],
+            ),
             None => y.copy_from_slice(x),
         }
     }
@@ -341,14 +386,33 @@ impl<T: Real + 'static> Net<'_, T> {
     /// Backward of [`Net::norm_forward`] from dy `[m, d]`: dx written (or added with
     /// `accumulate`), the gain's and bias's gradients added to `grads`.
     #[allow(clippy::too_many_arguments)]
-    fn norm_backward(&self, at: &Option<NormAt>, dy: &[T], xhat: &[T], inv: &[T], dx: &mut [T], accumulate: bool, grads: &mut Grads<T>) {
+    fn norm_backward(
+        &self,
+        at: &Option<NormAt>,
+        dy: &[T],
+        xhat: &[T],
+        inv: &[T],
+        dx: &mut [T],
+        accumulate: bool,
+        grads: &mut Grads<T>,
+    ) {
         let d = self.arch.d_model;
         let dx = &mut dx[..dy.len()];
         match at {
             Some(at) => {
                 let mut dgain = std::mem::take(&mut grads[at.gain]);
                 let dbias = at.bias.map(|b| &mut grads[b][..]);
-                ops::norm_backward(self.arch.norm, dy, &xhat[..dy.len()], &inv[..dy.len() / d], self.params[at.gain], &mut dgain, dbias, dx, accumulate);
+                ops::norm_backward(
+                    self.arch.norm,
+                    dy,
+                    &xhat[..dy.len()],
+                    &inv[..dy.len() / d],
+                    self.params[at.gain],
+                    &mut dgain,
+                    dbias,
+                    dx,
+                    accumulate,
+                );
                 grads[at.gain] = dgain;
             }
             None if accumulate => ops::add_assign(dx, dy),
@@ -365,7 +429,16 @@ impl<T: Real + 'static> Net<'_, T> {
     /// Self-attention of the last `tq` positions of key_in `[B, T, d]` over all T → out
     /// `[B, T', d]` (after the o projection and its dropout).
     #[allow(clippy::too_many_arguments)]
-    fn attention_forward(&self, at: &AttnAt, key_in: &[T], lb: &mut LayerBuffers<Vec<T>>, out: &mut [T], masks: &BlockMasks<T>, b: usize, tq: usize) {
+    fn attention_forward(
+        &self,
+        at: &AttnAt,
+        key_in: &[T],
+        lb: &mut LayerBuffers<Vec<T>>,
+        out: &mut [T],
+        masks: &BlockMasks<T>,
+        b: usize,
+        tq: usize,
+    ) {
         let (t, d) = (self.arch.seq_len, self.arch.d_model);
         let (m, mq) = (b * t, b * tq);
         let query_in: &[T] = if tq == t {
@@ -395,7 +468,19 @@ impl<T: Real + 'static> Net<'_, T> {
     /// Backward of [`Net::attention_forward`] from dout `[B, T', d]`: the gradient of key_in
     /// added to dx `[B, T, d]`.
     #[allow(clippy::too_many_arguments)]
-    fn attention_backward(&self, at: &AttnAt, key_in: &[T], lb: &LayerBuffers<Vec<T>>, dout: &[T], dx: &mut [T], temps: &mut Temps<Vec<T>>, masks: &BlockMasks<T>, grads: &mut Grads<T>, b: usize, tq: usize) {
+    fn attention_backward(
+        &self,
+        at: &AttnAt,
+        key_in: &[T],
+        lb: &LayerBuffers<Vec<T>>,
+        dout: &[T],
+        dx: &mut [T],
+        temps: &mut Temps<Vec<T>>,
+        masks: &BlockMasks<T>,
+        grads: &mut Grads<T>,
+        b: usize,
+        tq: usize,
+    ) {
         let (t, d) = (self.arch.seq_len, self.arch.d_model);
         let (m, mq) = (b * t, b * tq);
         let query_in: &[T] = if tq == t { key_in } else { &lb.query_in[..mq * d] };
@@ -408,7 +493,19 @@ impl<T: Real + 'static> Net<'_, T> {
         self.linear_backward(&at.o, &lb.merged, da, Some(dmerged), false, grads, (mq, d, d));
         let (dq, dk, dv) = (&mut temps.dq[..mq * d], &mut temps.dk[..m * d], &mut temps.dv[..m * d]);
         let probs = &lb.probs[..b * self.arch.heads * tq * t];
-        ops::attention_backward(self.attn_shape(b, tq), dmerged, &lb.q, &lb.k, &lb.v, probs, masks.attn_weights, dq, dk, dv, &mut temps.scratch);
+        ops::attention_backward(
+            self.attn_shape(b, tq),
+            dmerged,
+            &lb.q,
+            &lb.k,
+            &lb.v,
+            probs,
+            masks.attn_weights,
+            dq,
+            dk,
+            dv,
+            &mut temps.scratch,
+        );
         if let Some(rope) = self.rope {
             rope.turn(dq, t, tq, d, true);
             rope.turn(dk, t, t, d, true);
@@ -426,7 +523,17 @@ impl<T: Real + 'static> Net<'_, T> {
 
     /// The FFN on x `[M, d]` (M = B·T') → out `[M, d]` (after the output dropout).
     #[allow(clippy::too_many_arguments)]
-    fn ffn_forward(&self, at: &FfnAt, x: &[T], lb: &mut LayerBuffers<Vec<T>>, out: &mut [T], masks: &BlockMasks<T>, b: usize, tq: usize, training: bool) {
+    fn ffn_forward(
+        &self,
+        at: &FfnAt,
+        x: &[T],
+        lb: &mut LayerBuffers<Vec<T>>,
+        out: &mut [T],
+        masks: &BlockMasks<T>,
+        b: usize,
+        tq: usize,
+        training: bool,
+    ) {
         let (t, d, f) = (self.arch.seq_len, self.arch.d_model, self.arch.ffn_width);
         let m = b * tq;
         let hidden = &mut lb.hidden[..m * f]; // [M, F]
@@ -456,7 +563,19 @@ impl<T: Real + 'static> Net<'_, T> {
 
     /// Backward of [`Net::ffn_forward`] from dout `[M, d]`: the gradient of x added to dx.
     #[allow(clippy::too_many_arguments)]
-    fn ffn_backward(&self, at: &FfnAt, x: &[T], lb: &LayerBuffers<Vec<T>>, dout: &[T], dx: &mut [T], temps: &mut Temps<Vec<T>>, masks: &BlockMasks<T>, grads: &mut Grads<T>, b: usize, tq: usize) {
+    fn ffn_backward(
+        &self,
+        at: &FfnAt,
+        x: &[T],
+        lb: &LayerBuffers<Vec<T>>,
+        dout: &[T],
+        dx: &mut [T],
+        temps: &mut Temps<Vec<T>>,
+        masks: &BlockMasks<T>,
+        grads: &mut Grads<T>,
+        b: usize,
+        tq: usize,
+    ) {
         let (t, d, f) = (self.arch.seq_len, self.arch.d_model, self.arch.ffn_width);
         let m = b * tq;
         let dd = &mut temps.da[..m * d]; // [M, d]
@@ -486,21 +605,34 @@ impl<T: Real + 'static> Net<'_, T> {
 
     /// Layer `l` on x_in `[B, T, d]` → x_out `[B, T', d]`.
     #[allow(clippy::too_many_arguments)]
-    fn layer_forward(&self, at: &LayerAt, x_in: &[T], x_out: &mut [T], lb: &mut LayerBuffers<Vec<T>>, sub: &mut [T], masks: &BlockMasks<T>, b: usize, tq: usize, training: bool) {
+    fn layer_forward(
+        &self,
+        at: &LayerAt,
+        x_in: &[T],
+        x_out: &mut [T],
+        lb: &mut LayerBuffers<Vec<T>>,
+        sub: &mut [T],
+        masks: &BlockMasks<T>,
+        b: usize,
+        tq: usize,
+        training: bool,
+    ) {
         let (t, d) = (self.arch.seq_len, self.arch.d_model);
         let (m, mq) = (b * t, b * tq);
         let sub = &mut sub[..mq * d];
         match self.arch.placement {
             NormPlacement::Pre => {
                 let mut h = std::mem::take(&mut lb.h);
-                self.norm_forward(&at.norm1, x_in, &mut h[..m * d], &mut lb.xhat1, &mut lb.inv1); // every position  [B, T, d]
+                // every position  [B, T, d]
+                self.norm_forward(&at.norm1, x_in, &mut h[..m * d], &mut lb.xhat1, &mut lb.inv1);
                 self.attention_forward(&at.attn, &h[..m * d], lb, sub, masks, b, tq); // [B, T', d]
                 lb.h = h;
                 let x1 = &mut lb.x1[..mq * d];
                 ops::last_positions(x_in, x1, t, tq, d, false);
                 ops::add_assign(x1, sub); // x1 = x_last + attn  [B, T', d]
                 let mut h2 = std::mem::take(&mut lb.h2);
-                self.norm_forward(&at.norm2, &lb.x1[..mq * d], &mut h2[..mq * d], &mut lb.xhat2, &mut lb.inv2); // [B, T', d]
+                // [B, T', d]
+                self.norm_forward(&at.norm2, &lb.x1[..mq * d], &mut h2[..mq * d], &mut lb.xhat2, &mut lb.inv2);
                 self.ffn_forward(&at.ffn, &h2[..mq * d], lb, sub, masks, b, tq, training); // [B, T', d]
                 lb.h2 = h2;
                 ops::add(&lb.x1[..mq * d], sub, &mut x_out[..mq * d]); // x1 + ffn  [B, T', d]
@@ -513,14 +645,27 @@ impl<T: Real + 'static> Net<'_, T> {
                 self.ffn_forward(&at.ffn, &x1[..mq * d], lb, sub, masks, b, tq, training); // [B, T', d]
                 ops::add_assign(sub, &x1[..mq * d]); // x1 + ffn  [B, T', d]
                 lb.x1 = x1;
-                self.norm_forward(&at.norm2, sub, &mut x_out[..mq * d], &mut lb.xhat2, &mut lb.inv2); // [B, T', d]
+                self.norm_forward(&at.norm2, sub, &mut x_out[..mq * d], &mut lb.xhat2, &mut lb.inv2);
+                // [B, T', d]
             }
         }
     }
 
     /// Backward of [`Net::layer_forward`]: dx `[B, T, d]` from dy `[B, T', d]`.
     #[allow(clippy::too_many_arguments)]
-    fn layer_backward(&self, at: &LayerAt, x_in: &[T], lb: &LayerBuffers<Vec<T>>, dy: &[T], dx: &mut [T], temps: &mut Temps<Vec<T>>, masks: &BlockMasks<T>, grads: &mut Grads<T>, b: usize, tq: usize) {
+    fn layer_backward(
+        &self,
+        at: &LayerAt,
+        x_in: &[T],
+        lb: &LayerBuffers<Vec<T>>,
+        dy: &[T],
+        dx: &mut [T],
+        temps: &mut Temps<Vec<T>>,
+        masks: &BlockMasks<T>,
+        grads: &mut Grads<T>,
+        b: usize,
+        tq: usize,
+    ) {
         let (t, d) = (self.arch.seq_len, self.arch.d_model);
         let (m, mq) = (b * t, b * tq);
         let (dy, dx) = (&dy[..mq * d], &mut dx[..m * d]);
@@ -542,7 +687,8 @@ impl<T: Real + 'static> Net<'_, T> {
                 self.attention_backward(&at.attn, &lb.h[..m * d], lb, dx1, dh, temps, masks, grads, b, tq);
                 dx.fill(T::zero());
                 ops::add_at_last_positions(dx1, dx, t, tq, d);
-                self.norm_backward(&at.norm1, dh, &lb.xhat1, &lb.inv1, dx, true, grads); // [B, T, d]
+                self.norm_backward(&at.norm1, dh, &lb.xhat1, &lb.inv1, dx, true, grads);
+                // [B, T, d]
             }
             NormPlacement::Post => {
                 let ds2 = &mut g1[..mq * d]; // d(x1 + ffn(x1))  [B, T', d]
@@ -554,7 +700,8 @@ impl<T: Real + 'static> Net<'_, T> {
                 self.norm_backward(&at.norm1, dx1, &lb.xhat1, &lb.inv1, ds1, false, grads);
                 dx.fill(T::zero());
                 ops::add_at_last_positions(ds1, dx, t, tq, d);
-                self.attention_backward(&at.attn, x_in, lb, ds1, dx, temps, masks, grads, b, tq); // [B, T, d]
+                self.attention_backward(&at.attn, x_in, lb, ds1, dx, temps, masks, grads, b, tq);
+                // [B, T, d]
             }
         }
         (temps.g1, temps.g2, temps.g3) = (g1, g2, g3);
@@ -567,21 +714,39 @@ impl<T: Real + 'static> Net<'_, T> {
         let (t, d) = (a.seq_len, a.d_model);
         let b = tokens.len() / t;
         let position = self.layout.position.map(|p| self.params[p]);
-        ops::embed(tokens, self.params[self.layout.embedding], position, &mut buf.x[0][..b * t * d], t, d); // x₀ [B, T, d]
+        // x₀ [B, T, d]
+        ops::embed(tokens, self.params[self.layout.embedding], position, &mut buf.x[0][..b * t * d], t, d);
         for (l, at) in self.layout.layers.iter().enumerate() {
             let (done, rest) = buf.x.split_at_mut(l + 1);
             let tq = self.tq(l);
-            self.layer_forward(at, &done[l][..b * t * d], &mut rest[0][..b * tq * d], &mut buf.layers[l], &mut buf.sub, &masks[l], b, tq, training);
+            self.layer_forward(
+                at,
+                &done[l][..b * t * d],
+                &mut rest[0][..b * tq * d],
+                &mut buf.layers[l],
+                &mut buf.sub,
+                &masks[l],
+                b,
+                tq,
+                training,
+            );
         }
         let last = &buf.x[a.layers][..b * d]; // the readout's position  [B, d]
         let readout: &[T] = match &self.layout.final_norm {
             Some(_) => {
-                self.norm_forward(&self.layout.final_norm, last, &mut buf.readout, &mut buf.final_xhat, &mut buf.final_inv);
+                self.norm_forward(
+                    &self.layout.final_norm,
+                    last,
+                    &mut buf.readout,
+                    &mut buf.final_xhat,
+                    &mut buf.final_inv,
+                );
                 &buf.readout[..b * d]
             }
             None => last,
         };
-        self.linear(&self.layout.unembed, readout, &mut buf.logits, (b, d, a.classes)); // [B, C]
+        self.linear(&self.layout.unembed, readout, &mut buf.logits, (b, d, a.classes));
+        // [B, C]
     }
 
     /// Row statistics summed over the block, and with `grad_scale` (1/N of the run) the
@@ -605,15 +770,32 @@ impl<T: Real + 'static> Net<'_, T> {
         let last = &x[a.layers][..b * d]; // [B, d]
         let readout: &[T] = if self.layout.final_norm.is_some() { &readout[..b * d] } else { last };
         let dreadout = &mut temps.g1[..b * d]; // [B, d]
-        self.linear_backward(&self.layout.unembed, readout, &logits[..b * a.classes], Some(dreadout), false, grads, (b, d, a.classes));
-        self.norm_backward(&self.layout.final_norm, dreadout, final_xhat, final_inv, &mut dy[..b * d], false, grads); // d(x_L)  [B, 1, d]
+        self.linear_backward(
+            &self.layout.unembed,
+            readout,
+            &logits[..b * a.classes],
+            Some(dreadout),
+            false,
+            grads,
+            (b, d, a.classes),
+        );
+        // d(x_L)  [B, 1, d]
+        self.norm_backward(&self.layout.final_norm, dreadout, final_xhat, final_inv, &mut dy[..b * d], false, grads);
         for (l, at) in self.layout.layers.iter().enumerate().rev() {
             let tq = self.tq(l);
-            self.layer_backward(at, &x[l][..b * t * d], &layers[l], dy, dx, temps, &masks[l], grads, b, tq); // [B, T, d]
+            // [B, T, d]
+            self.layer_backward(at, &x[l][..b * t * d], &layers[l], dy, dx, temps, &masks[l], grads, b, tq);
             std::mem::swap(dy, dx);
         }
         let mut d_position = self.layout.position.map(|p| std::mem::take(&mut grads[p]));
-        ops::embed_backward(tokens, &dy[..b * t * d], &mut grads[self.layout.embedding], d_position.as_deref_mut(), t, d);
+        ops::embed_backward(
+            tokens,
+            &dy[..b * t * d],
+            &mut grads[self.layout.embedding],
+            d_position.as_deref_mut(),
+            t,
+            d,
+        );
         if let (Some(p), Some(g)) = (self.layout.position, d_position) {
             grads[p] = g;
         }

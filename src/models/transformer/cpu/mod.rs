@@ -18,11 +18,11 @@ pub mod block;
 pub mod ops;
 
 use super::{Position, RunMasks, Transformer};
-use crate::kernels::loss::Loss;
 use crate::cpu::pool::{self, Pooled};
 use crate::cpu::{drive, Chunk, PassShape};
 use crate::dispatch_real;
 use crate::kernels::cpu_view;
+use crate::kernels::loss::Loss;
 use crate::kernels::loss::N_STATS;
 use crate::models::DropoutDraw;
 use anyhow::{bail, ensure, Result};
@@ -47,7 +47,14 @@ pub fn block_rows(seq_len: usize) -> usize {
 /// Loss statistics `[R, 4]` of the current weights on tokens `[R, N, T]` / `labels` `[R, N]`,
 /// and the gradient of every parameter in parameter order (see
 /// `crate::models::Model::train_pass`). `dropout`: where a model with dropout draws its masks.
-pub fn train_pass(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, dropout: Option<&DropoutDraw>) -> Result<(Tensor, Vec<Tensor>)> {
+pub fn train_pass(
+    model: &Transformer,
+    rows: &Tensor,
+    labels: &Tensor,
+    loss: Loss,
+    loss_bf16: bool,
+    dropout: Option<&DropoutDraw>,
+) -> Result<(Tensor, Vec<Tensor>)> {
     let (stats, grads, _) = pass(model, rows, labels, loss, loss_bf16, true, dropout, false)?;
     Ok((stats, grads))
 }
@@ -61,14 +68,35 @@ pub fn evaluate(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss,
 /// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients, no
 /// dropout); with `keep_logits`, also the logits `[R, N, C]` it computes on the way.
 #[allow(clippy::too_many_arguments)]
-pub fn pass(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
-    dispatch_real!(model.params[0].value, run_pass(model, rows, labels, loss, loss_bf16, training, dropout, keep_logits))
+pub fn pass(
+    model: &Transformer,
+    rows: &Tensor,
+    labels: &Tensor,
+    loss: Loss,
+    loss_bf16: bool,
+    training: bool,
+    dropout: Option<&DropoutDraw>,
+    keep_logits: bool,
+) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+    dispatch_real!(
+        model.params[0].value,
+        run_pass(model, rows, labels, loss, loss_bf16, training, dropout, keep_logits)
+    )
 }
 
 /// Statistics `[R, 4]` and, when `training`, every parameter's summed gradient `[R, ...]`; with
 /// `keep_logits`, the logits `[R, N, C]`.
 #[allow(clippy::too_many_arguments)]
-fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool, training: bool, dropout: Option<&DropoutDraw>, keep_logits: bool) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+fn run_pass<T: Pooled>(
+    model: &Transformer,
+    rows: &Tensor,
+    labels: &Tensor,
+    loss: Loss,
+    loss_bf16: bool,
+    training: bool,
+    dropout: Option<&DropoutDraw>,
+    keep_logits: bool,
+) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let arch = &model.arch;
     let (rows, labels) = (rows.contiguous()?, labels.contiguous()?);
     let (runs, n, t) = rows.dims3()?;
@@ -138,7 +166,8 @@ fn run_pass<T: Pooled>(model: &Transformer, rows: &Tensor, labels: &Tensor, loss
                 let (offset, len) = ((here.start - chunk.start) * classes, here.len() * classes);
                 out[offset..offset + len].copy_from_slice(buf.logits(len));
             }
-            let block_sums = net.loss(&labels[run * n + here.start..run * n + here.end], &mut buf, training.then_some(scale));
+            let block_sums =
+                net.loss(&labels[run * n + here.start..run * n + here.end], &mut buf, training.then_some(scale));
             sums.iter_mut().zip(block_sums).for_each(|(s, v)| *s += v);
             if let Some(grads) = grads.as_deref_mut() {
                 net.backward(block_tokens, &block_masks, &mut buf, grads);

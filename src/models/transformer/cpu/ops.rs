@@ -114,15 +114,27 @@ crate::avx2_twin! {
     /// A norm of every row of x `[M, d]`: RMSNorm y = x·s ⊙ g, s = 1/√(mean(x²) + ε);
     /// LayerNorm y = (x − μ)·s ⊙ g + b, s = 1/√(mean((x − μ)²) + ε). Keeps x̂ `[M, d]` and
     /// s `[M]` for the backward pass.
-    pub fn norm_forward<T>(kind: NormKind, x: &[T], gain: &[T], bias: Option<&[T]>, y: &mut [T], xhat: &mut [T], inv: &mut [T]) = norm_forward_loop;
+    pub fn norm_forward<T>(
+        kind: NormKind, x: &[T], gain: &[T], bias: Option<&[T]>, y: &mut [T], xhat: &mut [T], inv: &mut [T]
+    ) = norm_forward_loop;
 }
 
 #[inline(always)]
-fn norm_forward_loop<T: Real>(kind: NormKind, x: &[T], gain: &[T], bias: Option<&[T]>, y: &mut [T], xhat: &mut [T], inv: &mut [T]) {
+fn norm_forward_loop<T: Real>(
+    kind: NormKind,
+    x: &[T],
+    gain: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    xhat: &mut [T],
+    inv: &mut [T],
+) {
     let d = gain.len();
     let width = T::from(d).unwrap_or_else(T::one);
     let eps = T::from(NORM_EPS).unwrap_or_else(T::zero);
-    for (((x, y), xhat), s) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).zip(xhat.chunks_exact_mut(d)).zip(inv.iter_mut()) {
+    for (((x, y), xhat), s) in
+        x.chunks_exact(d).zip(y.chunks_exact_mut(d)).zip(xhat.chunks_exact_mut(d)).zip(inv.iter_mut())
+    {
         // x̂ holds the centered input first.
         if kind == NormKind::Layer {
             let mean = crate::kernels::sum_lanes(x) / width;
@@ -155,12 +167,25 @@ crate::avx2_twin! {
     /// a bias), and dx = s·(dx̂ − x̂·mean(dx̂ ⊙ x̂)) with dx̂ = dy ⊙ g, LayerNorm also subtracting
     /// mean(dx̂); written over dx `[M, d]`, or added to it with `accumulate`.
     #[allow(clippy::too_many_arguments)]
-    pub fn norm_backward<T>(kind: NormKind, dy: &[T], xhat: &[T], inv: &[T], gain: &[T], dgain: &mut [T], dbias: Option<&mut [T]>, dx: &mut [T], accumulate: bool) = norm_backward_loop;
+    pub fn norm_backward<T>(
+        kind: NormKind, dy: &[T], xhat: &[T], inv: &[T], gain: &[T], dgain: &mut [T], dbias: Option<&mut [T]>,
+        dx: &mut [T], accumulate: bool
+    ) = norm_backward_loop;
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn norm_backward_loop<T: Real>(kind: NormKind, dy: &[T], xhat: &[T], inv: &[T], gain: &[T], dgain: &mut [T], mut dbias: Option<&mut [T]>, dx: &mut [T], accumulate: bool) {
+fn norm_backward_loop<T: Real>(
+    kind: NormKind,
+    dy: &[T],
+    xhat: &[T],
+    inv: &[T],
+    gain: &[T],
+    dgain: &mut [T],
+    mut dbias: Option<&mut [T]>,
+    dx: &mut [T],
+    accumulate: bool,
+) {
     let d = gain.len();
     let width = T::from(d).unwrap_or_else(T::one);
     for (((dy, xhat), &s), dx) in dy.chunks_exact(d).zip(xhat.chunks_exact(d)).zip(inv).zip(dx.chunks_exact_mut(d)) {
@@ -196,9 +221,14 @@ pub struct RopeTable<T> {
 impl<T: Real> RopeTable<T> {
     pub fn new(base: f64, t: usize, e: usize) -> RopeTable<T> {
         let half = e / 2;
-        let angles: Vec<f64> = (0..t).flat_map(|pos| (0..half).map(move |i| pos as f64 * base.powf(-2.0 * i as f64 / e as f64))).collect();
+        let angles: Vec<f64> =
+            (0..t).flat_map(|pos| (0..half).map(move |i| pos as f64 * base.powf(-2.0 * i as f64 / e as f64))).collect();
         let cast = |v: f64| T::from(v).unwrap_or_else(T::zero);
-        RopeTable { cos: angles.iter().map(|a| cast(a.cos())).collect(), sin: angles.iter().map(|a| cast(a.sin())).collect(), half }
+        RopeTable {
+            cos: angles.iter().map(|a| cast(a.cos())).collect(),
+            sin: angles.iter().map(|a| cast(a.sin())).collect(),
+            half,
+        }
     }
 
     /// Turn the pairs (2i, 2i+1) of every head of x `[B, T', d]`, whose positions are the last
@@ -210,7 +240,9 @@ impl<T: Real> RopeTable<T> {
 
 crate::avx2_twin! {
     #[allow(clippy::too_many_arguments)]
-    fn rope_turn<T>(x: &mut [T], cos: &[T], sin: &[T], half: usize, t: usize, tq: usize, d: usize, inverse: bool) = rope_loop;
+    fn rope_turn<T>(
+        x: &mut [T], cos: &[T], sin: &[T], half: usize, t: usize, tq: usize, d: usize, inverse: bool
+    ) = rope_loop;
 }
 
 #[inline(always)]
@@ -287,11 +319,21 @@ crate::avx2_twin! {
     /// `[B, H, T', T]` (0 at masked keys), and merged[r, i, head] = Σ_j kept_ij·v[r, j, head],
     /// kept = probs ⊙ the dropout factors of `mask` `[B, H, T, T]`. q `[B, T', d]`, k and v
     /// `[B, T, d]` → merged `[B, T', d]`.
-    pub fn attention_forward<T>(shape: AttnShape<T>, q: &[T], k: &[T], v: &[T], mask: Option<(&[u8], T)>, probs: &mut [T], merged: &mut [T]) = attention_forward_loop;
+    pub fn attention_forward<T>(
+        shape: AttnShape<T>, q: &[T], k: &[T], v: &[T], mask: Option<(&[u8], T)>, probs: &mut [T], merged: &mut [T]
+    ) = attention_forward_loop;
 }
 
 #[inline(always)]
-fn attention_forward_loop<T: Real>(shape: AttnShape<T>, q: &[T], k: &[T], v: &[T], mask: Option<(&[u8], T)>, probs: &mut [T], merged: &mut [T]) {
+fn attention_forward_loop<T: Real>(
+    shape: AttnShape<T>,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    mask: Option<(&[u8], T)>,
+    probs: &mut [T],
+    merged: &mut [T],
+) {
     let AttnShape { rows, d, t, tq, heads, scale, .. } = shape;
     let e = d / heads;
     merged[..rows * tq * d].fill(T::zero());
@@ -335,12 +377,27 @@ crate::avx2_twin! {
     /// through the dropout and the softmax ds = probs ⊙ (dp − Σ_j dp_j·probs_j)/√e, dq = ds·k,
     /// dk = dsᵀ·q, per head. Written over dq `[B, T', d]`, dk and dv `[B, T, d]`; `scratch` `[T]`.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_backward<T>(shape: AttnShape<T>, dmerged: &[T], q: &[T], k: &[T], v: &[T], probs: &[T], mask: Option<(&[u8], T)>, dq: &mut [T], dk: &mut [T], dv: &mut [T], scratch: &mut [T]) = attention_backward_loop;
+    pub fn attention_backward<T>(
+        shape: AttnShape<T>, dmerged: &[T], q: &[T], k: &[T], v: &[T], probs: &[T], mask: Option<(&[u8], T)>,
+        dq: &mut [T], dk: &mut [T], dv: &mut [T], scratch: &mut [T]
+    ) = attention_backward_loop;
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attention_backward_loop<T: Real>(shape: AttnShape<T>, dmerged: &[T], q: &[T], k: &[T], v: &[T], probs: &[T], mask: Option<(&[u8], T)>, dq: &mut [T], dk: &mut [T], dv: &mut [T], scratch: &mut [T]) {
+fn attention_backward_loop<T: Real>(
+    shape: AttnShape<T>,
+    dmerged: &[T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    probs: &[T],
+    mask: Option<(&[u8], T)>,
+    dq: &mut [T],
+    dk: &mut [T],
+    dv: &mut [T],
+    scratch: &mut [T],
+) {
     let AttnShape { rows, d, t, tq, heads, scale, .. } = shape;
     let e = d / heads;
     dq[..rows * tq * d].fill(T::zero());
@@ -349,7 +406,8 @@ fn attention_backward_loop<T: Real>(shape: AttnShape<T>, dmerged: &[T], q: &[T],
     for r in 0..rows {
         let (q, k, v) = (&q[r * tq * d..][..tq * d], &k[r * t * d..][..t * d], &v[r * t * d..][..t * d]);
         let dmerged = &dmerged[r * tq * d..][..tq * d];
-        let (dq, dk, dv) = (&mut dq[r * tq * d..][..tq * d], &mut dk[r * t * d..][..t * d], &mut dv[r * t * d..][..t * d]);
+        let (dq, dk, dv) =
+            (&mut dq[r * tq * d..][..tq * d], &mut dk[r * t * d..][..t * d], &mut dv[r * t * d..][..t * d]);
         for h in 0..heads {
             let span = h * e..(h + 1) * e;
             for i in 0..tq {
@@ -383,7 +441,9 @@ fn attention_backward_loop<T: Real>(shape: AttnShape<T>, dmerged: &[T], q: &[T],
 crate::avx2_twin! {
     /// SwiGLU's units in place: pre (w1·x) `[M, F]` ← silu(pre), σ·(1 + pre·(1 − σ)) into
     /// `derivative` (training), and hidden = silu ⊙ gate (gate = w3·x).
-    pub fn swiglu_forward<T>(pre: &mut [T], derivative: Option<&mut [T]>, gate: &[T], hidden: &mut [T]) = swiglu_forward_loop;
+    pub fn swiglu_forward<T>(
+        pre: &mut [T], derivative: Option<&mut [T]>, gate: &[T], hidden: &mut [T]
+    ) = swiglu_forward_loop;
 }
 
 #[inline(always)]
@@ -410,7 +470,9 @@ fn swiglu_forward_loop<T: Real>(pre: &mut [T], derivative: Option<&mut [T]>, gat
 crate::avx2_twin! {
     /// Backward of SwiGLU's product: dgate = dhidden ⊙ silu, then dhidden ← dhidden ⊙ gate ⊙
     /// silu' (the gradient of w1·x). All `[M, F]`.
-    pub fn swiglu_backward<T>(dhidden: &mut [T], act: &[T], gate: &[T], derivative: &[T], dgate: &mut [T]) = swiglu_backward_loop;
+    pub fn swiglu_backward<T>(
+        dhidden: &mut [T], act: &[T], gate: &[T], derivative: &[T], dgate: &mut [T]
+    ) = swiglu_backward_loop;
 }
 
 #[inline(always)]
@@ -434,7 +496,14 @@ pub fn embed<T: Real>(tokens: &[u32], table: &[T], position: Option<&[T]>, x: &m
 
 /// Backward of [`embed`]: dE[tokens[r, t], :] += dx[r, t, :] and dP[t, :] += dx[r, t, :], in
 /// row order.
-pub fn embed_backward<T: Real>(tokens: &[u32], dx: &[T], d_table: &mut [T], mut d_position: Option<&mut [T]>, t: usize, d: usize) {
+pub fn embed_backward<T: Real>(
+    tokens: &[u32],
+    dx: &[T],
+    d_table: &mut [T],
+    mut d_position: Option<&mut [T]>,
+    t: usize,
+    d: usize,
+) {
     for (i, (&token, g)) in tokens.iter().zip(dx.chunks_exact(d)).enumerate() {
         add_assign(&mut d_table[token as usize * d..][..d], g);
         if let Some(dp) = d_position.as_deref_mut() {
