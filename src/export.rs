@@ -135,10 +135,9 @@ fn run_status(path: &Path, run_id: usize) -> Result<Option<String>> {
     }
     let df = files::read_parquet(path)?;
     let Some(row) = find_row(&df, path, run_id)? else { return Ok(None) };
-    Ok(df
-        .column("status")
+    df.column("status")
         .and_then(|c| Ok(c.str()?.get(row).map(str::to_string)))
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 /// The run's row of runs.parquet as metadata strings (floats written to round-trip).

@@ -84,13 +84,11 @@ impl OutputDir {
             bail!("--out {}: exists and is not a directory", root.display());
         }
         let resuming = holds_sweep(root, sweep)?;
-        if resuming {
-            if !resume {
-                bail!(
-                    "{} already holds this sweep; continue it with --resume, or choose a new --out directory",
-                    root.display()
-                );
-            }
+        if resuming && !resume {
+            bail!(
+                "{} already holds this sweep; continue it with --resume, or choose a new --out directory",
+                root.display()
+            );
         }
         fs::create_dir_all(root.join(METRICS_DIR))
             .with_context(|| format!("cannot create output directory {}", root.display()))?;
@@ -297,13 +295,17 @@ struct ParamColumns {
     norms: Vec<String>,
     spectral: Vec<String>,
     /// Per run id, its architecture's columns as indices into `norms` and `spectral`.
-    of_run: Vec<(Vec<usize>, Vec<usize>)>,
+    of_run: Vec<ColumnsAt>,
 }
+
+/// An architecture's norm and spectral-norm columns as indices into a sweep's.
+type ColumnsAt = (Vec<usize>, Vec<usize>);
 
 impl ParamColumns {
     fn of(runs: &[RunSpec]) -> ParamColumns {
         let mut columns = ParamColumns { norms: Vec::new(), spectral: Vec::new(), of_run: Vec::new() };
-        let mut layouts: Vec<(Vec<String>, Vec<String>, (Vec<usize>, Vec<usize>))> = Vec::new();
+        // Each distinct architecture's (norm columns, spectral columns) and where they sit.
+        let mut layouts: Vec<(Vec<String>, Vec<String>, ColumnsAt)> = Vec::new();
         columns.of_run = vec![(Vec::new(), Vec::new()); runs.iter().map(|r| r.run_id + 1).max().unwrap_or(0)];
         for run in runs {
             let arch = run.config.arch();

@@ -464,7 +464,7 @@ impl Training {
     pub fn run(mut self, control: Control, mut progress: impl FnMut(usize, usize)) -> Result<Outcome> {
         let epochs = self.stack.key.training.epochs;
         let log_every = self.stack.key.training.log_every;
-        let is_logged = |epoch: usize| epoch % log_every == 0 || epoch + 1 == epochs;
+        let is_logged = |epoch: usize| epoch.is_multiple_of(log_every) || epoch + 1 == epochs;
         while self.next_step < epochs {
             let epoch = self.next_step;
             // Full batch: the forward pass of step e sees the weights of epoch e − 1, and its
@@ -496,7 +496,7 @@ impl Training {
             self.next_step = epoch + 1;
             progress(epoch + 1, self.tracker.active_runs());
             let interrupted = (control.interrupted)();
-            let due = control.checkpoint_every > 0 && self.next_step % control.checkpoint_every == 0;
+            let due = control.checkpoint_every > 0 && self.next_step.is_multiple_of(control.checkpoint_every);
             if self.next_step < epochs && (interrupted || due) {
                 (control.checkpoint)(&self)?;
                 if interrupted {

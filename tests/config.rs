@@ -35,8 +35,9 @@ fn overrides_set_values_and_make_axes() {
     .unwrap();
     assert_eq!(sweep.base["train.lr"], Value::Float(0.02));
     assert_eq!(sweep.base["task.op"], Value::Str("mul".into()));
-    let axes: Vec<(&str, &[&str], &[Vec<Value>])> =
-        sweep.grid.iter().map(|a| (a.name.as_str(), a.keys.as_slice(), a.cases.as_slice())).collect();
+    // (name, keys, cases) of every grid axis.
+    type Axis<'a> = (&'a str, &'a [&'a str], &'a [Vec<Value>]);
+    let axes: Vec<Axis> = sweep.grid.iter().map(|a| (a.name.as_str(), a.keys.as_slice(), a.cases.as_slice())).collect();
     assert_eq!(
         axes,
         [(

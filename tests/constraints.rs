@@ -110,10 +110,10 @@ fn clipped_weight_decay_on_a_diagonal_matrix_by_hand() {
     let hyper = hyper_of(2, &[1.0, 1.0], &[0.25, 1.0], &[0.0, 0.0]);
     let got = matrices(&project(grokstack::config::Constraint::SpectralClippedWd, &w, &hyper).unwrap());
     for (run, diagonal) in [[2.5, -1.75, 0.5], [1.0, -1.0, 0.5]].iter().enumerate() {
-        for i in 0..3 {
-            for j in 0..3 {
+        for (i, row) in got[run].iter().enumerate() {
+            for (j, &value) in row.iter().enumerate() {
                 let want = if i == j { diagonal[i] } else { 0.0 };
-                assert!((got[run][i][j] - want).abs() < 1e-9, "run {run} [{i}][{j}]: {} vs {want}", got[run][i][j]);
+                assert!((value - want).abs() < 1e-9, "run {run} [{i}][{j}]: {value} vs {want}");
             }
         }
     }

@@ -43,7 +43,8 @@ fn polar_express_singular_values_are_the_polynomials_of_the_inputs_and_lie_in_th
         let x = random(3, m, n, (m * 31 + n) as u64);
         let out = polar_express(&x, 5, false).unwrap();
         assert_eq!(out.dims(), &[3, m, n]);
-        let (x, out): (Vec<Vec<Vec<f64>>>, Vec<Vec<Vec<f64>>>) = (x.to_vec3().unwrap(), out.to_vec3().unwrap());
+        let x: Vec<Vec<Vec<f64>>> = x.to_vec3().unwrap();
+        let out: Vec<Vec<Vec<f64>>> = out.to_vec3().unwrap();
         for run in 0..3 {
             let (sigmas, polar) = common::svd(&x[run]);
             let frobenius = sigmas.iter().map(|s| s * s).sum::<f64>().sqrt() + 1e-8;

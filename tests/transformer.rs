@@ -95,8 +95,7 @@ fn transformer_settings_are_checked() {
             "small.toml",
             &set.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         let text = format!("{err:#}");
         assert!(text.contains(key) && text.contains("small.toml"), "{text}");
     };
@@ -175,7 +174,7 @@ fn every_parameter_has_its_own_norm_column() {
             weights[name].to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         values.iter().map(|v| v * v).sum::<f64>().sqrt()
     };
-    for (name, _) in &weights {
+    for name in weights.keys() {
         let column =
             if name == "embedding.weight" { "embedding_weight_norm".to_string() } else { format!("{name}_norm") };
         let logged = metrics.column(&column).unwrap().f64().unwrap().get(last).unwrap();

@@ -230,7 +230,7 @@ fn circuit_threshold_is_applied_and_checked() {
     let before = snapshot(dir.path());
     for bad in [0.0, 1.0, -0.5, f64::NAN] {
         let options = AnalyzeOptions { circuit_threshold: bad, ..AnalyzeOptions::default() };
-        let error = format!("{:#}", analyze(dir.path(), &options).err().expect("refused"));
+        let error = format!("{:#}", analyze(dir.path(), &options).expect_err("refused"));
         assert!(error.contains("--circuit-threshold"), "{bad}: {error}");
     }
     assert_eq!(snapshot(dir.path()), before, "a refused analysis changes nothing");
@@ -311,6 +311,6 @@ fn progress_columns_without_the_weight_norm_name_the_column_and_file() {
         .collect()
         .unwrap();
     ParquetWriter::new(fs::File::create(&part).unwrap()).finish(&mut metrics).unwrap();
-    let error = format!("{:#}", analyze(dir.path(), &AnalyzeOptions::default()).err().expect("refused"));
+    let error = format!("{:#}", analyze(dir.path(), &AnalyzeOptions::default()).expect_err("refused"));
     assert!(error.contains("`weight_norm`") && error.contains("part-00000.parquet"), "{error}");
 }

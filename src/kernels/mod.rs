@@ -62,13 +62,8 @@ impl Real for f32 {
         // Adding 1.5·2²³ rounds to an integer, which then sits in the low mantissa bits.
         const SHIFTER: f32 = 12_582_912.0;
         const COEFFICIENTS: [f32; 8] = [1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0];
-        let x = if self < -87.0 {
-            -87.0
-        } else if self > 88.0 {
-            88.0
-        } else {
-            self
-        }; // NaN passes
+        // NaN passes.
+        let x = self.clamp(-87.0, 88.0);
         let shifted = x * LOG2E + SHIFTER;
         let n = shifted - SHIFTER;
         let r = (x - n * LN2_HI) - n * LN2_LO;

@@ -137,15 +137,17 @@ pub fn svd(m: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
                 }
                 let theta = 0.5 * (2.0 * a[p][q]).atan2(a[q][q] - a[p][p]);
                 let (c, s) = (theta.cos(), theta.sin());
-                for k in 0..cols {
-                    let (akp, akq) = (a[k][p], a[k][q]);
-                    a[k][p] = c * akp - s * akq;
-                    a[k][q] = s * akp + c * akq;
+                for row in a.iter_mut() {
+                    let (akp, akq) = (row[p], row[q]);
+                    row[p] = c * akp - s * akq;
+                    row[q] = s * akp + c * akq;
                 }
-                for k in 0..cols {
-                    let (apk, aqk) = (a[p][k], a[q][k]);
-                    a[p][k] = c * apk - s * aqk;
-                    a[q][k] = s * apk + c * aqk;
+                // Rows p < q of a, side by side.
+                let (above, from_q) = a.split_at_mut(q);
+                for (apk, aqk) in above[p].iter_mut().zip(from_q[0].iter_mut()) {
+                    let (x, y) = (*apk, *aqk);
+                    *apk = c * x - s * y;
+                    *aqk = s * x + c * y;
                 }
                 for row in v.iter_mut() {
                     let (vp, vq) = (row[p], row[q]);

@@ -162,7 +162,9 @@ impl Transformer {
     }
 
     /// Backward of [`Transformer::attention_forward`]: dx `[R, N·T, d]` from dout
-    /// `[R, N·tq, d]`; the weights' gradients go to `grads`.
+    /// `[R, N·tq, d]`; the weights' gradients go to `grads`. Its arguments are what the forward
+    /// pass's cache and the block hand it, kept apart as the forward pass's are.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attention_backward(
         &self,
         at: &AttnAt,

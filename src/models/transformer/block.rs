@@ -82,6 +82,7 @@ impl Transformer {
     }
 
     /// Backward of [`Transformer::block_forward`]: dx `[R, N·T, d]` from dy `[R, N·tq, d]`.
+    #[allow(clippy::too_many_arguments)]
     fn block_backward(
         &self,
         at: &LayerAt,

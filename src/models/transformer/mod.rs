@@ -229,14 +229,14 @@ impl TransformerArch {
             "transformer sizes must be positive: {self:?}"
         );
         ensure!(
-            self.heads >= 1 && self.d_model % self.heads == 0,
+            self.heads >= 1 && self.d_model.is_multiple_of(self.heads),
             "heads ({}) must divide d_model ({})",
             self.heads,
             self.d_model
         );
         if let Position::Rope { base } = self.position {
             ensure!(
-                self.d_head() % 2 == 0,
+                self.d_head().is_multiple_of(2),
                 "RoPE turns pairs of a head's dimensions: d_head ({}) must be even",
                 self.d_head()
             );
