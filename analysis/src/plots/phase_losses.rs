@@ -152,7 +152,9 @@ impl Figure for PhaseLosses {
                 let Some(epoch) = *epoch else { continue };
                 let colour = phase_colour(c);
                 chart
-                    .draw_series(DashedLineSeries::new([(epoch, low), (epoch, high)], 6, 4, colour.stroke_width(2)))
+                    .draw_series(
+                        vertical_dashes(epoch, low, high).map(|dash| PathElement::new(dash, colour.stroke_width(2))),
+                    )
                     .or_plot_error()?
                     .label(name)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
@@ -171,4 +173,14 @@ impl Figure for PhaseLosses {
         }
         Ok(())
     }
+}
+
+/// Dashes of the vertical line at `epoch` from `low` to `high` (> 0), evenly spaced on the log
+/// axis. Drawn as plain paths: plotters' `DashedLineSeries` measures its dashes with `f32::hypot`,
+/// whose glibc 2.35 symbol the manylinux_2_34 wheel refuses.
+fn vertical_dashes(epoch: f64, low: f64, high: f64) -> impl Iterator<Item = Vec<(f64, f64)>> {
+    const DASHES: i32 = 15;
+    // Dash k spans steps 2k and 2k + 1 of the 2·DASHES − 1 equal steps of log(y).
+    let step = (high / low).powf(1.0 / f64::from(2 * DASHES - 1));
+    (0..DASHES).map(move |k| vec![(epoch, low * step.powi(2 * k)), (epoch, low * step.powi(2 * k + 1))])
 }
