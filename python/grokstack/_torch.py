@@ -201,12 +201,14 @@ class Transformer(nn.Module):
         operands as `model.tokens` lays them out, [a, op, b, =] with op = p and = = p + 1,
         [a, b, =] with = = p, or [a, b]; a bit string's bits, then = = 2 unless the layout is
         [a, b]."""
-        n = symbols.shape[0]
         layout = self.config["model.tokens"]
-        column = lambda value: torch.full((n, 1), value, dtype=symbols.dtype, device=symbols.device)  # noqa: E731
+
+        def column(token: int) -> torch.Tensor:
+            return torch.full((symbols.shape[0], 1), token, dtype=symbols.dtype, device=symbols.device)
+
         if self.config["task.op"] in BIT_TASKS:
             return symbols if layout == "a_b" else torch.cat([symbols, column(2)], dim=1)
-        p = self.config["task.p"]
+        p = self.config["task.p"]  # 120 for S5's tasks: the sweep sets it
         a, b = symbols[:, :1], symbols[:, 1:2]
         if layout == "a_op_b_eq":
             return torch.cat([a, column(p), b, column(p + 1)], dim=1)

@@ -5,8 +5,8 @@ nothing is downloaded.
 HookedTransformer's blocks are pre-norm (or have no norm), its positions learned or rotary;
 its gated MLP has no bias on the gate. A configuration outside that is refused, naming the
 option. Where grokstack has no positions, W_pos is zero; where it has no biases, the biases
-are zero. HookedTransformer returns logits at every position, [N, T, C]; grokstack reads the
-last, `[:, -1]`.
+are zero; dropout, which acts in training only, is left out. HookedTransformer returns logits
+at every position, [N, T, C]; grokstack reads the last, `[:, -1]`.
 
 Shapes: H heads, e head width, d model width, F FFN width, V vocabulary, C classes, T tokens.
 """
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from ._torch import NORM_EPS, Transformer, build
+from ._torch import BIT_TASKS, NORM_EPS, Transformer, build
 
 __all__ = ["build", "convert", "unsupported"]
 
@@ -73,7 +73,7 @@ def _config(model: Transformer, dtype: torch.dtype) -> HookedTransformerConfig:
 def _seq_len(config: Dict) -> int:
     """Tokens per row T (src/models/transformer/config.rs, token_shape)."""
     eq = config["model.tokens"] != "a_b"
-    if config["task.op"] in ("parity", "sparse_parity"):
+    if config["task.op"] in BIT_TASKS:
         bits = config["task.bits"] if config["task.op"] == "parity" else config["task.parity_bits"] + config["task.noise_bits"]
         return bits + int(eq)
     return {"a_op_b_eq": 4, "a_b_eq": 3, "a_b": 2}[config["model.tokens"]]
