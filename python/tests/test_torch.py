@@ -1,15 +1,20 @@
 """Sweep.to_torch and Sweep.to_transformer_lens against the trainer: each configuration trains a
 few epochs, then the module's logits on the run's own train and test rows (Sweep.split) must
 give the run's final loss in runs.parquet (f32: within 1e-5 relative) and exactly its number
-of correct rows. grokstack writes no logits, only these per-split means of them; a
-HookedTransformer's logits must also equal to_torch's, logit by logit (1e-5 relative).
+of correct rows. grokstack's CLI writes no logits, only these per-split means of them; logit
+by logit (1e-5 relative), to_torch's must equal those of the Rust tests' independent models
+(tests/transformer_check.py, which `cargo test` holds to grokstack's own logits, and
+tests/export_check.py's MLP), and a HookedTransformer's must equal to_torch's.
 
 They need torch (and transformer_lens): `make torch-test` runs them in .venv-peers
 (`make peers-venv`); elsewhere they are skipped, saying so.
 """
+import sys
+
 import pytest
 
 import grokstack
+from conftest import REPO
 
 torch = pytest.importorskip("torch", reason="torch is not installed: make torch-test runs these in .venv-peers")
 F = torch.nn.functional
@@ -115,6 +120,35 @@ def test_to_torch_loads_every_exported_weight(sweeps):
         assert sorted(state) == sorted(exported), name
         for key, value in exported.items():
             assert torch.equal(state[key], torch.from_numpy(value)), (name, key)
+
+
+@pytest.mark.parametrize("name", [*MLPS, *TRANSFORMERS])
+def test_to_torch_logits_equal_the_rust_tests_independent_models(sweeps, name):
+    """Logit by logit, on every row, against tests/transformer_check.py's transformer (which
+    `cargo test --test transformer_check` compares with grokstack's own logits, 1e-5) and
+    tests/export_check.py's numpy MLP (float64)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import export_check
+        import transformer_check
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    sweep = sweeps[name]
+    model = sweep.to_torch(0)
+    symbols = torch.cat([torch.from_numpy(s) for s, _ in sweep.split(0).values()])
+    weights = {key: torch.from_numpy(value) for key, value in sweep.export(0).items()}
+    with torch.no_grad():
+        ours = model(inputs_of(model, symbols))
+        if model.config["model.kind"] == "mlp":
+            if model.bits:
+                pytest.skip("tests/export_check.py's MLP reads operand pairs only")
+            numpy_weights = {key: value.numpy() for key, value in weights.items()}
+            theirs = torch.from_numpy(export_check.logits(numpy_weights, model.config, symbols[:, 0].numpy(), symbols[:, 1].numpy()))
+        else:
+            theirs = transformer_check.Model(model.config).logits(weights, model.tokens(symbols))
+    difference = ((ours.double() - theirs.double()).abs().max() / theirs.abs().max()).item()
+    print(f"{name}: largest relative logit difference {difference:.2e}")
+    assert difference <= TOLERANCE
 
 
 @pytest.mark.parametrize(("setup", "dtype", "torch_dtype", "tolerance"), [
