@@ -5,6 +5,7 @@
 #   make bench-peers                       # R = 1,16,64, 5 epochs, all cores
 #   make bench-peers PEERS_THREADS=2
 #   make bench-peers-transformer           # the transformer epoch's PyTorch peer alone
+#   make peers-venv                        # .venv-peers: torch, and TransformerLens for make torch-test
 
 PEERS_VENV ?= .venv-peers
 PEERS_PY := $(PEERS_VENV)/bin/python
@@ -30,7 +31,14 @@ $(PEERS_VENV)/.installed: bench/peers/requirements-cpu.txt
 	$(PEERS_PY) -W ignore -c "import torch; torch.ones(2, 2) @ torch.ones(2, 2); print('torch', torch.__version__, 'imports on CPU')"
 	touch $@
 
-peers-venv: $(PEERS_VENV)/.installed
+# TransformerLens and what the Python package's torch tests and examples/transformer_lens.ipynb
+# need, on top of torch (bench/peers/requirements-lens.txt says why the list is explicit).
+$(PEERS_VENV)/.installed-lens: $(PEERS_VENV)/.installed bench/peers/requirements-lens.txt
+	$(PEERS_PY) -m pip install --no-deps -r bench/peers/requirements-lens.txt
+	$(PEERS_PY) -W ignore -c "from transformer_lens import HookedTransformer; import polars, matplotlib, pytest; print('transformer_lens imports')"
+	touch $@
+
+peers-venv: $(PEERS_VENV)/.installed $(PEERS_VENV)/.installed-lens
 
 bench-peers: build $(PEERS_VENV)/.installed
 	mkdir -p $(PEERS_RESULTS)

@@ -4,13 +4,14 @@
 #
 #   make wheel          # target/wheels/grokstack-VERSION-py3-none-manylinux_2_34_x86_64.whl
 #   make python-test    # a fresh venv with the wheel, then pytest python/tests
+#   make torch-test     # to_torch and to_transformer_lens's tests, in .venv-peers
 
 PYTHON ?= python3
 MATURIN_VERSION := 1.16.0
 WHEEL_VENV ?= .venv-build
 PYTEST_VENV ?= .venv-test
 
-.PHONY: wheel python-test
+.PHONY: wheel python-test torch-test
 
 # The Python of the Rust tests' independent numpy checks (CHECK_VENV, set in the Makefile):
 # installed once; the stamp records that the pinned list installed and imports.
@@ -42,3 +43,9 @@ python-test: wheel
 	$(PYTHON) -m venv $(PYTEST_VENV)
 	$(PYTEST_VENV)/bin/pip install target/wheels/grokstack-*.whl -r python/tests/requirements.txt
 	cd python/tests && env -u GROKSTACK_BIN PATH="$(abspath $(PYTEST_VENV))/bin:$$PATH" python -m pytest -q
+
+# Sweep.to_torch and Sweep.to_transformer_lens (python/tests/test_torch.py) where torch and
+# TransformerLens are installed: .venv-peers (mk/peers.mk, about 4 GB), with the source tree's
+# package and the release binary. python-test runs the same file without them, which skips it.
+torch-test: build $(PEERS_VENV)/.installed-lens
+	cd python/tests && PYTHONPATH="$(abspath python)" GROKSTACK_BIN="$(abspath $(BIN))" "$(abspath $(PEERS_PY))" -m pytest -q test_torch.py

@@ -6,6 +6,8 @@ read their results as polars frames and numpy arrays.
     sweep.settings()           # grok statistics per setting (polars DataFrame)
     sweep.runs, sweep.metrics  # runs.parquet (DataFrame), metrics parts (LazyFrame)
     weights = sweep.export(0)  # {name: numpy array}, PyTorch names and layout
+    model = sweep.to_torch(0)  # the run as a torch nn.Module (extra `torch`)
+    sweep.to_transformer_lens(0)  # a transformer run as a HookedTransformer (extra `transformer-lens`)
 
 The work is done by the `grokstack` binary that the wheel installs (also `python -m grokstack`).
 """

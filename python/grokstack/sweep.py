@@ -1,21 +1,27 @@
 """Training, loading and reading sweeps: `train`, `load` and the `Sweep` they return."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import polars as pl
 
-from . import _cli
+from . import _cli, _data
 from ._cli import GrokstackError
 from ._safetensors import read_safetensors
 from ._toml import dumps, format_value
+
+if TYPE_CHECKING:
+    import torch
+    from transformer_lens import HookedTransformer
 
 __all__ = ["Sweep", "train", "load"]
 
@@ -120,11 +126,42 @@ class Sweep:
     def export(self, run_id: int) -> Dict[str, np.ndarray]:
         """One run's final weights under PyTorch's names and `[out, in]` layout, as
         `grokstack export` writes them (bf16 weights come back as float32)."""
+        return self._export(run_id)[0]
+
+    def _export(self, run_id: int) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+        """`grokstack export`'s tensors and metadata (the run's config, seed and final metrics)."""
         with tempfile.TemporaryDirectory(prefix="grokstack-") as tmp:
             path = Path(tmp) / f"run{run_id}.safetensors"
             _cli.run(["export", self.dir, "--run", run_id, "--out", path], echo_stdout=False)
-            tensors, _ = read_safetensors(path)
-        return tensors
+            return read_safetensors(path)
+
+    def split(self, run_id: int) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """The run's rows as it trained on them: {"train": (symbols, labels), "test": (symbols,
+        labels)}, symbols [N, 2] (operands a, b) or [N, bits], labels [N], int64; rebuilt from
+        its config and seed as grokstack splits them (modular operations and parity)."""
+        _, metadata = self._export(run_id)
+        return _data.split(json.loads(metadata["config"]), int(metadata["seed"]))
+
+    def to_torch(self, run_id: int) -> "torch.nn.Module":
+        """The run as a PyTorch module (needs the `torch` extra), its final weights loaded, in
+        eval mode: an MLP called on a row's symbols [N, K], or a transformer called on tokens
+        [N, T] (`model.tokens(symbols)` makes them), both returning grokstack's logits [N, C].
+        A bf16 run's module is float32, holding its bf16 weights exactly (its logits are those of
+        f32 arithmetic on them, not of grokstack's bf16 pass). `model.config` holds the run's
+        config."""
+        _torch = _optional("_torch", "torch", "to_torch")
+        tensors, metadata = self._export(run_id)
+        return _torch.build(tensors, metadata)
+
+    def to_transformer_lens(self, run_id: int) -> "HookedTransformer":
+        """The run as TransformerLens's HookedTransformer (needs the `transformer-lens` extra), in
+        eval mode, for the transformers it can express: pre-norm or no norm, any positions
+        (none as a zero W_pos), GELU, ReLU or bias-free SwiGLU FFNs. Others raise
+        NotImplementedError naming the option. Its logits are [N, T, C]; grokstack's are the
+        last position's, `[:, -1]`."""
+        lens = _optional("_transformer_lens", "transformer-lens", "to_transformer_lens")
+        tensors, metadata = self._export(run_id)
+        return lens.convert(lens.build(tensors, metadata))
 
     def __repr__(self) -> str:
         progress = self.dir / "progress.json"
@@ -176,6 +213,15 @@ def train(
 def load(dir: PathLike) -> Sweep:
     """The sweep that `grokstack train` wrote (or is writing) to `dir`."""
     return Sweep(dir)
+
+
+def _optional(module: str, extra: str, method: str) -> ModuleType:
+    """grokstack's module for an optional dependency (`_torch`, `_transformer_lens`), or an
+    ImportError that names the extra to install."""
+    try:
+        return importlib.import_module(f"{__package__}.{module}")
+    except ImportError as error:
+        raise ImportError(f"Sweep.{method} needs the {extra} extra ({error}): pip install 'grokstack[{extra}]'") from error
 
 
 def _assignments(overrides: Optional[Overrides]) -> List[str]:

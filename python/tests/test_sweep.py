@@ -1,4 +1,5 @@
 """train / load / Sweep, against the files and the CLI."""
+import importlib.util
 import json
 import shutil
 import struct
@@ -11,7 +12,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import grokstack
-from conftest import TINY
+from conftest import REPO, TINY
 
 
 def test_the_installed_package_is_tested():
@@ -100,6 +101,41 @@ def test_export_equals_the_cli_file(tmp_path, tiny):
 def test_export_of_a_missing_run(tiny):
     with pytest.raises(grokstack.GrokstackError, match="no run 99"):
         tiny.export(99)
+
+
+def test_split_is_the_runs(tiny):
+    """The rows of run 3: every pair once, (a + b) mod 13, the train rows
+    floor(0.6 · 169) of them in the order of tests/grokstack_data.py, the Rust tests' mirror of
+    grokstack's split."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import grokstack_data
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    parts = tiny.split(3)
+    (train, train_labels), (test, test_labels) = parts["train"], parts["test"]
+    assert train.shape == (101, 2) and test.shape == (68, 2) and train.dtype == np.int64
+    symbols, labels = np.concatenate([train, test]), np.concatenate([train_labels, test_labels])
+    assert sorted(map(tuple, symbols.tolist())) == [(a, b) for a in range(13) for b in range(13)]
+    np.testing.assert_array_equal(labels, symbols.sum(axis=1) % 13)
+    seed = tiny.runs.filter(pl.col("run_id") == 3)["seed"].item()
+    expected_train, _ = grokstack_data.split({"task.op": "add", "task.p": 13, "task.train_fraction": 0.6}, seed)
+    assert [tuple(row) for row in train.tolist()] == [(a, b) for a, b, _ in expected_train]
+
+
+def test_split_refuses_the_tasks_python_does_not_rebuild(tmp_path):
+    sweep = grokstack.train({"name": "s5", "task": {"op": "s5_compose", "train_fraction": 0.5}, "train": {"epochs": 1}}, tmp_path / "out")
+    with pytest.raises(NotImplementedError, match="task.op = 's5_compose': Python rebuilds the rows of the modular operations and of parity only"):
+        sweep.split(0)
+
+
+def test_to_torch_without_torch_names_the_extra(tiny):
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed: test_torch.py tests to_torch")
+    with pytest.raises(ImportError, match=r"Sweep.to_torch needs the torch extra .*: pip install 'grokstack\[torch\]'"):
+        tiny.to_torch(0)
+    with pytest.raises(ImportError, match=r"pip install 'grokstack\[transformer-lens\]'"):
+        tiny.to_transformer_lens(0)
 
 
 def test_bf16_reads_as_float32(tmp_path):
