@@ -51,9 +51,17 @@ impl Examples {
 
 /// Every row of the task of `config` for a run with `seed` (only sparse parity's rows depend
 /// on the seed): pairs (a, b) in row-major order (from 1 with `task.skip_zero`), all 2^bits
-/// strings in counting order, or sparse parity's strings in the order drawn.
+/// strings in counting order, sparse parity's strings in the order drawn, or the rows of an
+/// expression or a table in theirs.
 pub fn all_examples(config: &RunConfig, seed: u64) -> Examples {
-    match config.op {
+    if let Some(rows) = &config.pair_rows {
+        let mut examples = Examples::new(2);
+        for (operands, &label) in rows.operands.iter().zip(&rows.labels) {
+            examples.push(operands, label);
+        }
+        return examples;
+    }
+    match &config.op {
         Op::Parity => bit_examples((0..1u64 << config.bits).map(|s| (s, tasks::parity(s))), config.bits),
         Op::SparseParity => {
             let relevant = (1u64 << config.parity_bits) - 1;
@@ -93,8 +101,13 @@ pub struct Split {
     pub test: Examples,
 }
 
+/// A table's `split` column fixes the rows instead: its train and test rows in file order.
 pub fn split(config: &RunConfig, seed: u64) -> Split {
     let examples = all_examples(config, seed);
+    if let Some(train) = config.pair_rows.as_ref().and_then(|rows| rows.train.as_ref()) {
+        let (train, test): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| train[i]);
+        return Split { train: examples.select(&train), test: examples.select(&test) };
+    }
     let mut order: Vec<usize> = (0..examples.len()).collect();
     Rng::new(seed, Stream::Split).shuffle(&mut order);
     let (train, test) = order.split_at(config.n_train());

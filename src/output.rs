@@ -9,7 +9,7 @@
 //! exactly that: a stack whose runs are in `runs.parquet` is done, any other one starts again
 //! from its checkpoint (or its first epoch).
 
-use crate::config::{RunSpec, Sweep, Value};
+use crate::config::{RunSpec, Sweep, TableChanged, Value};
 use crate::files::{read_parquet, write_atomic, write_parquet};
 use crate::metrics::{MetricRow, RunResult};
 use crate::train::FinalWeights;
@@ -233,7 +233,14 @@ pub fn holds_sweep(root: &Path, sweep: &Sweep) -> Result<bool> {
     let previous = fs::read_to_string(&existing).with_context(|| format!("cannot read {}", existing.display()))?;
     // A sweep that differs only in its waves gets its own message: the waves decide
     // which runs exist as trained or skipped, so they cannot change halfway.
-    if let Ok(started) = Sweep::parse(&previous, &existing.display().to_string(), &[]) {
+    let started = Sweep::parse(&previous, &existing.display().to_string(), &[]);
+    if let Some(changed) = started.as_ref().err().and_then(|e| e.downcast_ref::<TableChanged>()) {
+        bail!(
+            "{changed}; {} was trained on the recorded file: restore it, or choose a new --out directory",
+            root.display()
+        );
+    }
+    if let Ok(started) = started {
         let same_but_waves = Sweep { seed_waves: sweep.seed_waves.clone(), ..started.clone() };
         if started.seed_waves != sweep.seed_waves && same_but_waves.to_toml() == sweep.to_toml() {
             bail!("{}", different_waves(root, &started.seed_waves, &sweep.seed_waves));

@@ -3,7 +3,7 @@
 
 mod common;
 
-use grokstack::config::{Op, RunConfig};
+use grokstack::config::{Op, RunConfig, Sweep};
 use grokstack::data::{all_examples, epoch_order, split, Examples};
 use grokstack::tasks::{compose, invert, s5_element, s5_index, S5_ORDER};
 use std::collections::HashSet;
@@ -110,9 +110,97 @@ fn openai_grok_operator_strings_are_aliases() {
         ("(x._value//y)if(y._value%2==1)else(x-y)_mod_97", "mix1"),
         ("s5conj", "s5_conjugate"),
     ] {
-        assert_eq!(Op::parse(alias), Op::parse(name), "{alias}");
-        assert!(Op::parse(alias).is_some(), "{alias}");
+        assert_eq!(Op::named(alias), Op::named(name), "{alias}");
+        assert!(Op::named(alias).is_some(), "{alias}");
     }
+}
+
+/// Each named operation written as an expression (spaced, so that it is parsed rather than
+/// looked up by name) gives the named operation's rows and labels, in the same order, on every
+/// pair for several p, with and without operands 0: so an expression task of a named
+/// operation trains as that operation.
+#[test]
+fn expressions_equal_their_named_operations_on_every_pair() {
+    let forms = [
+        ("add", "x + y"),
+        ("sub", "x - y"),
+        ("mul", "x * y"),
+        ("div", "x / y"),
+        ("exp", "x ** y"),
+        ("x**2+y", "x**2 + y"),
+        ("x**3+y", "x ** 3 + y"),
+        ("x**2+y**2", "x*x + y*y"),
+        ("x**2+x*y+y**2", "x**2 + x*y + y**2"),
+        ("x**2+x*y+y**2+x", "(x + y)**2 - x*y + x"),
+        ("x**3+x*y", "x * (x**2 + y)"),
+        ("x**3+x*y**2+y", "x**3 + x*y**2 + y"),
+        ("mix1", "x / y if y % 2 == 1 else x - y"),
+        ("mix1", "(x._value // y) if (y._value % 2 == 1) else (x - y)"),
+    ];
+    for p in [2u64, 3, 5, 7, 13, 97] {
+        // p = 2 without operands 0 has a single row: no split.
+        for skip_zero in [false, true].into_iter().filter(|&skip| !(skip && p == 2)) {
+            for (name, expression) in forms {
+                let keys = |op: &str| {
+                    [format!("task.op={op:?}"), format!("task.p={p}"), format!("task.skip_zero={skip_zero}")]
+                };
+                let [op, p_key, skip] = keys(expression);
+                let parsed = config(&[&op, &p_key, &skip, "task.train_fraction=0.5"]);
+                assert!(matches!(parsed.op, Op::Expression(_)), "{expression} is parsed, not named");
+                let [op, p_key, skip] = keys(name);
+                let named = config(&[&op, &p_key, &skip, "task.train_fraction=0.5"]);
+                assert_eq!(all_examples(&parsed, 0), all_examples(&named, 0), "{expression} vs {name}, p = {p}");
+                assert_eq!(parsed.n_examples(), named.n_examples(), "{expression}: the config counts the rows");
+                assert_eq!(parsed.task_shape(), named.task_shape(), "{expression}");
+            }
+        }
+    }
+}
+
+/// openai/grok's `+*` and `+-` (even x: addition; odd x: multiplication or subtraction), and
+/// division mod a composite p, which leaves out the divisors without an inverse.
+#[test]
+fn expression_tasks_leave_out_the_pairs_without_a_value() {
+    let p = 11u64;
+    let (times, minus): (fn(u64, u64) -> u64, fn(u64, u64) -> u64) = (|a, b| a * b, |a, b| a + 11 - b);
+    for (alias, odd) in [("+*", times), ("+-", minus)] {
+        let examples = all_examples(&config(&[&format!("task.op={alias:?}"), &format!("task.p={p}")]), 0);
+        for (i, (a, b)) in (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).enumerate() {
+            let label = if a % 2 == 0 { a + b } else { odd(a, b) } % p;
+            assert_eq!((examples.row(i), examples.labels[i] as u64), (&[a as u32, b as u32][..], label), "{alias}");
+        }
+    }
+    // Division mod 15: b must be coprime to 15 (8 of the 15 residues).
+    let div15 = config(&["task.op=\"x / y\"", "task.p=15"]);
+    let examples = all_examples(&div15, 0);
+    assert_eq!(div15.n_examples(), 15 * 8);
+    for i in 0..examples.len() {
+        let [a, b] = [examples.row(i)[0] as u64, examples.row(i)[1] as u64];
+        assert_eq!(euclid(b, 15), 1, "({a}, {b}) has no inverse of b");
+        assert_eq!(examples.labels[i] as u64 * b % 15, a, "({a}, {b}): label · b = a");
+    }
+}
+
+/// A sweep whose task.op is not an expression names the file, the key and the column; one
+/// that has no value anywhere names the operation that fails.
+#[test]
+fn bad_expressions_are_refused_with_the_file_the_key_and_the_column() {
+    for (op, column) in [
+        ("x + * y", "column 5"),
+        ("(x + y", "column 1"),
+        ("x + z", "column 5"),
+        ("x ** 99999999999999999999999", "column 6"),
+    ] {
+        let text = format!("[task]\nop = {op:?}\np = 13\n");
+        let error = Sweep::parse(&text, "sweeps/bad.toml", &[]).expect_err(op).to_string();
+        for part in ["sweeps/bad.toml", "task.op", column] {
+            assert!(error.contains(part), "{op}: {part} missing from: {error}");
+        }
+    }
+    let error = Sweep::parse("[task]\nop = \"x / (y - y)\"\np = 13\n", "sweeps/bad.toml", &[]).unwrap_err().to_string();
+    assert!(error.contains("no value at any pair") && error.contains("column 3"), "{error}");
+    let error = Sweep::parse("[task]\nop = \"sort\"\n", "sweeps/bad.toml", &[]).unwrap_err().to_string();
+    assert!(error.contains("list tasks"), "{error}");
 }
 
 /// Every permutation of 0..5, built by insertion, independently of the crate's Lehmer code.

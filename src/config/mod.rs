@@ -9,4 +9,4 @@ pub use run::{
     is_prime, Activation, Constraint, Loss, Op, Optimizer, Precision, RunConfig, StackKey, Stop, TrainingKey,
 };
 pub use schema::Value;
-pub use sweep::{RunSpec, Sweep};
+pub use sweep::{RunSpec, Sweep, TableChanged};

@@ -53,7 +53,7 @@ impl ProgressConfig {
     }
 
     /// The measures need a cyclic group behind the task and enough frequencies in it.
-    pub fn check(&self, op: Op, p: usize, skip_zero: bool) -> Result<()> {
+    pub fn check(&self, op: &Op, p: usize, skip_zero: bool) -> Result<()> {
         if !self.enabled {
             return Ok(());
         }

@@ -7,9 +7,11 @@ pub use crate::kernels::loss::Loss;
 pub use crate::kernels::round::Precision;
 use crate::models::{Arch, ModelConfig};
 pub use crate::tasks::{is_prime, Op};
-use crate::tasks::{Symbols, TaskShape};
-use anyhow::{bail, Context, Result};
+use crate::tasks::{pair_rows, PairRows, Symbols, TableFile, TaskShape};
+use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Optimizer {
@@ -52,7 +54,11 @@ pub struct RunConfig {
     /// The model kind and its settings.
     pub model: ModelConfig,
     pub op: Op,
+    /// The modulus (a table's vocabulary V).
     pub p: usize,
+    /// The rows of an expression or a table, shared by every run that trains them; the
+    /// named tasks compute theirs (`crate::data::all_examples`).
+    pub pair_rows: Option<Arc<PairRows>>,
     pub train_fraction: f64,
     /// Leave out the pairs with a = 0 or b = 0.
     pub skip_zero: bool,
@@ -173,15 +179,28 @@ impl RunConfig {
                 ("bf16_mixed", Precision::Bf16Mixed),
             ],
         )?;
-        let op = Op::parse(keys.string("task.op")?).context("key `task.op`: unknown operation")?;
-        let (p, bits, parity_bits, noise_bits) =
-            (keys.int("task.p")?, keys.int("task.bits")?, keys.int("task.parity_bits")?, keys.int("task.noise_bits")?);
+        let op = task_op(keys)?;
+        let p = match &op {
+            Op::Table(table) => table.vocab,
+            _ => keys.int("task.p")?,
+        };
+        let skip_zero = keys.boolean("task.skip_zero")?;
+        let pair_rows = match &op {
+            Op::Expression(expression) if p <= MAX_P => {
+                Some(pair_rows::expression_rows(expression, p, skip_zero).map_err(|e| anyhow!("key `task.op`: {e}"))?)
+            }
+            Op::Table(table) => Some(table.rows.clone()),
+            _ => None,
+        };
+        let (bits, parity_bits, noise_bits) =
+            (keys.int("task.bits")?, keys.int("task.parity_bits")?, keys.int("task.noise_bits")?);
         let config = RunConfig {
-            model: ModelConfig::from_keys(keys, &task_shape(op, p, n_bits(op, bits, parity_bits, noise_bits)))?,
+            model: ModelConfig::from_keys(keys, &task_shape(&op, p, n_bits(&op, bits, parity_bits, noise_bits)))?,
             op,
             p,
+            pair_rows,
             train_fraction: keys.float("task.train_fraction")?,
-            skip_zero: keys.boolean("task.skip_zero")?,
+            skip_zero,
             bits,
             parity_bits,
             noise_bits,
@@ -261,8 +280,11 @@ impl RunConfig {
 
     /// Checks that involve several keys, or limits no single key's range expresses.
     fn check(&self) -> Result<()> {
-        if self.p > 4096 {
-            bail!("key `task.p`: {} is larger than the supported 4096", self.p);
+        if let Op::Table(table) = &self.op {
+            return self.check_table(table);
+        }
+        if self.p > MAX_P {
+            bail!("key `task.p`: {} is larger than the supported {MAX_P}", self.p);
         }
         if self.op.divides() && !is_prime(self.p) {
             bail!(
@@ -304,7 +326,24 @@ impl RunConfig {
         if self.skip_zero && (self.op.is_bits() || self.op.is_s5()) {
             bail!("key `task.skip_zero`: leaves out operands 0 of modular operations; {} has none", self.op_name());
         }
-        self.progress.check(self.op, self.p, self.skip_zero)?;
+        self.progress.check(&self.op, self.p, self.skip_zero)?;
+        self.check_split()
+    }
+
+    /// A table's own checks: what its rows allow (every value was checked as it was read).
+    fn check_table(&self, table: &TableFile) -> Result<()> {
+        if self.skip_zero {
+            bail!("key `task.skip_zero`: a table file lists its rows; leave out the rows you do not want");
+        }
+        self.progress.check(&self.op, self.p, self.skip_zero)?;
+        if table.rows.train.is_some() {
+            return Ok(());
+        }
+        self.check_split()
+    }
+
+    /// Both splits of a drawn split are non-empty.
+    fn check_split(&self) -> Result<()> {
         let n_examples = self.n_examples();
         let n_train = self.n_train();
         if n_train == 0 || n_train >= n_examples {
@@ -320,7 +359,7 @@ impl RunConfig {
 
     /// What the model sees of the task: a row's symbols and the classes.
     pub fn task_shape(&self) -> TaskShape {
-        task_shape(self.op, self.p, self.n_bits())
+        task_shape(&self.op, self.p, self.n_bits())
     }
 
     /// The architecture every run with this config trains.
@@ -329,18 +368,22 @@ impl RunConfig {
     }
 
     /// The operation's canonical name.
-    pub fn op_name(&self) -> &'static str {
+    pub fn op_name(&self) -> &str {
         self.op.name()
     }
 
     /// Bits per row of a bit task.
     pub fn n_bits(&self) -> usize {
-        n_bits(self.op, self.bits, self.parity_bits, self.noise_bits)
+        n_bits(&self.op, self.bits, self.parity_bits, self.noise_bits)
     }
 
     /// Every row of the task: p² pairs (p·(p−1) for div, whose b ≠ 0), 2^bits strings for
-    /// parity, `task.samples` strings for sparse parity.
+    /// parity, `task.samples` strings for sparse parity, an expression's defined pairs, a
+    /// table's rows.
     pub fn n_examples(&self) -> usize {
+        if let Some(rows) = &self.pair_rows {
+            return rows.len();
+        }
         if self.skip_zero {
             return (self.p - 1) * (self.p - 1);
         }
@@ -352,7 +395,11 @@ impl RunConfig {
         }
     }
 
+    /// Train rows: a table's `split` column, or the floor of train_fraction · N.
     pub fn n_train(&self) -> usize {
+        if let Some(fixed) = self.pair_rows.as_ref().and_then(|rows| rows.fixed_train_count()) {
+            return fixed;
+        }
         (self.train_fraction * self.n_examples() as f64).floor() as usize
     }
 
@@ -402,21 +449,38 @@ impl RunConfig {
 }
 
 /// Bits per row of a bit task: all of parity's, or sparse parity's relevant and noise bits.
-fn n_bits(op: Op, bits: usize, parity_bits: usize, noise_bits: usize) -> usize {
+fn n_bits(op: &Op, bits: usize, parity_bits: usize, noise_bits: usize) -> usize {
     match op {
         Op::Parity => bits,
         _ => parity_bits + noise_bits,
     }
 }
 
-/// A task's shape: operand pairs mod p with p classes, or bit strings with 2.
-fn task_shape(op: Op, p: usize, n_bits: usize) -> TaskShape {
-    if op.is_bits() {
-        TaskShape { symbols: Symbols::Bits { n: n_bits }, classes: 2 }
-    } else {
-        TaskShape { symbols: Symbols::Operands { p }, classes: p }
+/// A task's shape: operand pairs mod p with p classes, a table's V symbols and C classes, or
+/// bit strings with 2.
+fn task_shape(op: &Op, p: usize, n_bits: usize) -> TaskShape {
+    match op {
+        Op::Parity | Op::SparseParity => TaskShape { symbols: Symbols::Bits { n: n_bits }, classes: 2 },
+        Op::Table(table) => TaskShape { symbols: Symbols::Operands { p: table.vocab }, classes: table.classes },
+        _ => TaskShape { symbols: Symbols::Operands { p }, classes: p },
     }
 }
+
+/// The task of `task.table` (an absolute path once the sweep is read), or of `task.op`.
+fn task_op(keys: Keys) -> Result<Op> {
+    if let Ok(path) = keys.string(TABLE_KEY) {
+        return Ok(Op::Table(
+            TableFile::read_shared(Path::new(path)).map_err(|e| anyhow!("key `{TABLE_KEY}`: {e:#}"))?,
+        ));
+    }
+    Op::parse(keys.string("task.op")?).map_err(|e| anyhow!("key `task.op`: {e}"))
+}
+
+/// The key of a table file.
+pub const TABLE_KEY: &str = "task.table";
+
+/// The largest modulus (and a table's largest vocabulary).
+pub const MAX_P: usize = 4096;
 
 /// 2^20 strings: a million rows.
 pub const MAX_PARITY_BITS: usize = 20;

@@ -21,7 +21,8 @@ pub enum Value {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Str(s) => write!(f, "\"{s}\""),
+            // Quoted and escaped by the TOML writer: a path or an expression reads back as itself.
+            Value::Str(s) => write!(f, "{}", toml::Value::String(s.clone())),
             Value::Int(i) => write!(f, "{i}"),
             Value::Float(x) => write!(f, "{}", toml::Value::Float(*x)),
             Value::Bool(b) => write!(f, "{b}"),
@@ -95,6 +96,8 @@ impl Keys<'_> {
 pub enum Kind {
     /// One of a fixed set of strings.
     Choice(&'static [&'static str]),
+    /// Any string; the run's config checks what it means (an expression, a path).
+    Text,
     /// An integer at least `min`.
     Int {
         min: i64,
@@ -132,11 +135,20 @@ pub const DTYPES: &[&str] = &["f32", "f64", "bf16", "bf16_mixed"];
 pub static SCHEMA: &[KeySpec] = &[
     KeySpec {
         key: "task.op",
-        kind: Kind::Choice(&crate::tasks::OP_STRINGS),
+        kind: Kind::Text,
         default: || Value::Str("add".into()),
         help: "the \
-        task: (a op b) mod p, an S5 product, or a parity (see the README's table); div and mix1 need a prime p, S5 \
-        needs p = 120",
+        task: a named operation mod p, an S5 product, or a parity (see the README's table), or any expression in x \
+        and y mod p such as \"x**2 + 3*x*y\" (+ - * / ** % // and `A if COND else B`); div and mix1 need a prime \
+        p, S5 needs p = 120",
+    },
+    KeySpec {
+        key: "task.table",
+        kind: Kind::Text,
+        default: || Value::Str(String::new()),
+        help: "a CSV or \
+        Parquet file of rows (integer columns a, b, label; optionally split = train/test) that is the task instead \
+        of task.op; relative to the sweep file",
     },
     KeySpec { key: "task.p", kind: Kind::Int { min: 2 }, default: || Value::Int(113), help: "the modulus" },
     KeySpec {
@@ -553,7 +565,8 @@ pub static SCHEMA: &[KeySpec] = &[
 
 /// Keys that the resolved `sweep.toml` and `runs.parquet` list only when a sweep sets them (in
 /// a section, a grid axis or `--set`): sweeps written before they existed keep their bytes.
-pub const LISTED_WHEN_SET: &[&str] = &["metrics.progress", "metrics.key_frequencies", "metrics.fixed_frequencies"];
+pub const LISTED_WHEN_SET: &[&str] =
+    &["task.table", "metrics.progress", "metrics.key_frequencies", "metrics.fixed_frequencies"];
 
 pub fn spec(key: &str) -> Option<&'static KeySpec> {
     SCHEMA.iter().find(|s| s.key == key)
@@ -563,6 +576,7 @@ pub fn spec(key: &str) -> Option<&'static KeySpec> {
 /// the caller adds the key and the file.
 pub fn check_value(spec: &KeySpec, raw: &toml::Value) -> Result<Value, String> {
     match (spec.kind, raw) {
+        (Kind::Text, toml::Value::String(s)) => Ok(Value::Str(s.clone())),
         (Kind::Choice(options), toml::Value::String(s)) => {
             if options.contains(&s.as_str()) {
                 Ok(Value::Str(s.clone()))
@@ -613,7 +627,7 @@ pub fn check_value(spec: &KeySpec, raw: &toml::Value) -> Result<Value, String> {
 
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
-        Kind::Choice(_) => "a string",
+        Kind::Choice(_) | Kind::Text => "a string",
         Kind::Int { .. } => "an integer",
         Kind::Float { .. } => "a number",
         Kind::Bool => "a boolean",

@@ -1,11 +1,12 @@
 //! Reading a sweep file: sections, seeds, grid axes and `--set` overrides, resolved into
 //! the list of runs. Every error names the file and the dotted key.
 
-use super::run::{Op, RunConfig};
+use super::run::{Op, RunConfig, TABLE_KEY};
 use super::schema::{check_value, spec, Value, LISTED_WHEN_SET, SCHEMA};
+use crate::tasks::TableFile;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const SECTIONS: &[&str] = &["task", "model", "train", "metrics"];
 /// More runs than any grid of the papers (8,960) by far; listing them takes ~2 KiB each.
@@ -26,7 +27,31 @@ pub struct Sweep {
     /// `train.seed_waves`: seeds per wave, summing to the seeds; empty for one wave of all
     /// seeds (a single wave is stored so too, so that both write the same sweep.toml).
     pub seed_waves: Vec<usize>,
+    /// The SHA-256 of every `task.table` file by its absolute path, written to the resolved
+    /// sweep's `[tables]` so that a resume, merge or export refuses a file that changed.
+    pub tables: BTreeMap<String, String>,
 }
+
+/// A `task.table` file whose bytes differ from the hash its sweep recorded.
+#[derive(Debug)]
+pub struct TableChanged {
+    pub source: String,
+    pub path: String,
+    pub recorded: String,
+    pub now: String,
+}
+
+impl std::fmt::Display for TableChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: the table file {} has changed since the sweep was resolved (sha256 {} recorded in [tables], {} now)",
+            self.source, self.path, self.recorded, self.now
+        )
+    }
+}
+
+impl std::error::Error for TableChanged {}
 
 /// One grid axis: a key and its values, or a linked axis, whose every case sets several keys
 /// together (each task with its own train fraction, each optimizer with its own learning rates):
@@ -79,7 +104,9 @@ impl Sweep {
             base: SCHEMA.iter().filter(|s| !LISTED_WHEN_SET.contains(&s.key)).map(|s| (s.key, (s.default)())).collect(),
             grid: Vec::new(),
             seed_waves: Vec::new(),
+            tables: BTreeMap::new(),
         };
+        let mut recorded_tables = None;
         for (key, value) in &table {
             match key.as_str() {
                 "name" => {
@@ -87,6 +114,7 @@ impl Sweep {
                         value.as_str().ok_or_else(|| anyhow!("{source}: key `name`: expected a string"))?.to_string()
                 }
                 "seeds" => sweep.seeds = parse_seeds(value).map_err(|e| anyhow!("{source}: key `seeds`: {e}"))?,
+                "tables" => recorded_tables = Some(value),
                 "grid" => {
                     let axes = value.as_table().ok_or_else(|| anyhow!("{source}: `grid` must be a table"))?;
                     for (axis, values) in axes {
@@ -107,12 +135,22 @@ impl Sweep {
                         sweep.set_base(&dotted, raw).map_err(|e| anyhow!("{source}: key `{dotted}`: {e}"))?;
                     }
                 }
-                other => bail!("{source}: unknown key `{other}` (expected name, seeds, grid, {})", SECTIONS.join(", ")),
+                other => {
+                    bail!(
+                        "{source}: unknown key `{other}` (expected name, seeds, grid, tables, {})",
+                        SECTIONS.join(", ")
+                    )
+                }
             }
         }
+        // Table paths are relative to the sweep file, and those of `--set` to the current directory.
+        let sweep_dir = Path::new(source).parent().unwrap_or(Path::new(""));
+        sweep.resolve_table_paths(sweep_dir).map_err(|e| anyhow!("{source}: {e}"))?;
         for assignment in overrides {
             sweep.apply_override(assignment).map_err(|e| anyhow!("--set {assignment}: {e}"))?;
         }
+        sweep.resolve_table_paths(Path::new("")).map_err(|e| anyhow!("--set {TABLE_KEY}: {e}"))?;
+        sweep.check_table_task().map_err(|e| anyhow!("{source}: {e}"))?;
         if sweep.seeds.is_empty() {
             bail!("{source}: key `seeds`: no seeds");
         }
@@ -138,7 +176,84 @@ impl Sweep {
         for setting_id in 0..sweep.setting_count() {
             RunConfig::from_values(&sweep.setting_values(setting_id)).map_err(|e| anyhow!("{source}: {e}"))?;
         }
+        sweep.tables = sweep.table_hashes()?;
+        if let Some(recorded) = recorded_tables {
+            sweep.check_recorded_tables(recorded, source)?;
+        }
         Ok(sweep)
+    }
+
+    /// Every `task.table` path (in the base and the grid) made absolute, relative to `dir`.
+    fn resolve_table_paths(&mut self, dir: &Path) -> Result<()> {
+        let absolute = |value: &mut Value| -> Result<()> {
+            let Value::Str(path) = value else { return Ok(()) };
+            if path.is_empty() {
+                bail!("key `{TABLE_KEY}`: the path is empty");
+            }
+            let resolved = std::path::absolute(dir.join(&*path))
+                .with_context(|| format!("key `{TABLE_KEY}`: cannot resolve the path {path}"))?;
+            *path = resolved.to_string_lossy().into_owned();
+            Ok(())
+        };
+        if let Some(value) = self.base.get_mut(TABLE_KEY) {
+            absolute(value)?;
+        }
+        for axis in &mut self.grid {
+            if let Some(index) = axis.keys.iter().position(|&key| key == TABLE_KEY) {
+                axis.cases.iter_mut().try_for_each(|case| absolute(&mut case[index]))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A table file is the whole task: `task.op` set beside it would be silently ignored.
+    fn check_table_task(&self) -> Result<()> {
+        let sets = |key: &str| self.grid.iter().any(|axis| axis.keys.contains(&key));
+        let table_set = self.base.contains_key(TABLE_KEY) || sets(TABLE_KEY);
+        let op_set = sets("task.op") || self.base.get("task.op").is_some_and(|op| *op != Value::Str("add".into()));
+        if table_set && op_set {
+            bail!("keys `task.op` and `{TABLE_KEY}`: a table file is its own task; leave task.op out");
+        }
+        Ok(())
+    }
+
+    /// The hash of every table file the sweep trains.
+    fn table_hashes(&self) -> Result<BTreeMap<String, String>> {
+        let mut paths: Vec<&Value> = self.base.get(TABLE_KEY).into_iter().collect();
+        for axis in &self.grid {
+            if let Some(index) = axis.keys.iter().position(|&key| key == TABLE_KEY) {
+                paths.extend(axis.cases.iter().map(|case| &case[index]));
+            }
+        }
+        let mut hashes = BTreeMap::new();
+        for path in paths {
+            if let Value::Str(path) = path {
+                hashes.insert(path.clone(), TableFile::read_shared(&PathBuf::from(path))?.sha256.clone());
+            }
+        }
+        Ok(hashes)
+    }
+
+    /// A `[tables]` section (a resolved sweep's) must match the files as they are now.
+    fn check_recorded_tables(&self, recorded: &toml::Value, source: &str) -> Result<()> {
+        let recorded = recorded.as_table().ok_or_else(|| anyhow!("{source}: `tables` must be a table ([tables])"))?;
+        for (path, hash) in recorded {
+            let hash = hash.as_str().ok_or_else(|| anyhow!("{source}: [tables] `{path}`: expected a sha256 string"))?;
+            let now = self
+                .tables
+                .get(path)
+                .ok_or_else(|| anyhow!("{source}: [tables] lists {path}, which no `{TABLE_KEY}` of the sweep names"))?;
+            if now != hash {
+                return Err(TableChanged {
+                    source: source.to_string(),
+                    path: path.clone(),
+                    recorded: hash.to_string(),
+                    now: now.clone(),
+                }
+                .into());
+            }
+        }
+        Ok(())
     }
 
     fn set_base(&mut self, dotted: &str, raw: &toml::Value) -> Result<(), String> {
@@ -258,9 +373,17 @@ impl Sweep {
             }
             rest /= axis.cases.len();
         }
+        // A table is its own task, and its operands' range is its task.p (an unreadable file is
+        // reported by the run's config).
+        if let Some(Value::Str(path)) = values.get(TABLE_KEY) {
+            if let Ok(table) = TableFile::read_shared(Path::new(path)) {
+                values.insert("task.op", Value::Str("table".into()));
+                values.insert("task.p", Value::Int(table.vocab as i64));
+            }
+        }
         // S5's operations work on its 120 elements whatever task.p says, so that a grid over
         // task.op can mix them with operations mod p.
-        if matches!(values.get("task.op"), Some(Value::Str(op)) if Op::parse(op).is_some_and(Op::is_s5)) {
+        if matches!(values.get("task.op"), Some(Value::Str(op)) if Op::named(op).is_some_and(|op| op.is_s5())) {
             values.insert("task.p", Value::Int(crate::tasks::S5_ORDER as i64));
         }
         values
@@ -321,6 +444,12 @@ impl Sweep {
                     })
                     .collect();
                 out.push_str(&format!("{} = [{}]\n", toml::Value::String(axis.name.clone()), items.join(", ")));
+            }
+        }
+        if !self.tables.is_empty() {
+            out.push_str("\n[tables]\n");
+            for (path, hash) in &self.tables {
+                out.push_str(&format!("{} = \"{hash}\"\n", toml::Value::String(path.clone())));
             }
         }
         out

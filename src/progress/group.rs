@@ -24,7 +24,7 @@ pub struct CyclicIndex {
 
 impl CyclicIndex {
     /// The index of `op` mod prime `p`; other operations have no such structure.
-    pub fn new(op: Op, p: usize) -> Result<CyclicIndex> {
+    pub fn new(op: &Op, p: usize) -> Result<CyclicIndex> {
         let (subtract, logarithm) = match op {
             Op::Add => (false, false),
             Op::Sub => (true, false),
@@ -98,7 +98,7 @@ mod tests {
             (Op::Sub, |a, b| (a + 13 - b) % 13),
             (Op::Mul, |a, b| a * b % 13),
         ] {
-            let index = CyclicIndex::new(op, p).unwrap();
+            let index = CyclicIndex::new(&op, p).unwrap();
             for a in 0..p {
                 for b in 0..p {
                     match index.answer(a, b) {
@@ -108,7 +108,7 @@ mod tests {
                 }
             }
         }
-        let div = CyclicIndex::new(Op::Div, p).unwrap();
+        let div = CyclicIndex::new(&Op::Div, p).unwrap();
         for a in 1..p {
             for b in 1..p {
                 let s = div.answer(a, b).unwrap();
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn other_tasks_and_composite_moduli_are_refused() {
-        assert!(CyclicIndex::new(Op::Gcd, 13).is_err());
-        assert!(CyclicIndex::new(Op::Add, 15).unwrap_err().to_string().contains("prime"));
+        assert!(CyclicIndex::new(&Op::Gcd, 13).is_err());
+        assert!(CyclicIndex::new(&Op::Add, 15).unwrap_err().to_string().contains("prime"));
     }
 }

@@ -65,7 +65,7 @@ impl StackProgress {
                 measures.push(None);
                 continue;
             }
-            let index = CyclicIndex::new(run.config.op, run.config.p)?;
+            let index = CyclicIndex::new(&run.config.op, run.config.p)?;
             let basis = match bases.iter().find(|b| b.n == index.n) {
                 Some(basis) => basis.clone(),
                 None => {

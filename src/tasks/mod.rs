@@ -3,11 +3,23 @@
 //! Binary operations take every pair (a, b) in [0, p)² (a row's symbols are [a, b]); bit tasks
 //! take strings of bits (a row's symbols are its bits, 0 or 1). Which model input the
 //! symbols become (table rows for the MLP, tokens for a transformer) is the model's business.
+//!
+//! Besides the named operations, `task.op` takes any expression in x and y mod p
+//! ([`expression`]), and `task.table` a file of rows ([`table`]); both become [`PairRows`].
+
+pub mod expression;
+pub mod pair_rows;
+pub mod table;
 
 use crate::rng::{Rng, Stream};
+pub use expression::Expression;
+pub use pair_rows::PairRows;
+use std::sync::Arc;
+pub use table::TableFile;
 
-/// The task: a binary operation over [0, p)² (S5's over its 120 elements) or a bit task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The task: a binary operation over [0, p)² (S5's over its 120 elements), a bit task, an
+/// expression of the user's, or a table file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     Add,
     Sub,
@@ -40,6 +52,10 @@ pub enum Op {
     Parity,
     /// The parity of the first `task.parity_bits` of `parity_bits + noise_bits` bits.
     SparseParity,
+    /// Any other `task.op`: an expression in x and y mod p, parsed once per sweep.
+    Expression(Arc<Expression>),
+    /// `task.table`: the rows of a file, read once per sweep.
+    Table(Arc<TableFile>),
 }
 
 /// Every string `task.op` accepts and its operation: the names, and openai/grok's own
@@ -83,38 +99,60 @@ pub const OP_NAMES: &[(&str, Op)] = &[
     ("s5aba", Op::S5Aba),
 ];
 
-/// The strings of [`OP_NAMES`], for the schema's list of choices.
-pub const OP_STRINGS: [&str; OP_NAMES.len()] = {
-    let mut out = [""; OP_NAMES.len()];
-    let mut i = 0;
-    while i < OP_NAMES.len() {
-        out[i] = OP_NAMES[i].0;
-        i += 1;
-    }
-    out
-};
+/// openai/grok's two operators that are not expressions in x and y, and the expressions they
+/// stand for (its "even-addition_odd-multiplication" and "even-addition_odd-subtraction").
+pub const OP_ALIASES: &[(&str, &str)] = &[("+*", "x+y if x%2==0 else x*y"), ("+-", "x+y if x%2==0 else x-y")];
+
+/// openai/grok's list tasks: not binary operations, so refused by name rather than parsed.
+const LIST_TASKS: &[&str] = &["sort", "reverse", "copy"];
 
 impl Op {
-    /// Its canonical name (the first of its strings in [`OP_NAMES`]).
-    pub fn name(self) -> &'static str {
-        OP_NAMES.iter().find(|(_, op)| *op == self).map_or("?", |(name, _)| name)
+    /// Its canonical name (the first of its strings in [`OP_NAMES`]), the expression as
+    /// written, or `table`.
+    pub fn name(&self) -> &str {
+        match self {
+            Op::Expression(expression) => expression.source(),
+            Op::Table(_) => "table",
+            named => OP_NAMES.iter().find(|(_, op)| op == named).map_or("?", |(name, _)| name),
+        }
     }
 
-    pub fn parse(name: &str) -> Option<Op> {
-        OP_NAMES.iter().find(|(n, _)| *n == name).map(|&(_, op)| op)
+    /// A named operation (one of [`OP_NAMES`]).
+    pub fn named(name: &str) -> Option<Op> {
+        OP_NAMES.iter().find(|(n, _)| *n == name).map(|(_, op)| op.clone())
+    }
+
+    /// `task.op`: a named operation, or else an expression (openai/grok's `+*` and `+-`
+    /// stand for theirs). The error says why the text is neither, pointing at the column.
+    pub fn parse(text: &str) -> Result<Op, String> {
+        if let Some(op) = Op::named(text) {
+            return Ok(op);
+        }
+        if LIST_TASKS.contains(&text) {
+            return Err(format!("\"{text}\" is one of openai/grok's list tasks, not an operation on pairs (x, y)"));
+        }
+        let source = OP_ALIASES.iter().find(|(alias, _)| *alias == text).map_or(text, |(_, expression)| expression);
+        pair_rows::parse_shared(source).map(Op::Expression).map_err(|error| {
+            let names: Vec<&str> = OP_NAMES.iter().take(20).map(|(name, _)| *name).collect();
+            format!(
+                "\"{text}\" is neither a named operation ({}) nor an expression in x and y: {error}\n    {text}\n    {}^",
+                names.join(", "),
+                " ".repeat(error.column.saturating_sub(1))
+            )
+        })
     }
 
     /// A task over bit strings rather than operand pairs.
-    pub fn is_bits(self) -> bool {
+    pub fn is_bits(&self) -> bool {
         matches!(self, Op::Parity | Op::SparseParity)
     }
 
-    pub fn is_s5(self) -> bool {
+    pub fn is_s5(&self) -> bool {
         matches!(self, Op::S5Compose | Op::S5Conjugate | Op::S5Aba)
     }
 
     /// The operation divides by b, so p must be prime.
-    pub fn divides(self) -> bool {
+    pub fn divides(&self) -> bool {
         matches!(self, Op::Div | Op::Mix1)
     }
 }
@@ -145,7 +183,8 @@ pub const S5_ORDER: usize = 120;
 
 /// The label of (a, b) under a binary operation mod p, or `None` for a pair the task leaves
 /// out (b = 0 for division). Every intermediate stays below 2^64: a, b < p ≤ 4096.
-pub fn binary_label(op: Op, a: u64, b: u64, p: u64) -> Option<u64> {
+/// Expressions and tables have their rows in [`PairRows`] instead.
+pub fn binary_label(op: &Op, a: u64, b: u64, p: u64) -> Option<u64> {
     Some(match op {
         Op::Add => (a + b) % p,
         Op::Sub => (a + p - b) % p,
@@ -167,7 +206,9 @@ pub fn binary_label(op: Op, a: u64, b: u64, p: u64) -> Option<u64> {
         Op::Mix1 if b % 2 == 1 => a * inverse(b, p) % p,
         Op::Mix1 => (a + p - b) % p,
         Op::S5Compose | Op::S5Conjugate | Op::S5Aba => s5_label(op, a as usize, b as usize) as u64,
-        Op::Parity | Op::SparseParity => unreachable!("bit tasks have no operand pairs"),
+        Op::Parity | Op::SparseParity | Op::Expression(_) | Op::Table(_) => {
+            unreachable!("{} has no labels by formula", op.name())
+        }
     })
 }
 
@@ -239,7 +280,7 @@ pub fn s5_index(f: &Perm) -> usize {
 }
 
 /// a∘b, a∘b∘a⁻¹ or a∘b∘a for the a-th and b-th elements of S5.
-fn s5_label(op: Op, a: usize, b: usize) -> usize {
+fn s5_label(op: &Op, a: usize, b: usize) -> usize {
     let (f, g) = (s5_element(a), s5_element(b));
     let result = match op {
         Op::S5Compose => compose(&f, &g),
