@@ -83,6 +83,14 @@ fn value_for(kind: Kind) -> BoxedStrategy<toml::Value> {
             ]
             .boxed()
         }
+        // task.op's names and expressions (mostly malformed), task.table's paths (unreadable).
+        Kind::Text => prop_oneof![
+            prop::sample::select(CHOICES).prop_map(|s| s.to_string()),
+            "[xy0-9+*/%() <=!._]{1,16}",
+            "(x|y|[0-9]{1,3})( ?([-+*/%]|//|\\*\\*) ?(x|y|[0-9]{1,3})){0,4}",
+        ]
+        .prop_map(toml::Value::String)
+        .boxed(),
         Kind::Bool => any::<bool>().prop_map(toml::Value::Boolean).boxed(),
         Kind::IntList { min } => prop::collection::vec(min..min + 40, 1..4)
             .prop_map(|v| toml::Value::Array(v.into_iter().map(toml::Value::Integer).collect()))
