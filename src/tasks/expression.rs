@@ -1231,12 +1231,17 @@ mod tests {
         assert_error(&format!("x{}", "**x".repeat(101)), 302, "more than 100 levels");
         let else_chain = format!("{}0", "x if y else ".repeat(83));
         assert_eq!(Expression::parse(&else_chain).unwrap().label(3, 0, 7), Ok(0));
+        // Each repetition opens two levels: its `else` and its `(`.
+        let else_chain = |count| format!("{}0{}", "1if y else(".repeat(count), ")".repeat(count));
+        assert_eq!(Expression::parse(&else_chain(50)).unwrap().label(3, 1, 7), Ok(1));
+        assert_error(&else_chain(51), 50 * 11 + 7, "more than 100 levels");
     }
 
     /// splitmix64: a seeded generator for the random tests, with std only.
     struct SplitMix(u64);
 
     impl SplitMix {
+        /// The next 64 random bits.
         fn next(&mut self) -> u64 {
             self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
             let mut z = self.0;
@@ -1245,10 +1250,12 @@ mod tests {
             z ^ (z >> 31)
         }
 
+        /// A number in [0, n) (the modulo bias is irrelevant here).
         fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
 
+        /// One of `items`.
         fn pick<T: Copy>(&mut self, items: &[T]) -> T {
             items[self.below(items.len())]
         }
@@ -1358,6 +1365,7 @@ mod tests {
         shape: Shape,
     }
 
+    /// What a tree node is; only type-correct trees are built.
     #[derive(Debug)]
     enum Shape {
         X,
@@ -1384,11 +1392,13 @@ mod tests {
     }
 
     impl Generator {
+        /// A node with a fresh id.
         fn make(&mut self, shape: Shape) -> Box<Tree> {
             self.next_id += 1;
             Box::new(Tree { id: self.next_id, shape })
         }
 
+        /// x, y or a constant, some too large to fold with others.
         fn leaf(&mut self) -> Box<Tree> {
             let constants = [0, 1, 2, 3, 5, 7, 12, 96, 97, 100, 3_037_000_500, 4_611_686_018_427_387_904];
             let shape = match self.random.below(5) {
@@ -1399,6 +1409,8 @@ mod tests {
             self.make(shape)
         }
 
+        /// An exponent small enough for the reference's repeated multiplication: a small
+        /// constant (negative ones too), x or y.
         fn exponent(&mut self) -> Box<Tree> {
             match self.random.below(5) {
                 0 => self.make(Shape::X),
@@ -1415,6 +1427,7 @@ mod tests {
             }
         }
 
+        /// A tree of at most `depth` levels that is a value.
         fn value(&mut self, depth: usize) -> Box<Tree> {
             if depth == 0 || self.random.below(5) == 0 {
                 return self.leaf();
@@ -1447,6 +1460,7 @@ mod tests {
             self.make(shape)
         }
 
+        /// A tree of at most `depth` levels that is a condition.
         fn condition(&mut self, depth: usize) -> Box<Tree> {
             let next = depth.saturating_sub(1);
             let shape = match self.random.below(6) {
@@ -1467,6 +1481,7 @@ mod tests {
             self.make(shape)
         }
 
+        /// A value or a condition, where either is allowed.
         fn any(&mut self, depth: usize) -> Box<Tree> {
             if self.random.below(2) == 0 {
                 self.value(depth)
