@@ -57,12 +57,15 @@
 //!   written). 0**0 = 1, as Python's `pow(0, 0, p)`. A negative e (such as `x**-1`) raises the
 //!   inverse of a to |e| and is undefined where a has no inverse.
 //! - `a % b` is Python's remainder of the two values as integers, not reduced mod p further
-//!   (`x % 2` is 0 or 1, `x % -3` is in (-3, 0]); undefined where b is 0.
-//! - `._value` is the value itself (openai/grok's way to get the integer out of a `Mod`).
+//!   (`x % 2` is 0 or 1, `x % -3` is in (-3, 0]); undefined where b is 0 (so `x % 0` and
+//!   `x / 0` parse, and have no value at any pair).
+//! - `._value` and unary `+` are the value itself (`._value` is openai/grok's way to get the
+//!   integer out of a `Mod`).
 //! - Comparisons compare the values as integers: residues by their representatives in [0, p),
-//!   constants as written, so `x - 1 < 0` is never true.
+//!   constants as written, so `x - 1 < 0` is never true. Conditions are not folded.
 //! - `A if C else B` evaluates only the chosen branch, so `x/y if y != 0 else 0` is defined at
-//!   y = 0; `and` and `or` evaluate their right side only when it decides the result.
+//!   y = 0; `and` and `or` evaluate their right side only when the left one does not decide
+//!   the result.
 //! - The label is the final value mod p, in [0, p). Where an operator has no value, the label
 //!   is [`Undefined`] with that operator's column.
 
@@ -1222,6 +1225,10 @@ mod tests {
         assert_error(&long, 1001, "longer than 1000");
         let long_sum = vec!["x"; 501].join("+");
         assert_error(&long_sum, 1001, "longer than 1000");
+        let longest_sum = vec!["x"; 500].join("-");
+        assert_eq!(Expression::parse(&longest_sum).unwrap().label(3, 0, 7), Ok((3 - 499 * 3_i64).rem_euclid(7) as u64));
+        let longest_chain = format!("1 if 0{} else 5", "<x".repeat(493));
+        assert_eq!(Expression::parse(&longest_chain).unwrap().label(3, 0, 7), Ok(5), "3 < 3 fails");
         let deep = format!("{}x{}", "(".repeat(101), ")".repeat(101));
         assert_error(&deep, 101, "more than 100 levels");
         let deepest = format!("{}x{}", "(".repeat(100), ")".repeat(100));
