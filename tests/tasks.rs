@@ -191,6 +191,37 @@ fn a_split_column_fixes_the_rows_and_the_values_fix_the_shape() {
     }
 }
 
+/// A table whose classes differ from its vocabulary (9 operands, 5 labels) trains on both
+/// model kinds and exports with its own shapes: the models take V and C from the table.
+#[test]
+fn both_models_train_a_table_with_its_own_vocabulary_and_classes() {
+    let table = common::temp_path("shape-table").with_extension("csv");
+    let rows = (0..9u32).flat_map(|a| (0..9u32).map(move |b| format!("{a},{b},{}", (a * b + 1) % 5)));
+    std::fs::write(&table, csv("a,b,label", rows)).unwrap();
+    let sweep = format!(
+        "name = \"shapes\"\nseeds = 2\n[task]\ntable = {:?}\ntrain_fraction = 0.7\n[model]\ninput = \"two_hot\"\nlayers \
+         = 1\nd_model = 16\nheads = 2\nffn_width = 32\nhidden = [64]\n[train]\nepochs = 60\nlr = 0.01\nweight_decay = \
+         0.1\nlog_every = 20\n[grid]\n\"model.kind\" = [\"mlp\", \"transformer\"]\n",
+        table.to_str().unwrap()
+    );
+    let (dir, _) = common::train_sweep("table-shapes", &sweep, &[]);
+    let runs = common::read_runs(&dir);
+    let train_acc = runs.column("final_train_acc").unwrap().f64().unwrap();
+    for (run, acc) in train_acc.into_no_null_iter().enumerate() {
+        assert!(acc > 0.6, "run {run}: train accuracy {acc} after 60 epochs is near chance (1/5)");
+    }
+    for run in ["0", "2"] {
+        let out = dir.join(format!("run{run}.safetensors"));
+        let export =
+            common::grokstack(&["export", dir.to_str().unwrap(), "--run", run, "--out", out.to_str().unwrap()]);
+        assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+        let bytes = std::fs::read(&out).unwrap();
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let shapes: Vec<Vec<usize>> = tensors.tensors().into_iter().map(|(_, t)| t.shape().to_vec()).collect();
+        assert!(shapes.iter().any(|s| s.contains(&5)), "run {run}: a layer with the 5 classes: {shapes:?}");
+    }
+}
+
 /// Malformed tables are refused before anything is written, naming the file and the row.
 #[test]
 fn malformed_tables_are_refused_naming_the_row() {
