@@ -82,6 +82,11 @@ pub struct ExportArgs {
     /// The file to write, e.g. `run.safetensors`.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the run's logits on its own train and test rows, computed by the trainer's
+    /// evaluation pass, with the rows' symbols and labels (safetensors: `train.symbols`,
+    /// `train.labels`, `train.logits`, then `test.…`).
+    #[arg(long, value_name = "FILE")]
+    pub logits: Option<PathBuf>,
 }
 
 /// The arguments of `grokstack analyze`.

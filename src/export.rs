@@ -1,5 +1,6 @@
 //! `grokstack export DIR --run ID --out FILE.safetensors`: one run's final weights under
-//! PyTorch's names and layout, with its configuration as metadata.
+//! PyTorch's names and layout, with its configuration as metadata; with `--logits`, also the
+//! logits the trainer's own evaluation pass computes from them on the run's rows.
 //!
 //! The MLP of a run, as PyTorch would write it (no biases):
 //!   x = concat(embedding.weight[a], embedding.weight[b])      (two_hot: concat(onehot(a), onehot(b)))
@@ -9,12 +10,14 @@
 //! written `[out, in]` (our `[in, out]` transposed); embeddings (`embedding.weight` `[V, d]`,
 //! `position.weight` `[T, d]`), gains and biases keep their layout.
 
-use crate::config::{Sweep, Value};
+use crate::config::{RunSpec, Sweep, Value};
+use crate::data;
 use crate::files::{self, write_atomic};
 use crate::metrics::Status;
+use crate::models::Model;
 use crate::output::{self, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use polars::prelude::*;
 use std::collections::HashMap;
 use std::fs;
@@ -31,8 +34,8 @@ pub struct Exported {
     pub final_test_acc: f64,
 }
 
-/// Export run `run_id` of the sweep in `dir` to `out`.
-pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
+/// Export run `run_id` of the sweep in `dir` to `out`, and its logits to `logits` if asked.
+pub fn export_run(dir: &Path, run_id: usize, out: &Path, logits: Option<&Path>) -> Result<Exported> {
     let sweep_path = dir.join(SWEEP_FILE);
     let text = fs::read_to_string(&sweep_path)
         .with_context(|| format!("{} holds no sweep: cannot read {}", dir.display(), sweep_path.display()))?;
@@ -111,12 +114,62 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path) -> Result<Exported> {
     let out_bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
         .map_err(|e| anyhow!("cannot serialize run {run_id}: {e}"))?;
     write_atomic(out, |f| Ok(std::io::Write::write_all(f, &out_bytes)?))?;
+    if let Some(logits) = logits {
+        let tensors = run_logits(spec, &stacked, row).with_context(|| format!("the logits of run {run_id}"))?;
+        let bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
+            .map_err(|e| anyhow!("cannot serialize the logits of run {run_id}: {e}"))?;
+        write_atomic(logits, |f| Ok(std::io::Write::write_all(f, &bytes)?))?;
+    }
     Ok(Exported {
         path: out.to_path_buf(),
         tensors: tensors.iter().map(|(n, t)| (n.clone(), t.dims().to_vec())).collect(),
         status,
         final_test_acc,
     })
+}
+
+/// The run's logits `[N, C]` on its train and test rows, as the trainer's evaluation pass
+/// computes them from its final weights (row `row` of the part's `stacked` weights), with
+/// each row's symbols `[N, K]` and label `[N]` (i64), in the order of the run's split. bf16
+/// logits are written as f32, which holds them exactly.
+fn run_logits(spec: &RunSpec, stacked: &HashMap<String, Tensor>, row: usize) -> Result<Vec<(String, Tensor)>> {
+    let config = &spec.config;
+    let arch = config.arch();
+    let mut model = Model::init(&arch, &[spec.seed], config.precision, &Device::Cpu)?;
+    for param in &mut model.params {
+        let saved =
+            stacked.get(&param.name).with_context(|| format!("it lacks `{}`", param.name))?.narrow(0, row, 1)?;
+        if saved.dims() != param.value.dims() || saved.dtype() != param.value.dtype() {
+            bail!(
+                "`{}` is {:?} {:?}, the run's model has {:?} {:?}",
+                param.name,
+                saved.dtype(),
+                saved.dims(),
+                param.value.dtype(),
+                param.value.dims()
+            );
+        }
+        param.value = saved;
+    }
+    let split = data::split(config, spec.seed);
+    let mut tensors = Vec::new();
+    for (name, examples) in [("train", &split.train), ("test", &split.test)] {
+        let n = examples.len();
+        let inputs = arch.inputs(examples);
+        let k = inputs.len() / n.max(1);
+        let inputs = Tensor::from_vec(inputs, (1, n, k), &Device::Cpu)?; // [1, N, K]
+        let labels = Tensor::from_vec(examples.labels.clone(), (1, n), &Device::Cpu)?; // [1, N]
+        let group = model.runs_per_group(n);
+        let (_, logits) = model.evaluate_keeping(&inputs, &labels, config.loss, config.loss_bf16, group, true)?;
+        let logits = logits.context("the evaluation kept no logits")?.squeeze(0)?; // [N, C]
+        let logits = if logits.dtype() == DType::BF16 { logits.to_dtype(DType::F32)? } else { logits };
+        let symbols: Vec<i64> = examples.symbols.iter().map(|&s| i64::from(s)).collect();
+        let labels: Vec<i64> = examples.labels.iter().map(|&l| i64::from(l)).collect();
+        tensors.push((format!("{name}.symbols"), Tensor::from_vec(symbols, (n, examples.width), &Device::Cpu)?));
+        tensors.push((format!("{name}.labels"), Tensor::from_vec(labels, n, &Device::Cpu)?));
+        tensors.push((format!("{name}.logits"), logits));
+    }
+    Ok(tensors)
 }
 
 /// The row of run `run_id` in runs.parquet (`df`, read from `path`), if it has finished.

@@ -130,7 +130,7 @@ fn export_writes_pytorch_names_and_layouts() {
     let toml = format!("name = \"tf-export\"\nseeds = 1\n{SMALL}");
     let (dir, _) = common::train_sweep("tf-export", &toml, &[]);
     let out = dir.join("run0.safetensors");
-    let exported = grokstack::export::export_run(&dir, 0, &out).unwrap();
+    let exported = grokstack::export::export_run(&dir, 0, &out, None).unwrap();
     let shapes: std::collections::HashMap<String, Vec<usize>> = exported.tensors.into_iter().collect();
     // p = 7 and [a, b, =]: vocabulary 8, 3 positions; d 8, FFN 12, 7 classes.
     assert_eq!(shapes["embedding.weight"], [8, 8]);
@@ -153,7 +153,7 @@ fn every_parameter_has_its_own_norm_column() {
     let (dir, _) = common::train_sweep("tf-columns", &toml, &[]);
     let metrics = common::read_parquet(&dir.join("metrics.parquet/part-00000.parquet"));
     let exported = dir.join("run0.safetensors");
-    grokstack::export::export_run(&dir, 0, &exported).unwrap();
+    grokstack::export::export_run(&dir, 0, &exported, None).unwrap();
     let weights = candle_core::safetensors::load(&exported, &Device::Cpu).unwrap();
 
     let names: Vec<String> = metrics.get_column_names().iter().map(|n| n.to_string()).collect();

@@ -6,8 +6,8 @@ use crate::export::export_run;
 use anyhow::Result;
 
 pub fn run(args: ExportArgs) -> Result<Ending> {
-    let ExportArgs { dir, run, out } = args;
-    let exported = export_run(&dir, run, &out)?;
+    let ExportArgs { dir, run, out, logits } = args;
+    let exported = export_run(&dir, run, &out, logits.as_deref())?;
     for (name, shape) in &exported.tensors {
         println!("{name} {shape:?}");
     }
@@ -17,5 +17,8 @@ pub fn run(args: ExportArgs) -> Result<Ending> {
         exported.final_test_acc,
         exported.path.display()
     );
+    if let Some(logits) = logits {
+        println!("its logits on its train and test rows → {}", logits.display());
+    }
     Ok(Ending::Success)
 }
