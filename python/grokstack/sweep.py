@@ -142,6 +142,17 @@ class Sweep:
         _, metadata = self._export(run_id)
         return _data.split(json.loads(metadata["config"]), int(metadata["seed"]))
 
+    def logits(self, run_id: int) -> Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The run's logits as grokstack itself computes them (its evaluation pass on the final
+        weights, `grokstack export --logits`): {"train": (symbols, labels, logits), "test": …},
+        symbols [N, K] and labels [N] int64 in the order of the run's split, logits [N, C]
+        (float32; float64 for f64 runs). For every task, S5 and sparse parity included."""
+        with tempfile.TemporaryDirectory(prefix="grokstack-") as tmp:
+            weights, logits = Path(tmp) / "run.safetensors", Path(tmp) / "logits.safetensors"
+            _cli.run(["export", self.dir, "--run", run_id, "--out", weights, "--logits", logits], echo_stdout=False)
+            tensors, _ = read_safetensors(logits)
+        return {part: tuple(tensors[f"{part}.{what}"] for what in ("symbols", "labels", "logits")) for part in ("train", "test")}
+
     def to_torch(self, run_id: int) -> "torch.nn.Module":
         """The run as a PyTorch module (needs the `torch` extra), its final weights loaded, in
         eval mode: an MLP called on a row's symbols [N, K], or a transformer called on tokens

@@ -1,10 +1,10 @@
 """Sweep.to_torch and Sweep.to_transformer_lens against the trainer: each configuration trains a
-few epochs, then the module's logits on the run's own train and test rows (Sweep.split) must
-give the run's final loss in runs.parquet (f32: within 1e-5 relative) and exactly its number
-of correct rows. grokstack's CLI writes no logits, only these per-split means of them; logit
-by logit (1e-5 relative), to_torch's must equal those of the Rust tests' independent models
-(tests/transformer_check.py, which `cargo test` holds to grokstack's own logits, and
-tests/export_check.py's MLP), and a HookedTransformer's must equal to_torch's.
+few epochs, then the module's logits on the run's own train and test rows must equal
+grokstack's own (Sweep.logits, `grokstack export --logits`; f32: within 1e-5 of the largest
+logit), give the run's final loss in runs.parquet (within 1e-5 relative) and exactly its
+number of correct rows. to_torch's must also equal those of the Rust tests' independent models
+(tests/transformer_check.py and tests/export_check.py's MLP), and a HookedTransformer's must
+equal to_torch's.
 
 They need torch (and transformer_lens): `make torch-test` runs them in .venv-peers
 (`make peers-venv`); elsewhere they are skipped, saying so.
@@ -113,6 +113,29 @@ def test_to_torch_gives_the_trainers_losses(sweeps, name):
         print(f"{name} run {run_id}: largest relative loss difference {worst:.2e}")
 
 
+def largest_difference(ours, theirs):
+    """The largest |ours − theirs| relative to the largest |theirs|."""
+    theirs = torch.as_tensor(theirs).double()
+    return ((torch.as_tensor(ours).double() - theirs).abs().max() / theirs.abs().max()).item()
+
+
+@pytest.mark.parametrize("name", [*MLPS, *TRANSFORMERS])
+def test_to_torch_logits_equal_grokstacks(sweeps, name):
+    """Logit by logit, on every train and test row, against the trainer's own logits; the rows
+    are also those Sweep.split rebuilds in Python."""
+    sweep = sweeps[name]
+    for run_id in (0, 1):
+        model = sweep.to_torch(run_id)
+        rebuilt = sweep.split(run_id)
+        for part, (symbols, labels, expected) in sweep.logits(run_id).items():
+            assert (symbols == rebuilt[part][0]).all() and (labels == rebuilt[part][1]).all(), part
+            with torch.no_grad():
+                logits = model(inputs_of(model, torch.from_numpy(symbols)))
+            difference = largest_difference(logits, expected)
+            print(f"{name} run {run_id} {part}: largest logit difference {difference:.2e} of the largest logit")
+            assert difference <= TOLERANCE, (part, difference)
+
+
 def test_to_torch_loads_every_exported_weight(sweeps):
     for name in [*MLPS, *TRANSFORMERS]:
         exported = sweeps[name].export(0)
@@ -182,6 +205,10 @@ def test_to_transformer_lens_gives_the_trainers_logits(sweeps, name):
         difference = ((theirs - ours).abs().max() / ours.abs().max()).item()
         print(f"{name} run {run_id}: HookedTransformer against to_torch, largest relative logit difference {difference:.2e}")
         assert difference <= TOLERANCE
+        for part, (symbols, _, expected) in sweep.logits(run_id).items():
+            with torch.no_grad():
+                logits = hooked(model.tokens(torch.from_numpy(symbols)))[:, -1]
+            assert largest_difference(logits, expected) <= TOLERANCE, (name, run_id, part)
 
 
 @pytest.mark.parametrize(
