@@ -970,6 +970,7 @@ fn unexpected_after_value(token: Token) -> ParseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::{Rng, Stream};
 
     /// The primes (and 2) the formula tests sweep.
     const PRIMES: [u64; 7] = [2, 3, 5, 7, 11, 13, 97];
@@ -1244,28 +1245,9 @@ mod tests {
         assert_error(&else_chain(51), 50 * 11 + 7, "more than 100 levels");
     }
 
-    /// splitmix64: a seeded generator for the random tests, with std only.
-    struct SplitMix(u64);
-
-    impl SplitMix {
-        /// The next 64 random bits.
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// A number in [0, n) (the modulo bias is irrelevant here).
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        /// One of `items`.
-        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-            items[self.below(items.len())]
-        }
+    /// One of `items`, drawn by `random` (the crate's generator, on its stream for tests).
+    fn pick<T: Copy>(random: &mut Rng, items: &[T]) -> T {
+        items[random.below(items.len())]
     }
 
     #[test]
@@ -1321,21 +1303,22 @@ mod tests {
             "not x < y <= 3 and (x or y) if x**-1 else -x//2 % 5",
         ];
         let bytes: Vec<u8> = (0..=255).collect();
-        let mut random = SplitMix(7);
+        let mut random = Rng::new(7, Stream::Synthetic);
         let mut parsed = 0;
         for round in 0..10_000 {
             // Half the strings are random pieces, half are valid expressions with a few edits.
-            let mut text: Vec<char> = if round % 2 == 0 { Vec::new() } else { random.pick(&seeds).chars().collect() };
+            let mut text: Vec<char> =
+                if round % 2 == 0 { Vec::new() } else { pick(&mut random, &seeds).chars().collect() };
             let edits = if round % 2 == 0 { 1 + random.below(12) } else { 1 + random.below(2) };
             for _ in 0..edits {
                 let at = random.below(text.len() + 1);
                 match random.below(16) {
-                    0 => text.insert(at, char::from(random.pick(&bytes))),
+                    0 => text.insert(at, char::from(pick(&mut random, &bytes))),
                     1..=4 if at < text.len() => {
                         text.remove(at);
                     }
-                    _ if round % 2 == 0 => text.extend(random.pick(&pieces).chars()),
-                    _ => text.splice(at..at, random.pick(&pieces).chars()).for_each(drop),
+                    _ if round % 2 == 0 => text.extend(pick(&mut random, &pieces).chars()),
+                    _ => text.splice(at..at, pick(&mut random, &pieces).chars()).for_each(drop),
                 }
             }
             let text: String = text.into_iter().collect();
@@ -1343,7 +1326,7 @@ mod tests {
             parsed += 1;
             for p in [2_u64, 7, 97, 4096] {
                 for _ in 0..8 {
-                    let (x, y) = (random.next() % p, random.next() % p);
+                    let (x, y) = (random.next_u64() % p, random.next_u64() % p);
                     if let Ok(label) = expression.label(x, y, p) {
                         assert!(label < p, "{text:?} at x={x} y={y} p={p}");
                     }
@@ -1394,7 +1377,7 @@ mod tests {
 
     /// Builds random type-correct trees.
     struct Generator {
-        random: SplitMix,
+        random: Rng,
         next_id: usize,
     }
 
@@ -1411,7 +1394,7 @@ mod tests {
             let shape = match self.random.below(5) {
                 0 | 1 => Shape::X,
                 2 => Shape::Y,
-                _ => Shape::Constant(self.random.pick(&constants)),
+                _ => Shape::Constant(pick(&mut self.random, &constants)),
             };
             self.make(shape)
         }
@@ -1441,14 +1424,10 @@ mod tests {
             }
             let shape = match self.random.below(10) {
                 0..=4 => {
-                    let operator = self.random.pick(&[
-                        Arith::Add,
-                        Arith::Sub,
-                        Arith::Mul,
-                        Arith::Div,
-                        Arith::FloorDiv,
-                        Arith::Rem,
-                    ]);
+                    let operator = pick(
+                        &mut self.random,
+                        &[Arith::Add, Arith::Sub, Arith::Mul, Arith::Div, Arith::FloorDiv, Arith::Rem],
+                    );
                     Shape::Binary(operator, self.value(depth - 1), self.value(depth - 1))
                 }
                 5 => Shape::Binary(Arith::Pow, self.value(depth - 1), self.exponent()),
@@ -1473,7 +1452,7 @@ mod tests {
             let shape = match self.random.below(6) {
                 _ if depth == 0 => Shape::Compare("<", self.leaf(), self.leaf()),
                 0 | 1 => {
-                    let comparison = self.random.pick(&["==", "!=", "<", "<=", ">", ">="]);
+                    let comparison = pick(&mut self.random, &["==", "!=", "<", "<=", ">", ">="]);
                     Shape::Compare(comparison, self.value(next), self.value(next))
                 }
                 2 => Shape::And(self.any(next), self.any(next)),
@@ -1688,7 +1667,7 @@ mod tests {
     #[test]
     fn random_trees_evaluate_like_the_semantics() {
         let moduli = [2_u64, 3, 4, 6, 7, 9, 12, 15, 16, 97];
-        let mut generator = Generator { random: SplitMix(2024), next_id: 0 };
+        let mut generator = Generator { random: Rng::new(2024, Stream::Synthetic), next_id: 0 };
         let (mut checked, mut refused, mut undefined) = (0, 0, 0);
         for _ in 0..4000 {
             generator.next_id = 0;
@@ -1709,8 +1688,8 @@ mod tests {
                 };
                 assert!(must_parse, "{text} parsed but must not");
                 for _ in 0..12 {
-                    let p = generator.random.pick(&moduli);
-                    let (x, y) = (generator.random.next() % p, generator.random.next() % p);
+                    let p = pick(&mut generator.random, &moduli);
+                    let (x, y) = (generator.random.next_u64() % p, generator.random.next_u64() % p);
                     let p128 = i128::from(p);
                     let expected = reference(&tree, i128::from(x), i128::from(y), p128)
                         .map(|value| u64::try_from(value.rem_euclid(p128)).unwrap_or(u64::MAX))
