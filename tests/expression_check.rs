@@ -114,7 +114,8 @@ impl Generator {
         }
     }
 
-    /// A comparison (chained sometimes), `not`, `and`/`or`, or a value used as a condition.
+    /// A comparison (chained sometimes), `not`, `and`/`or`, `._value` of a condition, or a value
+    /// used as a condition.
     fn condition(&mut self, depth: usize) -> String {
         let comparisons = ["==", "!=", "<", "<=", ">", ">="];
         let s = self.space();
@@ -125,7 +126,8 @@ impl Generator {
                 let (a, b, c) = (self.value(depth - 1), self.value(depth - 1), self.value(depth - 1));
                 format!("{a} {} {b} {} {c}", self.pick(&comparisons), self.pick(&comparisons))
             }
-            3 => format!("not {}", self.condition(depth - 1)),
+            3 if self.rng.below(2) == 0 => format!("not {}", self.condition(depth - 1)),
+            3 => format!("({})._value", self.condition(depth - 1)),
             4 => {
                 let keyword = self.pick(&["and", "or"]);
                 format!("({} {keyword} {})", self.condition(depth - 1), self.condition(depth - 1))

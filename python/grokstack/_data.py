@@ -147,6 +147,13 @@ def _fold_constants(symbol: str, exact: Callable[[int, int], int], left: int, ri
     return _in_int64(exact(left, right), written)
 
 
+# The comparisons, on the values as integers.
+_COMPARISONS = {
+    ast.Eq: np.equal, ast.NotEq: np.not_equal, ast.Lt: np.less,
+    ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
+}
+
+
 class _PairEvaluator:
     """Evaluates an expression's syntax tree at every pair (x, y) at once, with numpy: each
     operator as src/tasks/expression.rs's module documentation defines it. Residues stay
@@ -178,7 +185,7 @@ class _PairEvaluator:
                 raise ValueError(f"`{written}`: constants are written in decimal digits only")
             return _in_int64(node.value, f"`{written}`")
         if isinstance(node, ast.Attribute) and node.attr == "_value":
-            return self.value(node.value, "`._value`")
+            return self.evaluate(node.value)  # the identity, on a condition too
         if isinstance(node, ast.UnaryOp):
             return self.unary(node)
         if isinstance(node, ast.BinOp):
@@ -263,14 +270,13 @@ class _PairEvaluator:
 
     def compare(self, node: ast.Compare) -> _Column:
         """A chain a < b < c as (a < b) and (b < c), the integers compared as they are."""
-        tests = {ast.Eq: np.equal, ast.NotEq: np.not_equal, ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal}
         links = []
         left = self.column(self.value(node.left, "comparison"))
         for operator, comparator in zip(node.ops, node.comparators):
-            if type(operator) not in tests:
+            if type(operator) not in _COMPARISONS:
                 raise ValueError(f"{type(operator).__name__} is not part of a task expression")
             right = self.column(self.value(comparator, "comparison"))
-            holds = tests[type(operator)](left.values, right.values)
+            holds = _COMPARISONS[type(operator)](left.values, right.values)
             links.append(_Column(holds.astype(np.int64), left.defined & right.defined, is_condition=True))
             left = right
         return self.logical(True, links)
