@@ -138,7 +138,8 @@ class Sweep:
     def split(self, run_id: int) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
         """The run's rows as it trained on them: {"train": (symbols, labels), "test": (symbols,
         labels)}, symbols [N, 2] (operands a, b) or [N, bits], labels [N], int64; rebuilt from
-        its config and seed as grokstack splits them (modular operations and parity)."""
+        its config and seed as grokstack splits them (modular operations, task.op expressions,
+        task.table files and parity; not S5's tasks or sparse parity)."""
         _, metadata = self._export(run_id)
         return _data.split(json.loads(metadata["config"]), int(metadata["seed"]))
 

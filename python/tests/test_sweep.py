@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 
 import grokstack
 from conftest import REPO, TINY
+from grokstack import _data
 
 
 def test_the_installed_package_is_tested():
@@ -105,8 +106,9 @@ def test_export_of_a_missing_run(tiny):
 
 def test_split_is_the_runs(tiny):
     """The rows of run 3: every pair once, (a + b) mod 13, the train rows
-    floor(0.6 · 169) of them in the order of tests/grokstack_data.py, the Rust tests' mirror of
-    grokstack's split."""
+    floor(0.6 · 169) of them in the order of tests/grokstack_data.py: the source tree's
+    _data.py, whose splits the Rust tests' checks (tests/export_check.py) confirm by
+    reproducing grokstack's test accuracies, against the installed package's."""
     sys.path.insert(0, str(REPO / "tests"))
     try:
         import grokstack_data
@@ -123,9 +125,86 @@ def test_split_is_the_runs(tiny):
     assert [tuple(row) for row in train.tolist()] == [(a, b) for a, b, _ in expected_train]
 
 
+def _one_run(tmp_path, name, task):
+    """A one-run sweep of `task` trained for an epoch: enough to have a split."""
+    sweep = {"name": name, "seeds": 1, "task": task, "model": TINY["model"], "train": {"epochs": 1}}
+    return grokstack.train(sweep, tmp_path / name)
+
+
+def _rows(parts):
+    """Train and test rows together, as {(a, b): label}, asserting that no pair repeats."""
+    symbols = np.concatenate([parts["train"][0], parts["test"][0]])
+    labels = np.concatenate([parts["train"][1], parts["test"][1]])
+    rows = {(a, b): label for (a, b), label in zip(symbols.tolist(), labels.tolist())}
+    assert len(rows) == len(labels)
+    return rows
+
+
+def test_split_of_expressions_is_their_defined_pairs(tmp_path):
+    """x/y for odd y (y has an inverse mod the prime 11 unless y = 0), x·y for even y; and x/y
+    mod 15, defined where y shares no factor with 15."""
+    mixed = _one_run(tmp_path, "mixed", {"op": "x/y if y%2==1 else x*y", "p": 11, "train_fraction": 0.5})
+    rows = _rows(mixed.split(0))
+    assert set(rows) == {(x, y) for x in range(11) for y in range(11)}
+    for (x, y), label in rows.items():
+        assert label == (x * pow(y, -1, 11) % 11 if y % 2 == 1 else x * y % 11), (x, y)
+
+    quotient = _one_run(tmp_path, "quotient", {"op": "x / y", "p": 15, "train_fraction": 0.5})
+    parts = quotient.split(0)
+    rows = _rows(parts)
+    assert set(rows) == {(x, y) for x in range(15) for y in range(15) if y % 3 != 0 and y % 5 != 0}
+    for (x, y), label in rows.items():
+        assert label * y % 15 == x, (x, y)
+    assert len(parts["train"][1]) == len(rows) // 2
+
+
+def _write_table(path, split=None):
+    """A table of (a + 2b) mod 5 over a, b in [0, 5), rows in reverse row-major order, as CSV
+    or Parquet by `path`'s suffix."""
+    pairs = [(a, b) for a in range(5) for b in range(5)][::-1]
+    columns = {"a": [a for a, _ in pairs], "b": [b for _, b in pairs], "label": [(a + 2 * b) % 5 for a, b in pairs]}
+    if split is not None:
+        columns["split"] = split
+    frame = pl.DataFrame(columns)
+    if path.suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_csv(path)
+    return pairs
+
+
+def test_split_of_a_table_without_a_split_column_is_the_seeded_shuffle(tmp_path):
+    """The file's rows in file order, shuffled by the run's seed as a built-in task's are: the
+    same split as a task with the same rows (add mod 5 has 25 rows too)."""
+    pairs = _write_table(tmp_path / "table.csv")
+    table = _one_run(tmp_path, "table", {"table": str(tmp_path / "table.csv"), "train_fraction": 0.6})
+    parts = table.split(0)
+    assert len(parts["train"][1]) == 15 and len(parts["test"][1]) == 10
+    assert _rows(parts) == {(a, b): (a + 2 * b) % 5 for a, b in pairs}
+    seed = table.runs["seed"].item()
+    add = _data.split({"task.op": "add", "task.p": 5, "task.skip_zero": False, "task.train_fraction": 0.6}, seed)
+    # Both shuffle row positions 0..24 alike; add's row at position 5a + b is (a, b).
+    positions = [5 * a + b for a, b in add["train"][0].tolist()]
+    assert [tuple(row) for row in parts["train"][0].tolist()] == [pairs[i] for i in positions]
+
+
+@pytest.mark.parametrize("file, split", [("fixed.csv", ["train", "test"]), ("fixed.parquet", [True, False])])
+def test_split_of_a_table_with_a_split_column_is_that_split(tmp_path, file, split):
+    """Train and test rows as the `split` column (strings or booleans) says, in file order."""
+    is_train = [i % 3 != 0 for i in range(25)]
+    pairs = _write_table(tmp_path / file, [split[0] if train else split[1] for train in is_train])
+    table = _one_run(tmp_path, "fixed", {"table": str(tmp_path / file)})
+    parts = table.split(0)
+    train = [pair for pair, in_train in zip(pairs, is_train) if in_train]
+    test = [pair for pair, in_train in zip(pairs, is_train) if not in_train]
+    assert [tuple(row) for row in parts["train"][0].tolist()] == train
+    assert [tuple(row) for row in parts["test"][0].tolist()] == test
+    np.testing.assert_array_equal(parts["test"][1], [(a + 2 * b) % 5 for a, b in test])
+
+
 def test_split_refuses_the_tasks_python_does_not_rebuild(tmp_path):
     sweep = grokstack.train({"name": "s5", "task": {"op": "s5_compose", "train_fraction": 0.5}, "train": {"epochs": 1}}, tmp_path / "out")
-    with pytest.raises(NotImplementedError, match="task.op = 's5_compose': Python rebuilds the rows of the modular operations and of parity only"):
+    with pytest.raises(NotImplementedError, match="task.op = 's5_compose': Python rebuilds the rows of the modular operations, expressions, tables and parity only"):
         sweep.split(0)
 
 
