@@ -137,11 +137,15 @@ class Sweep:
 
     def split(self, run_id: int) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
         """The run's rows as it trained on them: {"train": (symbols, labels), "test": (symbols,
-        labels)}, symbols [N, 2] (operands a, b) or [N, bits], labels [N], int64; rebuilt from
-        its config and seed as grokstack splits them (modular operations, task.op expressions,
-        task.table files and parity; not S5's tasks or sparse parity)."""
+        labels)}, symbols [N, 2] (operands a, b) or [N, bits], labels [N], int64. Rebuilt in
+        Python from its config and seed as grokstack splits them (modular operations, task.op
+        expressions, task.table files and parity); S5's tasks and sparse parity, whose rows
+        Python does not rebuild, come from the trainer itself (`Sweep.logits`)."""
         _, metadata = self._export(run_id)
-        return _data.split(json.loads(metadata["config"]), int(metadata["seed"]))
+        try:
+            return _data.split(json.loads(metadata["config"]), int(metadata["seed"]))
+        except NotImplementedError:
+            return {part: (symbols, labels) for part, (symbols, labels, _) in self.logits(run_id).items()}
 
     def logits(self, run_id: int) -> Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The run's logits as grokstack itself computes them (its evaluation pass on the final

@@ -202,10 +202,17 @@ def test_split_of_a_table_with_a_split_column_is_that_split(tmp_path, file, spli
     np.testing.assert_array_equal(parts["test"][1], [(a + 2 * b) % 5 for a, b in test])
 
 
-def test_split_refuses_the_tasks_python_does_not_rebuild(tmp_path):
-    sweep = grokstack.train({"name": "s5", "task": {"op": "s5_compose", "train_fraction": 0.5}, "train": {"epochs": 1}}, tmp_path / "out")
-    with pytest.raises(NotImplementedError, match="task.op = 's5_compose': Python rebuilds the rows of the modular operations, expressions, tables and parity only"):
-        sweep.split(0)
+def test_split_of_the_tasks_python_does_not_rebuild_comes_from_the_trainer(tmp_path):
+    """S5's rows: every pair of its 120 elements once, split in half, as the trainer has them."""
+    sweep = grokstack.train({"name": "s5", "task": {"op": "s5_compose", "train_fraction": 0.5},
+                             "model": {"embed_dim": 8, "hidden": [16]}, "train": {"epochs": 1}}, tmp_path / "out")
+    parts = sweep.split(0)
+    assert [len(labels) for _, labels in parts.values()] == [7200, 7200]
+    symbols = np.concatenate([symbols for symbols, _ in parts.values()])
+    assert sorted(map(tuple, symbols.tolist())) == [(a, b) for a in range(120) for b in range(120)]
+    logits = sweep.logits(0)
+    for part, (symbols, labels) in parts.items():
+        assert (symbols == logits[part][0]).all() and (labels == logits[part][1]).all()
 
 
 def test_to_torch_without_torch_names_the_extra(tiny):
