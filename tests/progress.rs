@@ -324,6 +324,7 @@ fn tasks_without_a_cyclic_group_are_refused_with_the_key_and_the_file() {
         ("p = 13", "p = 13\nop = \"gcd\"", "metrics.progress", "gcd"),
         ("p = 13", "p = 13\nop = \"x**2+y**2\"", "metrics.progress", "x**2+y**2"),
         ("p = 13", "op = \"s5_compose\"", "metrics.progress", "s5_compose"),
+        ("p = 13", "p = 13\nop = \"x + y\"", "metrics.progress", "write add, sub, mul or div by name"),
         ("p = 13", "p = 21", "metrics.progress", "prime"),
         ("p = 13", "p = 13\nskip_zero = true", "metrics.progress", "skip_zero"),
         ("progress = true", "progress = true\nkey_frequencies = 7", "metrics.key_frequencies", "6 frequencies"),

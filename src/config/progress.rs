@@ -59,9 +59,15 @@ impl ProgressConfig {
         }
         let name = op.name();
         if !matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Div) {
+            // An expression or a table may list exactly add's rows, but only the name says
+            // which cyclic group the measures project onto.
+            let why = match op {
+                Op::Expression(_) | Op::Table(_) => "is not one of those names (write add, sub, mul or div by name)",
+                _ => "has no such structure",
+            };
             bail!(
                 "key `metrics.progress`: the progress measures (Nanda et al.'s Fourier projections) need add, sub, \
-                 mul or div on a prime p; {name} has no such structure, so set it to false"
+                 mul or div on a prime p; {name} {why}, or set it to false"
             );
         }
         if !is_prime(p) {
