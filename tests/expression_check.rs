@@ -2,7 +2,7 @@
 //! expressions mod p against those python/grokstack/_data.py (which `Sweep.split` uses)
 //! computes with its own evaluator over Python's syntax tree. Either may be wrong where they
 //! differ; the failure prints the expression, p, pair and both labels to judge by
-//! src/tasks/expression.rs's documentation.
+//! src/tasks/expression/mod.rs's documentation.
 //!
 //! Needs a python3 with numpy (or $GROKSTACK_PYTHON); skipped when there is none.
 

@@ -1,7 +1,7 @@
 """A run's rows and its train/test split, rebuilt in Python from its config and seed (for
 `Sweep.split`, and for the Rust tests' checks through tests/grokstack_data.py): grokstack's
 random generator (src/rng.rs), the rows of its tasks (src/tasks/, src/data.rs), task.op
-expressions evaluated as src/tasks/expression.rs documents them, and task.table files.
+expressions evaluated as src/tasks/expression/mod.rs documents them, and task.table files.
 
 S5's tasks and sparse parity are not rebuilt here (their rows need S5's tables or sparse
 parity's sampled strings); asking for them raises with that reason."""
@@ -112,7 +112,7 @@ class _Column:
 
 
 # A sub-expression's meaning: an int is a constant folded exactly at parse time (only constants
-# and `+ - * ** // %`), as src/tasks/expression.rs folds them; anything else is a _Column.
+# and `+ - * ** // %`), as src/tasks/expression/mod.rs folds them; anything else is a _Column.
 _Meaning = Union[int, _Column]
 
 
@@ -156,7 +156,7 @@ _COMPARISONS = {
 
 class _PairEvaluator:
     """Evaluates an expression's syntax tree at every pair (x, y) at once, with numpy: each
-    operator as src/tasks/expression.rs's module documentation defines it. Residues stay
+    operator as src/tasks/expression/mod.rs's module documentation defines it. Residues stay
     below p ≤ 4096 (the limit of task.p), so products of two fit in int64."""
 
     def __init__(self, source: str, x: np.ndarray, y: np.ndarray, p: int):
