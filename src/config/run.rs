@@ -185,6 +185,7 @@ impl RunConfig {
             _ => keys.int("task.p")?,
         };
         let skip_zero = keys.boolean("task.skip_zero")?;
+        // An expression's rows are evaluated only for a p the check below accepts.
         let pair_rows = match &op {
             Op::Expression(expression) if p <= MAX_P => {
                 Some(pair_rows::expression_rows(expression, p, skip_zero).map_err(|e| anyhow!("key `task.op`: {e}"))?)

@@ -133,10 +133,9 @@ impl Op {
         }
         let source = OP_ALIASES.iter().find(|(alias, _)| *alias == text).map_or(text, |(_, expression)| expression);
         pair_rows::parse_shared(source).map(Op::Expression).map_err(|error| {
-            let names: Vec<&str> = OP_NAMES.iter().take(20).map(|(name, _)| *name).collect();
             format!(
-                "\"{text}\" is neither a named operation ({}) nor an expression in x and y: {error}\n    {text}\n    {}^",
-                names.join(", "),
+                "\"{text}\" is neither a named operation (add, sub, mul, div, exp, gcd, …: the README's table) nor an \
+                 expression in x and y: {error}\n    {text}\n    {}^",
                 " ".repeat(error.column.saturating_sub(1))
             )
         })
