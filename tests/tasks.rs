@@ -297,3 +297,15 @@ fn a_resume_refuses_a_changed_table() {
     }
     assert_eq!(common::snapshot(&out_dir), before, "nothing in the output directory changed");
 }
+
+/// The dry run counts an expression's pairs and the ones it leaves out.
+#[test]
+fn the_dry_run_counts_the_pairs_an_expression_leaves_out() {
+    let sweep = common::temp_path("dry-expression").with_extension("toml");
+    std::fs::write(&sweep, table_sweep("dry", "op = \"x / y\"\np = 15")).unwrap();
+    let out = common::grokstack(&["train", sweep.to_str().unwrap(), "--out", "/nonexistent/out", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // b must be a unit mod 15: 8 of the 15 residues.
+    assert!(stdout.contains("task.op \"x / y\" mod 15: 120 of the 225 pairs have a value, 105 left out"), "{stdout}");
+}

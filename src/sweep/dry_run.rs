@@ -2,7 +2,7 @@
 //! estimated memory and FLOPs, and with a shard the work of every shard.
 
 use super::stacks::plan_waves;
-use crate::config::{RunSpec, Sweep};
+use crate::config::{Op, RunSpec, Sweep};
 use crate::plan::{flops_per_run_epoch, stack_bytes, Pass};
 use crate::shard::{self, Shard};
 use crate::size::human_bytes;
@@ -29,6 +29,7 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass, shard: Option<S
             sweep.seed_waves, sweep.seed_waves[0]
         ));
     }
+    out.push_str(&describe_expressions(&runs));
     let planned = plan_waves(sweep, runs, max_memory, pass)?;
     let stack_count = planned.iter().map(Vec::len).sum::<usize>();
     out.push_str(&format!("{stack_count} stack(s) within --max-memory {}:\n", human_bytes(max_memory as f64)));
@@ -49,6 +50,26 @@ pub fn describe_plan(sweep: &Sweep, max_memory: u64, pass: Pass, shard: Option<S
     }
     out.push_str(&describe_work(&work));
     Ok(out)
+}
+
+/// One line per `task.op` expression (and p): how many of its pairs have a value, and how
+/// many it leaves out (a division by a residue without an inverse, a `% 0`).
+fn describe_expressions(runs: &[RunSpec]) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = String::new();
+    for c in runs.iter().map(|run| &run.config) {
+        if !matches!(c.op, Op::Expression(_)) || !seen.insert((c.op_name().to_string(), c.p, c.skip_zero)) {
+            continue;
+        }
+        let operands = if c.skip_zero { c.p - 1 } else { c.p };
+        let pairs = operands * operands;
+        let (name, p, rows) = (c.op_name(), c.p, c.n_examples());
+        out.push_str(&format!(
+            "task.op \"{name}\" mod {p}: {rows} of the {pairs} pairs have a value, {} left out\n",
+            pairs - rows
+        ));
+    }
+    out
 }
 
 /// The line of stack `i` (of `wave`, e.g. "wave 1/2 "): its shape, model, memory and `flops`.
