@@ -112,7 +112,8 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path, logits: Option<&Path>) 
     let status = metadata.get("status").cloned().unwrap_or_default();
     let final_test_acc = metadata.get("final_test_acc").and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
     let out_bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-        .map_err(|e| anyhow!("cannot serialize run {run_id}: {e}"))?;
+        .map_err(|e| anyhow!("cannot serialize run {run_id}: {e}"))
+        .and_then(metadata_in_key_order)?;
     write_atomic(out, |f| Ok(std::io::Write::write_all(f, &out_bytes)?))?;
     if let Some(logits) = logits {
         let tensors = run_logits(spec, &stacked, row).with_context(|| format!("the logits of run {run_id}"))?;
@@ -126,6 +127,27 @@ pub fn export_run(dir: &Path, run_id: usize, out: &Path, logits: Option<&Path>) 
         status,
         final_test_acc,
     })
+}
+
+/// A safetensors file's bytes with its header's metadata in key order: the crate writes its
+/// metadata `HashMap` in a random order, so the same run would export to different bytes.
+/// Only the header's order changes; every tensor's offsets stay as they were.
+fn metadata_in_key_order(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let length = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + length])?;
+    if let Some(serde_json::Value::Object(metadata)) = header.get_mut("__metadata__") {
+        let mut sorted: Vec<(String, serde_json::Value)> = std::mem::take(metadata).into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        metadata.extend(sorted);
+    }
+    let mut text = serde_json::to_vec(&header)?;
+    // The data starts 8-byte aligned, as the crate pads the header with spaces.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - length);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + length..]);
+    Ok(out)
 }
 
 /// The run's logits `[N, C]` on its train and test rows, as the trainer's evaluation pass

@@ -204,6 +204,11 @@ log_every = 10
                 }
             }
         }
+        // The same run exports to the same bytes (the metadata is written in key order).
+        let again = dir.join(format!("again-{run}.safetensors"));
+        let out = grokstack(&[&args[..4], &["--out", again.to_str().unwrap()]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&weights).unwrap(), "run {run}: two exports differ");
         rows.sort_unstable();
         assert_eq!(rows, (0..13).flat_map(|a| (0..13).map(move |b| (a, b))).collect::<Vec<_>>(), "every pair once");
     }
