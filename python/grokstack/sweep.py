@@ -202,7 +202,8 @@ def train(
     `sweep` is a sweep file's path, or a dict of the same structure (sections as nested dicts,
     `"grid": {"train.lr": [...]}`), written as TOML to a temporary file. `overrides` are
     `--set`s: `{"train.lr": [0.01, 0.02], "seeds": 2}` or `["train.lr=[0.01,0.02]"]`.
-    `max_memory` is a size like "8GiB" or bytes. `shard="K/N"` trains shard K of N into
+    A dict's relative `task.table` paths are relative to the current directory (a file's, to
+    the file). `max_memory` is a size like "8GiB" or bytes. `shard="K/N"` trains shard K of N into
     `out/shards/K-of-N/` (the returned Sweep reads all shards; `merge()` joins them). The CLI's
     progress goes to sys.stderr; a failure (e.g. an unknown key) raises GrokstackError with the
     CLI's message."""
@@ -219,11 +220,32 @@ def train(
         # Not in `out`: the CLI refuses a directory that holds anything but its own sweep.
         with tempfile.TemporaryDirectory(prefix="grokstack-") as tmp:
             path = Path(tmp) / "sweep.toml"
-            path.write_text(dumps(sweep))
+            path.write_text(dumps(_tables_from_cwd(sweep)))
             _cli.run(["train", path, *args])
     else:
         _cli.run(["train", sweep, *args])
     return Sweep(out)
+
+
+def _tables_from_cwd(sweep: Mapping[str, Any]) -> Dict[str, Any]:
+    """`sweep` with its relative `task.table` paths made absolute from the current directory:
+    the CLI reads them relative to the sweep file, which for a dict is a temporary one."""
+    def absolute(path: Any) -> Any:
+        return str(Path(path).absolute()) if isinstance(path, (str, os.PathLike)) else path
+
+    out = {key: dict(value) if isinstance(value, Mapping) else value for key, value in sweep.items()}
+    if isinstance(out.get("task"), dict) and "table" in out["task"]:
+        out["task"]["table"] = absolute(out["task"]["table"])
+    for name, axis in (out.get("grid") or {}).items():
+        if name == "task.table" and isinstance(axis, list):
+            out["grid"][name] = [absolute(path) for path in axis]
+        elif isinstance(axis, list):  # a linked axis: a list of {key: value} cases
+            out["grid"][name] = [
+                {key: absolute(value) if key == "task.table" else value for key, value in case.items()}
+                if isinstance(case, Mapping) else case
+                for case in axis
+            ]
+    return out
 
 
 def load(dir: PathLike) -> Sweep:

@@ -202,6 +202,18 @@ def test_split_of_a_table_with_a_split_column_is_that_split(tmp_path, file, spli
     np.testing.assert_array_equal(parts["test"][1], [(a + 2 * b) % 5 for a, b in test])
 
 
+def test_a_dicts_table_paths_are_relative_to_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "rows.csv").write_text("a,b,label\n" + "".join(f"{a},{b},{(a + b) % 5}\n" for a in range(5) for b in range(5)))
+    monkeypatch.chdir(tmp_path)
+    base = {"model": {"embed_dim": 4, "hidden": [8]}, "train": {"epochs": 1}}
+    for name, sweep in [("base", {**base, "task": {"table": "rows.csv", "train_fraction": 0.5}}),
+                        ("grid", {**base, "task": {"train_fraction": 0.5}, "grid": {"task.table": ["rows.csv"]}}),
+                        ("linked", {**base, "grid": {"rows": [{"task.table": "rows.csv", "task.train_fraction": 0.5}]}})]:
+        runs = grokstack.train({"name": name, **sweep}, tmp_path / name).runs
+        assert runs["task.table"].to_list() == [str(tmp_path / "rows.csv")], name
+        assert runs["task.p"].to_list() == [5], name
+
+
 def test_split_of_the_tasks_python_does_not_rebuild_comes_from_the_trainer(tmp_path):
     """S5's rows: every pair of its 120 elements once, split in half, as the trainer has them."""
     sweep = grokstack.train({"name": "s5", "task": {"op": "s5_compose", "train_fraction": 0.5},
