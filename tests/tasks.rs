@@ -155,7 +155,8 @@ fn a_table_of_a_built_in_task_trains_bit_identically_to_it() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(common::read_metrics(&out_dir), common::read_metrics(&built_in), "{file}: metrics");
         let runs = common::read_runs(&out_dir);
-        assert_eq!(runs.column("task.op").unwrap().str().unwrap().get(0), Some("table"), "{file}");
+        let op = format!("table:{file}");
+        assert_eq!(runs.column("task.op").unwrap().str().unwrap().get(0), Some(op.as_str()), "{file}: its name");
         assert_eq!(runs.column("task.p").unwrap().i64().unwrap().get(0), Some(13), "{file}: p is the vocabulary");
         let listed = runs.column("task.table").unwrap().str().unwrap().get(0).unwrap().to_string();
         assert_eq!(std::path::Path::new(&listed), folder.join(file), "{file}: the absolute path");

@@ -359,7 +359,7 @@ def examples(config: Mapping[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         strings = np.arange(1 << n, dtype=np.int64)
         bits = (strings[:, None] >> np.arange(n)) & 1  # [2^n, n]
         return bits, bits.sum(axis=1) % 2
-    if op == "table":
+    if config.get("task.table"):
         symbols, labels, _ = _table_rows(config)
         return symbols, labels
     if op in _NOT_REBUILT:
@@ -381,7 +381,7 @@ def split(config: Mapping[str, Any], seed: int) -> Dict[str, Tuple[np.ndarray, n
     """The run's {"train": (symbols, labels), "test": (symbols, labels)}: a table's `split`
     column's rows, in file order, when it has one; else its seed's shuffle of every row, the
     first floor(train_fraction · N) of them train (src/data.rs)."""
-    if config["task.op"] == "table":
+    if config.get("task.table"):
         symbols, labels, is_train = _table_rows(config)
         if is_train is not None:
             return {"train": (symbols[is_train], labels[is_train]), "test": (symbols[~is_train], labels[~is_train])}

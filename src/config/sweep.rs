@@ -377,7 +377,7 @@ impl Sweep {
         // reported by the run's config).
         if let Some(Value::Str(path)) = values.get(TABLE_KEY) {
             if let Ok(table) = TableFile::read_shared(Path::new(path)) {
-                values.insert("task.op", Value::Str("table".into()));
+                values.insert("task.op", Value::Str(table.name.clone()));
                 values.insert("task.p", Value::Int(table.vocab as i64));
             }
         }

@@ -108,11 +108,11 @@ const LIST_TASKS: &[&str] = &["sort", "reverse", "copy"];
 
 impl Op {
     /// Its canonical name (the first of its strings in [`OP_NAMES`]), the expression as
-    /// written, or `table`.
+    /// written, or `table:FILE` (the table file's name).
     pub fn name(&self) -> &str {
         match self {
             Op::Expression(expression) => expression.source(),
-            Op::Table(_) => "table",
+            Op::Table(table) => &table.name,
             named => OP_NAMES.iter().find(|(_, op)| op == named).map_or("?", |(name, _)| name),
         }
     }

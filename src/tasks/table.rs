@@ -26,6 +26,9 @@ const COLUMNS: &[&str] = &["a", "b", "label", "split"];
 pub struct TableFile {
     /// The absolute path it was read from.
     pub path: PathBuf,
+    /// `table:FILE` with the file's name: its runs' `task.op`, so that the analysis, which
+    /// tells tasks apart by `task.op`, keeps two tables apart.
+    pub name: String,
     /// SHA-256 of its bytes, hex: the resolved sweep records it so a resume refuses a changed file.
     pub sha256: String,
     /// V: operands are in [0, V).
@@ -88,7 +91,8 @@ impl TableFile {
         let rows = rows(&frame)?;
         let vocab = rows.operands.iter().flatten().max().map_or(0, |&m| m as usize + 1);
         let classes = rows.labels.iter().max().map_or(0, |&m| m as usize + 1);
-        Ok(TableFile { path: path.to_path_buf(), sha256, vocab, classes, rows: Arc::new(rows) })
+        let name = format!("table:{}", path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()));
+        Ok(TableFile { path: path.to_path_buf(), name, sha256, vocab, classes, rows: Arc::new(rows) })
     }
 }
 
