@@ -14,7 +14,7 @@ use crate::config::{RunSpec, Sweep, Value};
 use crate::data;
 use crate::files::{self, write_atomic};
 use crate::metrics::Status;
-use crate::models::Model;
+use crate::models::{Model, PassOptions};
 use crate::output::{self, Plan, PLAN_FILE, RUNS_FILE, SWEEP_FILE};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -182,7 +182,8 @@ fn run_logits(spec: &RunSpec, stacked: &HashMap<String, Tensor>, row: usize) -> 
         let inputs = Tensor::from_vec(inputs, (1, n, k), &Device::Cpu)?; // [1, N, K]
         let labels = Tensor::from_vec(examples.labels.clone(), (1, n), &Device::Cpu)?; // [1, N]
         let group = model.runs_per_group(n);
-        let (_, logits) = model.evaluate_keeping(&inputs, &labels, config.loss, config.loss_bf16, group, true)?;
+        let options = PassOptions { keep_logits: true, ..PassOptions::new(config.loss, config.loss_bf16, group) };
+        let (_, logits) = model.evaluate(&inputs, &labels, &options)?;
         let logits = logits.context("the evaluation kept no logits")?.squeeze(0)?; // [N, C]
         let logits = if logits.dtype() == DType::BF16 { logits.to_dtype(DType::F32)? } else { logits };
         let symbols: Vec<i64> = examples.symbols.iter().map(|&s| i64::from(s)).collect();

@@ -14,7 +14,7 @@ use crate::data;
 use crate::faults;
 use crate::lipschitz::PowerIteration;
 use crate::metrics::{MetricRows, RunResult, RunTracker};
-use crate::models::{compute_dtype, Arch, DropoutDraw, Model};
+use crate::models::{compute_dtype, Arch, DropoutDraw, Model, PassOptions};
 use crate::optim::{self, Optimizer, RunHyper};
 use crate::progress::{ProgressRow, StackProgress};
 use crate::run_axis::{pick_runs, run_index};
@@ -137,15 +137,9 @@ impl Stack {
         let seeds: Vec<u64> = self.runs.iter().map(|run| run.seed).collect();
         let dropout = DropoutDraw { seeds: &seeds, step: self.steps };
         // Statistics [R, 4], one gradient per parameter, the logits [R, N, C] when kept.
-        let (stats, grads, logits) = self.model.train_pass_keeping(
-            &batch.rows,
-            &batch.labels,
-            self.loss,
-            self.loss_bf16,
-            group,
-            Some(&dropout),
-            keep_logits,
-        )?;
+        let options =
+            PassOptions { dropout: Some(&dropout), keep_logits, ..PassOptions::new(self.loss, self.loss_bf16, group) };
+        let (stats, grads, logits) = self.model.train_pass(&batch.rows, &batch.labels, &options)?;
         self.optimizer.step(&mut self.model, &grads, &self.hyper.lr_scale(self.steps + 1))?;
         if let Some(power) = &mut self.lipschitz {
             power.update(&self.model.spectral_weights())?;
@@ -192,14 +186,9 @@ impl Stack {
     /// [`Stack::evaluate`], and the logits `[R, N, C]` when the progress measures read them.
     fn evaluate_keeping(&self, batch: &Batch) -> Result<(Tensor, Option<Tensor>)> {
         let group = self.model.runs_per_group(batch.rows.dim(1)?);
-        self.model.evaluate_keeping(
-            &batch.rows,
-            &batch.labels,
-            self.loss,
-            self.loss_bf16,
-            group,
-            self.progress.is_some(),
-        )
+        let options =
+            PassOptions { keep_logits: self.progress.is_some(), ..PassOptions::new(self.loss, self.loss_bf16, group) };
+        self.model.evaluate(&batch.rows, &batch.labels, &options)
     }
 
     /// Whether the training pass drops units: its logits are not the model's, so the progress

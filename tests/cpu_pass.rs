@@ -7,6 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use grokstack::config::Loss;
 use grokstack::models::mlp::cpu::{CHUNK_ROWS, RUNS_PER_WAVE};
+use grokstack::models::PassOptions;
 use grokstack::train::Stack;
 
 /// p = 53 at 80% train: 2,247 train rows (3 chunks, the last partial) and 562 test rows.
@@ -44,8 +45,8 @@ fn compare(overrides: &[&str], tol: f64) {
     assert!(rows.dim(1).unwrap() > 2 * CHUNK_ROWS, "the test needs several chunks per run");
     let (stats, grads) =
         grokstack::models::mlp::cpu::train_pass(&stack.model.mlp().unwrap(), rows, labels, loss, loss_bf16).unwrap();
-    let (expected_stats, expected_grads) =
-        stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 2, None).unwrap();
+    let options = PassOptions::new(loss, loss_bf16, 2);
+    let (expected_stats, expected_grads, _) = stack.model.train_pass_tensors(rows, labels, &options).unwrap();
     let what = overrides.join(" ");
     // Accuracy and the collapse counts are exact; the loss is within the tolerance.
     let (s, e) = (values(&stats), values(&expected_stats));
@@ -63,7 +64,7 @@ fn compare(overrides: &[&str], tol: f64) {
         loss_bf16,
     )
     .unwrap();
-    let expected = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, loss_bf16, 2).unwrap();
+    let (expected, _) = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, &options).unwrap();
     assert!(max_diff_of_largest(&values(&test_stats), &values(&expected)) < tol, "{what}: evaluation");
 }
 

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use grokstack::config::{Loss, RunSpec};
 use grokstack::data::epoch_order;
 use grokstack::metrics::MetricRow;
+use grokstack::models::PassOptions;
 use grokstack::optim::RunHyper;
 use grokstack::train::Stack;
 
@@ -60,7 +61,7 @@ fn a_minibatch_epoch_steps_through_a_fresh_shuffle_of_every_train_row() {
         let order = epoch_order(seed, epoch, n_train);
         for batch in order.chunks(16) {
             let (rows, labels) = rows_of(&stack, batch);
-            let (_, grads) = by_hand.train_pass(&rows, &labels, Loss::Softmax, false, 1, None).unwrap();
+            let (_, grads, _) = by_hand.train_pass(&rows, &labels, &PassOptions::new(Loss::Softmax, false, 1)).unwrap();
             for (param, grad) in by_hand.params.iter_mut().zip(grads) {
                 param.value = (&param.value - (grad * 0.5).unwrap()).unwrap();
             }
@@ -160,8 +161,8 @@ fn warmup_scales_the_first_steps_of_every_optimizer() {
         );
         let mut stack = Stack::new(runs, &Device::Cpu).unwrap();
         let before = params(&stack);
-        let (_, grads) =
-            stack.model.train_pass(&stack.train.rows, &stack.train.labels, Loss::Softmax, false, 1, None).unwrap();
+        let options = PassOptions::new(Loss::Softmax, false, 1);
+        let (_, grads, _) = stack.model.train_pass(&stack.train.rows, &stack.train.labels, &options).unwrap();
         stack.step().unwrap();
         for ((after, before), grad) in params(&stack).iter().zip(&before).zip(grads.iter().map(values)) {
             for ((a, b), g) in after.iter().zip(before).zip(grad) {

@@ -10,6 +10,7 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::{grokstack, read_metrics, temp_path, train_sweep};
 use grokstack::config::Sweep;
+use grokstack::models::PassOptions;
 use grokstack::progress::ProgressRow;
 use grokstack::train::Stack;
 use polars::prelude::*;
@@ -400,8 +401,8 @@ fn the_tensor_path_keeps_its_logits_for_the_measures() {
     let runs = Sweep::parse(toml, "bf16.toml", &[]).unwrap().runs().unwrap();
     let stack = Stack::new(runs, &Device::Cpu).unwrap();
     let (rows, labels) = (&stack.test.rows, &stack.test.labels);
-    let (_, logits) =
-        stack.model.evaluate_keeping(rows, labels, grokstack::config::Loss::Softmax, false, 1, true).unwrap();
+    let options = PassOptions { keep_logits: true, ..PassOptions::new(grokstack::config::Loss::Softmax, false, 1) };
+    let (_, logits) = stack.model.evaluate(rows, labels, &options).unwrap();
     let logits = logits.expect("kept");
     let (forward, _) = stack.model.forward(rows, false, None).unwrap();
     assert_eq!(

@@ -5,6 +5,7 @@ mod common;
 use candle_core::Device;
 use grokstack::config::RunSpec;
 use grokstack::metrics::MetricRow;
+use grokstack::models::PassOptions;
 use grokstack::train::Stack;
 
 const BASE: &str = r#"
@@ -81,16 +82,19 @@ fn passes_over_groups_of_runs_equal_one_pass() {
         let values = |t: &candle_core::Tensor| -> Vec<f64> {
             t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
         };
-        let (stats, grads) = stack.model.train_pass_tensors(rows, labels, loss, false, 10, None).unwrap();
+        let (stats, grads, _) =
+            stack.model.train_pass_tensors(rows, labels, &PassOptions::new(loss, false, 10)).unwrap();
         for group in [1, 3, 4] {
-            let (g_stats, g_grads) = stack.model.train_pass_tensors(rows, labels, loss, false, group, None).unwrap();
+            let options = PassOptions::new(loss, false, group);
+            let (g_stats, g_grads, _) = stack.model.train_pass_tensors(rows, labels, &options).unwrap();
             assert_eq!(values(&stats), values(&g_stats), "{dtype}: statistics in groups of {group}");
             for (a, b) in grads.iter().zip(&g_grads) {
                 assert_eq!(values(a), values(b), "{dtype}: gradients in groups of {group}");
             }
-            let whole = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, false, 10).unwrap();
-            let grouped =
-                stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, false, group).unwrap();
+            let (test_rows, test_labels) = (&stack.test.rows, &stack.test.labels);
+            let (whole, _) =
+                stack.model.evaluate_tensors(test_rows, test_labels, &PassOptions::new(loss, false, 10)).unwrap();
+            let (grouped, _) = stack.model.evaluate_tensors(test_rows, test_labels, &options).unwrap();
             assert_eq!(values(&whole), values(&grouped), "{dtype}: evaluation in groups of {group}");
         }
     }

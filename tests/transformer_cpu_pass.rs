@@ -8,7 +8,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use grokstack::models::transformer::cpu::{self, block_rows, CHUNK_ROWS, RUNS_PER_WAVE};
 use grokstack::models::transformer::Transformer;
-use grokstack::models::{Arch, DropoutDraw, Model};
+use grokstack::models::{Arch, DropoutDraw, Model, PassOptions};
 use grokstack::train::Stack;
 
 /// p = 47 at 80% train: 1,767 train rows (4 chunks, the last partial, ending in a partial
@@ -140,8 +140,8 @@ fn compare(overrides: &[String], dtype: &str, tol: f64) {
     let draw = DropoutDraw { seeds: &seeds, step: 5 };
     let model = transformer(&stack.model);
     let (stats, grads) = cpu::train_pass(&model, rows, labels, loss, loss_bf16, Some(&draw)).unwrap();
-    let (expected_stats, expected_grads) =
-        stack.model.train_pass_tensors(rows, labels, loss, loss_bf16, 1, Some(&draw)).unwrap();
+    let options = PassOptions { dropout: Some(&draw), ..PassOptions::new(loss, loss_bf16, 1) };
+    let (expected_stats, expected_grads, _) = stack.model.train_pass_tensors(rows, labels, &options).unwrap();
     let what = format!("{dtype} {}", overrides.join(" "));
     // Accuracy and the collapse counts are exact; the loss is within the tolerance.
     let (s, e) = (values(&stats), values(&expected_stats));
@@ -161,7 +161,8 @@ fn compare(overrides: &[String], dtype: &str, tol: f64) {
         assert!(diff < tol, "{what}: {} gradient differs by {diff:e} of its largest value", param.name);
     }
     let test_stats = cpu::evaluate(&model, &stack.test.rows, &stack.test.labels, loss, loss_bf16).unwrap();
-    let expected = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, loss, loss_bf16, 2).unwrap();
+    let options = PassOptions::new(loss, loss_bf16, 2);
+    let (expected, _) = stack.model.evaluate_tensors(&stack.test.rows, &stack.test.labels, &options).unwrap();
     let (s, e) = (values(&test_stats), values(&expected));
     let diff = s.iter().zip(&e).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / largest(&e);
     assert!(diff < tol, "{what}: evaluation {s:?} vs {e:?}");
@@ -190,14 +191,15 @@ fn the_model_takes_the_cpu_pass_on_the_cpu() {
     let seeds: Vec<u64> = stack.runs.iter().map(|r| r.seed).collect();
     let draw = DropoutDraw { seeds: &seeds, step: 0 };
     let (rows, labels) = (&stack.train.rows, &stack.train.labels);
-    let (stats, grads) = stack.model.train_pass(rows, labels, config.loss, config.loss_bf16, 1, Some(&draw)).unwrap();
+    let options = PassOptions { dropout: Some(&draw), ..PassOptions::new(config.loss, config.loss_bf16, 1) };
+    let (stats, grads, _) = stack.model.train_pass(rows, labels, &options).unwrap();
     let (cpu_stats, cpu_grads) =
         cpu::train_pass(&transformer(&stack.model), rows, labels, config.loss, config.loss_bf16, Some(&draw)).unwrap();
     assert_eq!(values(&stats), values(&cpu_stats));
     for (g, c) in grads.iter().zip(&cpu_grads) {
         assert_eq!(values(g), values(c));
     }
-    let eval = stack.model.evaluate(&stack.test.rows, &stack.test.labels, config.loss, config.loss_bf16, 1).unwrap();
+    let (eval, _) = stack.model.evaluate(&stack.test.rows, &stack.test.labels, &options).unwrap();
     let cpu_eval =
         cpu::evaluate(&transformer(&stack.model), &stack.test.rows, &stack.test.labels, config.loss, config.loss_bf16)
             .unwrap();

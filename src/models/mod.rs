@@ -258,6 +258,30 @@ impl DropoutDraw<'_> {
     }
 }
 
+/// How a pass runs, beside its rows and labels: the loss and the precision of its sums, how
+/// many runs the tensor path takes at a time (the CPU pass takes one run per task whatever
+/// `group` is), where a training pass draws its dropout masks (an evaluation never drops
+/// units), and whether the logits it computes anyway are kept (the progress measures read
+/// them).
+#[derive(Clone, Copy)]
+pub struct PassOptions<'a> {
+    pub loss: Loss,
+    /// The loss and softmax sums are kept in bf16 (`train.loss_dtype`).
+    pub loss_bf16: bool,
+    /// Runs per group on the tensor path (see [`Model::runs_per_group`]).
+    pub group: usize,
+    /// None: no dropout, even in a model that has some.
+    pub dropout: Option<&'a DropoutDraw<'a>>,
+    pub keep_logits: bool,
+}
+
+impl PassOptions<'_> {
+    /// A pass without dropout that keeps no logits.
+    pub fn new(loss: Loss, loss_bf16: bool, group: usize) -> PassOptions<'static> {
+        PassOptions { loss, loss_bf16, group, dropout: None, keep_logits: false }
+    }
+}
+
 /// The parameters of a stack of runs.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -396,81 +420,33 @@ impl Model {
         }
     }
 
-    /// Loss statistics `[R, 4]` of the current weights (before the update) and the gradient of
-    /// every parameter: the kind's CPU pass on the CPU, else the tensor ops `group` runs at a
-    /// time. `dropout`: where a model with dropout draws its masks.
+    /// Loss statistics `[R, 4]` of the current weights (before the update), the gradient of
+    /// every parameter in the order of `self.params`, and the logits `[R, N, C]` when
+    /// `options.keep_logits`: the kind's CPU pass on the CPU, else the tensor ops.
     pub fn train_pass(
         &self,
         rows: &Tensor,
         labels: &Tensor,
-        loss_kind: Loss,
-        loss_bf16: bool,
-        group: usize,
-        dropout: Option<&DropoutDraw>,
-    ) -> Result<(Tensor, Vec<Tensor>)> {
-        let (stats, grads, _) = self.train_pass_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, false)?;
-        Ok((stats, grads))
-    }
-
-    /// [`Model::train_pass`], and with `keep_logits` the logits `[R, N, C]` it computes anyway
-    /// (the progress measures read them).
-    #[allow(clippy::too_many_arguments)]
-    pub fn train_pass_keeping(
-        &self,
-        rows: &Tensor,
-        labels: &Tensor,
-        loss_kind: Loss,
-        loss_bf16: bool,
-        group: usize,
-        dropout: Option<&DropoutDraw>,
-        keep_logits: bool,
+        options: &PassOptions,
     ) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
         if !self.on_cpu_pass() {
-            return self.train_pass_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, keep_logits);
+            return self.train_pass_tensors(rows, labels, options);
         }
         match &self.arch {
-            Arch::Mlp(arch) => {
-                mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16, true, keep_logits)
-            }
-            Arch::Transformer(arch, _) => transformer::cpu::pass(
-                &self.transformer(arch)?,
-                rows,
-                labels,
-                loss_kind,
-                loss_bf16,
-                true,
-                dropout,
-                keep_logits,
-            ),
+            Arch::Mlp(arch) => mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, options, true),
+            Arch::Transformer(arch, _) => transformer::cpu::pass(&self.transformer(arch)?, rows, labels, options, true),
         }
     }
 
-    /// [`Model::train_pass`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
+    /// [`Model::train_pass`] with candle ops on `[G, N, …]` tensors, `options.group` runs at a
+    /// time (public so that tests compare the CPU pass against it).
     pub fn train_pass_tensors(
         &self,
         rows: &Tensor,
         labels: &Tensor,
-        loss_kind: Loss,
-        loss_bf16: bool,
-        group: usize,
-        dropout: Option<&DropoutDraw>,
-    ) -> Result<(Tensor, Vec<Tensor>)> {
-        let (stats, grads, _) =
-            self.train_pass_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, dropout, false)?;
-        Ok((stats, grads))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn train_pass_tensors_keeping(
-        &self,
-        rows: &Tensor,
-        labels: &Tensor,
-        loss_kind: Loss,
-        loss_bf16: bool,
-        group: usize,
-        dropout: Option<&DropoutDraw>,
-        keep_logits: bool,
+        options: &PassOptions,
     ) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+        let PassOptions { loss: loss_kind, loss_bf16, group, dropout, keep_logits } = *options;
         let runs = self.runs();
         let mut stats = Vec::new();
         let mut kept = Vec::new();
@@ -494,71 +470,31 @@ impl Model {
         Ok((cat_runs(stats)?, grads.into_iter().map(cat_runs).collect::<Result<_>>()?, logits))
     }
 
-    /// Loss statistics `[R, 4]` on `rows` (no backward pass): the kind's CPU pass on the CPU,
-    /// else the tensor ops `group` runs at a time.
-    pub fn evaluate(
-        &self,
-        rows: &Tensor,
-        labels: &Tensor,
-        loss_kind: Loss,
-        loss_bf16: bool,
-        group: usize,
-    ) -> Result<Tensor> {
-        Ok(self.evaluate_keeping(rows, labels, loss_kind, loss_bf16, group, false)?.0)
-    }
-
-    /// [`Model::evaluate`], and with `keep_logits` the logits `[R, N, C]` it computes anyway.
-    pub fn evaluate_keeping(
-        &self,
-        rows: &Tensor,
-        labels: &Tensor,
-        loss_kind: Loss,
-        loss_bf16: bool,
-        group: usize,
-        keep_logits: bool,
-    ) -> Result<(Tensor, Option<Tensor>)> {
+    /// Loss statistics `[R, 4]` on `rows` (no backward pass, no dropout: `options.dropout` is
+    /// not read), and the logits `[R, N, C]` when `options.keep_logits`: the kind's CPU pass on
+    /// the CPU, else the tensor ops.
+    pub fn evaluate(&self, rows: &Tensor, labels: &Tensor, options: &PassOptions) -> Result<(Tensor, Option<Tensor>)> {
         if !self.on_cpu_pass() {
-            return self.evaluate_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, keep_logits);
+            return self.evaluate_tensors(rows, labels, options);
         }
         let (stats, _, logits) = match &self.arch {
-            Arch::Mlp(arch) => {
-                mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, loss_kind, loss_bf16, false, keep_logits)?
+            Arch::Mlp(arch) => mlp::cpu::pass(&Mlp { arch, model: self }, rows, labels, options, false)?,
+            Arch::Transformer(arch, _) => {
+                transformer::cpu::pass(&self.transformer(arch)?, rows, labels, options, false)?
             }
-            Arch::Transformer(arch, _) => transformer::cpu::pass(
-                &self.transformer(arch)?,
-                rows,
-                labels,
-                loss_kind,
-                loss_bf16,
-                false,
-                None,
-                keep_logits,
-            )?,
         };
         Ok((stats, logits))
     }
 
-    /// [`Model::evaluate`] with candle ops on `[G, N, …]` tensors, `group` runs at a time.
+    /// [`Model::evaluate`] with candle ops on `[G, N, …]` tensors, `options.group` runs at a
+    /// time (public so that tests compare the CPU pass against it).
     pub fn evaluate_tensors(
         &self,
         rows: &Tensor,
         labels: &Tensor,
-        loss_kind: Loss,
-        loss_bf16: bool,
-        group: usize,
-    ) -> Result<Tensor> {
-        Ok(self.evaluate_tensors_keeping(rows, labels, loss_kind, loss_bf16, group, false)?.0)
-    }
-
-    fn evaluate_tensors_keeping(
-        &self,
-        rows: &Tensor,
-        labels: &Tensor,
-        loss_kind: Loss,
-        loss_bf16: bool,
-        group: usize,
-        keep_logits: bool,
+        options: &PassOptions,
     ) -> Result<(Tensor, Option<Tensor>)> {
+        let PassOptions { loss: loss_kind, loss_bf16, group, keep_logits, .. } = *options;
         let runs = self.runs();
         let mut stats = Vec::new();
         let mut kept = Vec::new();

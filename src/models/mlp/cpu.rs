@@ -18,6 +18,7 @@ use crate::dispatch_real;
 use crate::kernels::cpu_view;
 use crate::kernels::loss::Loss;
 use crate::kernels::loss::N_STATS;
+use crate::models::PassOptions;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 
@@ -37,29 +38,27 @@ pub fn train_pass(
     loss: Loss,
     loss_bf16: bool,
 ) -> Result<(Tensor, Vec<Tensor>)> {
-    let (stats, grads, _) = pass(mlp, rows, labels, loss, loss_bf16, true, false)?;
+    let (stats, grads, _) = pass(mlp, rows, labels, &PassOptions::new(loss, loss_bf16, 1), true)?;
     Ok((stats, grads))
 }
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` / `labels` (no backward pass).
 pub fn evaluate(mlp: &Mlp, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<Tensor> {
-    Ok(pass(mlp, rows, labels, loss, loss_bf16, false, false)?.0)
+    Ok(pass(mlp, rows, labels, &PassOptions::new(loss, loss_bf16, 1), false)?.0)
 }
 
 /// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients); with
-/// `keep_logits`, also the logits `[R, N, C]` it computes on the way.
+/// `options.keep_logits`, also the logits `[R, N, C]` it computes on the way. The MLP has no
+/// dropout, and the CPU pass takes one run per task whatever `options.group` is.
 pub fn pass(
     mlp: &Mlp,
     rows: &Tensor,
     labels: &Tensor,
-    loss: Loss,
-    loss_bf16: bool,
+    options: &PassOptions,
     training: bool,
-    keep_logits: bool,
 ) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
     let inputs = Inputs::new(mlp, rows, labels)?;
-    let (stats, grads, logits) =
-        dispatch_real!(inputs.table, run_pass(mlp, &inputs, loss, loss_bf16, training, keep_logits))?;
+    let (stats, grads, logits) = dispatch_real!(inputs.table, run_pass(mlp, &inputs, options, training))?;
     if !training {
         return Ok((stats, grads, logits));
     }
@@ -98,11 +97,10 @@ impl Inputs {
 fn run_pass<T: Pooled>(
     mlp: &Mlp,
     inputs: &Inputs,
-    loss: Loss,
-    loss_bf16: bool,
+    options: &PassOptions,
     training: bool,
-    keep_logits: bool,
 ) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+    let PassOptions { loss, loss_bf16, keep_logits, .. } = *options;
     let (runs, n, k) = inputs.rows.dims3()?;
     if n == 0 {
         bail!("a pass over no rows");

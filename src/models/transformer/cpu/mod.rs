@@ -24,7 +24,7 @@ use crate::dispatch_real;
 use crate::kernels::cpu_view;
 use crate::kernels::loss::Loss;
 use crate::kernels::loss::N_STATS;
-use crate::models::DropoutDraw;
+use crate::models::{DropoutDraw, PassOptions};
 use anyhow::{bail, ensure, Result};
 use block::{BlockMasks, Buffers, Net};
 use candle_core::{Device, Tensor};
@@ -55,48 +55,41 @@ pub fn train_pass(
     loss_bf16: bool,
     dropout: Option<&DropoutDraw>,
 ) -> Result<(Tensor, Vec<Tensor>)> {
-    let (stats, grads, _) = pass(model, rows, labels, loss, loss_bf16, true, dropout, false)?;
+    let options = PassOptions { dropout, ..PassOptions::new(loss, loss_bf16, 1) };
+    let (stats, grads, _) = pass(model, rows, labels, &options, true)?;
     Ok((stats, grads))
 }
 
 /// Loss statistics `[R, 4]` of the current weights on `rows` / `labels` (no backward pass, no
 /// dropout).
 pub fn evaluate(model: &Transformer, rows: &Tensor, labels: &Tensor, loss: Loss, loss_bf16: bool) -> Result<Tensor> {
-    Ok(pass(model, rows, labels, loss, loss_bf16, false, None, false)?.0)
+    Ok(pass(model, rows, labels, &PassOptions::new(loss, loss_bf16, 1), false)?.0)
 }
 
-/// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients, no
-/// dropout); with `keep_logits`, also the logits `[R, N, C]` it computes on the way.
-#[allow(clippy::too_many_arguments)]
+/// A training pass ([`train_pass`]) or, without `training`, an evaluation (no gradients, and no
+/// dropout whatever `options.dropout` is); with `options.keep_logits`, also the logits
+/// `[R, N, C]` it computes on the way. The CPU pass takes one run per task whatever
+/// `options.group` is.
 pub fn pass(
     model: &Transformer,
     rows: &Tensor,
     labels: &Tensor,
-    loss: Loss,
-    loss_bf16: bool,
+    options: &PassOptions,
     training: bool,
-    dropout: Option<&DropoutDraw>,
-    keep_logits: bool,
 ) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
-    dispatch_real!(
-        model.params[0].value,
-        run_pass(model, rows, labels, loss, loss_bf16, training, dropout, keep_logits)
-    )
+    dispatch_real!(model.params[0].value, run_pass(model, rows, labels, options, training))
 }
 
 /// Statistics `[R, 4]` and, when `training`, every parameter's summed gradient `[R, ...]`; with
 /// `keep_logits`, the logits `[R, N, C]`.
-#[allow(clippy::too_many_arguments)]
 fn run_pass<T: Pooled>(
     model: &Transformer,
     rows: &Tensor,
     labels: &Tensor,
-    loss: Loss,
-    loss_bf16: bool,
+    options: &PassOptions,
     training: bool,
-    dropout: Option<&DropoutDraw>,
-    keep_logits: bool,
 ) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
+    let PassOptions { loss, loss_bf16, dropout, keep_logits, .. } = *options;
     let arch = &model.arch;
     let (rows, labels) = (rows.contiguous()?, labels.contiguous()?);
     let (runs, n, t) = rows.dims3()?;
