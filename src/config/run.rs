@@ -7,7 +7,7 @@ pub use crate::kernels::loss::Loss;
 pub use crate::kernels::round::Precision;
 use crate::models::{Arch, ModelConfig};
 pub use crate::tasks::{is_prime, Op};
-use crate::tasks::{pair_rows, PairRows, Symbols, TableFile, TaskShape};
+use crate::tasks::{pair_rows, PairRows, Symbols, TableFile, TaskShape, MAX_P};
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -479,9 +479,6 @@ fn task_op(keys: Keys) -> Result<Op> {
 
 /// The key of a table file.
 pub const TABLE_KEY: &str = "task.table";
-
-/// The largest modulus (and a table's largest vocabulary).
-pub const MAX_P: usize = 4096;
 
 /// 2^20 strings: a million rows.
 pub const MAX_PARITY_BITS: usize = 20;

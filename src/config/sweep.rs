@@ -210,7 +210,8 @@ impl Sweep {
     fn check_table_task(&self) -> Result<()> {
         let sets = |key: &str| self.grid.iter().any(|axis| axis.keys.contains(&key));
         let table_set = self.base.contains_key(TABLE_KEY) || sets(TABLE_KEY);
-        let op_set = sets("task.op") || self.base.get("task.op").is_some_and(|op| *op != Value::Str("add".into()));
+        let default_op = spec("task.op").map(|spec| (spec.default)());
+        let op_set = sets("task.op") || self.base.get("task.op") != default_op.as_ref();
         if table_set && op_set {
             bail!("keys `task.op` and `{TABLE_KEY}`: a table file is its own task; leave task.op out");
         }

@@ -172,7 +172,10 @@ pub enum Symbols {
     Bits { n: usize },
 }
 
-/// Whether `n` is prime (trial division: p ≤ 4096).
+/// The largest modulus `task.p`, and a table's largest vocabulary and class count.
+pub const MAX_P: usize = 4096;
+
+/// Whether `n` is prime (trial division: p ≤ MAX_P).
 pub fn is_prime(n: usize) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
 }

@@ -14,9 +14,16 @@ pub struct PairRows {
     pub labels: Vec<u32>,
     /// `[N]`: the train rows, when the table fixes the split; otherwise each run draws it.
     pub train: Option<Vec<bool>>,
+    /// How many of `train` are true: a stack's key and plan ask for every run.
+    fixed_train_count: Option<usize>,
 }
 
 impl PairRows {
+    pub fn new(operands: Vec<[u32; 2]>, labels: Vec<u32>, train: Option<Vec<bool>>) -> PairRows {
+        let fixed_train_count = train.as_ref().map(|train| train.iter().filter(|&&t| t).count());
+        PairRows { operands, labels, train, fixed_train_count }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -27,7 +34,7 @@ impl PairRows {
 
     /// Train rows of a fixed split (`None` when the run's seed draws the split).
     pub fn fixed_train_count(&self) -> Option<usize> {
-        self.train.as_ref().map(|train| train.iter().filter(|&&t| t).count())
+        self.fixed_train_count
     }
 }
 
@@ -67,14 +74,14 @@ pub fn expression_rows(expression: &Expression, p: usize, skip_zero: bool) -> Re
     }
     // Evaluated outside the lock: p = 4096 is 16.7 million pairs.
     let first = u32::from(skip_zero);
-    let mut rows = PairRows { operands: Vec::new(), labels: Vec::new(), train: None };
+    let (mut operands, mut labels) = (Vec::new(), Vec::new());
     let mut first_failure = None;
     for a in first..p as u32 {
         for b in first..p as u32 {
             match expression.label(u64::from(a), u64::from(b), p as u64) {
                 Ok(label) => {
-                    rows.operands.push([a, b]);
-                    rows.labels.push(label as u32);
+                    operands.push([a, b]);
+                    labels.push(label as u32);
                 }
                 Err(undefined) => {
                     first_failure.get_or_insert(undefined.column);
@@ -82,14 +89,14 @@ pub fn expression_rows(expression: &Expression, p: usize, skip_zero: bool) -> Re
             }
         }
     }
-    if rows.is_empty() {
+    if labels.is_empty() {
         return Err(format!(
             "\"{}\" has no value at any pair (x, y) mod {p}: the operation at column {} is undefined everywhere",
             expression.source(),
             first_failure.unwrap_or(1)
         ));
     }
-    let rows = Arc::new(rows);
+    let rows = Arc::new(PairRows::new(operands, labels, None));
     memo().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).rows.insert(key, rows.clone());
     Ok(rows)
 }

@@ -7,6 +7,7 @@
 //! written from a built-in task in row-major order trains bit-identically to it.
 
 use super::pair_rows::PairRows;
+use super::MAX_P;
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::{Column, CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
 use sha2::{Digest, Sha256};
@@ -14,9 +15,6 @@ use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-
-/// Symbols and classes a table may have: the limit of `task.p`.
-pub const MAX_SYMBOLS: usize = 4096;
 
 /// The columns a table may have.
 const COLUMNS: &[&str] = &["a", "b", "label", "split"];
@@ -117,7 +115,7 @@ fn rows(frame: &DataFrame) -> Result<PairRows> {
         Ok(column) => Some(split(column)?),
         Err(_) => None,
     };
-    Ok(PairRows { operands, labels, train })
+    Ok(PairRows::new(operands, labels, train))
 }
 
 /// A row as a user finds it: its 1-based number, and its line in a CSV file with a header.
@@ -125,7 +123,7 @@ fn row_name(row: usize) -> String {
     format!("row {} (line {} of a CSV file)", row + 1, row + 2)
 }
 
-/// Column `name` as symbols: integers in [0, 4096), none missing.
+/// Column `name` as symbols: integers in [0, MAX_P), none missing.
 fn symbols(frame: &DataFrame, name: &str) -> Result<Vec<u32>> {
     let column = frame.column(name).map_err(|_| anyhow!("no column `{name}` (a table has a, b, label)"))?;
     if !column.dtype().is_integer() {
@@ -138,8 +136,8 @@ fn symbols(frame: &DataFrame, name: &str) -> Result<Vec<u32>> {
         .enumerate()
         .map(|(row, value)| match value {
             None => bail!("{}: `{name}` is missing", row_name(row)),
-            Some(v) if v < 0 || v >= MAX_SYMBOLS as i64 => {
-                bail!("{}: `{name}` = {v} is outside [0, {MAX_SYMBOLS})", row_name(row))
+            Some(v) if v < 0 || v >= MAX_P as i64 => {
+                bail!("{}: `{name}` = {v} is outside [0, {MAX_P})", row_name(row))
             }
             Some(v) => Ok(v as u32),
         })
